@@ -1,0 +1,1 @@
+//! Embedded Lease API server (placeholder).

@@ -1,5 +1,92 @@
-//! Leader election for Kubernetes workloads (skeleton; filled in by the elector work).
+//! Leader election for Kubernetes workloads through a
+//! `coordination.k8s.io/v1` Lease.
+//!
+//! Replicas of a workload contend for one Lease; the holder leads. Two layers:
+//!
+//! - [`LeaderElector`]: a background task that campaigns, renews, watches the
+//!   Lease and releases it on shutdown. Its [`ElectorHandle`] offers
+//!   [`became_leader`](ElectorHandle::became_leader) (a guard with a fencing
+//!   token and a token cancelled when leadership ends), the current
+//!   [`LeaderState`] on a `watch` channel, and a [`Stream`](futures::Stream)
+//!   of [`LeaderEvent`]s.
+//! - [`LeaseLock`]: the polled lock of `kube-leader-election`, with the same
+//!   API, for a one-line migration.
+//!
+//! # Why it is safe
+//! Every write carries the `resourceVersion` it was based on, so of two
+//! replicas that saw the same expired Lease only one wins. A follower may take
+//! a held Lease only once it has seen the record unchanged for
+//! `lease_duration` on its own monotonic clock, counted from the moment it
+//! observed it; a leader counts its term from the moment it *sent* its last
+//! successful renew and stops at `sent + renew_deadline`. Since
+//! `renew_deadline < lease_duration`, a leader that cannot renew stops before
+//! anyone else may start, whatever the wall clocks of the nodes say.
+//!
+//! # Example
+//! ```no_run
+//! use std::time::Duration;
+//! use futures::StreamExt;
+//! use kube_elector::{ElectorConfig, LeaderElector, LeaderEvent};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # async fn run() -> anyhow::Result<()> {
+//! let client = kube::Client::try_default().await?;
+//! let config = ElectorConfig::new("my-operator")
+//!     .lease_duration(Duration::from_secs(15))
+//!     .renew_deadline(Duration::from_secs(10))
+//!     .retry_period(Duration::from_secs(2));
+//! let shutdown = CancellationToken::new();
+//! let elector = LeaderElector::new(client, config)?.spawn_with_token(&shutdown);
+//!
+//! let mut events = elector.events();
+//! tokio::spawn(async move {
+//!     while let Some(event) = events.next().await {
+//!         if let LeaderEvent::NewLeader { identity } = event {
+//!             println!("leader is now {identity:?}");
+//!         }
+//!     }
+//! });
+//!
+//! let leadership = elector.became_leader().await?;
+//! leadership
+//!     .token()
+//!     .run_until_cancelled(async { /* leader-only work */ })
+//!     .await;
+//! drop(leadership);
+//!
+//! shutdown.cancel(); // or elector.shutdown().await: hand over at once
+//! elector.join().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//! - `testing`: [`testing::LeaseApiServer`], an in-process Kubernetes API
+//!   server for Leases with fault injection, to test leader-gated code with
+//!   the real `kube::Client` and no cluster.
+//!
+//! # RBAC
+//! The elector needs `get`, `list`, `watch`, `create`, `update` and `patch`
+//! on `leases` in the `coordination.k8s.io` group, in the Lease's namespace.
+//! Without `watch` it falls back to polling.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod api;
+mod clock;
+mod config;
+mod elector;
+mod error;
+mod event;
+mod lock;
+mod record;
 
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+
+pub use clock::{SkewedClock, SystemClock, WallClock};
+pub use config::{ConfigError, ConfigProblem, ElectorConfig};
+pub use elector::{ElectorHandle, LeaderElector, Leadership, ShutdownOutcome};
+pub use error::{Action, Error};
+pub use event::{LeaderEvent, LeaderEvents, LeaderState, Term};
+pub use lock::{LeaseLock, LeaseLockParams, LeaseLockResult};

@@ -1,0 +1,178 @@
+//! The requests an elector sends: each one bounded by a timeout, every write
+//! conditional on the `resourceVersion` it was based on.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::Stream;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{ListParams, PostParams, WatchEvent, WatchParams};
+use kube::{Api, Client};
+
+use crate::error::{Action, Error};
+
+/// How long one watch request may stay open (as kube-runtime's watcher).
+const WATCH_TIMEOUT_SECS: u32 = 290;
+
+/// One Lease, addressed by namespace and name.
+#[derive(Clone)]
+pub(crate) struct LeaseApi {
+    api: Api<Lease>,
+    namespace: String,
+    name: String,
+}
+
+impl std::fmt::Debug for LeaseApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LeaseApi({}/{})", self.namespace, self.name)
+    }
+}
+
+impl LeaseApi {
+    pub(crate) fn new(client: Client, namespace: &str, name: &str) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    pub(crate) fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reads the Lease; `None` when it does not exist.
+    pub(crate) async fn get(&self, timeout: Duration) -> Result<Option<Lease>, Error> {
+        self.bounded(Action::Get, timeout, self.api.get_opt(&self.name))
+            .await
+    }
+
+    /// Lists the one Lease by field selector, for the `resourceVersion` a
+    /// watch starts from (which a plain GET of a missing object lacks).
+    pub(crate) async fn list(&self, timeout: Duration) -> Result<(Option<Lease>, String), Error> {
+        let params = ListParams::default().fields(&self.field_selector());
+        let list = self
+            .bounded(Action::Watch, timeout, self.api.list(&params))
+            .await?;
+        let version = list.metadata.resource_version.unwrap_or_default();
+        Ok((list.items.into_iter().next(), version))
+    }
+
+    /// Watches the one Lease from `version`.
+    pub(crate) async fn watch(
+        &self,
+        version: &str,
+        timeout: Duration,
+    ) -> Result<impl Stream<Item = Result<WatchEvent<Lease>, kube::Error>> + use<>, Error> {
+        let params = WatchParams::default()
+            .fields(&self.field_selector())
+            .timeout(WATCH_TIMEOUT_SECS);
+        self.bounded(Action::Watch, timeout, self.api.watch(&params, version))
+            .await
+    }
+
+    /// Creates the Lease with `spec`. A Lease that exists already is a
+    /// [`Error::Conflict`].
+    pub(crate) async fn create(&self, spec: LeaseSpec, timeout: Duration) -> Result<Lease, Error> {
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                namespace: Some(self.namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(spec),
+        };
+        self.bounded(
+            Action::Create,
+            timeout,
+            self.api.create(&PostParams::default(), &lease),
+        )
+        .await
+    }
+
+    /// Replaces the spec of `based_on` with `spec`, conditional on the
+    /// `resourceVersion` of `based_on`. A newer Lease, or none, is a
+    /// [`Error::Conflict`]; so is an object without a `resourceVersion`,
+    /// since writing it would not be conditional.
+    pub(crate) async fn replace(
+        &self,
+        action: Action,
+        based_on: &Lease,
+        spec: LeaseSpec,
+        timeout: Duration,
+    ) -> Result<Lease, Error> {
+        if based_on
+            .metadata
+            .resource_version
+            .as_deref()
+            .unwrap_or("")
+            .is_empty()
+        {
+            return Err(self.conflict(action));
+        }
+        let lease = Lease {
+            metadata: based_on.metadata.clone(),
+            spec: Some(spec),
+        };
+        self.bounded(
+            action,
+            timeout,
+            self.api.replace(&self.name, &PostParams::default(), &lease),
+        )
+        .await
+    }
+
+    fn field_selector(&self) -> String {
+        format!("metadata.name={}", self.name)
+    }
+
+    fn conflict(&self, action: Action) -> Error {
+        Error::Conflict {
+            action,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
+
+    /// Runs one request under `timeout`, mapping its errors: 409 (Conflict or
+    /// `AlreadyExists`) and a 404 on a write become [`Error::Conflict`], which
+    /// callers answer by reading again.
+    async fn bounded<T>(
+        &self,
+        action: Action,
+        timeout: Duration,
+        request: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, Error> {
+        match tokio::time::timeout(timeout, request).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(kube::Error::Api(status)))
+                if status.code == 409
+                    || (status.code == 404 && !matches!(action, Action::Get | Action::Watch)) =>
+            {
+                Err(self.conflict(action))
+            }
+            Ok(Err(source)) => Err(Error::Api {
+                action,
+                namespace: self.namespace.clone(),
+                name: self.name.clone(),
+                source,
+            }),
+            Err(_elapsed) => Err(Error::Timeout {
+                action,
+                namespace: self.namespace.clone(),
+                name: self.name.clone(),
+                timeout,
+            }),
+        }
+    }
+}
+
+/// Whether an error is the API server saying "forbidden" (RBAC without the verb).
+pub(crate) fn is_forbidden(error: &Error) -> bool {
+    matches!(error, Error::Api { source: kube::Error::Api(status), .. } if status.code == 403)
+}

@@ -1,0 +1,452 @@
+//! What an elector is told: names, identity and timings, validated before any
+//! loop runs.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{SystemClock, WallClock};
+
+/// Configuration of a [`LeaderElector`](crate::LeaderElector).
+///
+/// Build it with [`ElectorConfig::new`] and the setters; it is validated when
+/// the elector is built ([`LeaderElector::new`](crate::LeaderElector::new)),
+/// so a configuration that cannot work never reaches the loop.
+///
+/// ```
+/// use std::time::Duration;
+/// use kube_elector::ElectorConfig;
+///
+/// let config = ElectorConfig::new("my-operator")
+///     .namespace("operators")
+///     .lease_duration(Duration::from_secs(15))
+///     .renew_deadline(Duration::from_secs(10))
+///     .retry_period(Duration::from_secs(2));
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Clone)]
+pub struct ElectorConfig {
+    pub(crate) lease_name: String,
+    pub(crate) namespace: Option<String>,
+    pub(crate) identity: Option<String>,
+    pub(crate) lease_duration: Duration,
+    pub(crate) renew_deadline: Duration,
+    pub(crate) retry_period: Duration,
+    pub(crate) release_on_cancel: bool,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) clock: Arc<dyn WallClock>,
+}
+
+impl Default for ElectorConfig {
+    fn default() -> Self {
+        Self {
+            // No sensible default: `validate` refuses an empty name.
+            lease_name: String::new(),
+            // `POD_NAMESPACE`, then the service-account namespace file, then
+            // the client's default namespace (see `LeaderElector::new`).
+            namespace: None,
+            // `POD_NAME` or the hostname, plus a random suffix.
+            identity: None,
+            // The same defaults as client-go's leaderelection and
+            // kube-controller-manager's `--leader-elect-*` flags.
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+            // client-go's `ReleaseOnCancel` defaults to false; releasing is what
+            // makes a graceful handover fast, so kube-elector does it by default.
+            release_on_cancel: true,
+            // Bounded so a stuck leader task cannot hold up shutdown for long;
+            // the Lease stays ours (unrenewed) while work drains.
+            drain_timeout: Duration::from_secs(5),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl fmt::Debug for ElectorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ElectorConfig")
+            .field("lease_name", &self.lease_name)
+            .field("namespace", &self.namespace)
+            .field("identity", &self.identity)
+            .field("lease_duration", &self.lease_duration)
+            .field("renew_deadline", &self.renew_deadline)
+            .field("retry_period", &self.retry_period)
+            .field("release_on_cancel", &self.release_on_cancel)
+            .field("drain_timeout", &self.drain_timeout)
+            .field("clock", &self.clock)
+            .finish()
+    }
+}
+
+impl ElectorConfig {
+    /// A configuration for the Lease `lease_name`, with client-go's default
+    /// timings (15 s / 10 s / 2 s).
+    #[must_use]
+    pub fn new(lease_name: impl Into<String>) -> Self {
+        Self {
+            lease_name: lease_name.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The namespace of the Lease. Defaults to `POD_NAMESPACE`, the
+    /// service-account namespace file, or the client's default namespace.
+    #[must_use]
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// The identity written as `holderIdentity`; unique per replica. Defaults
+    /// to `POD_NAME` (or the hostname) plus a random suffix.
+    #[must_use]
+    pub fn identity(mut self, identity: impl Into<String>) -> Self {
+        self.identity = Some(identity.into());
+        self
+    }
+
+    /// How long followers wait, from the moment they observe a record, before
+    /// they may take the Lease. Whole seconds (the Lease stores seconds).
+    #[must_use]
+    pub fn lease_duration(mut self, d: Duration) -> Self {
+        self.lease_duration = d;
+        self
+    }
+
+    /// How long a leader keeps leading without a successful renew, counted
+    /// from the moment it sent the last renew that succeeded.
+    #[must_use]
+    pub fn renew_deadline(mut self, d: Duration) -> Self {
+        self.renew_deadline = d;
+        self
+    }
+
+    /// How often the leader renews, and how often candidates retry after a
+    /// failed request.
+    #[must_use]
+    pub fn retry_period(mut self, d: Duration) -> Self {
+        self.retry_period = d;
+        self
+    }
+
+    /// Whether shutting down releases a held Lease (default `true`), so the
+    /// next leader need not wait for it to expire.
+    #[must_use]
+    pub fn release_on_cancel(mut self, release: bool) -> Self {
+        self.release_on_cancel = release;
+        self
+    }
+
+    /// How long shutdown waits for [`Leadership`](crate::Leadership) guards to
+    /// be dropped before it releases the Lease anyway (default 5 s).
+    #[must_use]
+    pub fn drain_timeout(mut self, d: Duration) -> Self {
+        self.drain_timeout = d;
+        self
+    }
+
+    /// The wall clock whose readings are written as `acquireTime` and
+    /// `renewTime`. Expiry never depends on it; tests use it to skew clocks.
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn WallClock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Checks every value and lists all that are wrong.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming each invalid value and why.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if let Err(reason) = dns1123_subdomain(&self.lease_name) {
+            problems.push(ConfigProblem::InvalidName {
+                field: "lease_name",
+                value: self.lease_name.clone(),
+                reason,
+            });
+        }
+        if let Some(ns) = &self.namespace
+            && let Err(reason) = dns1123_label(ns)
+        {
+            problems.push(ConfigProblem::InvalidName {
+                field: "namespace",
+                value: ns.clone(),
+                reason,
+            });
+        }
+        if self.identity.as_deref() == Some("") {
+            problems.push(ConfigProblem::EmptyIdentity);
+        }
+        for (field, value) in [
+            ("lease_duration", self.lease_duration),
+            ("renew_deadline", self.renew_deadline),
+            ("retry_period", self.retry_period),
+        ] {
+            if value.is_zero() {
+                problems.push(ConfigProblem::ZeroDuration { field });
+            }
+        }
+        if self.lease_duration.subsec_nanos() != 0
+            || self.lease_duration.as_secs() > i32::MAX as u64
+        {
+            problems.push(ConfigProblem::LeaseDurationNotWholeSeconds {
+                lease_duration: self.lease_duration,
+            });
+        }
+        if self.lease_duration <= self.renew_deadline {
+            problems.push(ConfigProblem::LeaseNotLongerThanRenewDeadline {
+                lease_duration: self.lease_duration,
+                renew_deadline: self.renew_deadline,
+            });
+        }
+        if self.renew_deadline <= self.retry_period.mul_f64(JITTER_FACTOR) {
+            problems.push(ConfigProblem::RenewDeadlineTooShort {
+                renew_deadline: self.renew_deadline,
+                retry_period: self.retry_period,
+            });
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// `leaseDurationSeconds` to write; only meaningful once validated.
+    pub(crate) fn lease_duration_secs(&self) -> i32 {
+        i32::try_from(self.lease_duration.as_secs()).unwrap_or(i32::MAX)
+    }
+}
+
+/// client-go's `JitterFactor`: renew deadline must exceed 1.2 × retry period.
+const JITTER_FACTOR: f64 = 1.2;
+
+// === Errors ===
+
+/// A configuration that cannot work, with every problem found.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid elector configuration: {}", join(.problems))]
+pub struct ConfigError {
+    problems: Vec<ConfigProblem>,
+}
+
+impl ConfigError {
+    /// Each value that is wrong, and why.
+    #[must_use]
+    pub fn problems(&self) -> &[ConfigProblem] {
+        &self.problems
+    }
+
+    pub(crate) fn single(problem: ConfigProblem) -> Self {
+        Self {
+            problems: vec![problem],
+        }
+    }
+}
+
+fn join(problems: &[ConfigProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// One invalid value of an [`ElectorConfig`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigProblem {
+    /// A name that Kubernetes would refuse.
+    #[error("{field} {value:?} is not a valid name: {reason}")]
+    InvalidName {
+        /// Which setting.
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The identity is empty; an empty holder means "free" to every elector.
+    #[error("identity must not be empty: an empty holderIdentity means the Lease is free")]
+    EmptyIdentity,
+    /// A duration of zero.
+    #[error("{field} must be greater than zero")]
+    ZeroDuration {
+        /// Which setting.
+        field: &'static str,
+    },
+    /// The Lease stores whole seconds; a fraction would be cut off, and
+    /// followers would take over before the leader's renew deadline.
+    #[error(
+        "lease_duration must be a whole number of seconds (at most i32::MAX), got {lease_duration:?}"
+    )]
+    LeaseDurationNotWholeSeconds {
+        /// The value given.
+        lease_duration: Duration,
+    },
+    /// A leader must stop before followers may take over.
+    #[error(
+        "lease_duration ({lease_duration:?}) must be greater than renew_deadline ({renew_deadline:?})"
+    )]
+    LeaseNotLongerThanRenewDeadline {
+        /// The lease duration given.
+        lease_duration: Duration,
+        /// The renew deadline given.
+        renew_deadline: Duration,
+    },
+    /// A leader needs room for at least one retry before its deadline.
+    #[error(
+        "renew_deadline ({renew_deadline:?}) must be greater than 1.2 × retry_period ({retry_period:?})"
+    )]
+    RenewDeadlineTooShort {
+        /// The renew deadline given.
+        renew_deadline: Duration,
+        /// The retry period given.
+        retry_period: Duration,
+    },
+}
+
+// === Names ===
+
+/// A DNS-1123 subdomain, as Kubernetes requires for object names.
+pub(crate) fn dns1123_subdomain(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > 253 {
+        return Err("must be no more than 253 characters".into());
+    }
+    name.split('.').try_for_each(|part| {
+        label_chars(part).map_err(|e| {
+            format!(
+                "{e} (a lowercase RFC 1123 subdomain: labels of a-z, 0-9 and '-', separated by '.')"
+            )
+        })
+    })
+}
+
+/// A DNS-1123 label, as Kubernetes requires for namespaces.
+pub(crate) fn dns1123_label(name: &str) -> Result<(), String> {
+    if name.len() > 63 {
+        return Err("must be no more than 63 characters".into());
+    }
+    label_chars(name).map_err(|e| format!("{e} (a lowercase RFC 1123 label: a-z, 0-9 and '-')"))
+}
+
+fn label_chars(label: &str) -> Result<(), String> {
+    let bytes = label.as_bytes();
+    if bytes.is_empty() {
+        return Err("must not have an empty part".into());
+    }
+    if let Some(c) = label
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!("contains {c:?}"));
+    }
+    if bytes[0] == b'-' || bytes[bytes.len() - 1] == b'-' {
+        return Err("must start and end with a letter or digit".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn defaults_are_client_go_defaults_and_valid() {
+        let c = ElectorConfig::new("lock");
+        assert_eq!(
+            (c.lease_duration, c.renew_deadline, c.retry_period),
+            (secs(15), secs(10), secs(2))
+        );
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn timing_order_is_enforced() {
+        let err = ElectorConfig::new("lock")
+            .lease_duration(secs(10))
+            .renew_deadline(secs(10))
+            .validate()
+            .unwrap_err();
+        assert!(matches!(
+            err.problems(),
+            [ConfigProblem::LeaseNotLongerThanRenewDeadline { .. }]
+        ));
+        let err = ElectorConfig::new("lock")
+            .renew_deadline(Duration::from_millis(2400))
+            .validate()
+            .unwrap_err();
+        assert!(matches!(
+            err.problems(),
+            [ConfigProblem::RenewDeadlineTooShort { .. }]
+        ));
+        assert!(
+            ElectorConfig::new("lock")
+                .renew_deadline(Duration::from_millis(2401))
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_value() {
+        let err = ElectorConfig::new("Bad_Name")
+            .namespace("-ns")
+            .identity("")
+            .retry_period(Duration::ZERO)
+            .lease_duration(Duration::from_millis(1500))
+            .renew_deadline(secs(1))
+            .validate()
+            .unwrap_err();
+        let p = err.problems();
+        assert!(p.contains(&ConfigProblem::EmptyIdentity), "{p:?}");
+        assert!(p.contains(&ConfigProblem::ZeroDuration {
+            field: "retry_period"
+        }));
+        assert!(p.iter().any(|p| matches!(
+            p,
+            ConfigProblem::InvalidName {
+                field: "lease_name",
+                ..
+            }
+        )));
+        assert!(p.iter().any(|p| matches!(
+            p,
+            ConfigProblem::InvalidName {
+                field: "namespace",
+                ..
+            }
+        )));
+        assert!(
+            p.iter()
+                .any(|p| matches!(p, ConfigProblem::LeaseDurationNotWholeSeconds { .. }))
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("\"Bad_Name\"") && msg.contains("contains 'B'"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn names_follow_dns_1123() {
+        assert!(dns1123_subdomain("kube-controller-manager").is_ok());
+        assert!(dns1123_subdomain("a.b-c.d").is_ok());
+        assert!(dns1123_subdomain("").is_err());
+        assert!(dns1123_subdomain("a..b").is_err());
+        assert!(dns1123_subdomain("a-").is_err());
+        assert!(dns1123_subdomain(&"a".repeat(254)).is_err());
+        assert!(dns1123_label("kube-system").is_ok());
+        assert!(dns1123_label("a.b").is_err());
+        assert!(dns1123_label(&"a".repeat(64)).is_err());
+    }
+}

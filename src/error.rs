@@ -1,0 +1,113 @@
+//! Errors of the elector and the lock.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::config::ConfigError;
+
+/// What went wrong talking to the API server or running the elector.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The API server refused or failed a request.
+    #[error("could not {action} Lease {namespace}/{name}")]
+    Api {
+        /// What the request was for.
+        action: Action,
+        /// Namespace of the Lease.
+        namespace: String,
+        /// Name of the Lease.
+        name: String,
+        /// The client's error (an HTTP status, a connection error, a decoding error).
+        #[source]
+        source: kube::Error,
+    },
+    /// A request got no answer in time.
+    #[error("could not {action} Lease {namespace}/{name}: no answer within {timeout:?}")]
+    Timeout {
+        /// What the request was for.
+        action: Action,
+        /// Namespace of the Lease.
+        namespace: String,
+        /// Name of the Lease.
+        name: String,
+        /// How long it waited.
+        timeout: Duration,
+    },
+    /// Someone else wrote the Lease first (409 `Conflict` or `AlreadyExists`); read it again.
+    #[error("could not {action} Lease {namespace}/{name}: it changed since it was read")]
+    Conflict {
+        /// What the request was for.
+        action: Action,
+        /// Namespace of the Lease.
+        namespace: String,
+        /// Name of the Lease.
+        name: String,
+    },
+    /// `step_down` or release was asked of a replica that does not hold the Lease.
+    #[error("not the holder of the Lease (held by {})", holder.as_deref().unwrap_or("nobody"))]
+    NotHolder {
+        /// The holder as observed, if any.
+        holder: Option<String>,
+    },
+    /// The elector's task ended abnormally (it panicked or was aborted).
+    #[error("the elector task ended abnormally")]
+    Task(#[source] tokio::task::JoinError),
+    /// The elector has stopped, so it will not lead again.
+    #[error("the elector has stopped")]
+    Stopped,
+}
+
+impl Error {
+    /// Whether trying again later may succeed.
+    ///
+    /// Conflicts, timeouts, server and connection errors are worth retrying;
+    /// invalid configuration, authentication and authorization failures
+    /// (401/403), and a stopped elector are not (as kubert decides).
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Api { source, .. } => match source {
+                kube::Error::Api(status) => !matches!(status.code, 400 | 401 | 403 | 422),
+                kube::Error::Auth(_) | kube::Error::BuildRequest(_) => false,
+                _ => true,
+            },
+            Self::Timeout { .. } | Self::Conflict { .. } | Self::NotHolder { .. } => true,
+            Self::Config(_) | Self::Task(_) | Self::Stopped => false,
+        }
+    }
+}
+
+/// What a request to the API server was for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Reading the Lease.
+    Get,
+    /// Watching the Lease.
+    Watch,
+    /// Creating a missing Lease.
+    Create,
+    /// Taking the Lease for a new term.
+    Acquire,
+    /// Renewing our term.
+    Renew,
+    /// Releasing the Lease.
+    Release,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Get => "read",
+            Self::Watch => "watch",
+            Self::Create => "create",
+            Self::Acquire => "acquire",
+            Self::Renew => "renew",
+            Self::Release => "release",
+        })
+    }
+}

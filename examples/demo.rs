@@ -1,0 +1,231 @@
+//! Three replicas elect a leader; the leader hands over gracefully, then the
+//! next leader freezes (a crash), and the last one takes over after expiry.
+//!
+//! ```text
+//! cargo run --example demo                          # embedded Lease API server
+//! cargo run --example demo -- --kubeconfig FILE     # a real cluster (or set KUBECONFIG)
+//! ```
+//!
+//! Each event is printed with the time since the start; the handover times
+//! are measured as DESIGN.md names them.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use kube::client::ClientBuilder;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube_elector::testing::LeaseApiServer;
+use kube_elector::{ElectorConfig, ElectorHandle, LeaderElector, LeaderEvent};
+use tokio::time::Instant;
+
+const LEASE: Duration = Duration::from_secs(2);
+const RENEW_DEADLINE: Duration = Duration::from_secs(1);
+const RETRY: Duration = Duration::from_millis(250);
+const REPLICAS: usize = 3;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let kubeconfig = kubeconfig_path();
+    let (config, _server) = match &kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path).with_context(|| format!("reading {path}"))?;
+            let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .context("loading the kubeconfig")?;
+            println!("using the cluster at {}", config.cluster_url);
+            (config, None)
+        }
+        None => {
+            let server = LeaseApiServer::start().await?;
+            println!(
+                "no cluster given: using the embedded Lease API server at {}",
+                server.url()
+            );
+            (server.kube_config_for("demo"), Some(server))
+        }
+    };
+    let namespace = config.default_namespace.clone();
+    let lease = format!("kube-elector-demo-{}", std::process::id());
+    let t0 = Instant::now();
+
+    // Each replica has its own client, which the demo can freeze.
+    let mut replicas = Vec::new();
+    for i in 1..=REPLICAS {
+        let frozen = Arc::new(AtomicBool::new(false));
+        let client = ClientBuilder::try_from(config.clone())?
+            .with_layer(&FreezeLayer(Arc::clone(&frozen)))
+            .build();
+        let elector = LeaderElector::new(
+            client,
+            ElectorConfig::new(&lease)
+                .namespace(&namespace)
+                .identity(format!("replica-{i}"))
+                .lease_duration(LEASE)
+                .renew_deadline(RENEW_DEADLINE)
+                .retry_period(RETRY),
+        )?
+        .spawn();
+        print_events(&elector, t0);
+        replicas.push((elector, frozen));
+    }
+
+    let first = wait_for_leader(&replicas, None).await?;
+    let (leader, _) = replicas.remove(first);
+    let name = leader.identity().to_owned();
+    println!("{} -- graceful handover: cancelling {name}", stamp(t0));
+    let cancelled = Instant::now();
+    leader.shutdown().await?;
+    let second = wait_for_leader(&replicas, None).await?;
+    let graceful = replicas[second].0.state().term.map(|t| t.started_at);
+    let graceful = graceful.map_or(Duration::ZERO, |s| s.saturating_duration_since(cancelled));
+
+    let name = replicas[second].0.identity().to_owned();
+    println!(
+        "{} -- crash: {name} freezes (its requests never return)",
+        stamp(t0)
+    );
+    replicas[second].1.store(true, Ordering::SeqCst);
+    let frozen_at = Instant::now();
+    let third = wait_for_leader(&replicas, Some(second)).await?;
+    let crash = replicas[third].0.state().term.map_or(Duration::ZERO, |t| {
+        t.started_at.saturating_duration_since(frozen_at)
+    });
+
+    println!();
+    println!(
+        "graceful handover (cancel -> next StartedLeading): {:>8.1} ms",
+        ms(graceful)
+    );
+    println!(
+        "crash takeover (freeze -> next StartedLeading):    {:>8.1} ms (lease duration {} ms)",
+        ms(crash),
+        LEASE.as_millis()
+    );
+    for (elector, frozen) in replicas {
+        frozen.store(false, Ordering::SeqCst);
+        elector.shutdown().await?;
+    }
+    if kubeconfig.is_some() {
+        let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+            kube::Api::namespaced(kube::Client::try_from(config)?, &namespace);
+        api.delete(&lease, &Default::default()).await.ok();
+    }
+    Ok(())
+}
+
+fn kubeconfig_path() -> Option<String> {
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--kubeconfig" {
+            return args.next();
+        }
+        if let Some(path) = arg.strip_prefix("--kubeconfig=") {
+            return Some(path.to_owned());
+        }
+    }
+    std::env::var("KUBECONFIG").ok().filter(|p| !p.is_empty())
+}
+
+/// Waits until a replica other than `except` leads.
+async fn wait_for_leader(
+    replicas: &[(ElectorHandle, Arc<AtomicBool>)],
+    except: Option<usize>,
+) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + LEASE * 5;
+    loop {
+        let found = replicas
+            .iter()
+            .enumerate()
+            .position(|(i, (e, _))| Some(i) != except && e.is_leader());
+        if let Some(i) = found {
+            return Ok(i);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no leader within {:?}",
+            LEASE * 5
+        );
+        let changes = replicas
+            .iter()
+            .map(|(e, _)| Box::pin(async move { e.subscribe().changed().await }));
+        let _ = tokio::time::timeout_at(deadline, futures::future::select_all(changes)).await;
+    }
+}
+
+fn print_events(elector: &ElectorHandle, t0: Instant) {
+    let name = elector.identity().to_owned();
+    let mut events = elector.events();
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            let text = match event {
+                LeaderEvent::StartedLeading => "started leading".to_owned(),
+                LeaderEvent::StoppedLeading => "stopped leading".to_owned(),
+                LeaderEvent::NewLeader { identity } => {
+                    format!("sees leader {}", identity.as_deref().unwrap_or("(none)"))
+                }
+                other => format!("{other:?}"),
+            };
+            println!("{} [{name}] {text}", stamp(t0));
+        }
+    });
+}
+
+fn stamp(t0: Instant) -> String {
+    format!("{:>8.3}s", t0.elapsed().as_secs_f64())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+// === A client that can be frozen: a crashed or paused replica ===
+
+struct FreezeLayer(Arc<AtomicBool>);
+
+impl<S> tower::Layer<S> for FreezeLayer {
+    type Service = Freeze<S>;
+    fn layer(&self, inner: S) -> Freeze<S> {
+        Freeze {
+            inner,
+            frozen: Arc::clone(&self.0),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Freeze<S> {
+    inner: S,
+    frozen: Arc<AtomicBool>,
+}
+
+impl<S, Req> tower::Service<Req> for Freeze<S>
+where
+    S: tower::Service<Req>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        if self.frozen.load(Ordering::SeqCst) {
+            Box::pin(std::future::pending())
+        } else {
+            Box::pin(self.inner.call(req))
+        }
+    }
+}

@@ -212,6 +212,8 @@ impl<S, Req> tower::Service<Req> for Freeze<S>
 where
     S: tower::Service<Req>,
     S::Future: Send + 'static,
+    S::Response: 'static,
+    S::Error: 'static,
 {
     type Response = S::Response;
     type Error = S::Error;

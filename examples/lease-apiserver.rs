@@ -1,1 +1,62 @@
-fn main() {}
+//! The embedded Lease API server as a standalone process, for kubectl, other
+//! languages' clients and benchmark harnesses.
+//!
+//! ```text
+//! cargo run --features testing --example lease-apiserver -- --port 0 [--kubeconfig FILE]
+//! ```
+//!
+//! Prints `listening on http://127.0.0.1:PORT` and `kubeconfig: FILE`, then
+//! serves until interrupted (Ctrl-C or SIGTERM). Faults and request counts are
+//! at `/_testing/*` (see the `kube_elector::testing` docs).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use kube_elector::testing::LeaseApiServer;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut port: u16 = 0;
+    let mut kubeconfig: Option<PathBuf> = None;
+    let mut identity = "admin".to_owned();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--port" => {
+                port = args
+                    .next()
+                    .context("--port needs a value")?
+                    .parse()
+                    .context("--port takes a number")?;
+            }
+            "--kubeconfig" => kubeconfig = Some(args.next().context("--kubeconfig needs a path")?.into()),
+            "--identity" => identity = args.next().context("--identity needs a value")?,
+            "-h" | "--help" => {
+                println!("usage: lease-apiserver [--port PORT] [--kubeconfig FILE] [--identity NAME]");
+                return Ok(());
+            }
+            other => anyhow::bail!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    let server = LeaseApiServer::start_on(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+    let kubeconfig = kubeconfig.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("lease-apiserver-{}.kubeconfig", server.addr().port()))
+    });
+    server
+        .write_kubeconfig(&kubeconfig, &identity)
+        .with_context(|| format!("writing {}", kubeconfig.display()))?;
+    println!("listening on {}", server.url());
+    println!("port: {}", server.addr().port());
+    println!("kubeconfig: {}", kubeconfig.display());
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    println!("stopping");
+    Ok(())
+}

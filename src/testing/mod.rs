@@ -1,1 +1,242 @@
-//! Embedded Lease API server (placeholder).
+//! An embedded Kubernetes API server for `coordination.k8s.io/v1` Leases.
+//!
+//! [`LeaseApiServer`] answers the Lease API the way kube-apiserver does, over
+//! real HTTP on 127.0.0.1, so the real [`kube::Client`] (or `kubectl`, or a
+//! client-go program) can be pointed at it: GET, LIST and WATCH (with field
+//! and label selectors, `resourceVersion`, `timeoutSeconds`, bookmarks and
+//! 410 for a version too old), POST, PUT, PATCH (JSON merge, strategic merge,
+//! JSON patch, server-side apply with field ownership), DELETE; one global
+//! increasing `resourceVersion`; 409/404/422/400 as Kubernetes `Status`
+//! bodies; discovery for kubectl.
+//!
+//! Each client can have its own identity ([`LeaseApiServer::client_for`]),
+//! carried as its bearer token, so that faults can be aimed at it:
+//! latency, an error rate, refused connections, requests that hang until
+//! released, partitions that heal, 403 for a verb. Requests are counted by
+//! client and verb.
+//!
+//! ```
+//! use k8s_openapi::api::coordination::v1::Lease;
+//! use kube_elector::testing::{FaultTarget, LeaseApiServer, Verb};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let server = LeaseApiServer::start().await?;
+//! let leases: kube::Api<Lease> = kube::Api::namespaced(server.client_for("replica-1"), "default");
+//! assert!(leases.get_opt("my-lock").await.unwrap().is_none());
+//! assert_eq!(server.requests().get("replica-1", Verb::Get), 1);
+//!
+//! server.forbid(FaultTarget::Client("replica-1".into()), Verb::Get);
+//! assert!(leases.get_opt("my-lock").await.is_err());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The admin endpoint
+//! Processes that cannot call these methods reach the same controls over
+//! HTTP on the same port:
+//! - `GET /_testing/requests`: `{"total": N, "requests": [{"client", "verb", "count"}]}`;
+//! - `POST /_testing/reset`: sets the counters to zero;
+//! - `POST /_testing/faults` with a JSON body `{"target": "all" | "<client>",
+//!   "latency_ms": N, "error_rate": F, "refuse": B, "hang": B, "partition": B,
+//!   "forbid": ["watch", ...], "allow": [...]}` (absent keys change nothing),
+//!   or `{"clear": true}`.
+//!
+//! Run it standalone with `cargo run --features testing --example lease-apiserver`.
+
+mod admin;
+mod discovery;
+mod faults;
+mod fields;
+mod http;
+mod status;
+mod store;
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::DropGuard;
+
+pub use faults::{FaultTarget, RequestCounts, Verb};
+use faults::Flag;
+use http::Shared;
+
+/// A running embedded Lease API server; dropping it stops the server.
+#[must_use = "the server stops when dropped"]
+#[derive(Debug)]
+pub struct LeaseApiServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    _stop: DropGuard,
+}
+
+impl LeaseApiServer {
+    /// Starts a server on 127.0.0.1 at a free port.
+    ///
+    /// # Errors
+    /// When no port can be bound.
+    pub async fn start() -> std::io::Result<Self> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts a server on `addr`.
+    ///
+    /// # Errors
+    /// When `addr` cannot be bound.
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::default());
+        tokio::spawn(http::serve(listener, Arc::clone(&shared)));
+        Ok(Self {
+            addr,
+            _stop: shared.shutdown.clone().drop_guard(),
+            shared,
+        })
+    }
+
+    /// The address the server listens on.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A client with identity `default`.
+    #[must_use]
+    pub fn client(&self) -> kube::Client {
+        self.client_for("default")
+    }
+
+    /// A client whose requests the server attributes to `identity` (its
+    /// bearer token), for faults and counters aimed at it.
+    ///
+    /// # Panics
+    /// Never for a valid identity; an identity that is not a valid HTTP
+    /// header value (a newline, say) cannot be carried.
+    #[must_use]
+    pub fn client_for(&self, identity: &str) -> kube::Client {
+        kube::Client::try_from(self.kube_config_for(identity))
+            .expect("a plain-HTTP client for the embedded server")
+    }
+
+    /// The `kube::Config` of [`LeaseApiServer::client_for`], with default
+    /// namespace `default`.
+    ///
+    /// # Panics
+    /// Never: the URL and the token are always valid.
+    #[must_use]
+    pub fn kube_config_for(&self, identity: &str) -> kube::Config {
+        let mut config = kube::Config::new(self.url().parse().expect("a valid URL"));
+        "default".clone_into(&mut config.default_namespace);
+        config.auth_info = serde_json::from_value(serde_json::json!({ "token": identity }))
+            .expect("an AuthInfo with a token");
+        config.read_timeout = Some(Duration::from_secs(300));
+        config
+    }
+
+    /// Writes a kubeconfig for `identity` (for kubectl, or a program in
+    /// another language).
+    ///
+    /// # Errors
+    /// When the file cannot be written.
+    pub fn write_kubeconfig(&self, path: &Path, identity: &str) -> std::io::Result<()> {
+        let mut file = std::fs::File::create(path)?;
+        write!(
+            file,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-elector-embedded\n  cluster:\n    server: {url}\ncontexts:\n- name: kube-elector-embedded\n  context:\n    cluster: kube-elector-embedded\n    user: {id}\n    namespace: default\ncurrent-context: kube-elector-embedded\nusers:\n- name: {id}\n  user:\n    token: {id}\n",
+            url = self.url(),
+            id = yaml_string(identity),
+        )
+    }
+
+    // === Faults ===
+
+    /// Delays every request of `target` by `latency` (zero clears it).
+    pub fn set_latency(&self, target: FaultTarget, latency: Duration) {
+        self.shared.faults.set_latency(target, latency);
+    }
+
+    /// Answers a fraction `rate` (0 to 1) of the requests of `target` with
+    /// 500 or 503 and a Status body. The draws are deterministic for a given
+    /// order of requests.
+    pub fn set_error_rate(&self, target: FaultTarget, rate: f64) {
+        self.shared.faults.set_error_rate(target, rate);
+    }
+
+    /// Drops the connection of every request of `target` without an answer:
+    /// the client sees a connection error, not an HTTP status. Its watches end.
+    pub fn refuse_connections(&self, target: FaultTarget, refuse: bool) {
+        self.shared.faults.set_flag(Flag::Refused, target, refuse);
+    }
+
+    /// Holds the requests of `target` unanswered until [`release`](Self::release),
+    /// then processes them: late delivery. Watches deliver nothing meanwhile.
+    pub fn hang(&self, target: FaultTarget) {
+        self.shared.faults.set_flag(Flag::Hung, target, true);
+    }
+
+    /// Lets held requests of `target` through.
+    pub fn release(&self, target: FaultTarget) {
+        self.shared.faults.set_flag(Flag::Hung, target, false);
+    }
+
+    /// Cuts `target` off: its requests are held unanswered and never applied,
+    /// its watches deliver nothing.
+    pub fn partition(&self, target: FaultTarget) {
+        self.shared.faults.set_flag(Flag::Partitioned, target, true);
+    }
+
+    /// Heals a partition: held requests and watches fail with a dropped
+    /// connection (none was applied); new requests work.
+    pub fn heal(&self, target: FaultTarget) {
+        self.shared.faults.set_flag(Flag::Partitioned, target, false);
+    }
+
+    /// Answers `verb` from `target` with 403 Forbidden, as RBAC would.
+    pub fn forbid(&self, target: FaultTarget, verb: Verb) {
+        self.shared.faults.set_forbidden(target, verb, true);
+    }
+
+    /// Lifts a [`forbid`](Self::forbid).
+    pub fn allow(&self, target: FaultTarget, verb: Verb) {
+        self.shared.faults.set_forbidden(target, verb, false);
+    }
+
+    /// Lifts every fault (held requests of partitions fail, hung ones proceed).
+    pub fn clear_faults(&self) {
+        self.shared.faults.clear();
+    }
+
+    // === Counters ===
+
+    /// The requests answered so far, by client and verb.
+    #[must_use]
+    pub fn requests(&self) -> RequestCounts {
+        self.shared.faults.counts()
+    }
+
+    /// Sets the counters to zero.
+    pub fn reset_counts(&self) {
+        self.shared.faults.reset_counts();
+    }
+
+    /// The newest `resourceVersion`.
+    #[must_use]
+    pub fn resource_version(&self) -> u64 {
+        self.shared.store.version()
+    }
+}
+
+fn yaml_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}

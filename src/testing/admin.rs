@@ -1,0 +1,80 @@
+//! `/_testing/*`: faults and counters over HTTP, for harnesses in other
+//! processes (a client-go elector, benchmark drivers).
+
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper::Method;
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use super::faults::{Flag, Verb};
+use super::http::{Body, MAX_BODY, Shared, json_response, target_of};
+
+pub(crate) async fn handle(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    req: hyper::Request<Incoming>,
+) -> hyper::Response<Body> {
+    match (method, path) {
+        (&Method::GET, "/requests") => {
+            let counts = shared.faults.counts();
+            let rows: Vec<Value> = counts
+                .iter()
+                .map(|(client, verb, count)| json!({ "client": client, "verb": verb.as_str(), "count": count }))
+                .collect();
+            json_response(200, &json!({ "total": counts.total(), "requests": rows }))
+        }
+        (&Method::POST, "/reset") => {
+            shared.faults.reset_counts();
+            json_response(200, &json!({ "reset": true }))
+        }
+        (&Method::POST, "/faults") => {
+            let body = http_body_util::Limited::new(req.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b.to_bytes()).ok());
+            match body {
+                Some(spec) => match apply_faults(shared, &spec) {
+                    Ok(()) => json_response(200, &json!({ "ok": true })),
+                    Err(message) => json_response(400, &json!({ "error": message })),
+                },
+                None => json_response(400, &json!({ "error": "the body must be a JSON object" })),
+            }
+        }
+        _ => json_response(404, &json!({ "error": "unknown admin path" })),
+    }
+}
+
+/// `{"clear": true}` or `{"target": "all"|"<client>", "latency_ms": N,
+/// "error_rate": F, "refuse": B, "hang": B, "partition": B, "forbid": [verbs],
+/// "allow": [verbs]}`; absent keys leave their fault as it is.
+fn apply_faults(shared: &Shared, spec: &Value) -> Result<(), String> {
+    let faults = &shared.faults;
+    if spec["clear"] == true {
+        faults.clear();
+        return Ok(());
+    }
+    let target = target_of(spec["target"].as_str().unwrap_or("all"));
+    if let Some(ms) = spec["latency_ms"].as_u64() {
+        faults.set_latency(target.clone(), Duration::from_millis(ms));
+    }
+    if let Some(rate) = spec["error_rate"].as_f64() {
+        faults.set_error_rate(target.clone(), rate);
+    }
+    for (key, flag) in [("refuse", Flag::Refused), ("hang", Flag::Hung), ("partition", Flag::Partitioned)] {
+        if let Some(on) = spec[key].as_bool() {
+            faults.set_flag(flag, target.clone(), on);
+        }
+    }
+    for (key, on) in [("forbid", true), ("allow", false)] {
+        for verb in spec[key].as_array().into_iter().flatten() {
+            let name = verb.as_str().unwrap_or("");
+            let verb = Verb::parse(name).ok_or_else(|| format!("unknown verb {name:?}"))?;
+            faults.set_forbidden(target.clone(), verb, on);
+        }
+    }
+    Ok(())
+}

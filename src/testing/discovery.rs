@@ -1,0 +1,66 @@
+//! Discovery documents, enough for kubectl to find Leases.
+
+use hyper::Method;
+use serde_json::{Value, json};
+
+const VERSION: &str = "v1.34.0";
+
+/// The document for a discovery path, if it is one.
+pub(crate) fn document(method: &Method, segments: &[&str]) -> Option<Value> {
+    if method != Method::GET {
+        return None;
+    }
+    let group_version = json!({ "groupVersion": "coordination.k8s.io/v1", "version": "v1" });
+    let group = json!({
+        "name": "coordination.k8s.io",
+        "versions": [group_version],
+        "preferredVersion": group_version,
+    });
+    Some(match segments {
+        ["version"] => json!({
+            "major": "1",
+            "minor": "34",
+            "gitVersion": format!("{VERSION}+kube-elector-embedded"),
+            "gitCommit": "0000000000000000000000000000000000000000",
+            "gitTreeState": "clean",
+            "buildDate": "2026-01-01T00:00:00Z",
+            "goVersion": "n/a",
+            "compiler": "rustc",
+            "platform": "linux/amd64",
+        }),
+        ["api"] => json!({
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{ "clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1" }],
+        }),
+        ["api", "v1"] => json!({
+            "kind": "APIResourceList",
+            "groupVersion": "v1",
+            "resources": [],
+        }),
+        ["apis"] => json!({
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [group],
+        }),
+        ["apis", "coordination.k8s.io"] => {
+            let mut group = group;
+            group["kind"] = json!("APIGroup");
+            group["apiVersion"] = json!("v1");
+            group
+        }
+        ["apis", "coordination.k8s.io", "v1"] => json!({
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": "coordination.k8s.io/v1",
+            "resources": [{
+                "name": "leases",
+                "singularName": "lease",
+                "namespaced": true,
+                "kind": "Lease",
+                "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+            }],
+        }),
+        _ => return None,
+    })
+}

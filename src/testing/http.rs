@@ -1,0 +1,624 @@
+//! The HTTP side: routing, faults, request handlers and watch streams.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::faults::{FaultTarget, Faults, Flag, Verb};
+use super::status::{self, ApiError};
+use super::store::{Event, PatchKind, Store};
+use super::{admin, discovery};
+
+/// kube-apiserver's default limit on request bodies (3 MiB).
+pub(crate) const MAX_BODY: usize = 3 * 1024 * 1024;
+/// kube-apiserver's `--min-request-timeout` default, for watches that give none.
+const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
+/// How often an idle watch that allows bookmarks gets one.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
+
+pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// Everything one server owns.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) store: Store,
+    pub(crate) faults: Faults,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The connection is dropped without an answer (a refused or partitioned client).
+#[derive(Debug)]
+pub(crate) struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by fault injection")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let accepted = tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _peer)) = accepted else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let token = shared.shutdown.clone();
+            let service = service_fn(move |req| handle(Arc::clone(&shared), req));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                () = token.cancelled() => {}
+            }
+        });
+    }
+}
+
+// === Requests ===
+
+/// A parsed request to the Lease API.
+#[derive(Debug)]
+pub(crate) struct LeaseRequest {
+    pub(crate) client: String,
+    pub(crate) verb: Verb,
+    pub(crate) namespace: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) query: Vec<(String, String)>,
+}
+
+impl LeaseRequest {
+    fn param(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn respond(code: u16, body: &Value) -> Response<Body> {
+    let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+    let mut response = Response::new(Full::new(bytes).map_err(|e: Infallible| match e {}).boxed_unsync());
+    *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, "application/json".parse().expect("static header"));
+    response
+}
+
+fn error(e: &ApiError) -> Response<Body> {
+    respond(e.code, &e.body)
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Dropped> {
+    let path = req.uri().path().trim_end_matches('/').to_owned();
+    let query = parse_query(req.uri().query().unwrap_or(""));
+    let client = client_of(&req);
+
+    if let Some(rest) = path.strip_prefix("/_testing") {
+        let method = req.method().clone();
+        return Ok(admin::handle(&shared, &method, rest, req).await);
+    }
+
+    // Faults apply to every request of the client, discovery included.
+    let faults = shared.faults.snapshot();
+    if faults.refused(&client) {
+        return Err(Dropped);
+    }
+    if faults.partitioned(&client) {
+        hold_until(&shared, &client, Flag::Partitioned).await;
+        return Err(Dropped);
+    }
+    if faults.hung(&client) {
+        hold_until(&shared, &client, Flag::Hung).await;
+    }
+    let latency = shared.faults.snapshot().latency(&client);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let route = match segments.as_slice() {
+        ["apis", "coordination.k8s.io", "v1", "leases"] => Some((None, None)),
+        ["apis", "coordination.k8s.io", "v1", "namespaces", ns, "leases"] => Some((Some(*ns), None)),
+        ["apis", "coordination.k8s.io", "v1", "namespaces", ns, "leases", name] => {
+            Some((Some(*ns), Some(*name)))
+        }
+        _ => None,
+    };
+    let Some((namespace, name)) = route else {
+        return Ok(match discovery::document(req.method(), &segments) {
+            Some(doc) => respond(200, &doc),
+            None if segments.first() == Some(&"apis") || segments.first() == Some(&"api") => {
+                error(&status::no_route())
+            }
+            None => error(&status::no_route()),
+        });
+    };
+    let watching = query
+        .iter()
+        .any(|(k, v)| k == "watch" && (v == "true" || v == "1"));
+    let verb = match (req.method(), name.is_some()) {
+        (&Method::GET, true) => Verb::Get,
+        (&Method::GET, false) if watching => Verb::Watch,
+        (&Method::GET, false) => Verb::List,
+        (&Method::POST, false) if namespace.is_some() => Verb::Create,
+        (&Method::PUT, true) => Verb::Update,
+        (&Method::PATCH, true) => Verb::Patch,
+        (&Method::DELETE, true) => Verb::Delete,
+        (method, _) => return Ok(error(&status::method_not_allowed(method.as_str()))),
+    };
+    shared.faults.count(&client, verb);
+
+    let rate = shared.faults.snapshot().error_rate(&client);
+    if shared.faults.draw_error(rate) {
+        let code = if shared.faults.draw_error(0.5) { 503 } else { 500 };
+        return Ok(error(&status::injected(code)));
+    }
+    if shared.faults.snapshot().forbidden(&client, verb) {
+        return Ok(error(&status::forbidden(&client, verb.as_str(), namespace, name)));
+    }
+
+    let request = LeaseRequest {
+        client,
+        verb,
+        namespace: namespace.map(str::to_owned),
+        name: name.map(str::to_owned),
+        query,
+    };
+    Ok(dispatch(&shared, request, req).await.unwrap_or_else(|e| error(&e)))
+}
+
+/// Holds a request while `flag` applies to `client` (or the server shuts down).
+async fn hold_until(shared: &Shared, client: &str, flag: Flag) {
+    let mut faults = shared.faults.subscribe();
+    let lifted = faults.wait_for(|s| match flag {
+        Flag::Partitioned => !s.partitioned(client),
+        Flag::Hung => !s.hung(client),
+        Flag::Refused => !s.refused(client),
+    });
+    tokio::select! {
+        _ = lifted => {}
+        () = shared.shutdown.cancelled() => {}
+    }
+}
+
+fn client_of(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map_or_else(|| "system:anonymous".to_owned(), |t| t.trim().to_owned())
+}
+
+fn field_manager(request: &LeaseRequest, req: &Request<Incoming>) -> String {
+    if let Some(manager) = request.param("fieldManager").filter(|m| !m.is_empty()) {
+        return manager.to_owned();
+    }
+    // kube-apiserver derives it from the user agent, up to the first '/'.
+    req.headers()
+        .get(USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split('/').next())
+        .filter(|m| !m.is_empty())
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
+async fn dispatch(shared: &Arc<Shared>, request: LeaseRequest, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let store = &shared.store;
+    let ns = request.namespace.as_deref();
+    match (request.verb, ns, request.name.as_deref()) {
+        (Verb::Get, Some(ns), Some(name)) => Ok(respond(200, &store.get(ns, name)?)),
+        (Verb::List, ns, None) => {
+            let filter = Selector::parse(&request)?;
+            let (items, version) = store.list(ns, |o| filter.matches(o));
+            let items: Vec<Value> = items.into_iter().map(strip_type).collect();
+            Ok(respond(
+                200,
+                &json!({
+                    "kind": "LeaseList",
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "metadata": { "resourceVersion": version.to_string() },
+                    "items": items,
+                }),
+            ))
+        }
+        (Verb::Watch, ns, None) => watch(shared, &request, ns),
+        (Verb::Create, Some(ns), None) => {
+            let manager = field_manager(&request, &req);
+            let body = json_body(req, true).await?;
+            Ok(respond(201, &store.create(ns, body, &manager)?))
+        }
+        (Verb::Update, Some(ns), Some(name)) => {
+            let manager = field_manager(&request, &req);
+            let (ns, name) = (ns.to_owned(), name.to_owned());
+            let body = json_body(req, true).await?;
+            Ok(respond(200, &store.update(&ns, &name, body, &manager)?))
+        }
+        (Verb::Patch, Some(ns), Some(name)) => {
+            let content_type = req
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned();
+            let force = request.param("force") == Some("true");
+            let kind = match content_type.as_str() {
+                "application/merge-patch+json" => PatchKind::Merge,
+                "application/strategic-merge-patch+json" => PatchKind::StrategicMerge,
+                "application/json-patch+json" => PatchKind::Json,
+                "application/apply-patch+yaml" | "application/apply-patch+cbor" => PatchKind::Apply { force },
+                other => return Err(status::unsupported_media_type(other)),
+            };
+            let manager = match (kind, request.param("fieldManager")) {
+                (PatchKind::Apply { .. }, None | Some("")) => {
+                    return Err(status::invalid_named(
+                        "PatchOptions.meta.k8s.io",
+                        "",
+                        "fieldManager",
+                        "Required value: is required for apply patch",
+                    ));
+                }
+                _ => field_manager(&request, &req),
+            };
+            if kind != (PatchKind::Apply { force }) && force {
+                return Err(status::invalid_named(
+                    "PatchOptions.meta.k8s.io",
+                    "",
+                    "force",
+                    "Forbidden: may not be specified for non-apply patch",
+                ));
+            }
+            let (ns, name) = (ns.to_owned(), name.to_owned());
+            let body = json_body(req, false).await?;
+            let status = if store.get(&ns, &name).is_ok() { 200 } else { 201 };
+            Ok(respond(status, &store.patch(&ns, &name, kind, body, &manager)?))
+        }
+        (Verb::Delete, Some(ns), Some(name)) => {
+            let (ns, name) = (ns.to_owned(), name.to_owned());
+            let options = json_body(req, false).await.unwrap_or(Value::Null);
+            let precondition = options["preconditions"]["resourceVersion"].as_str().map(str::to_owned);
+            Ok(respond(200, &store.delete(&ns, &name, precondition.as_deref())?))
+        }
+        _ => Err(status::no_route()),
+    }
+}
+
+/// Items of a list carry no `kind`/`apiVersion`, as kube-apiserver sends them.
+fn strip_type(mut item: Value) -> Value {
+    if let Some(map) = item.as_object_mut() {
+        map.remove("kind");
+        map.remove("apiVersion");
+    }
+    item
+}
+
+/// Reads a JSON body: at most [`MAX_BODY`] bytes; for POST and PUT only
+/// `application/json` (kube-apiserver also takes YAML and protobuf, which no
+/// client of this server sends).
+async fn json_body(req: Request<Incoming>, check_type: bool) -> Result<Value, ApiError> {
+    if check_type {
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        if media != "application/json" && !media.is_empty() {
+            return Err(status::unsupported_body_type(&content_type));
+        }
+    }
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|_| status::too_large(MAX_BODY))?
+        .to_bytes();
+    serde_json::from_slice(&bytes)
+        .map_err(|e| status::bad_request(format!("couldn't get version/kind; json parse error: {e}")))
+}
+
+// === Selectors ===
+
+/// `fieldSelector` (`metadata.name`, `metadata.namespace`; `=`, `==`, `!=`)
+/// and `labelSelector` (equality only).
+#[derive(Debug, Default)]
+struct Selector {
+    fields: Vec<(String, bool, String)>,
+    labels: Vec<(String, bool, String)>,
+}
+
+impl Selector {
+    fn parse(request: &LeaseRequest) -> Result<Self, ApiError> {
+        let mut selector = Self::default();
+        for (param, out) in [
+            ("fieldSelector", &mut selector.fields),
+            ("labelSelector", &mut selector.labels),
+        ] {
+            for term in request.param(param).unwrap_or("").split(',').filter(|t| !t.is_empty()) {
+                let (key, equal, value) = if let Some((k, v)) = term.split_once("!=") {
+                    (k, false, v)
+                } else if let Some((k, v)) = term.split_once("==") {
+                    (k, true, v)
+                } else if let Some((k, v)) = term.split_once('=') {
+                    (k, true, v)
+                } else {
+                    return Err(status::bad_request(format!("invalid selector: {term:?}")));
+                };
+                if param == "fieldSelector" && !matches!(key, "metadata.name" | "metadata.namespace") {
+                    return Err(status::bad_request(format!(
+                        "field label not supported: {key}"
+                    )));
+                }
+                out.push((key.trim().to_owned(), equal, value.trim().to_owned()));
+            }
+        }
+        Ok(selector)
+    }
+
+    fn matches(&self, object: &Value) -> bool {
+        let fields_ok = self.fields.iter().all(|(key, equal, value)| {
+            let actual = match key.as_str() {
+                "metadata.name" => object["metadata"]["name"].as_str(),
+                _ => object["metadata"]["namespace"].as_str(),
+            };
+            (actual == Some(value.as_str())) == *equal
+        });
+        let labels_ok = self.labels.iter().all(|(key, equal, value)| {
+            (object["metadata"]["labels"][key].as_str() == Some(value.as_str())) == *equal
+        });
+        fields_ok && labels_ok
+    }
+}
+
+// === Watch ===
+
+fn watch(shared: &Arc<Shared>, request: &LeaseRequest, ns: Option<&str>) -> Result<Response<Body>, ApiError> {
+    let selector = Selector::parse(request)?;
+    let from = match request.param("resourceVersion") {
+        None | Some("" | "0") => None,
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| status::bad_request(format!("invalid resource version: {v:?}")))?,
+        ),
+    };
+    let timeout = request
+        .param("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map_or(DEFAULT_WATCH_TIMEOUT, Duration::from_secs);
+    let bookmarks = request.param("allowWatchBookmarks") == Some("true");
+    let start = match shared.store.watch(ns, from) {
+        Ok(start) => start,
+        // A too-old version is answered inside the stream, as kube-apiserver does.
+        Err(e) if e.code == 410 => {
+            let line = json!({ "type": "ERROR", "object": e.body });
+            let (tx, rx) = mpsc::channel(1);
+            let _ = tx.try_send(Ok(line_bytes(&line)));
+            return Ok(stream_response(rx));
+        }
+        Err(e) => return Err(e),
+    };
+    let (tx, rx) = mpsc::channel(64);
+    let stream = WatchStream {
+        shared: Arc::clone(shared),
+        client: request.client.clone(),
+        namespace: ns.map(str::to_owned),
+        selector,
+        tx,
+        last: from.unwrap_or(0),
+    };
+    tokio::spawn(stream.run(start.backlog, start.live, timeout, bookmarks));
+    Ok(stream_response(rx))
+}
+
+fn stream_response(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Response<Body> {
+    let frames = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item.map(Frame::data), rx))
+    });
+    let mut response = Response::new(StreamBody::new(frames).boxed_unsync());
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, "application/json".parse().expect("static header"));
+    response
+}
+
+fn line_bytes(value: &Value) -> Bytes {
+    let mut bytes = serde_json::to_vec(value).unwrap_or_default();
+    bytes.push(b'\n');
+    Bytes::from(bytes)
+}
+
+struct WatchStream {
+    shared: Arc<Shared>,
+    client: String,
+    namespace: Option<String>,
+    selector: Selector,
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    last: u64,
+}
+
+impl WatchStream {
+    fn wanted(&self, event: &Event) -> bool {
+        self.namespace.as_ref().is_none_or(|ns| *ns == event.namespace) && self.selector.matches(&event.object)
+    }
+
+    async fn send(&mut self, event: &Event) -> bool {
+        self.last = self.last.max(event.version);
+        if !self.wanted(event) {
+            return true;
+        }
+        let line = json!({ "type": event.change.as_str(), "object": event.object });
+        self.tx.send(Ok(line_bytes(&line))).await.is_ok()
+    }
+
+    async fn bookmark(&mut self) -> bool {
+        let version = self.last.max(self.shared.store.version());
+        let line = json!({
+            "type": "BOOKMARK",
+            "object": {
+                "kind": "Lease",
+                "apiVersion": "coordination.k8s.io/v1",
+                "metadata": { "resourceVersion": version.to_string() },
+            },
+        });
+        self.tx.send(Ok(line_bytes(&line))).await.is_ok()
+    }
+
+    async fn run(mut self, backlog: Vec<Event>, mut live: broadcast::Receiver<Event>, timeout: Duration, bookmarks: bool) {
+        for event in &backlog {
+            if !self.send(event).await {
+                return;
+            }
+        }
+        let end = tokio::time::Instant::now() + timeout;
+        let mut faults = self.shared.faults.subscribe();
+        let mut tick = tokio::time::interval(BOOKMARK_EVERY);
+        tick.reset();
+        loop {
+            // A partitioned or hung client gets nothing; a partition that heals
+            // breaks the stream, as a lost connection would.
+            let state = faults.borrow_and_update().clone();
+            if state.partitioned(&self.client) || state.hung(&self.client) || state.refused(&self.client) {
+                let heals = state.heals;
+                let client = self.client.clone();
+                let lifted = faults.wait_for(|s| {
+                    !(s.partitioned(&client) || s.hung(&client) || s.refused(&client))
+                });
+                let healed = tokio::select! {
+                    r = lifted => r.map_or(true, |s| s.heals != heals),
+                    () = tokio::time::sleep_until(end) => return,
+                    () = self.shared.shutdown.cancelled() => return,
+                };
+                if healed || state.refused(&self.client) {
+                    let _ = self.tx.send(Err(std::io::Error::other(Dropped))).await;
+                    return;
+                }
+                continue;
+            }
+            tokio::select! {
+                received = live.recv() => match received {
+                    Ok(event) => {
+                        if event.version > self.last && !self.send(&event).await {
+                            return;
+                        }
+                    }
+                    // Too slow to keep up: end the watch; the client starts anew.
+                    Err(broadcast::error::RecvError::Lagged(_) | broadcast::error::RecvError::Closed) => return,
+                },
+                _ = faults.changed() => {}
+                _ = tick.tick(), if bookmarks => {
+                    if !self.bookmark().await {
+                        return;
+                    }
+                }
+                () = tokio::time::sleep_until(end) => {
+                    if bookmarks {
+                        self.bookmark().await;
+                    }
+                    return;
+                }
+                () = self.tx.closed() => return,
+                () = self.shared.shutdown.cancelled() => return,
+            }
+        }
+    }
+}
+
+// === Queries ===
+
+pub(crate) fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    out.push(b);
+                    i += 3;
+                } else {
+                    out.push(b'%');
+                    i += 1;
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Used by the admin endpoint.
+pub(crate) fn target_of(name: &str) -> FaultTarget {
+    if name.is_empty() || name == "all" || name == "*" {
+        FaultTarget::All
+    } else {
+        FaultTarget::Client(name.to_owned())
+    }
+}
+
+pub(crate) fn json_response(code: u16, body: &Value) -> Response<Body> {
+    respond(code, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_percent_decoded() {
+        assert_eq!(
+            parse_query("fieldSelector=metadata.name%3Dfoo&watch=true&x"),
+            vec![
+                ("fieldSelector".to_owned(), "metadata.name=foo".to_owned()),
+                ("watch".to_owned(), "true".to_owned()),
+                ("x".to_owned(), String::new()),
+            ]
+        );
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+}

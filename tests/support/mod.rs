@@ -1,0 +1,82 @@
+//! What every integration test stands on: a target API server (the embedded
+//! one, or a real one named by `KUBE_ELECTOR_TEST_KUBECONFIG`), unique names,
+//! and skipping what a real server cannot do.
+
+#![allow(dead_code, unreachable_pub)] // each test file uses a part of this
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube_elector::testing::LeaseApiServer;
+
+/// The environment variable that points the suite at a real API server.
+pub const KUBECONFIG_ENV: &str = "KUBE_ELECTOR_TEST_KUBECONFIG";
+
+/// The server a test talks to.
+pub struct Target {
+    embedded: Option<LeaseApiServer>,
+    external: Option<kube::Config>,
+}
+
+impl Target {
+    /// The embedded server, or the cluster of `KUBE_ELECTOR_TEST_KUBECONFIG`.
+    pub async fn new() -> Self {
+        match std::env::var(KUBECONFIG_ENV).ok().filter(|p| !p.is_empty()) {
+            Some(path) => {
+                let kubeconfig = Kubeconfig::read_from(&path)
+                    .unwrap_or_else(|e| panic!("reading {KUBECONFIG_ENV}={path}: {e}"));
+                let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                    .await
+                    .unwrap_or_else(|e| panic!("loading {path}: {e}"));
+                Self {
+                    embedded: None,
+                    external: Some(config),
+                }
+            }
+            None => Self {
+                embedded: Some(LeaseApiServer::start().await.expect("start the embedded server")),
+                external: None,
+            },
+        }
+    }
+
+    /// A client with its own identity (on the embedded server, the target of
+    /// faults and counters; on a real one, just another connection).
+    pub fn client_for(&self, identity: &str) -> kube::Client {
+        match (&self.embedded, &self.external) {
+            (Some(server), _) => server.client_for(identity),
+            (None, Some(config)) => kube::Client::try_from(config.clone()).expect("client for the real server"),
+            (None, None) => unreachable!("a target is embedded or external"),
+        }
+    }
+
+    /// The namespace tests use (it exists on every real cluster).
+    pub fn namespace(&self) -> &str {
+        "default"
+    }
+
+    /// The embedded server, for faults and counters; `None` on a real server.
+    pub fn embedded(&self) -> Option<&LeaseApiServer> {
+        self.embedded.as_ref()
+    }
+
+    /// Whether the tests run against a real API server.
+    pub fn is_real(&self) -> bool {
+        self.external.is_some()
+    }
+}
+
+/// A name no other test (or earlier run against a shared server) uses.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{prefix}-{}-{n}-{nanos:x}", std::process::id())
+}
+
+/// Says why a test does nothing on this target.
+pub fn skip(why: &str) {
+    eprintln!("skipped: {why} (not available on a real API server)");
+}

@@ -30,10 +30,14 @@ async fn main() -> anyhow::Result<()> {
                     .parse()
                     .context("--port takes a number")?;
             }
-            "--kubeconfig" => kubeconfig = Some(args.next().context("--kubeconfig needs a path")?.into()),
+            "--kubeconfig" => {
+                kubeconfig = Some(args.next().context("--kubeconfig needs a path")?.into())
+            }
             "--identity" => identity = args.next().context("--identity needs a value")?,
             "-h" | "--help" => {
-                println!("usage: lease-apiserver [--port PORT] [--kubeconfig FILE] [--identity NAME]");
+                println!(
+                    "usage: lease-apiserver [--port PORT] [--kubeconfig FILE] [--identity NAME]"
+                );
                 return Ok(());
             }
             other => anyhow::bail!("unknown argument {other:?} (try --help)"),
@@ -43,7 +47,10 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding 127.0.0.1:{port}"))?;
     let kubeconfig = kubeconfig.unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("lease-apiserver-{}.kubeconfig", server.addr().port()))
+        std::env::temp_dir().join(format!(
+            "lease-apiserver-{}.kubeconfig",
+            server.addr().port()
+        ))
     });
     server
         .write_kubeconfig(&kubeconfig, &identity)

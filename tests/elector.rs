@@ -41,7 +41,11 @@ fn config(lease: &str, namespace: &str, identity: &str) -> ElectorConfig {
 }
 
 fn spawn(target: &Target, lease: &str, identity: &str) -> ElectorHandle {
-    spawn_with(target, config(lease, target.namespace(), identity), identity)
+    spawn_with(
+        target,
+        config(lease, target.namespace(), identity),
+        identity,
+    )
 }
 
 fn spawn_with(target: &Target, config: ElectorConfig, identity: &str) -> ElectorHandle {
@@ -199,7 +203,11 @@ async fn five_electors_never_lead_at_once_under_latency_and_partitions() {
         server.heal(FaultTarget::Client(id));
     }
     recorder.assert_no_overlap();
-    assert!(recorder.intervals().len() >= 4, "{:#?}", recorder.intervals());
+    assert!(
+        recorder.intervals().len() >= 4,
+        "{:#?}",
+        recorder.intervals()
+    );
     for e in electors {
         e.shutdown().await.expect("clean shutdown");
     }
@@ -226,7 +234,10 @@ async fn cancelled_leader_stops_before_the_next_one_starts() {
     let next = leader_of(&electors).await;
 
     let intervals = recorder.intervals();
-    let old_term = intervals.iter().find(|i| i.who == old_id).expect("old term");
+    let old_term = intervals
+        .iter()
+        .find(|i| i.who == old_id)
+        .expect("old term");
     let new_term = intervals
         .iter()
         .find(|i| i.who == electors[next].identity())
@@ -262,7 +273,15 @@ async fn hung_leader_is_replaced_only_after_its_lease_expires() {
     // Requests already past the fault may still land, so read the Lease
     // afterwards: its renewTime is no later than the last renew sent.
     server.hang(FaultTarget::Client(electors[leader].identity().to_owned()));
-    let last_renew = api.get(&lease).await.expect("lease").spec.unwrap().renew_time.unwrap().0;
+    let last_renew = api
+        .get(&lease)
+        .await
+        .expect("lease")
+        .spec
+        .unwrap()
+        .renew_time
+        .unwrap()
+        .0;
     let (clock_instant, clock_wall) = (Instant::now(), jiff::Timestamp::now());
     let mut events = electors[follower].events();
     wait_for(&mut events, &LeaderEvent::StartedLeading).await;
@@ -338,14 +357,17 @@ async fn an_hour_of_clock_skew_neither_steals_nor_loses_a_lease() {
     for (leader_skew, follower_skew) in [(1, -1), (-1, 1)] {
         let lease = support::unique_name("skew");
         let skewed = |id: &str, hours: i64| {
-            let cfg = config(&lease, target.namespace(), id)
-                .clock(Arc::new(SkewedClock::new(SignedDuration::from_hours(hours))));
+            let cfg = config(&lease, target.namespace(), id).clock(Arc::new(SkewedClock::new(
+                SignedDuration::from_hours(hours),
+            )));
             spawn_with(&target, cfg, id)
         };
         let leader = skewed(&format!("skew-leader{leader_skew}"), leader_skew);
         leader.became_leader().await.expect("first elector leads");
         let follower = skewed(&format!("skew-follower{follower_skew}"), follower_skew);
         let mut leader_events = leader.events();
+        // The stream starts with the current state: this term's start.
+        wait_for(&mut leader_events, &LeaderEvent::StartedLeading).await;
         let mut follower_events = follower.events();
         wait_for(
             &mut follower_events,
@@ -363,7 +385,9 @@ async fn an_hour_of_clock_skew_neither_steals_nor_loses_a_lease() {
         let seen = timeout(watch_for, async {
             loop {
                 match changes.next().await {
-                    Some((_, LeaderEvent::StartedLeading) | ("leader", LeaderEvent::StoppedLeading)) => {
+                    Some(
+                        (_, LeaderEvent::StartedLeading) | ("leader", LeaderEvent::StoppedLeading),
+                    ) => {
                         break changes;
                     }
                     Some(_) => {}
@@ -434,7 +458,10 @@ async fn leader_notices_an_outside_writer_taking_its_lease() {
     );
     assert!(!elector.is_leader());
     // Nothing releases a Lease it does not hold.
-    assert_eq!(elector.shutdown().await.unwrap(), ShutdownOutcome::NotHolding);
+    assert_eq!(
+        elector.shutdown().await.unwrap(),
+        ShutdownOutcome::NotHolding
+    );
     let after = api.get(&lease).await.unwrap();
     assert_eq!(
         after.spec.unwrap().holder_identity.as_deref(),
@@ -493,10 +520,17 @@ async fn leases_with_missing_or_odd_fields_are_read_as_client_go_does() {
         let written = api.get(&name).await.unwrap().spec.unwrap();
         assert_eq!(written.holder_identity.as_deref(), Some("reader"), "{case}");
         assert_eq!(written.lease_duration_seconds, Some(2), "{case}");
-        assert!(written.acquire_time.is_some() && written.renew_time.is_some(), "{case}");
+        assert!(
+            written.acquire_time.is_some() && written.renew_time.is_some(),
+            "{case}"
+        );
         let expected = created.spec.unwrap().lease_transitions.unwrap_or(0) + 1;
         assert_eq!(written.lease_transitions, Some(expected), "{case}");
-        assert_eq!(i64::from(guard.fencing_token()), i64::from(expected), "{case}");
+        assert_eq!(
+            i64::from(guard.fencing_token()),
+            i64::from(expected),
+            "{case}"
+        );
         drop(guard);
         elector.shutdown().await.unwrap();
     }
@@ -536,7 +570,13 @@ async fn shutdown_waits_for_leader_work_to_drain_before_releasing() {
         guard.lost().await;
         // Leadership is over, but the Lease is not yet released: leader work
         // can finish before anyone else starts.
-        let holder = api2.get(&lease2).await.unwrap().spec.unwrap().holder_identity;
+        let holder = api2
+            .get(&lease2)
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .holder_identity;
         drop(guard);
         done_tx.send(holder).unwrap();
     });
@@ -577,7 +617,12 @@ async fn followers_send_no_requests_while_the_watch_is_healthy() {
     let after = server.requests();
     for f in &followers {
         let sent = after.client(f.identity()) - before.client(f.identity());
-        assert_eq!(sent, 0, "{} sent {sent} requests while following", f.identity());
+        assert_eq!(
+            sent,
+            0,
+            "{} sent {sent} requests while following",
+            f.identity()
+        );
     }
     let renews = after.get("quiet-leader", Verb::Update) - before.get("quiet-leader", Verb::Update);
     assert!(renews >= 2, "the leader renewed only {renews} times");
@@ -608,7 +653,10 @@ async fn without_watch_permission_followers_poll_and_still_elect() {
     // Polling: the follower reads the Lease on its own.
     let before = server.requests().get("nowatch-1", Verb::Get);
     tokio::time::sleep(RETRY * 4).await;
-    assert!(server.requests().get("nowatch-1", Verb::Get) > before, "follower did not poll");
+    assert!(
+        server.requests().get("nowatch-1", Verb::Get) > before,
+        "follower did not poll"
+    );
     // And it takes over when the leader goes.
     assert_eq!(first.shutdown().await.unwrap(), ShutdownOutcome::Released);
     wait_for(&mut events, &LeaderEvent::StartedLeading).await;
@@ -635,8 +683,14 @@ async fn a_slow_subscriber_ends_on_the_true_state() {
     }
     // Every StartedLeading is followed by a StoppedLeading; the last leader
     // seen by `a` is not `a`.
-    let started = seen.iter().filter(|e| **e == LeaderEvent::StartedLeading).count();
-    let stopped = seen.iter().filter(|e| **e == LeaderEvent::StoppedLeading).count();
+    let started = seen
+        .iter()
+        .filter(|e| **e == LeaderEvent::StartedLeading)
+        .count();
+    let stopped = seen
+        .iter()
+        .filter(|e| **e == LeaderEvent::StoppedLeading)
+        .count();
     assert_eq!(started, stopped, "{seen:?}");
     let last_leader = seen.iter().rev().find_map(|e| match e {
         LeaderEvent::NewLeader { identity } => Some(identity.clone()),

@@ -32,7 +32,10 @@ async fn one_holder_acquires_another_is_refused_until_step_down() {
     let got = first.try_acquire_or_renew().await.unwrap();
     assert!(got.acquired_lease);
     let held = got.lease.expect("the created Lease");
-    assert_eq!(held.spec.as_ref().unwrap().holder_identity.as_deref(), Some("holder-01"));
+    assert_eq!(
+        held.spec.as_ref().unwrap().holder_identity.as_deref(),
+        Some("holder-01")
+    );
 
     let refused = second.try_acquire_or_renew().await.unwrap();
     assert!(!refused.acquired_lease, "a live Lease was taken over");
@@ -83,7 +86,10 @@ async fn a_held_lease_is_taken_only_after_it_was_seen_unchanged_for_its_ttl() {
             );
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "never taken after expiry");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never taken after expiry"
+        );
         tokio::time::sleep(ttl / 4).await;
     }
 }
@@ -95,9 +101,17 @@ async fn concurrent_candidates_on_an_expired_lease_never_both_win() {
     let api: Api<Lease> = Api::namespaced(target.client_for("admin"), target.namespace());
     for round in 0..5 {
         let locks: Vec<_> = (0..4)
-            .map(|i| lock(&target, &lease, &format!("racer-{i}"), Duration::from_secs(60)))
+            .map(|i| {
+                lock(
+                    &target,
+                    &lease,
+                    &format!("racer-{i}"),
+                    Duration::from_secs(60),
+                )
+            })
             .collect();
-        let results = futures::future::join_all(locks.iter().map(LeaseLock::try_acquire_or_renew)).await;
+        let results =
+            futures::future::join_all(locks.iter().map(LeaseLock::try_acquire_or_renew)).await;
         let winners: Vec<_> = results
             .iter()
             .enumerate()
@@ -108,7 +122,11 @@ async fn concurrent_candidates_on_an_expired_lease_never_both_win() {
         let holder = api.get(&lease).await.unwrap().spec.unwrap().holder_identity;
         assert_eq!(holder.as_ref(), winners.first(), "round {round}");
         // Free the Lease for the next round.
-        let winner = winners[0].strip_prefix("racer-").unwrap().parse::<usize>().unwrap();
+        let winner = winners[0]
+            .strip_prefix("racer-")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap();
         locks[winner].step_down().await.unwrap();
     }
 }

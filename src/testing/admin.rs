@@ -64,7 +64,11 @@ fn apply_faults(shared: &Shared, spec: &Value) -> Result<(), String> {
     if let Some(rate) = spec["error_rate"].as_f64() {
         faults.set_error_rate(target.clone(), rate);
     }
-    for (key, flag) in [("refuse", Flag::Refused), ("hang", Flag::Hung), ("partition", Flag::Partitioned)] {
+    for (key, flag) in [
+        ("refuse", Flag::Refused),
+        ("hang", Flag::Hung),
+        ("partition", Flag::Partitioned),
+    ] {
         if let Some(on) = spec[key].as_bool() {
             faults.set_flag(flag, target.clone(), on);
         }

@@ -50,7 +50,10 @@ fn leaves(value: &Value) -> BTreeSet<Path> {
                     if path.is_empty() && (k == "apiVersion" || k == "kind") {
                         continue;
                     }
-                    if path.len() == 1 && path[0] == "metadata" && SERVER_FIELDS.contains(&k.as_str()) {
+                    if path.len() == 1
+                        && path[0] == "metadata"
+                        && SERVER_FIELDS.contains(&k.as_str())
+                    {
                         continue;
                     }
                     path.push(k.clone());
@@ -156,7 +159,10 @@ fn to_fields_v1(paths: &BTreeSet<Path>) -> Value {
 }
 
 fn write_owners(object: &mut Value, owners: &Owners, touched: &BTreeSet<(String, Operation)>) {
-    let previous = object["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
+    let previous = object["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let entries: Vec<Value> = owners
         .iter()
@@ -181,6 +187,9 @@ fn write_owners(object: &mut Value, owners: &Owners, touched: &BTreeSet<(String,
             })
         })
         .collect();
+    if !object["metadata"].is_object() {
+        object["metadata"] = json!({});
+    }
     if let Some(meta) = object["metadata"].as_object_mut() {
         meta.insert("managedFields".into(), Value::Array(entries));
     }
@@ -188,7 +197,12 @@ fn write_owners(object: &mut Value, owners: &Owners, touched: &BTreeSet<(String,
 
 /// Records a create or update by `manager`: it takes the fields it changed
 /// (all it set, on create) from whoever owned them.
-pub(crate) fn record_update(current: Option<&Value>, next: &mut Value, manager: &str, op: Operation) {
+pub(crate) fn record_update(
+    current: Option<&Value>,
+    next: &mut Value,
+    manager: &str,
+    op: Operation,
+) {
     let mut owners = parse_owners(current);
     let changed: BTreeSet<Path> = match current {
         None => leaves(next),
@@ -309,9 +323,15 @@ mod tests {
     #[test]
     fn apply_conflicts_with_another_managers_changed_field_unless_forced() {
         let first = apply(None, &lease("a"), "alice", false).unwrap();
-        assert!(apply(Some(&first), &lease("a"), "bob", false).is_ok(), "same value: shared");
+        assert!(
+            apply(Some(&first), &lease("a"), "bob", false).is_ok(),
+            "same value: shared"
+        );
         let err = apply(Some(&first), &lease("b"), "bob", false).unwrap_err();
-        assert_eq!(err, vec![("alice".to_owned(), ".spec.holderIdentity".to_owned())]);
+        assert_eq!(
+            err,
+            vec![("alice".to_owned(), ".spec.holderIdentity".to_owned())]
+        );
         let forced = apply(Some(&first), &lease("b"), "bob", true).unwrap();
         assert_eq!(forced["spec"]["holderIdentity"], "b");
         // Now bob owns it: alice conflicts.

@@ -99,11 +99,17 @@ impl LeaseRequest {
 
 fn respond(code: u16, body: &Value) -> Response<Body> {
     let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
-    let mut response = Response::new(Full::new(bytes).map_err(|e: Infallible| match e {}).boxed_unsync());
-    *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, "application/json".parse().expect("static header"));
+    let mut response = Response::new(
+        Full::new(bytes)
+            .map_err(|e: Infallible| match e {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() =
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        "application/json".parse().expect("static header"),
+    );
     response
 }
 
@@ -141,10 +147,23 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let route = match segments.as_slice() {
         ["apis", "coordination.k8s.io", "v1", "leases"] => Some((None, None)),
-        ["apis", "coordination.k8s.io", "v1", "namespaces", ns, "leases"] => Some((Some(*ns), None)),
-        ["apis", "coordination.k8s.io", "v1", "namespaces", ns, "leases", name] => {
-            Some((Some(*ns), Some(*name)))
-        }
+        [
+            "apis",
+            "coordination.k8s.io",
+            "v1",
+            "namespaces",
+            ns,
+            "leases",
+        ] => Some((Some(*ns), None)),
+        [
+            "apis",
+            "coordination.k8s.io",
+            "v1",
+            "namespaces",
+            ns,
+            "leases",
+            name,
+        ] => Some((Some(*ns), Some(*name))),
         _ => None,
     };
     let Some((namespace, name)) = route else {
@@ -173,11 +192,20 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
 
     let rate = shared.faults.snapshot().error_rate(&client);
     if shared.faults.draw_error(rate) {
-        let code = if shared.faults.draw_error(0.5) { 503 } else { 500 };
+        let code = if shared.faults.draw_error(0.5) {
+            503
+        } else {
+            500
+        };
         return Ok(error(&status::injected(code)));
     }
     if shared.faults.snapshot().forbidden(&client, verb) {
-        return Ok(error(&status::forbidden(&client, verb.as_str(), namespace, name)));
+        return Ok(error(&status::forbidden(
+            &client,
+            verb.as_str(),
+            namespace,
+            name,
+        )));
     }
 
     let request = LeaseRequest {
@@ -187,7 +215,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         name: name.map(str::to_owned),
         query,
     };
-    Ok(dispatch(&shared, request, req).await.unwrap_or_else(|e| error(&e)))
+    Ok(dispatch(&shared, request, req)
+        .await
+        .unwrap_or_else(|e| error(&e)))
 }
 
 /// Holds a request while `flag` applies to `client` (or the server shuts down).
@@ -226,7 +256,11 @@ fn field_manager(request: &LeaseRequest, req: &Request<Incoming>) -> String {
         .to_owned()
 }
 
-async fn dispatch(shared: &Arc<Shared>, request: LeaseRequest, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn dispatch(
+    shared: &Arc<Shared>,
+    request: LeaseRequest,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let store = &shared.store;
     let ns = request.namespace.as_deref();
     match (request.verb, ns, request.name.as_deref()) {
@@ -273,7 +307,9 @@ async fn dispatch(shared: &Arc<Shared>, request: LeaseRequest, req: Request<Inco
                 "application/merge-patch+json" => PatchKind::Merge,
                 "application/strategic-merge-patch+json" => PatchKind::StrategicMerge,
                 "application/json-patch+json" => PatchKind::Json,
-                "application/apply-patch+yaml" | "application/apply-patch+cbor" => PatchKind::Apply { force },
+                "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
+                    PatchKind::Apply { force }
+                }
                 other => return Err(status::unsupported_media_type(other)),
             };
             let manager = match (kind, request.param("fieldManager")) {
@@ -297,14 +333,26 @@ async fn dispatch(shared: &Arc<Shared>, request: LeaseRequest, req: Request<Inco
             }
             let (ns, name) = (ns.to_owned(), name.to_owned());
             let body = json_body(req, false).await?;
-            let status = if store.get(&ns, &name).is_ok() { 200 } else { 201 };
-            Ok(respond(status, &store.patch(&ns, &name, kind, body, &manager)?))
+            let status = if store.get(&ns, &name).is_ok() {
+                200
+            } else {
+                201
+            };
+            Ok(respond(
+                status,
+                &store.patch(&ns, &name, kind, body, &manager)?,
+            ))
         }
         (Verb::Delete, Some(ns), Some(name)) => {
             let (ns, name) = (ns.to_owned(), name.to_owned());
             let options = json_body(req, false).await.unwrap_or(Value::Null);
-            let precondition = options["preconditions"]["resourceVersion"].as_str().map(str::to_owned);
-            Ok(respond(200, &store.delete(&ns, &name, precondition.as_deref())?))
+            let precondition = options["preconditions"]["resourceVersion"]
+                .as_str()
+                .map(str::to_owned);
+            Ok(respond(
+                200,
+                &store.delete(&ns, &name, precondition.as_deref())?,
+            ))
         }
         _ => Err(status::no_route()),
     }
@@ -340,8 +388,9 @@ async fn json_body(req: Request<Incoming>, check_type: bool) -> Result<Value, Ap
         .await
         .map_err(|_| status::too_large(MAX_BODY))?
         .to_bytes();
-    serde_json::from_slice(&bytes)
-        .map_err(|e| status::bad_request(format!("couldn't get version/kind; json parse error: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        status::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+    })
 }
 
 // === Selectors ===
@@ -361,7 +410,12 @@ impl Selector {
             ("fieldSelector", &mut selector.fields),
             ("labelSelector", &mut selector.labels),
         ] {
-            for term in request.param(param).unwrap_or("").split(',').filter(|t| !t.is_empty()) {
+            for term in request
+                .param(param)
+                .unwrap_or("")
+                .split(',')
+                .filter(|t| !t.is_empty())
+            {
                 let (key, equal, value) = if let Some((k, v)) = term.split_once("!=") {
                     (k, false, v)
                 } else if let Some((k, v)) = term.split_once("==") {
@@ -371,7 +425,9 @@ impl Selector {
                 } else {
                     return Err(status::bad_request(format!("invalid selector: {term:?}")));
                 };
-                if param == "fieldSelector" && !matches!(key, "metadata.name" | "metadata.namespace") {
+                if param == "fieldSelector"
+                    && !matches!(key, "metadata.name" | "metadata.namespace")
+                {
                     return Err(status::bad_request(format!(
                         "field label not supported: {key}"
                     )));
@@ -399,7 +455,11 @@ impl Selector {
 
 // === Watch ===
 
-fn watch(shared: &Arc<Shared>, request: &LeaseRequest, ns: Option<&str>) -> Result<Response<Body>, ApiError> {
+fn watch(
+    shared: &Arc<Shared>,
+    request: &LeaseRequest,
+    ns: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
     let selector = Selector::parse(request)?;
     let from = match request.param("resourceVersion") {
         None | Some("" | "0") => None,
@@ -442,9 +502,10 @@ fn stream_response(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Respons
         rx.recv().await.map(|item| (item.map(Frame::data), rx))
     });
     let mut response = Response::new(StreamBody::new(frames).boxed_unsync());
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, "application/json".parse().expect("static header"));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        "application/json".parse().expect("static header"),
+    );
     response
 }
 
@@ -465,7 +526,10 @@ struct WatchStream {
 
 impl WatchStream {
     fn wanted(&self, event: &Event) -> bool {
-        self.namespace.as_ref().is_none_or(|ns| *ns == event.namespace) && self.selector.matches(&event.object)
+        self.namespace
+            .as_ref()
+            .is_none_or(|ns| *ns == event.namespace)
+            && self.selector.matches(&event.object)
     }
 
     async fn send(&mut self, event: &Event) -> bool {
@@ -490,7 +554,13 @@ impl WatchStream {
         self.tx.send(Ok(line_bytes(&line))).await.is_ok()
     }
 
-    async fn run(mut self, backlog: Vec<Event>, mut live: broadcast::Receiver<Event>, timeout: Duration, bookmarks: bool) {
+    async fn run(
+        mut self,
+        backlog: Vec<Event>,
+        mut live: broadcast::Receiver<Event>,
+        timeout: Duration,
+        bookmarks: bool,
+    ) {
         for event in &backlog {
             if !self.send(event).await {
                 return;
@@ -504,7 +574,10 @@ impl WatchStream {
             // A partitioned or hung client gets nothing; a partition that heals
             // breaks the stream, as a lost connection would.
             let state = faults.borrow_and_update().clone();
-            if state.partitioned(&self.client) || state.hung(&self.client) || state.refused(&self.client) {
+            if state.partitioned(&self.client)
+                || state.hung(&self.client)
+                || state.refused(&self.client)
+            {
                 let heals = state.heals;
                 let client = self.client.clone();
                 let lifted = faults.wait_for(|s| {

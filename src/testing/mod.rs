@@ -61,8 +61,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::DropGuard;
 
-pub use faults::{FaultTarget, RequestCounts, Verb};
 use faults::Flag;
+pub use faults::{FaultTarget, RequestCounts, Verb};
 use http::Shared;
 
 /// A running embedded Lease API server; dropping it stops the server.
@@ -199,7 +199,9 @@ impl LeaseApiServer {
     /// Heals a partition: held requests and watches fail with a dropped
     /// connection (none was applied); new requests work.
     pub fn heal(&self, target: FaultTarget) {
-        self.shared.faults.set_flag(Flag::Partitioned, target, false);
+        self.shared
+            .faults
+            .set_flag(Flag::Partitioned, target, false);
     }
 
     /// Answers `verb` from `target` with 403 Forbidden, as RBAC would.

@@ -47,7 +47,9 @@ pub(crate) fn no_route() -> ApiError {
         404,
         "NotFound",
         "the server could not find the requested resource".into(),
-        Some(json!({ "causes": [{ "reason": "UnexpectedServerResponse", "message": "404 page not found" }] })),
+        Some(
+            json!({ "causes": [{ "reason": "UnexpectedServerResponse", "message": "404 page not found" }] }),
+        ),
     )
 }
 
@@ -73,7 +75,14 @@ pub(crate) fn conflict(name: &str) -> ApiError {
 
 /// A server-side apply conflict: `(manager, field path)` per conflicting field.
 pub(crate) fn apply_conflict(name: &str, conflicts: &[(String, String)]) -> ApiError {
-    let (count, noun) = (conflicts.len(), if conflicts.len() == 1 { "conflict" } else { "conflicts" });
+    let (count, noun) = (
+        conflicts.len(),
+        if conflicts.len() == 1 {
+            "conflict"
+        } else {
+            "conflicts"
+        },
+    );
     let listed = conflicts
         .iter()
         .map(|(manager, field)| format!("conflict with \"{manager}\": {field}"))
@@ -108,7 +117,10 @@ pub(crate) fn invalid(name: &str, causes: &[(String, String)]) -> ApiError {
     let message = if listed.len() == 1 {
         format!("Lease.{GROUP} \"{name}\" is invalid: {}", listed[0])
     } else {
-        format!("Lease.{GROUP} \"{name}\" is invalid: [{}]", listed.join(", "))
+        format!(
+            "Lease.{GROUP} \"{name}\" is invalid: [{}]",
+            listed.join(", ")
+        )
     };
     let causes: Vec<Value> = causes
         .iter()
@@ -162,7 +174,12 @@ pub(crate) fn method_not_allowed(method: &str) -> ApiError {
     )
 }
 
-pub(crate) fn forbidden(user: &str, verb: &str, namespace: Option<&str>, name: Option<&str>) -> ApiError {
+pub(crate) fn forbidden(
+    user: &str,
+    verb: &str,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> ApiError {
     let resource = match name {
         Some(name) => format!("{RESOURCE}.{GROUP} \"{name}\""),
         None => format!("{RESOURCE}.{GROUP}"),

@@ -103,7 +103,11 @@ impl Store {
 
     /// Objects in `ns` (all namespaces if `None`) that `keep` accepts, and
     /// the version of the list.
-    pub(crate) fn list(&self, ns: Option<&str>, keep: impl Fn(&Value) -> bool) -> (Vec<Value>, u64) {
+    pub(crate) fn list(
+        &self,
+        ns: Option<&str>,
+        keep: impl Fn(&Value) -> bool,
+    ) -> (Vec<Value>, u64) {
         let inner = self.lock();
         let items = inner
             .objects
@@ -119,7 +123,11 @@ impl Store {
     /// Events after `from` (or, with `None`, ADDED events for what exists
     /// now), and a receiver of everything after them. 410 if `from` is older
     /// than the history kept.
-    pub(crate) fn watch(&self, ns: Option<&str>, from: Option<u64>) -> Result<WatchStart, ApiError> {
+    pub(crate) fn watch(
+        &self,
+        ns: Option<&str>,
+        from: Option<u64>,
+    ) -> Result<WatchStart, ApiError> {
         let inner = self.lock();
         let live = self.events.subscribe();
         let backlog = match from {
@@ -147,8 +155,15 @@ impl Store {
 
     pub(crate) fn create(&self, ns: &str, body: Value, manager: &str) -> Result<Value, ApiError> {
         let mut object = checked_object(body, ns)?;
-        let name = object_name(&object)
-            .ok_or_else(|| status::invalid("", &[("metadata.name".into(), "Required value: name or generateName is required".into())]))?;
+        let name = object_name(&object).ok_or_else(|| {
+            status::invalid(
+                "",
+                &[(
+                    "metadata.name".into(),
+                    "Required value: name or generateName is required".into(),
+                )],
+            )
+        })?;
         validate(&object, &name)?;
         let mut inner = self.lock();
         let key = (ns.to_owned(), name.clone());
@@ -173,7 +188,13 @@ impl Store {
         Ok(inner.commit(&self.events, key, Change::Added, object))
     }
 
-    pub(crate) fn update(&self, ns: &str, name: &str, body: Value, manager: &str) -> Result<Value, ApiError> {
+    pub(crate) fn update(
+        &self,
+        ns: &str,
+        name: &str,
+        body: Value,
+        manager: &str,
+    ) -> Result<Value, ApiError> {
         let mut object = checked_object(body, ns)?;
         if let Some(body_name) = object_name(&object)
             && body_name != name
@@ -186,7 +207,10 @@ impl Store {
         validate(&object, name)?;
         let mut inner = self.lock();
         let key = (ns.to_owned(), name.to_owned());
-        let current = inner.objects.get(&key).ok_or_else(|| status::not_found(name))?;
+        let current = inner
+            .objects
+            .get(&key)
+            .ok_or_else(|| status::not_found(name))?;
         check_precondition(current, &object, name)?;
         let object = carry_server_fields(current, object);
         let mut object = object;
@@ -228,7 +252,9 @@ impl Store {
         // A resourceVersion in the patch makes it conditional.
         check_precondition(&current, &patched, name)?;
         if object_name(&patched).as_deref() != Some(name) {
-            return Err(status::bad_request("metadata.name cannot be changed by a patch"));
+            return Err(status::bad_request(
+                "metadata.name cannot be changed by a patch",
+            ));
         }
         meta_mut(&mut patched).insert("namespace".into(), json!(ns));
         validate(&patched, name)?;
@@ -275,7 +301,8 @@ impl Store {
                 let key = (ns.to_owned(), name.to_owned());
                 meta_mut(&mut created).insert("managedFields".into(), owned);
                 if let Some(stored) = inner.objects.get_mut(&key) {
-                    stored["metadata"]["managedFields"] = created["metadata"]["managedFields"].clone();
+                    stored["metadata"]["managedFields"] =
+                        created["metadata"]["managedFields"].clone();
                 }
                 Ok(created)
             }
@@ -294,10 +321,18 @@ impl Store {
         }
     }
 
-    pub(crate) fn delete(&self, ns: &str, name: &str, precondition: Option<&str>) -> Result<Value, ApiError> {
+    pub(crate) fn delete(
+        &self,
+        ns: &str,
+        name: &str,
+        precondition: Option<&str>,
+    ) -> Result<Value, ApiError> {
         let mut inner = self.lock();
         let key = (ns.to_owned(), name.to_owned());
-        let current = inner.objects.get(&key).ok_or_else(|| status::not_found(name))?;
+        let current = inner
+            .objects
+            .get(&key)
+            .ok_or_else(|| status::not_found(name))?;
         if let Some(rv) = precondition
             && current["metadata"]["resourceVersion"].as_str() != Some(rv)
         {
@@ -370,7 +405,9 @@ fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
     if !object["metadata"].is_object() {
         object["metadata"] = json!({});
     }
-    object["metadata"].as_object_mut().expect("metadata is an object")
+    object["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
 }
 
 /// A UUID-shaped identifier, unique per server (the counter) and across
@@ -428,7 +465,9 @@ fn checked_object(body: Value, ns: &str) -> Result<Value, ApiError> {
 /// 409 if `incoming` names a resourceVersion other than the current one.
 fn check_precondition(current: &Value, incoming: &Value, name: &str) -> Result<(), ApiError> {
     match incoming["metadata"]["resourceVersion"].as_str() {
-        Some(rv) if !rv.is_empty() && Some(rv) != current["metadata"]["resourceVersion"].as_str() => {
+        Some(rv)
+            if !rv.is_empty() && Some(rv) != current["metadata"]["resourceVersion"].as_str() =>
+        {
             Err(status::conflict(name))
         }
         _ => Ok(()),
@@ -491,7 +530,10 @@ fn validate(object: &Value, name: &str) -> Result<(), ApiError> {
                     } else {
                         "must be greater than or equal to 0"
                     };
-                    causes.push((format!("spec.{field}"), format!("Invalid value: {v}: {rule}")));
+                    causes.push((
+                        format!("spec.{field}"),
+                        format!("Invalid value: {v}: {rule}"),
+                    ));
                 }
                 Some(_) => {}
                 None => return Err(decode_error(&format!("spec.{field}: {n} is not an int32"))),
@@ -598,17 +640,26 @@ pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
 /// RFC 6902 JSON patch: add, remove, replace, test, copy, move.
 fn json_patch(current: &Value, patch: &Value) -> Result<Value, ApiError> {
     let Value::Array(ops) = patch else {
-        return Err(status::bad_request("a JSON patch must be an array of operations"));
+        return Err(status::bad_request(
+            "a JSON patch must be an array of operations",
+        ));
     };
     let mut doc = current.clone();
     for op in ops {
         let kind = op["op"].as_str().unwrap_or("");
-        let target = op["path"].as_str().ok_or_else(|| status::bad_request("JSON patch operation without a path"))?;
+        let target = op["path"]
+            .as_str()
+            .ok_or_else(|| status::bad_request("JSON patch operation without a path"))?;
         match kind {
             "add" | "replace" => {
-                let value = op.get("value").cloned().ok_or_else(|| status::bad_request("missing value"))?;
+                let value = op
+                    .get("value")
+                    .cloned()
+                    .ok_or_else(|| status::bad_request("missing value"))?;
                 if kind == "replace" && doc.pointer(target).is_none() {
-                    return Err(status::invalid_patch(&format!("replace operation does not apply: doc is missing key: {target}")));
+                    return Err(status::invalid_patch(&format!(
+                        "replace operation does not apply: doc is missing key: {target}"
+                    )));
                 }
                 set_pointer(&mut doc, target, value)?;
             }
@@ -617,18 +668,29 @@ fn json_patch(current: &Value, patch: &Value) -> Result<Value, ApiError> {
             }
             "test" => {
                 if doc.pointer(target) != op.get("value") {
-                    return Err(status::invalid_patch(&format!("testing value {target} failed")));
+                    return Err(status::invalid_patch(&format!(
+                        "testing value {target} failed"
+                    )));
                 }
             }
             "copy" | "move" => {
-                let from = op["from"].as_str().ok_or_else(|| status::bad_request("missing from"))?;
-                let value = doc.pointer(from).cloned().ok_or_else(|| status::invalid_patch(&format!("missing path {from}")))?;
+                let from = op["from"]
+                    .as_str()
+                    .ok_or_else(|| status::bad_request("missing from"))?;
+                let value = doc
+                    .pointer(from)
+                    .cloned()
+                    .ok_or_else(|| status::invalid_patch(&format!("missing path {from}")))?;
                 if kind == "move" {
                     remove_pointer(&mut doc, from)?;
                 }
                 set_pointer(&mut doc, target, value)?;
             }
-            other => return Err(status::bad_request(format!("unexpected JSON patch operation {other:?}"))),
+            other => {
+                return Err(status::bad_request(format!(
+                    "unexpected JSON patch operation {other:?}"
+                )));
+            }
         }
     }
     Ok(doc)
@@ -638,7 +700,10 @@ fn split_pointer(path: &str) -> Result<(String, String), ApiError> {
     let (parent, last) = path
         .rsplit_once('/')
         .ok_or_else(|| status::bad_request(format!("invalid JSON pointer {path:?}")))?;
-    Ok((parent.to_owned(), last.replace("~1", "/").replace("~0", "~")))
+    Ok((
+        parent.to_owned(),
+        last.replace("~1", "/").replace("~0", "~"),
+    ))
 }
 
 fn set_pointer(doc: &mut Value, path: &str, value: Value) -> Result<(), ApiError> {
@@ -653,14 +718,18 @@ fn set_pointer(doc: &mut Value, path: &str, value: Value) -> Result<(), ApiError
                 items.push(value);
                 return Ok(());
             }
-            let i: usize = last.parse().map_err(|_| status::invalid_patch("bad array index"))?;
+            let i: usize = last
+                .parse()
+                .map_err(|_| status::invalid_patch("bad array index"))?;
             if i > items.len() {
                 return Err(status::invalid_patch("array index out of bounds"));
             }
             items.insert(i, value);
             Ok(())
         }
-        _ => Err(status::invalid_patch(&format!("doc is missing path: {path}"))),
+        _ => Err(status::invalid_patch(&format!(
+            "doc is missing path: {path}"
+        ))),
     }
 }
 
@@ -680,7 +749,9 @@ fn remove_pointer(doc: &mut Value, path: &str) -> Result<(), ApiError> {
     if removed {
         Ok(())
     } else {
-        Err(status::invalid_patch(&format!("remove operation does not apply: doc is missing path: {path}")))
+        Err(status::invalid_patch(&format!(
+            "remove operation does not apply: doc is missing path: {path}"
+        )))
     }
 }
 
@@ -707,19 +778,51 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(patched, json!({"spec": {"holderIdentity": "b", "leaseTransitions": 3}}));
-        assert!(json_patch(&doc, &json!([{"op": "test", "path": "/spec/holderIdentity", "value": "x"}])).is_err());
+        assert_eq!(
+            patched,
+            json!({"spec": {"holderIdentity": "b", "leaseTransitions": 3}})
+        );
+        assert!(
+            json_patch(
+                &doc,
+                &json!([{"op": "test", "path": "/spec/holderIdentity", "value": "x"}])
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn validation_refuses_what_kube_apiserver_refuses() {
         let lease = |spec: Value| json!({"metadata": {"name": "l"}, "spec": spec});
         assert!(validate(&lease(json!({"leaseDurationSeconds": 1})), "l").is_ok());
-        assert_eq!(validate(&lease(json!({"leaseDurationSeconds": 0})), "l").unwrap_err().code, 422);
-        assert_eq!(validate(&lease(json!({"leaseTransitions": -1})), "l").unwrap_err().code, 422);
-        assert_eq!(validate(&lease(json!({"renewTime": "garbage"})), "l").unwrap_err().code, 400);
-        assert_eq!(validate(&lease(json!({"holderIdentity": 5})), "l").unwrap_err().code, 400);
-        assert_eq!(validate(&lease(json!({})), "Bad_Name").unwrap_err().code, 422);
+        assert_eq!(
+            validate(&lease(json!({"leaseDurationSeconds": 0})), "l")
+                .unwrap_err()
+                .code,
+            422
+        );
+        assert_eq!(
+            validate(&lease(json!({"leaseTransitions": -1})), "l")
+                .unwrap_err()
+                .code,
+            422
+        );
+        assert_eq!(
+            validate(&lease(json!({"renewTime": "garbage"})), "l")
+                .unwrap_err()
+                .code,
+            400
+        );
+        assert_eq!(
+            validate(&lease(json!({"holderIdentity": 5})), "l")
+                .unwrap_err()
+                .code,
+            400
+        );
+        assert_eq!(
+            validate(&lease(json!({})), "Bad_Name").unwrap_err().code,
+            422
+        );
     }
 
     #[test]

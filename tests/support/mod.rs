@@ -25,16 +25,21 @@ impl Target {
             Some(path) => {
                 let kubeconfig = Kubeconfig::read_from(&path)
                     .unwrap_or_else(|e| panic!("reading {KUBECONFIG_ENV}={path}: {e}"));
-                let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                    .await
-                    .unwrap_or_else(|e| panic!("loading {path}: {e}"));
+                let config =
+                    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                        .await
+                        .unwrap_or_else(|e| panic!("loading {path}: {e}"));
                 Self {
                     embedded: None,
                     external: Some(config),
                 }
             }
             None => Self {
-                embedded: Some(LeaseApiServer::start().await.expect("start the embedded server")),
+                embedded: Some(
+                    LeaseApiServer::start()
+                        .await
+                        .expect("start the embedded server"),
+                ),
                 external: None,
             },
         }
@@ -45,7 +50,9 @@ impl Target {
     pub fn client_for(&self, identity: &str) -> kube::Client {
         match (&self.embedded, &self.external) {
             (Some(server), _) => server.client_for(identity),
-            (None, Some(config)) => kube::Client::try_from(config.clone()).expect("client for the real server"),
+            (None, Some(config)) => {
+                kube::Client::try_from(config.clone()).expect("client for the real server")
+            }
             (None, None) => unreachable!("a target is embedded or external"),
         }
     }

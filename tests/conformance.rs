@@ -1,0 +1,1047 @@
+//! The Lease API rules, as kube-apiserver keeps them. Runs against the
+//! embedded server, or a real one named by `KUBE_ELECTOR_TEST_KUBECONFIG`:
+//! every difference between the two is a bug in the embedded server.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{
+    DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use tokio::time::timeout;
+
+use support::Target;
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn lease(name: &str, holder: &str) -> Lease {
+    Lease {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(holder.into()),
+            lease_duration_seconds: Some(15),
+            ..LeaseSpec::default()
+        }),
+    }
+}
+
+fn api(target: &Target, who: &str) -> Api<Lease> {
+    Api::namespaced(target.client_for(who), target.namespace())
+}
+
+fn status_of(err: kube::Error) -> Box<kube::core::Status> {
+    match err {
+        kube::Error::Api(status) => status,
+        other => panic!("expected a Status error, got {other:?}"),
+    }
+}
+
+fn rv(lease: &Lease) -> u64 {
+    lease
+        .metadata
+        .resource_version
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn holder(lease: &Lease) -> Option<&str> {
+    lease.spec.as_ref()?.holder_identity.as_deref()
+}
+
+// === Create, read, metadata ===
+
+#[tokio::test]
+async fn create_fills_server_metadata_and_get_returns_it() {
+    let target = Target::new().await;
+    let leases = api(&target, "admin");
+    let name = support::unique_name("create");
+    let created = leases
+        .create(&PostParams::default(), &lease(&name, "a"))
+        .await
+        .unwrap();
+    assert!(
+        created
+            .metadata
+            .uid
+            .as_deref()
+            .is_some_and(|u| !u.is_empty())
+    );
+    assert!(created.metadata.creation_timestamp.is_some());
+    assert!(rv(&created) > 0);
+    assert_eq!(
+        created.metadata.namespace.as_deref(),
+        Some(target.namespace())
+    );
+    let got = leases.get(&name).await.unwrap();
+    assert_eq!(got.metadata.uid, created.metadata.uid);
+    assert_eq!(
+        got.metadata.resource_version,
+        created.metadata.resource_version
+    );
+    assert_eq!(holder(&got), Some("a"));
+}
+
+#[tokio::test]
+async fn second_create_of_a_name_is_already_exists() {
+    let target = Target::new().await;
+    let leases = api(&target, "admin");
+    let name = support::unique_name("twice");
+    let (la, lb) = (lease(&name, "a"), lease(&name, "b"));
+    let params = PostParams::default();
+    let (a, b) = tokio::join!(leases.create(&params, &la), leases.create(&params, &lb));
+    let (winner, loser) = match (a, b) {
+        (Ok(w), Err(e)) | (Err(e), Ok(w)) => (w, e),
+        other => panic!("exactly one create must win: {other:?}"),
+    };
+    let status = status_of(loser);
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (409, "AlreadyExists")
+    );
+    assert!(status.message.contains(&name), "{}", status.message);
+    assert_eq!(holder(&leases.get(&name).await.unwrap()), holder(&winner));
+}
+
+#[tokio::test]
+async fn missing_lease_is_not_found_with_a_status_body() {
+    let target = Target::new().await;
+    let leases = api(&target, "admin");
+    let name = support::unique_name("missing");
+    let status = status_of(leases.get(&name).await.unwrap_err());
+    assert_eq!((status.code, status.reason.as_str()), (404, "NotFound"));
+    assert_eq!(
+        status.message,
+        format!("leases.coordination.k8s.io \"{name}\" not found")
+    );
+    let status = status_of(
+        leases
+            .delete(&name, &DeleteParams::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(status.code, 404);
+    let status = status_of(
+        leases
+            .replace(&name, &PostParams::default(), &lease(&name, "x"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(status.code, 404);
+}
+
+// === Conditional writes ===
+
+#[tokio::test]
+async fn stale_put_is_a_conflict_and_leaves_the_object_unchanged() {
+    let target = Target::new().await;
+    let leases = api(&target, "admin");
+    let name = support::unique_name("stale");
+    let v1 = leases
+        .create(&PostParams::default(), &lease(&name, "a"))
+        .await
+        .unwrap();
+    let mut fresh = v1.clone();
+    fresh.spec.as_mut().unwrap().holder_identity = Some("b".into());
+    let v2 = leases
+        .replace(&name, &PostParams::default(), &fresh)
+        .await
+        .unwrap();
+    assert!(rv(&v2) > rv(&v1), "every write raises the resourceVersion");
+
+    let mut stale = v1.clone();
+    stale.spec.as_mut().unwrap().holder_identity = Some("c".into());
+    let status = status_of(
+        leases
+            .replace(&name, &PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    assert!(
+        status.message.contains("the object has been modified"),
+        "{}",
+        status.message
+    );
+    let now = leases.get(&name).await.unwrap();
+    assert_eq!(holder(&now), Some("b"));
+    assert_eq!(now.metadata.resource_version, v2.metadata.resource_version);
+}
+
+#[tokio::test]
+async fn patch_carrying_a_stale_resource_version_is_a_conflict() {
+    let target = Target::new().await;
+    let leases = api(&target, "admin");
+    let name = support::unique_name("patchrv");
+    let v1 = leases
+        .create(&PostParams::default(), &lease(&name, "a"))
+        .await
+        .unwrap();
+    let good = json!({"metadata": {"resourceVersion": v1.metadata.resource_version}, "spec": {"holderIdentity": "b"}});
+    let v2 = leases
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&good))
+        .await
+        .unwrap();
+    assert_eq!(holder(&v2), Some("b"));
+    let stale = json!({"metadata": {"resourceVersion": v1.metadata.resource_version}, "spec": {"holderIdentity": "c"}});
+    let status = status_of(
+        leases
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&stale))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    assert_eq!(holder(&leases.get(&name).await.unwrap()), Some("b"));
+}
+
+#[tokio::test]
+async fn resource_versions_increase_across_objects() {
+    let target = Target::new().await;
+    let leases = api(&target, "admin");
+    let a = leases
+        .create(
+            &PostParams::default(),
+            &lease(&support::unique_name("rv-a"), "x"),
+        )
+        .await
+        .unwrap();
+    let b = leases
+        .create(
+            &PostParams::default(),
+            &lease(&support::unique_name("rv-b"), "x"),
+        )
+        .await
+        .unwrap();
+    assert!(rv(&b) > rv(&a));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_racing_conditional_updates_each_version_won_once_none_lost() {
+    let target = Target::new().await;
+    let name = support::unique_name("race");
+    let admin = api(&target, "admin");
+    let mut initial = lease(&name, "start");
+    initial.spec.as_mut().unwrap().lease_transitions = Some(0);
+    admin
+        .create(&PostParams::default(), &initial)
+        .await
+        .unwrap();
+
+    // Each task increments leaseTransitions with read-modify-write until it
+    // has succeeded once; the versions each success was based on must differ.
+    let won: Arc<std::sync::Mutex<Vec<(u64, u64)>>> = Arc::default();
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let leases = api(&target, &format!("racer-{}", i % 5));
+            let name = name.clone();
+            let won = Arc::clone(&won);
+            tokio::spawn(async move {
+                loop {
+                    let mut current = leases.get(&name).await.unwrap();
+                    let based_on = rv(&current);
+                    let spec = current.spec.as_mut().unwrap();
+                    spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+                    spec.holder_identity = Some(format!("racer-{i}"));
+                    match leases
+                        .replace(&name, &PostParams::default(), &current)
+                        .await
+                    {
+                        Ok(written) => {
+                            won.lock().unwrap().push((based_on, rv(&written)));
+                            return;
+                        }
+                        Err(kube::Error::Api(s)) if s.code == 409 => {}
+                        Err(e) => panic!("unexpected error: {e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    timeout(
+        Duration::from_secs(120),
+        futures::future::try_join_all(tasks),
+    )
+    .await
+    .expect("the race finishes")
+    .unwrap();
+    let won = won.lock().unwrap().clone();
+    let based: BTreeSet<u64> = won.iter().map(|(b, _)| *b).collect();
+    let written: BTreeSet<u64> = won.iter().map(|(_, w)| *w).collect();
+    assert_eq!(won.len(), 50);
+    assert_eq!(
+        based.len(),
+        50,
+        "two writers won on the same resourceVersion"
+    );
+    assert_eq!(written.len(), 50);
+    let last = admin.get(&name).await.unwrap();
+    assert_eq!(
+        last.spec.unwrap().lease_transitions,
+        Some(50),
+        "an update was lost"
+    );
+}
+
+// === Validation ===
+
+#[tokio::test]
+async fn invalid_specs_are_refused_with_invalid() {
+    let target = Target::new().await;
+    let leases = api(&target, "admin");
+    for (field, spec) in [
+        (
+            "spec.leaseDurationSeconds",
+            LeaseSpec {
+                lease_duration_seconds: Some(0),
+                ..LeaseSpec::default()
+            },
+        ),
+        (
+            "spec.leaseDurationSeconds",
+            LeaseSpec {
+                lease_duration_seconds: Some(-3),
+                ..LeaseSpec::default()
+            },
+        ),
+        (
+            "spec.leaseTransitions",
+            LeaseSpec {
+                lease_transitions: Some(-1),
+                ..LeaseSpec::default()
+            },
+        ),
+    ] {
+        let name = support::unique_name("invalid");
+        let bad = Lease {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(spec),
+        };
+        let status = status_of(
+            leases
+                .create(&PostParams::default(), &bad)
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(
+            (status.code, status.reason.as_str()),
+            (422, "Invalid"),
+            "{field}"
+        );
+        assert!(status.message.contains(field), "{}", status.message);
+        assert!(
+            leases.get_opt(&name).await.unwrap().is_none(),
+            "nothing was stored"
+        );
+    }
+    let status = status_of(
+        leases
+            .create(&PostParams::default(), &lease("Not_A_Name", "x"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(status.code, 422);
+}
+
+#[tokio::test]
+async fn unparseable_times_are_refused() {
+    let target = Target::new().await;
+    let client = target.client_for("admin");
+    let name = support::unique_name("badtime");
+    let body = json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": name},
+        "spec": {"holderIdentity": "a", "renewTime": "not a time"}
+    });
+    let status = raw(
+        &client,
+        "POST",
+        &leases_path(&target, None),
+        Some(&body),
+        "application/json",
+    )
+    .await;
+    // kube-apiserver fails to decode the object: 400 BadRequest.
+    assert_eq!(status.0, 400, "{}", status.1);
+    assert_eq!(status.1["reason"], "BadRequest");
+    assert!(status.1["message"].as_str().unwrap().contains("not a time"));
+}
+
+#[tokio::test]
+async fn micro_times_come_back_with_microseconds() {
+    let target = Target::new().await;
+    let leases = api(&target, "admin");
+    let name = support::unique_name("micro");
+    let mut l = lease(&name, "a");
+    let t: jiff::Timestamp = "2026-11-24T14:00:00.123456789Z".parse().unwrap();
+    l.spec.as_mut().unwrap().renew_time = Some(MicroTime(t));
+    leases.create(&PostParams::default(), &l).await.unwrap();
+    let client = target.client_for("admin");
+    let (code, body) = raw(&client, "GET", &leases_path(&target, Some(&name)), None, "").await;
+    assert_eq!(code, 200);
+    assert_eq!(body["spec"]["renewTime"], "2026-11-24T14:00:00.123456Z");
+}
+
+// === Patches ===
+
+#[tokio::test]
+async fn merge_and_strategic_patches_update_fields_and_null_removes() {
+    let target = Target::new().await;
+    let leases = api(&target, "admin");
+    let name = support::unique_name("merge");
+    leases
+        .create(&PostParams::default(), &lease(&name, "a"))
+        .await
+        .unwrap();
+    let patched = leases
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"holderIdentity": "b", "leaseDurationSeconds": null}})),
+        )
+        .await
+        .unwrap();
+    let spec = patched.spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("b"));
+    assert_eq!(spec.lease_duration_seconds, None);
+    let patched = leases
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Strategic(
+                json!({"metadata": {"labels": {"app": "x"}}, "spec": {"leaseTransitions": 2}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.metadata.labels.unwrap()["app"], "x");
+    assert_eq!(patched.spec.unwrap().lease_transitions, Some(2));
+}
+
+#[tokio::test]
+async fn json_patch_test_operation_guards_the_write() {
+    let target = Target::new().await;
+    let leases = api(&target, "admin");
+    let name = support::unique_name("jsonpatch");
+    leases
+        .create(&PostParams::default(), &lease(&name, "a"))
+        .await
+        .unwrap();
+    let ops = json!([
+        {"op": "test", "path": "/spec/holderIdentity", "value": "a"},
+        {"op": "replace", "path": "/spec/holderIdentity", "value": "b"}
+    ]);
+    let client = target.client_for("admin");
+    let (code, _) = raw(
+        &client,
+        "PATCH",
+        &leases_path(&target, Some(&name)),
+        Some(&ops),
+        "application/json-patch+json",
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(holder(&leases.get(&name).await.unwrap()), Some("b"));
+    // The same patch again fails its test and changes nothing.
+    let (code, _) = raw(
+        &client,
+        "PATCH",
+        &leases_path(&target, Some(&name)),
+        Some(&ops),
+        "application/json-patch+json",
+    )
+    .await;
+    assert_eq!(code, 422);
+    assert_eq!(holder(&leases.get(&name).await.unwrap()), Some("b"));
+}
+
+#[tokio::test]
+async fn server_side_apply_owns_fields_and_conflicts_unless_forced() {
+    let target = Target::new().await;
+    let leases = api(&target, "admin");
+    let name = support::unique_name("apply");
+    let config = |holder: &str| {
+        json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": name},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 10}
+        })
+    };
+    // Apply creates a missing object.
+    let created = leases
+        .patch(
+            &name,
+            &PatchParams::apply("alice"),
+            &Patch::Apply(config("a")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(holder(&created), Some("a"));
+    let managers: Vec<_> = created
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            (
+                m.manager.unwrap_or_default(),
+                m.operation.unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(
+        managers.contains(&("alice".into(), "Apply".into())),
+        "{managers:?}"
+    );
+
+    // Another manager applying the same value shares the field: no conflict.
+    leases
+        .patch(
+            &name,
+            &PatchParams::apply("bob"),
+            &Patch::Apply(config("a")),
+        )
+        .await
+        .unwrap();
+    // A different value conflicts with alice (bob shares it now, so only alice).
+    let status = status_of(
+        leases
+            .patch(
+                &name,
+                &PatchParams::apply("carol"),
+                &Patch::Apply(config("c")),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    assert!(
+        status.message.contains(".spec.holderIdentity"),
+        "{}",
+        status.message
+    );
+    assert!(status.message.contains("alice"), "{}", status.message);
+    assert_eq!(holder(&leases.get(&name).await.unwrap()), Some("a"));
+    // With force it wins.
+    let forced = leases
+        .patch(
+            &name,
+            &PatchParams::apply("carol").force(),
+            &Patch::Apply(config("c")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(holder(&forced), Some("c"));
+    // And now alice conflicts with carol.
+    let status = status_of(
+        leases
+            .patch(
+                &name,
+                &PatchParams::apply("alice"),
+                &Patch::Apply(config("a")),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert!(status.message.contains("carol"), "{}", status.message);
+}
+
+#[tokio::test]
+async fn apply_without_field_manager_is_refused() {
+    let target = Target::new().await;
+    let client = target.client_for("admin");
+    let name = support::unique_name("nomanager");
+    let body = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name}});
+    let (code, status) = raw(
+        &client,
+        "PATCH",
+        &leases_path(&target, Some(&name)),
+        Some(&body),
+        "application/apply-patch+yaml",
+    )
+    .await;
+    assert_eq!(code, 422, "{status}");
+    assert!(
+        status["message"].as_str().unwrap().contains("fieldManager"),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn an_update_takes_ownership_of_the_fields_it_changes() {
+    let target = Target::new().await;
+    let leases = api(&target, "admin");
+    let name = support::unique_name("takeover");
+    let config = |holder: &str| {
+        json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": name},
+            "spec": {"holderIdentity": holder}
+        })
+    };
+    leases
+        .patch(
+            &name,
+            &PatchParams::apply("alice"),
+            &Patch::Apply(config("a")),
+        )
+        .await
+        .unwrap();
+    leases
+        .patch(
+            &name,
+            &PatchParams {
+                field_manager: Some("editor".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(json!({"spec": {"holderIdentity": "e"}})),
+        )
+        .await
+        .unwrap();
+    // alice's apply of her old value now conflicts with the editor's update.
+    let status = status_of(
+        leases
+            .patch(
+                &name,
+                &PatchParams::apply("alice"),
+                &Patch::Apply(config("a")),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert!(status.message.contains("editor"), "{}", status.message);
+}
+
+// === Delete ===
+
+#[tokio::test]
+async fn delete_removes_and_honours_a_stale_precondition() {
+    let target = Target::new().await;
+    let leases = api(&target, "admin");
+    let name = support::unique_name("delete");
+    let v1 = leases
+        .create(&PostParams::default(), &lease(&name, "a"))
+        .await
+        .unwrap();
+    leases
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"holderIdentity": "b"}})),
+        )
+        .await
+        .unwrap();
+    let stale = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            resource_version: v1.metadata.resource_version.clone(),
+            uid: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let status = status_of(leases.delete(&name, &stale).await.unwrap_err());
+    assert_eq!(status.code, 409);
+    assert!(leases.get_opt(&name).await.unwrap().is_some());
+    leases
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(leases.get_opt(&name).await.unwrap().is_none());
+}
+
+// === List and watch ===
+
+#[tokio::test]
+async fn list_by_field_selector_returns_only_that_lease() {
+    let target = Target::new().await;
+    let leases = api(&target, "admin");
+    let a = support::unique_name("list-a");
+    let b = support::unique_name("list-b");
+    leases
+        .create(&PostParams::default(), &lease(&a, "x"))
+        .await
+        .unwrap();
+    let created_b = leases
+        .create(&PostParams::default(), &lease(&b, "x"))
+        .await
+        .unwrap();
+    let list = leases
+        .list(&ListParams::default().fields(&format!("metadata.name={a}")))
+        .await
+        .unwrap();
+    let names: Vec<_> = list
+        .items
+        .iter()
+        .filter_map(|l| l.metadata.name.clone())
+        .collect();
+    assert_eq!(names, vec![a.clone()]);
+    let list_rv: u64 = list.metadata.resource_version.unwrap().parse().unwrap();
+    assert!(
+        list_rv >= rv(&created_b),
+        "a list's version is at least its newest item's"
+    );
+    // The cluster-wide list sees both.
+    let all: Api<Lease> = Api::all(target.client_for("admin"));
+    let names: BTreeSet<_> = all
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|l| l.metadata.name)
+        .collect();
+    assert!(names.contains(&a) && names.contains(&b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_from_a_version_sees_exactly_the_later_changes_in_order() {
+    let target = Target::new().await;
+    let leases = api(&target, "admin");
+    let name = support::unique_name("watch");
+    let v1 = leases
+        .create(&PostParams::default(), &lease(&name, "a"))
+        .await
+        .unwrap();
+    let mut expected = Vec::new();
+    for h in ["b", "c", "d"] {
+        let l = leases
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"holderIdentity": h}})),
+            )
+            .await
+            .unwrap();
+        expected.push(("MODIFIED", Some(h.to_owned()), rv(&l)));
+    }
+    leases
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    let params = WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(10);
+    let stream = leases
+        .watch(&params, v1.metadata.resource_version.as_deref().unwrap())
+        .await
+        .unwrap();
+    let mut stream = std::pin::pin!(stream);
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let event = timeout(PATIENCE, stream.try_next())
+            .await
+            .expect("events arrive")
+            .unwrap()
+            .expect("the stream stays open");
+        match event {
+            WatchEvent::Modified(l) => {
+                seen.push(("MODIFIED", holder(&l).map(str::to_owned), rv(&l)))
+            }
+            WatchEvent::Deleted(l) => seen.push(("DELETED", holder(&l).map(str::to_owned), rv(&l))),
+            WatchEvent::Added(l) => panic!("no ADDED after the version watched from: {l:?}"),
+            WatchEvent::Bookmark(_) => {}
+            WatchEvent::Error(e) => panic!("watch error {e:?}"),
+        }
+    }
+    assert_eq!(&seen[..3], &expected[..]);
+    assert_eq!(seen[3].0, "DELETED");
+    assert!(seen[3].2 > expected[2].2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_delivers_changes_made_after_it_started() {
+    let target = Target::new().await;
+    let leases = api(&target, "admin");
+    let name = support::unique_name("watch-live");
+    let list = leases
+        .list(&ListParams::default().fields(&format!("metadata.name={name}")))
+        .await
+        .unwrap();
+    let from = list.metadata.resource_version.unwrap();
+    let params = WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(10);
+    let stream = leases.watch(&params, &from).await.unwrap();
+    let mut stream = std::pin::pin!(stream);
+    leases
+        .create(&PostParams::default(), &lease(&name, "a"))
+        .await
+        .unwrap();
+    // Another Lease's change is not delivered to this watch.
+    leases
+        .create(
+            &PostParams::default(),
+            &lease(&support::unique_name("other"), "z"),
+        )
+        .await
+        .unwrap();
+    leases
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"holderIdentity": "b"}})),
+        )
+        .await
+        .unwrap();
+    let mut kinds = Vec::new();
+    while kinds.len() < 2 {
+        match timeout(PATIENCE, stream.try_next())
+            .await
+            .expect("events arrive")
+            .unwrap()
+            .unwrap()
+        {
+            WatchEvent::Added(l) => kinds.push(("ADDED", holder(&l).map(str::to_owned))),
+            WatchEvent::Modified(l) => kinds.push(("MODIFIED", holder(&l).map(str::to_owned))),
+            WatchEvent::Bookmark(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        kinds,
+        [("ADDED", Some("a".into())), ("MODIFIED", Some("b".into()))]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_ends_at_its_timeout() {
+    let target = Target::new().await;
+    let leases = api(&target, "admin");
+    let name = support::unique_name("watch-timeout");
+    let list = leases
+        .list(&ListParams::default().fields(&format!("metadata.name={name}")))
+        .await
+        .unwrap();
+    let params = WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(1);
+    let stream = leases
+        .watch(&params, &list.metadata.resource_version.unwrap())
+        .await
+        .unwrap();
+    // The stream ends by itself (the server closes it); bookmarks may come first.
+    let ended = timeout(PATIENCE, stream.try_for_each(|_| async { Ok(()) })).await;
+    assert!(ended.is_ok(), "the watch did not end after timeoutSeconds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_from_a_compacted_version_is_expired() {
+    let target = Target::new().await;
+    // The embedded server keeps 10,000 events; a real one compacts by time.
+    // Version 1 is older than any server that has run for a while keeps.
+    let Some(server) = target.embedded() else {
+        return support::skip("needs a server whose compaction this test controls");
+    };
+    let leases = api(&target, "admin");
+    let name = support::unique_name("compacted");
+    leases
+        .create(&PostParams::default(), &lease(&name, "a"))
+        .await
+        .unwrap();
+    for i in 0..10_001 {
+        leases
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"leaseTransitions": i}})),
+            )
+            .await
+            .unwrap();
+    }
+    assert!(server.resource_version() > 10_000);
+    let params = WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(5);
+    let stream = leases.watch(&params, "1").await.unwrap();
+    let mut stream = std::pin::pin!(stream);
+    match timeout(PATIENCE, stream.try_next()).await.unwrap().unwrap() {
+        Some(WatchEvent::Error(status)) => {
+            assert_eq!(status.code, 410);
+            assert_eq!(status.reason, "Expired");
+        }
+        other => panic!("expected a 410 error event, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_with_bookmarks_gets_one_before_it_ends() {
+    let target = Target::new().await;
+    if target.is_real() {
+        // kube-apiserver sends bookmarks on its own schedule (about a minute).
+        return support::skip("bookmark timing is the server's");
+    }
+    let leases = api(&target, "admin");
+    let name = support::unique_name("bookmark");
+    let list = leases
+        .list(&ListParams::default().fields(&format!("metadata.name={name}")))
+        .await
+        .unwrap();
+    let params = WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(1);
+    assert!(params.bookmarks);
+    let events: Vec<_> = timeout(
+        PATIENCE,
+        leases
+            .watch(&params, &list.metadata.resource_version.unwrap())
+            .await
+            .unwrap()
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Ok(WatchEvent::Bookmark(_)))),
+        "{events:?}"
+    );
+}
+
+// === Bad input ===
+
+fn leases_path(target: &Target, name: Option<&str>) -> String {
+    let base = format!(
+        "/apis/coordination.k8s.io/v1/namespaces/{}/leases",
+        target.namespace()
+    );
+    match name {
+        Some(n) => format!("{base}/{n}"),
+        None => base,
+    }
+}
+
+/// Sends a raw request and returns the status code and JSON body.
+async fn raw(
+    client: &Client,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    content_type: &str,
+) -> (u16, Value) {
+    let bytes = body
+        .map(|b| serde_json::to_vec(b).unwrap())
+        .unwrap_or_default();
+    raw_bytes(client, method, path, bytes, content_type).await
+}
+
+async fn raw_bytes(
+    client: &Client,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+    content_type: &str,
+) -> (u16, Value) {
+    let mut builder = http::Request::builder().method(method).uri(path);
+    if !content_type.is_empty() {
+        builder = builder.header("content-type", content_type);
+    }
+    let request = builder.body(body).unwrap();
+    let response = client
+        .send(request.map(kube::client::Body::from))
+        .await
+        .unwrap();
+    let code = response.status().as_u16();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn assert_status(code: u16, body: &Value, expected: u16) {
+    assert_eq!(code, expected, "{body}");
+    assert_eq!(body["kind"], "Status", "{body}");
+    assert_eq!(body["status"], "Failure", "{body}");
+    assert_eq!(body["code"], expected, "{body}");
+    assert!(
+        body["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_status_error_and_the_server_keeps_serving() {
+    let target = Target::new().await;
+    let client = target.client_for("admin");
+    let path = leases_path(&target, None);
+    // Malformed JSON.
+    let (code, body) = raw_bytes(
+        &client,
+        "POST",
+        &path,
+        b"{not json".to_vec(),
+        "application/json",
+    )
+    .await;
+    assert_status(code, &body, 400);
+    // Wrong content type.
+    let (code, body) = raw_bytes(&client, "POST", &path, b"hello".to_vec(), "text/plain").await;
+    assert_status(code, &body, 415);
+    // Unsupported patch type.
+    let name = support::unique_name("badpatch");
+    api(&target, "admin")
+        .create(&PostParams::default(), &lease(&name, "a"))
+        .await
+        .unwrap();
+    let (code, body) = raw_bytes(
+        &client,
+        "PATCH",
+        &leases_path(&target, Some(&name)),
+        b"{}".to_vec(),
+        "text/plain",
+    )
+    .await;
+    assert_status(code, &body, 415);
+    // Unknown path.
+    let (code, body) = raw(
+        &client,
+        "GET",
+        "/apis/coordination.k8s.io/v1/namespaces/default/widgets",
+        None,
+        "",
+    )
+    .await;
+    assert_status(code, &body, 404);
+    // Oversized body (over kube-apiserver's 3 MiB limit).
+    let huge = format!(
+        "{{\"metadata\":{{\"name\":\"huge\",\"annotations\":{{\"a\":\"{}\"}}}}}}",
+        "x".repeat(4 * 1024 * 1024)
+    );
+    let (code, body) = raw_bytes(
+        &client,
+        "POST",
+        &path,
+        huge.into_bytes(),
+        "application/json",
+    )
+    .await;
+    assert_status(code, &body, 413);
+    // Still serving.
+    let leases = api(&target, "admin");
+    assert_eq!(holder(&leases.get(&name).await.unwrap()), Some("a"));
+}
+
+#[tokio::test]
+async fn labels_round_trip() {
+    let target = Target::new().await;
+    let leases = api(&target, "admin");
+    let name = support::unique_name("fields");
+    let mut l = lease(&name, "a");
+    l.metadata.labels = Some(BTreeMap::from([("app".to_owned(), "demo".to_owned())]));
+    let created = leases.create(&PostParams::default(), &l).await.unwrap();
+    assert_eq!(created.metadata.labels.unwrap()["app"], "demo");
+}

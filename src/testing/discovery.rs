@@ -61,6 +61,58 @@ pub(crate) fn document(method: &Method, segments: &[&str]) -> Option<Value> {
                 "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
             }],
         }),
+        ["openapi", "v3"] => json!({
+            "paths": {
+                "apis/coordination.k8s.io/v1": {
+                    "serverRelativeURL": "/openapi/v3/apis/coordination.k8s.io/v1?hash=kube-elector-embedded"
+                }
+            }
+        }),
+        ["openapi", "v3", "apis", "coordination.k8s.io", "v1"] => openapi_v3(),
         _ => return None,
+    })
+}
+
+/// Just enough OpenAPI v3 for kubectl: the Lease paths, and the query
+/// parameters kubectl checks for before it lets the server validate fields.
+fn openapi_v3() -> Value {
+    let gvk = json!({ "group": "coordination.k8s.io", "version": "v1", "kind": "Lease" });
+    let param = |name: &str| json!({ "name": name, "in": "query", "schema": { "type": "string", "uniqueItems": true } });
+    let params = json!([
+        param("dryRun"),
+        param("fieldManager"),
+        param("fieldValidation")
+    ]);
+    let operation = |action: &str| {
+        json!({
+            "x-kubernetes-action": action,
+            "x-kubernetes-group-version-kind": gvk,
+            "parameters": params,
+            "responses": { "200": { "description": "OK" } },
+        })
+    };
+    let mut patch = operation("patch");
+    patch["parameters"] = json!([
+        param("dryRun"),
+        param("fieldManager"),
+        param("fieldValidation"),
+        param("force")
+    ]);
+    json!({
+        "openapi": "3.0.0",
+        "info": { "title": "Kubernetes", "version": VERSION },
+        "paths": {
+            "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases": {
+                "get": operation("list"),
+                "post": operation("post"),
+            },
+            "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}": {
+                "get": operation("get"),
+                "put": operation("put"),
+                "patch": patch,
+                "delete": operation("delete"),
+            },
+        },
+        "components": { "schemas": {} },
     })
 }

@@ -135,11 +135,25 @@ async fn missing_lease_is_not_found_with_a_status_body() {
     assert_eq!(status.code, 404);
     let status = status_of(
         leases
-            .replace(&name, &PostParams::default(), &lease(&name, "x"))
+            .patch(&name, &PatchParams::default(), &Patch::Merge(json!({"spec": {}})))
             .await
             .unwrap_err(),
     );
     assert_eq!(status.code, 404);
+}
+
+#[tokio::test]
+async fn put_of_a_missing_lease_creates_it() {
+    // Leases allow create-on-update: kube-apiserver creates a missing Lease
+    // on PUT, whatever resourceVersion the body names.
+    let target = Target::new().await;
+    let leases = api(&target, "admin");
+    let name = support::unique_name("putcreate");
+    let mut body = lease(&name, "x");
+    body.metadata.resource_version = Some("12".into());
+    let created = leases.replace(&name, &PostParams::default(), &body).await.unwrap();
+    assert_eq!(holder(&created), Some("x"));
+    assert!(created.metadata.uid.is_some());
 }
 
 // === Conditional writes ===

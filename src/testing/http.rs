@@ -289,7 +289,8 @@ async fn dispatch(
             let manager = field_manager(&request, &req);
             let (ns, name) = (ns.to_owned(), name.to_owned());
             let body = json_body(req, true).await?;
-            Ok(respond(200, &store.update(&ns, &name, body, &manager)?))
+            let (object, created) = store.update(&ns, &name, body, &manager)?;
+            Ok(respond(if created { 201 } else { 200 }, &object))
         }
         (Verb::Patch, Some(ns), Some(name)) => {
             let content_type = req

@@ -188,13 +188,16 @@ impl Store {
         Ok(inner.commit(&self.events, key, Change::Added, object))
     }
 
+    /// PUT. A missing Lease is created: Leases allow create-on-update, and
+    /// kube-apiserver creates one whatever resourceVersion the body carries.
+    /// The flag says whether it was created.
     pub(crate) fn update(
         &self,
         ns: &str,
         name: &str,
         body: Value,
         manager: &str,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<(Value, bool), ApiError> {
         let mut object = checked_object(body, ns)?;
         if let Some(body_name) = object_name(&object)
             && body_name != name
@@ -207,18 +210,22 @@ impl Store {
         validate(&object, name)?;
         let mut inner = self.lock();
         let key = (ns.to_owned(), name.to_owned());
-        let current = inner
-            .objects
-            .get(&key)
-            .ok_or_else(|| status::not_found(name))?;
+        let Some(current) = inner.objects.get(&key) else {
+            drop(inner);
+            return match self.create(ns, object, manager) {
+                Ok(created) => Ok((created, true)),
+                // Created by someone else in between: a conflict.
+                Err(e) if e.code == 409 => Err(status::conflict(name)),
+                Err(e) => Err(e),
+            };
+        };
         check_precondition(current, &object, name)?;
-        let object = carry_server_fields(current, object);
-        let mut object = object;
+        let mut object = carry_server_fields(current, object);
         fields::record_update(Some(current), &mut object, manager, Operation::Update);
         if unchanged(current, &object) {
-            return Ok(current.clone());
+            return Ok((current.clone(), false));
         }
-        Ok(inner.commit(&self.events, key, Change::Modified, object))
+        Ok((inner.commit(&self.events, key, Change::Modified, object), false))
     }
 
     pub(crate) fn patch(

@@ -61,6 +61,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "kubeconfig:", err)
 		os.Exit(2)
 	}
+	// JSON, not client-go's default protobuf: the embedded Lease API server
+	// speaks JSON only (a real kube-apiserver speaks both).
+	config.ContentType = "application/json"
+	config.AcceptContentTypes = "application/json"
 	client := kubernetes.NewForConfigOrDie(config)
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metav1ObjectMeta(*leaseName, *namespace),

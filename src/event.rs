@@ -79,9 +79,9 @@ pub enum LeaderEvent {
 
 /// The [`LeaderEvent`]s of one elector, as a [`Stream`].
 ///
-/// The stream first yields the events that describe the current state (the
-/// current leader, and `StartedLeading` if this elector leads), then one
-/// event per change. It is derived from the state channel: a subscriber that
+/// The stream first yields the events that describe the state when it was
+/// created (the current leader, and `StartedLeading` if this elector leads),
+/// then the events of each later change. It is derived from the state channel: a subscriber that
 /// falls behind skips intermediate states but always ends on the true one,
 /// never sees `StartedLeading` for a term that is already over, and sees
 /// `StoppedLeading` for every `StartedLeading` it saw. The stream ends when
@@ -112,7 +112,6 @@ enum Pending {
 
 struct Deriver {
     rx: watch::Receiver<LeaderState>,
-    first: bool,
     closed: bool,
     leader: Option<String>,
     term: Option<u64>,
@@ -163,7 +162,7 @@ impl Deriver {
             if self.closed {
                 return None;
             }
-            if !std::mem::take(&mut self.first) && self.rx.changed().await.is_err() {
+            if self.rx.changed().await.is_err() {
                 // The elector is gone: whatever it said last, it leads no more.
                 self.closed = true;
                 if self.term.take().is_some() {
@@ -177,15 +176,17 @@ impl Deriver {
     }
 }
 
-pub(crate) fn events(rx: watch::Receiver<LeaderState>) -> LeaderEvents {
-    let deriver = Deriver {
+/// The events of `rx`, starting with those that describe its state now.
+pub(crate) fn events(mut rx: watch::Receiver<LeaderState>) -> LeaderEvents {
+    let current = rx.borrow_and_update().clone();
+    let mut deriver = Deriver {
         rx,
-        first: true,
         closed: false,
         leader: None,
         term: None,
         queue: VecDeque::new(),
     };
+    deriver.diff(&current);
     LeaderEvents {
         inner: futures::stream::unfold(deriver, Deriver::next)
             .fuse()

@@ -322,9 +322,7 @@ impl ElectorHandle {
     /// The events of this elector, starting with those that describe the
     /// current state; see [`LeaderEvents`].
     pub fn events(&self) -> LeaderEvents {
-        let mut state = self.state.clone();
-        state.mark_changed();
-        event::events(state)
+        event::events(self.state.clone())
     }
 
     /// The token that shuts this elector down when cancelled.

@@ -135,7 +135,11 @@ async fn missing_lease_is_not_found_with_a_status_body() {
     assert_eq!(status.code, 404);
     let status = status_of(
         leases
-            .patch(&name, &PatchParams::default(), &Patch::Merge(json!({"spec": {}})))
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {}})),
+            )
             .await
             .unwrap_err(),
     );
@@ -151,7 +155,10 @@ async fn put_of_a_missing_lease_creates_it() {
     let name = support::unique_name("putcreate");
     let mut body = lease(&name, "x");
     body.metadata.resource_version = Some("12".into());
-    let created = leases.replace(&name, &PostParams::default(), &body).await.unwrap();
+    let created = leases
+        .replace(&name, &PostParams::default(), &body)
+        .await
+        .unwrap();
     assert_eq!(holder(&created), Some("x"));
     assert!(created.metadata.uid.is_some());
 }

@@ -295,7 +295,10 @@ async fn hung_leader_is_replaced_only_after_its_lease_expires() {
     let mut events = electors[follower].events();
     wait_for(&mut events, &LeaderEvent::StartedLeading).await;
 
-    let term_start = recorder.term_of(electors[follower].identity(), false).await.start;
+    let term_start = recorder
+        .term_of(electors[follower].identity(), false)
+        .await
+        .start;
     // The follower's start on the wall clock of this one machine.
     let started_wall = clock_wall + SignedDuration::try_from(term_start - clock_instant).unwrap();
     let waited = started_wall.duration_since(last_renew);
@@ -420,7 +423,9 @@ async fn leader_notices_its_lease_deleted() {
     let uid = api.get(&lease).await.unwrap().metadata.uid;
     api.delete(&lease, &DeleteParams::default()).await.unwrap();
     // The term ends the moment the deletion is seen...
-    timeout(PATIENCE, first.lost()).await.expect("leadership ended on deletion");
+    timeout(PATIENCE, first.lost())
+        .await
+        .expect("leadership ended on deletion");
     wait_for(&mut events, &LeaderEvent::StoppedLeading).await;
     // ...and, alone, it creates the Lease again and leads a new term. (The
     // moment with no Lease may be too short for a subscriber to see it as
@@ -428,7 +433,11 @@ async fn leader_notices_its_lease_deleted() {
     wait_for(&mut events, &LeaderEvent::StartedLeading).await;
     let second = elector.became_leader().await.unwrap();
     assert!(second.term().id > first.term().id);
-    assert_ne!(api.get(&lease).await.unwrap().metadata.uid, uid, "a new Lease");
+    assert_ne!(
+        api.get(&lease).await.unwrap().metadata.uid,
+        uid,
+        "a new Lease"
+    );
     drop((first, second));
     elector.shutdown().await.unwrap();
 }

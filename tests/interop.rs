@@ -8,7 +8,7 @@ mod support;
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kube_elector::{ElectorConfig, ElectorHandle, LeaderElector, LeaderEvent, LeaderEvents};
@@ -29,14 +29,21 @@ fn client_go_binary() -> Option<PathBuf> {
     std::env::var_os("KUBE_ELECTOR_CLIENT_GO_ELECTOR")
         .map(PathBuf::from)
         .or_else(|| {
-            let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/interop/client-go-elector");
+            let local =
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/interop/client-go-elector");
             local.exists().then_some(local)
         })
         .filter(|p| p.exists())
 }
 
 fn now_nanos() -> i128 {
-    i128::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()).unwrap()
+    i128::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    )
+    .unwrap()
 }
 
 /// One term of one elector, on the wall clock of this machine (nanoseconds).
@@ -48,26 +55,64 @@ struct Term {
 }
 
 #[derive(Clone, Default)]
-struct Terms(Arc<Mutex<Vec<Term>>>);
+struct Terms(Arc<tokio::sync::watch::Sender<Vec<Term>>>);
 
 impl Terms {
     fn start(&self, who: &str, at: i128) {
-        self.0.lock().unwrap().push(Term {
-            who: who.to_owned(),
-            start: at,
-            end: None,
+        self.0.send_modify(|terms| {
+            terms.push(Term {
+                who: who.to_owned(),
+                start: at,
+                end: None,
+            });
         });
     }
 
     fn end(&self, who: &str, at: i128) {
-        let mut terms = self.0.lock().unwrap();
-        if let Some(t) = terms.iter_mut().rev().find(|t| t.who == who && t.end.is_none()) {
-            t.end = Some(at);
-        }
+        self.0.send_modify(|terms| {
+            if let Some(t) = terms
+                .iter_mut()
+                .rev()
+                .find(|t| t.who == who && t.end.is_none())
+            {
+                t.end = Some(at);
+            }
+        });
+    }
+
+    /// Waits until a term of `who` is on record (the recorders run beside
+    /// the electors, a moment behind them).
+    async fn wait_started(&self, who: &str) {
+        let mut rx = self.0.subscribe();
+        timeout(
+            PATIENCE,
+            rx.wait_for(|terms| terms.iter().any(|t| t.who == who)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("no recorded term of {who}"))
+        .unwrap();
+    }
+
+    /// Waits until someone other than `not` leads, and returns who.
+    async fn wait_leader(&self, not: Option<&str>) -> String {
+        let mut rx = self.0.subscribe();
+        let current = |terms: &Vec<Term>| {
+            terms
+                .iter()
+                .rev()
+                .find(|t| t.end.is_none())
+                .map(|t| t.who.clone())
+                .filter(|w| Some(w.as_str()) != not)
+        };
+        let terms = timeout(PATIENCE, rx.wait_for(|t| current(t).is_some()))
+            .await
+            .unwrap_or_else(|_| panic!("nobody but {not:?} led within {PATIENCE:?}"))
+            .unwrap();
+        current(&terms).unwrap()
     }
 
     fn assert_no_overlap(&self) {
-        let mut all = self.0.lock().unwrap().clone();
+        let mut all = self.0.borrow().clone();
         all.sort_by_key(|t| t.start);
         for pair in all.windows(2) {
             let end = pair[0].end.unwrap_or(i128::MAX);
@@ -84,8 +129,7 @@ impl Terms {
 
     fn leader_at_end(&self) -> Option<String> {
         self.0
-            .lock()
-            .unwrap()
+            .borrow()
             .iter()
             .rev()
             .find(|t| t.end.is_none())
@@ -101,12 +145,28 @@ struct ClientGo {
 }
 
 impl ClientGo {
-    fn spawn(binary: &PathBuf, kubeconfig: &PathBuf, lease: &str, identity: &str, terms: &Terms) -> Self {
+    fn spawn(
+        binary: &PathBuf,
+        kubeconfig: &PathBuf,
+        lease: &str,
+        identity: &str,
+        terms: &Terms,
+    ) -> Self {
         let mut child = Command::new(binary)
             .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
-            .args(["--namespace", "default", "--lease-name", lease, "--identity", identity])
+            .args([
+                "--namespace",
+                "default",
+                "--lease-name",
+                lease,
+                "--identity",
+                identity,
+            ])
             .args(["--lease-duration-ms", &LEASE.as_millis().to_string()])
-            .args(["--renew-deadline-ms", &RENEW_DEADLINE.as_millis().to_string()])
+            .args([
+                "--renew-deadline-ms",
+                &RENEW_DEADLINE.as_millis().to_string(),
+            ])
             .args(["--retry-period-ms", &RETRY.as_millis().to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -160,7 +220,11 @@ impl ClientGo {
     async fn terminate(&mut self, terms: &Terms) {
         terms.end(&self.identity, now_nanos());
         let pid = self.child.id().expect("running").to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
         assert!(status.success());
         self.wait_for("exited").await;
     }
@@ -223,13 +287,16 @@ struct Setup {
 
 async fn setup(prefix: &str) -> Option<Setup> {
     let Some(binary) = client_go_binary() else {
-        eprintln!("skipped: no client-go elector binary (run scripts/e2e-real.sh, or set KUBE_ELECTOR_CLIENT_GO_ELECTOR)");
+        eprintln!(
+            "skipped: no client-go elector binary (run scripts/e2e-real.sh, or set KUBE_ELECTOR_CLIENT_GO_ELECTOR)"
+        );
         return None;
     };
     let target = Target::new().await;
     let kubeconfig = match (target.embedded(), std::env::var_os(support::KUBECONFIG_ENV)) {
         (Some(server), _) => {
-            let path = std::env::temp_dir().join(format!("{}.kubeconfig", support::unique_name(prefix)));
+            let path =
+                std::env::temp_dir().join(format!("{}.kubeconfig", support::unique_name(prefix)));
             server.write_kubeconfig(&path, "client-go").unwrap();
             path
         }
@@ -262,7 +329,13 @@ impl Setup {
     }
 
     fn client_go(&self, identity: &str) -> ClientGo {
-        ClientGo::spawn(&self.binary, &self.kubeconfig, &self.lease, identity, &self.terms)
+        ClientGo::spawn(
+            &self.binary,
+            &self.kubeconfig,
+            &self.lease,
+            identity,
+            &self.terms,
+        )
     }
 }
 
@@ -281,22 +354,33 @@ async fn wait_event(events: &mut LeaderEvents, wanted: &LeaderEvent) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_go_leader_released_by_sigterm_is_followed_by_kube_elector() {
-    let Some(s) = setup("cg-to-ke").await else { return };
+    let Some(s) = setup("cg-to-ke").await else {
+        return;
+    };
     let mut go = s.client_go("client-go-0");
     go.wait_for("started_leading").await;
     let ours = s.kube_elector("kube-elector-0", true);
     let mut events = ours.events();
-    wait_event(&mut events, &LeaderEvent::NewLeader { identity: Some("client-go-0".into()) }).await;
+    wait_event(
+        &mut events,
+        &LeaderEvent::NewLeader {
+            identity: Some("client-go-0".into()),
+        },
+    )
+    .await;
     go.terminate(&s.terms).await;
     wait_event(&mut events, &LeaderEvent::StartedLeading).await;
+    s.terms.wait_started("kube-elector-0").await;
     s.terms.assert_no_overlap();
-    assert_eq!(s.terms.leader_at_end().as_deref(), Some("kube-elector-0"));
+    assert!(ours.is_leader());
     ours.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kube_elector_leader_shut_down_is_followed_by_client_go() {
-    let Some(s) = setup("ke-to-cg").await else { return };
+    let Some(s) = setup("ke-to-cg").await else {
+        return;
+    };
     let ours = s.kube_elector("kube-elector-0", true);
     ours.became_leader().await.unwrap();
     let mut go = s.client_go("client-go-0");
@@ -310,15 +394,24 @@ async fn kube_elector_leader_shut_down_is_followed_by_client_go() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_client_go_leader_is_replaced_after_expiry() {
-    let Some(s) = setup("cg-killed").await else { return };
+    let Some(s) = setup("cg-killed").await else {
+        return;
+    };
     let mut go = s.client_go("client-go-0");
     go.wait_for("started_leading").await;
     let ours = s.kube_elector("kube-elector-0", true);
     let mut events = ours.events();
-    wait_event(&mut events, &LeaderEvent::NewLeader { identity: Some("client-go-0".into()) }).await;
+    wait_event(
+        &mut events,
+        &LeaderEvent::NewLeader {
+            identity: Some("client-go-0".into()),
+        },
+    )
+    .await;
     go.kill(&s.terms).await;
     let killed_at = Instant::now();
     wait_event(&mut events, &LeaderEvent::StartedLeading).await;
+    s.terms.wait_started("kube-elector-0").await;
     let waited = ours.state().term.unwrap().started_at - killed_at;
     // Its last renew was at most a retry period before the kill.
     assert!(
@@ -331,7 +424,9 @@ async fn killed_client_go_leader_is_replaced_after_expiry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashed_kube_elector_leader_is_replaced_by_client_go_after_expiry() {
-    let Some(s) = setup("ke-crashed").await else { return };
+    let Some(s) = setup("ke-crashed").await else {
+        return;
+    };
     // Without release, shutting down is a crash as far as the Lease knows.
     let ours = s.kube_elector("kube-elector-0", false);
     ours.became_leader().await.unwrap();
@@ -343,7 +438,8 @@ async fn crashed_kube_elector_leader_is_replaced_by_client_go_after_expiry() {
     let started = go.wait_for("started_leading").await;
     let waited = i128::from(started["ts_unix_nanos"].as_i64().unwrap()) - stopped_at;
     assert!(
-        waited + i128::try_from(RETRY.as_nanos()).unwrap() >= i128::try_from(LEASE.as_nanos()).unwrap(),
+        waited + i128::try_from(RETRY.as_nanos()).unwrap()
+            >= i128::try_from(LEASE.as_nanos()).unwrap(),
         "client-go took over {waited} ns after the crash: before expiry"
     );
     s.terms.assert_no_overlap();
@@ -352,31 +448,29 @@ async fn crashed_kube_elector_leader_is_replaced_by_client_go_after_expiry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_group_never_has_two_leaders_through_handovers() {
-    let Some(s) = setup("mixed").await else { return };
-    let mut gos: Vec<ClientGo> = (0..2).map(|i| s.client_go(&format!("client-go-{i}"))).collect();
-    let ours: Vec<ElectorHandle> = (0..2).map(|i| s.kube_elector(&format!("kube-elector-{i}"), true)).collect();
+    let Some(s) = setup("mixed").await else {
+        return;
+    };
+    let mut gos: Vec<ClientGo> = (0..2)
+        .map(|i| s.client_go(&format!("client-go-{i}")))
+        .collect();
+    let ours: Vec<ElectorHandle> = (0..2)
+        .map(|i| s.kube_elector(&format!("kube-elector-{i}"), true))
+        .collect();
     // Hand over four times: whoever leads steps down (SIGTERM or shutdown).
     let mut ours: Vec<Option<ElectorHandle>> = ours.into_iter().map(Some).collect();
-    for round in 0..3 {
-        let deadline = Instant::now() + PATIENCE;
-        let leader = loop {
-            if let Some(who) = s.terms.leader_at_end() {
-                break who;
-            }
-            assert!(Instant::now() < deadline, "round {round}: nobody leads");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+    for _round in 0..3 {
+        let leader = s.terms.wait_leader(None).await;
         if let Some(go) = gos.iter_mut().find(|g| g.identity == leader) {
             go.terminate(&s.terms).await;
-        } else if let Some(slot) = ours.iter_mut().find(|h| h.as_ref().is_some_and(|h| h.identity() == leader)) {
+        } else if let Some(slot) = ours
+            .iter_mut()
+            .find(|h| h.as_ref().is_some_and(|h| h.identity() == leader))
+        {
             slot.take().unwrap().shutdown().await.unwrap();
         }
-        // Wait for the next leader before the next round.
-        let deadline = Instant::now() + PATIENCE;
-        while s.terms.leader_at_end().is_none_or(|w| w == leader) {
-            assert!(Instant::now() < deadline, "round {round}: no one took over from {leader}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        // The next leader, before the next round.
+        s.terms.wait_leader(Some(&leader)).await;
     }
     s.terms.assert_no_overlap();
     for handle in ours.into_iter().flatten() {

@@ -225,7 +225,10 @@ impl Store {
         if unchanged(current, &object) {
             return Ok((current.clone(), false));
         }
-        Ok((inner.commit(&self.events, key, Change::Modified, object), false))
+        Ok((
+            inner.commit(&self.events, key, Change::Modified, object),
+            false,
+        ))
     }
 
     pub(crate) fn patch(

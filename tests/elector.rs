@@ -206,7 +206,9 @@ async fn five_electors_never_lead_at_once_under_latency_and_partitions() {
     let electors: Vec<_> = (0..5)
         .map(|i| spawn(&target, &lease, &format!("mutex-{i}")))
         .collect();
-    electors.iter().for_each(|e| recorder.watch(e));
+    for e in &electors {
+        recorder.watch(e);
+    }
 
     // Cut the leader off three times; each time another must take over.
     for _ in 0..3 {
@@ -240,7 +242,9 @@ async fn cancelled_leader_stops_before_the_next_one_starts() {
     let mut electors: Vec<_> = (0..3)
         .map(|i| spawn(&target, &lease, &format!("handover-{i}")))
         .collect();
-    electors.iter().for_each(|e| recorder.watch(e));
+    for e in &electors {
+        recorder.watch(e);
+    }
     let leader = leader_of(&electors).await;
     let old = electors.remove(leader);
     let old_id = old.identity().to_owned();
@@ -274,7 +278,9 @@ async fn hung_leader_is_replaced_only_after_its_lease_expires() {
     let electors: Vec<_> = (0..2)
         .map(|i| spawn(&target, &lease, &format!("crash-{i}")))
         .collect();
-    electors.iter().for_each(|e| recorder.watch(e));
+    for e in &electors {
+        recorder.watch(e);
+    }
     let leader = leader_of(&electors).await;
     let follower = 1 - leader;
 
@@ -323,7 +329,9 @@ async fn partitioned_leader_stops_before_anyone_takes_over_and_rejoins_after_hea
     let electors: Vec<_> = (0..2)
         .map(|i| spawn(&target, &lease, &format!("partition-{i}")))
         .collect();
-    electors.iter().for_each(|e| recorder.watch(e));
+    for e in &electors {
+        recorder.watch(e);
+    }
     let leader = leader_of(&electors).await;
     let follower = 1 - leader;
     let leader_id = electors[leader].identity().to_owned();
@@ -366,7 +374,7 @@ async fn an_hour_of_clock_skew_neither_steals_nor_loses_a_lease() {
             spawn_with(&target, cfg, id)
         };
         let leader = skewed(&format!("skew-leader{leader_skew}"), leader_skew);
-        leader.became_leader().await.expect("first elector leads");
+        drop(leader.became_leader().await.expect("first elector leads"));
         let follower = skewed(&format!("skew-follower{follower_skew}"), follower_skew);
         let mut leader_events = leader.events();
         // The stream starts with the current state: this term's start.
@@ -613,7 +621,7 @@ async fn followers_send_no_requests_while_the_watch_is_healthy() {
     };
     let lease = support::unique_name("quiet");
     let leader = spawn(&target, &lease, "quiet-leader");
-    leader.became_leader().await.unwrap();
+    drop(leader.became_leader().await.unwrap());
     let followers: Vec<_> = (0..3)
         .map(|i| spawn(&target, &lease, &format!("quiet-follower-{i}")))
         .collect();
@@ -657,7 +665,7 @@ async fn without_watch_permission_followers_poll_and_still_elect() {
     let recorder = Recorder::default();
     let first = spawn(&target, &lease, "nowatch-0");
     recorder.watch(&first);
-    first.became_leader().await.unwrap();
+    drop(first.became_leader().await.unwrap());
     let second = spawn(&target, &lease, "nowatch-1");
     recorder.watch(&second);
     let mut events = second.events();
@@ -689,12 +697,12 @@ async fn a_slow_subscriber_ends_on_the_true_state() {
     let lease = support::unique_name("slow");
     let a = spawn(&target, &lease, "slow-a");
     let mut slow = a.events();
-    a.became_leader().await.unwrap();
+    drop(a.became_leader().await.unwrap());
     let b = spawn(&target, &lease, "slow-b");
     // Several changes happen while `slow` is not polled.
     let a_outcome = a.shutdown().await.unwrap();
     assert_eq!(a_outcome, ShutdownOutcome::Released);
-    b.became_leader().await.unwrap();
+    drop(b.became_leader().await.unwrap());
     let mut seen = Vec::new();
     while let Some(event) = slow.next().await {
         seen.push(event);
@@ -734,12 +742,12 @@ async fn invalid_config_is_refused_before_anything_runs() {
 #[test]
 fn public_handles_are_send_and_sync() {
     fn check<T: Send + Sync>() {}
+    fn send<T: Send>() {}
     check::<ElectorHandle>();
     check::<kube_elector::Leadership>();
     check::<kube_elector::LeaderState>();
     check::<kube_elector::LeaseLock>();
     check::<kube_elector::Error>();
-    fn send<T: Send>() {}
     send::<LeaderEvents>();
 }
 
@@ -764,7 +772,7 @@ async fn a_user_without_watch_rbac_still_elects_on_a_real_server() {
             .spawn()
     };
     let first = spawn("nowatch-a");
-    first.became_leader().await.unwrap();
+    drop(first.became_leader().await.unwrap());
     let second = spawn("nowatch-b");
     let mut events = second.events();
     wait_for(

@@ -57,7 +57,9 @@ impl Target {
         }
     }
 
-    /// The namespace tests use (it exists on every real cluster).
+    /// The namespace tests use (it exists on every real cluster). A method,
+    /// so that a target may choose another one.
+    #[allow(clippy::unused_self, clippy::unnecessary_literal_bound)]
     pub fn namespace(&self) -> &str {
         "default"
     }

@@ -21,6 +21,7 @@ use kube_elector::{
 use tokio::time::{Instant, timeout};
 
 use support::Target;
+use support::recorder::Recorder;
 
 /// Short timings so elections happen within a test's patience: a follower
 /// waits 2 s from its observation; a leader stops 1 s after its last
@@ -92,103 +93,6 @@ async fn leader_except(electors: &[ElectorHandle], except: Option<usize>) -> usi
             .expect("no elector became leader in time")
             .0
             .expect("an elector stopped");
-    }
-}
-
-// === A record of who believed they led, on one monotonic clock ===
-
-#[derive(Clone, Debug)]
-struct Interval {
-    who: String,
-    start: Instant,
-    end: Option<Instant>,
-}
-
-/// Records every term of every elector from its state channel: a term starts
-/// at the instant the elector entered it and ends at the instant it published
-/// that it no longer leads. A subscriber that misses a state in between still
-/// bounds the end of a term by the start of the next one.
-#[derive(Clone, Default)]
-struct Recorder {
-    intervals: Arc<tokio::sync::watch::Sender<Vec<Interval>>>,
-}
-
-impl Recorder {
-    fn watch(&self, handle: &ElectorHandle) {
-        let mut rx = handle.subscribe();
-        let who = handle.identity().to_owned();
-        let intervals = Arc::clone(&self.intervals);
-        tokio::spawn(async move {
-            let mut current: Option<(u64, usize)> = None;
-            loop {
-                {
-                    let state = rx.borrow_and_update();
-                    let term = state.term.as_ref().map(|t| (t.id, t.started_at));
-                    intervals.send_modify(|all| {
-                        if let Some((id, index)) = current
-                            && term.map(|t| t.0) != Some(id)
-                        {
-                            all[index].end = Some(term.map_or(state.since, |t| t.1));
-                            current = None;
-                        }
-                        if let Some((id, started_at)) = term
-                            && current.is_none()
-                        {
-                            all.push(Interval {
-                                who: who.clone(),
-                                start: started_at,
-                                end: None,
-                            });
-                            current = Some((id, all.len() - 1));
-                        }
-                    });
-                }
-                if rx.changed().await.is_err() {
-                    if let Some((_, index)) = current {
-                        intervals.send_modify(|all| all[index].end = Some(Instant::now()));
-                    }
-                    return;
-                }
-            }
-        });
-    }
-
-    fn intervals(&self) -> Vec<Interval> {
-        self.intervals.borrow().clone()
-    }
-
-    /// Waits until the recorder has seen a term of `who` (ended, if `ended`).
-    async fn term_of(&self, who: &str, ended: bool) -> Interval {
-        let mut rx = self.intervals.subscribe();
-        let found = |all: &Vec<Interval>| {
-            all.iter()
-                .rev()
-                .find(|i| i.who == who && (!ended || i.end.is_some()))
-                .cloned()
-        };
-        let all = timeout(PATIENCE, rx.wait_for(|all| found(all).is_some()))
-            .await
-            .unwrap_or_else(|_| panic!("no recorded term of {who} within {PATIENCE:?}"))
-            .expect("recorder alive");
-        found(&all).expect("just seen")
-    }
-
-    /// Panics if two electors believed they led at one instant.
-    fn assert_no_overlap(&self) {
-        let mut all = self.intervals();
-        all.sort_by_key(|i| i.start);
-        for pair in all.windows(2) {
-            let (a, b) = (&pair[0], &pair[1]);
-            let a_end = a.end.unwrap_or_else(Instant::now);
-            assert!(
-                a_end <= b.start,
-                "{} led until {:?} after {} started leading: overlap of {:?}\nall terms: {all:#?}",
-                a.who,
-                a_end,
-                b.who,
-                a_end - b.start
-            );
-        }
     }
 }
 

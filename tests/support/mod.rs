@@ -4,6 +4,8 @@
 
 #![allow(dead_code, unreachable_pub)] // each test file uses a part of this
 
+pub mod recorder;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};

@@ -142,7 +142,11 @@ impl Chaos {
                 let i = usize::try_from(self.rng.below(self.electors.len() as u64)).unwrap();
                 let old = self.electors.remove(i);
                 let graceful = self.rng.below(2) == 0;
-                self.note(&format!("restart {} ({})", old.identity(), if graceful { "graceful" } else { "crash" }));
+                self.note(&format!(
+                    "restart {} ({})",
+                    old.identity(),
+                    if graceful { "graceful" } else { "crash" }
+                ));
                 if graceful {
                     let _ = old.shutdown().await;
                 } else {
@@ -163,7 +167,9 @@ impl Chaos {
                     spec.holder_identity = Some("intruder".into());
                     spec.lease_duration_seconds = Some(2);
                     spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
-                    let _ = api.replace(&self.lease, &PostParams::default(), &lease).await;
+                    let _ = api
+                        .replace(&self.lease, &PostParams::default(), &lease)
+                        .await;
                 }
             }
             _ => {
@@ -201,7 +207,11 @@ async fn run(seed: u64, duration: Duration) {
     chaos.note("faults stop");
     let calm = Instant::now();
     let deadline = calm + LEASE + RETRY + SLACK;
-    let mut states: Vec<_> = chaos.electors.iter().map(ElectorHandle::subscribe).collect();
+    let mut states: Vec<_> = chaos
+        .electors
+        .iter()
+        .map(ElectorHandle::subscribe)
+        .collect();
     while !states.iter().any(|s| s.borrow().is_leader()) {
         let changes = states.iter_mut().map(|s| Box::pin(s.changed()));
         if tokio::time::timeout_at(deadline, futures::future::select_all(changes))
@@ -229,7 +239,10 @@ async fn run(seed: u64, duration: Duration) {
 }
 
 fn seeds() -> (Vec<u64>, Duration) {
-    if let Some(seed) = std::env::var("KUBE_ELECTOR_CHAOS_SEED").ok().and_then(|s| s.parse().ok()) {
+    if let Some(seed) = std::env::var("KUBE_ELECTOR_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         return (vec![seed], Duration::from_secs(30));
     }
     match std::env::var("KUBE_ELECTOR_CHAOS").as_deref() {

@@ -10,7 +10,6 @@ use tokio::time::{Instant, timeout};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
-
 /// One term of one elector.
 #[derive(Clone, Debug)]
 pub struct Interval {
@@ -114,4 +113,3 @@ impl Recorder {
         }
     }
 }
-

@@ -50,7 +50,9 @@ pub fn parse() -> Args {
 
 /// Prints one event line, flushed.
 pub fn emit(implementation: &str, identity: &str, event: &str, leader: &str) {
-    let ts = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let line = format!(
         "{{\"ts_unix_nanos\":{ts},\"impl\":{},\"identity\":{},\"event\":{},\"leader\":{}}}",
         quote(implementation),

@@ -73,9 +73,12 @@ async fn scale(
     let handles: Vec<_> = (0..args.scale)
         .map(|i| {
             let lease = format!("{}-{i}", args.lease_name);
-            LeaderElector::new(client.clone(), config(&lease, &format!("{}-{i}", args.identity)))
-                .expect("valid config")
-                .spawn()
+            LeaderElector::new(
+                client.clone(),
+                config(&lease, &format!("{}-{i}", args.identity)),
+            )
+            .expect("valid config")
+            .spawn()
         })
         .collect();
     for h in &handles {
@@ -115,7 +118,13 @@ fn cpu_seconds() -> f64 {
     // Fields after the command name (which may contain spaces) start after ')'.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
     ticks / 100.0 // USER_HZ is 100 on Linux
 }

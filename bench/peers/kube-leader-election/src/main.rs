@@ -5,7 +5,7 @@
 mod protocol;
 
 use kube_leader_election::{LeaseLock, LeaseLockParams, LeaseLockResult};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{signal, SignalKind};
 
 const IMPL: &str = "kube-leader-election";
 
@@ -49,7 +49,11 @@ async fn main() {
         }
         if now_leading != leading {
             leading = now_leading;
-            let event = if leading { "started_leading" } else { "stopped_leading" };
+            let event = if leading {
+                "started_leading"
+            } else {
+                "stopped_leading"
+            };
             protocol::emit(IMPL, &args.identity, event, &leader);
         }
     }

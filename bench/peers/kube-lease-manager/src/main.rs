@@ -8,7 +8,7 @@ mod protocol;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube_lease_manager::LeaseManagerBuilder;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{signal, SignalKind};
 
 const IMPL: &str = "kube-lease-manager";
 
@@ -47,7 +47,10 @@ async fn main() {
         let now_leading = *channel.borrow_and_update();
         // The crate reports only "am I leading"; the holder is read back.
         if let Ok(Some(lease)) = leases.get_opt(&args.lease_name).await {
-            let holder = lease.spec.and_then(|s| s.holder_identity).unwrap_or_default();
+            let holder = lease
+                .spec
+                .and_then(|s| s.holder_identity)
+                .unwrap_or_default();
             if holder != leader {
                 leader = holder;
                 protocol::emit(IMPL, &args.identity, "new_leader", &leader);
@@ -55,7 +58,11 @@ async fn main() {
         }
         if now_leading != leading {
             leading = now_leading;
-            let event = if leading { "started_leading" } else { "stopped_leading" };
+            let event = if leading {
+                "started_leading"
+            } else {
+                "stopped_leading"
+            };
             protocol::emit(IMPL, &args.identity, event, &leader);
         }
     }

@@ -146,32 +146,17 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
 
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let route = match segments.as_slice() {
-        ["apis", "coordination.k8s.io", "v1", "leases"] => Some((None, None)),
-        [
-            "apis",
-            "coordination.k8s.io",
-            "v1",
-            "namespaces",
-            ns,
-            "leases",
-        ] => Some((Some(*ns), None)),
-        [
-            "apis",
-            "coordination.k8s.io",
-            "v1",
-            "namespaces",
-            ns,
-            "leases",
-            name,
-        ] => Some((Some(*ns), Some(*name))),
+        ["apis", "coordination.k8s.io", "v1", rest @ ..] => match rest {
+            ["leases"] => Some((None, None)),
+            ["namespaces", ns, "leases"] => Some((Some(*ns), None)),
+            ["namespaces", ns, "leases", name] => Some((Some(*ns), Some(*name))),
+            _ => None,
+        },
         _ => None,
     };
     let Some((namespace, name)) = route else {
         return Ok(match discovery::document(req.method(), &segments) {
             Some(doc) => respond(200, &doc),
-            None if segments.first() == Some(&"apis") || segments.first() == Some(&"api") => {
-                error(&status::no_route())
-            }
             None => error(&status::no_route()),
         });
     };

@@ -124,12 +124,9 @@ async fn five_electors_never_lead_at_once_under_latency_and_partitions() {
         leader_except(&electors, Some(leader)).await;
         server.heal(FaultTarget::Client(id));
     }
+    // The first leader and three successors.
+    recorder.wait_terms(4).await;
     recorder.assert_no_overlap();
-    assert!(
-        recorder.intervals().len() >= 4,
-        "{:#?}",
-        recorder.intervals()
-    );
     for e in electors {
         e.shutdown().await.expect("clean shutdown");
     }

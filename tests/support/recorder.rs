@@ -87,6 +87,16 @@ impl Recorder {
         found(&all).expect("just seen")
     }
 
+    /// Waits until the recorder has seen `n` terms in all.
+    pub async fn wait_terms(&self, n: usize) -> Vec<Interval> {
+        let mut rx = self.intervals.subscribe();
+        let all = timeout(PATIENCE, rx.wait_for(|all| all.len() >= n))
+            .await
+            .unwrap_or_else(|_| panic!("fewer than {n} terms recorded: {:#?}", self.intervals()))
+            .expect("recorder alive");
+        all.clone()
+    }
+
     /// A description of the first moment two electors believed they led, if any.
     pub fn overlap(&self) -> Option<String> {
         let mut all = self.intervals();

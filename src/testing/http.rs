@@ -177,12 +177,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
 
     let rate = shared.faults.snapshot().error_rate(&client);
     if shared.faults.draw_error(rate) {
-        let code = if shared.faults.draw_error(0.5) {
-            503
-        } else {
-            500
-        };
-        return Ok(error(&status::injected(code)));
+        // 500, not 503: kube's client retries 503 (and 429, 504) on its own,
+        // which would hide the fault from the code under test.
+        return Ok(error(&status::injected()));
     }
     if shared.faults.snapshot().forbidden(&client, verb) {
         return Ok(error(&status::forbidden(

@@ -167,7 +167,7 @@ impl LeaseApiServer {
     }
 
     /// Answers a fraction `rate` (0 to 1) of the requests of `target` with
-    /// 500 or 503 and a Status body. The draws are deterministic for a given
+    /// 500 and a Status body (not 503, which kube's client retries by itself). The draws are deterministic for a given
     /// order of requests.
     pub fn set_error_rate(&self, target: FaultTarget, rate: f64) {
         self.shared.faults.set_error_rate(target, rate);

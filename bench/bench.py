@@ -70,6 +70,7 @@ users:
 - name: {identity}
   user:
     token: {identity}
+    as: {identity}
 """)
         return path
 

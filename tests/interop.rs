@@ -358,6 +358,10 @@ async fn client_go_leader_released_by_sigterm_is_followed_by_kube_elector() {
     s.terms.wait_started("kube-elector-0").await;
     s.terms.assert_no_overlap();
     assert!(ours.is_leader());
+    if let Some(server) = s.target.embedded() {
+        // client-go's requests are attributed to its kubeconfig's identity.
+        assert!(server.requests().client("client-go") > 0);
+    }
     ours.shutdown().await.unwrap();
 }
 

@@ -216,12 +216,22 @@ async fn hold_until(shared: &Shared, client: &str, flag: Flag) {
     }
 }
 
+/// Who sent a request: its bearer token, else the user it impersonates
+/// (client-go sends no bearer token over plain HTTP, but does send
+/// `Impersonate-User` for a kubeconfig user with `as:`), else anonymous.
 fn client_of(req: &Request<Incoming>) -> String {
-    req.headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    header(AUTHORIZATION.as_str())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map_or_else(|| "system:anonymous".to_owned(), |t| t.trim().to_owned())
+        .or_else(|| header("impersonate-user"))
+        .unwrap_or("system:anonymous")
+        .to_owned()
 }
 
 fn field_manager(request: &LeaseRequest, req: &Request<Incoming>) -> String {

@@ -687,3 +687,42 @@ async fn a_user_without_watch_rbac_still_elects_on_a_real_server() {
     wait_for(&mut events, &LeaderEvent::StartedLeading).await;
     second.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_of_coordinated_leader_election_survive_acquire_and_release() {
+    let target = Target::new().await;
+    let api: Api<Lease> = Api::namespaced(target.client_for("admin"), target.namespace());
+    let name = support::unique_name("strategy");
+    let created = api
+        .create(
+            &PostParams::default(),
+            &Lease {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(LeaseSpec {
+                    strategy: Some("OldestEmulationVersion".into()),
+                    ..LeaseSpec::default()
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    if created
+        .spec
+        .as_ref()
+        .and_then(|s| s.strategy.as_ref())
+        .is_none()
+    {
+        // The server drops the field unless CoordinatedLeaderElection is on.
+        return support::skip("the server does not keep spec.strategy");
+    }
+    let elector = spawn(&target, &name, "strategist");
+    drop(elector.became_leader().await.unwrap());
+    let held = api.get(&name).await.unwrap().spec.unwrap();
+    assert_eq!(held.strategy.as_deref(), Some("OldestEmulationVersion"));
+    assert_eq!(elector.shutdown().await.unwrap(), ShutdownOutcome::Released);
+    let released = api.get(&name).await.unwrap().spec.unwrap();
+    assert_eq!(released.strategy.as_deref(), Some("OldestEmulationVersion"));
+}

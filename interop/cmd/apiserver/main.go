@@ -105,6 +105,9 @@ func run(dataDir string, port int, kubeconfig, kubeconfigNoWatch string) error {
 		"--enable-priority-and-fairness=false",
 		"--profiling=false",
 		"--endpoint-reconciler-type=none",
+		// LeaseCandidate (coordinated leader election) is beta and off by default.
+		"--feature-gates=CoordinatedLeaderElection=true",
+		"--runtime-config=coordination.k8s.io/v1beta1=true",
 		"--logging-format=text",
 		"-v=0",
 	})

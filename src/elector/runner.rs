@@ -169,8 +169,8 @@ impl Runner {
         }
     }
 
-    /// How long a request may take: up to the retry period, and while leading
-    /// never past the renew deadline.
+    /// How long a request may take: up to the renew deadline, and while
+    /// leading never past the end of the term.
     fn request_deadline(&self, sent: Instant) -> Duration {
         let limit = self.settings.request_timeout;
         match &self.term {

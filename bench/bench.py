@@ -332,6 +332,7 @@ def scale(server, binary, counts):
         for line in out.stdout.splitlines():
             if '"scale"' in line:
                 rows.append(json.loads(line))
+                print(f"# {line}", file=sys.stderr, flush=True)
     return rows
 
 
@@ -352,26 +353,39 @@ def main():
     scale_counts = [10, 100] if args.quick else [10, 100, 1000]
 
     figures = []  # (figure, implementation, value, unit)
+
+    def attempt(what, run, *a):
+        # A scenario that breaks costs its figures, not the run.
+        try:
+            return run(*a)
+        except Exception as e:  # noqa: BLE001 - report and go on
+            print(f"# {what} failed: {e!r}", file=sys.stderr)
+            return None
+
     with tempfile.TemporaryDirectory() as workdir:
         server = Server(args.server, workdir)
         try:
             for name, binary in impls.items():
                 print(f"# {name}", file=sys.stderr)
-                g = graceful(server, name, binary, rounds)
+                g = attempt("graceful", graceful, server, name, binary, rounds) or []
                 figures += [("graceful_handover_median", name, statistics.median(g) if g else float("nan"), "ms"),
                             ("graceful_handover_p99", name, percentile(g, 99), "ms"),
                             ("graceful_handover_samples", name, len(g), "count")]
-                c = crash(server, name, binary, crash_rounds)
+                c = attempt("crash", crash, server, name, binary, crash_rounds) or []
                 figures += [("crash_takeover_median", name, statistics.median(c) if c else float("nan"), "ms"),
                             ("crash_takeover_minus_lease_median", name,
                              (statistics.median(c) - LEASE_MS) if c else float("nan"), "ms")]
-                total, followers = api_load(server, name, binary, window)
+                total, followers = attempt("api load", api_load, server, name, binary, window) or (
+                    float("nan"), float("nan"))
                 figures += [("api_load_total", name, total, "req/s"),
                             ("api_load_followers", name, followers, "req/s")]
-                overlap = chaos(server, name, binary, chaos_seconds, args.seed)
-                figures.append(("chaos_overlap", name, overlap, "s"))
+                overlap = attempt("chaos", chaos, server, name, binary, chaos_seconds, args.seed)
+                figures.append(("chaos_overlap", name, float("nan") if overlap is None else overlap, "s"))
+                for fig in figures:
+                    if fig[1] == name:
+                        print(",".join(map(str, fig)), file=sys.stderr, flush=True)
             if "kube-elector" in impls:
-                for row in scale(server, impls["kube-elector"], scale_counts):
+                for row in attempt("scale", scale, server, impls["kube-elector"], scale_counts) or []:
                     n = row["electors"]
                     figures += [(f"scale_{n}_rss", "kube-elector", row["rss_kib"] / 1024, "MiB"),
                                 (f"scale_{n}_cpu", "kube-elector", row["cpu_share"] * 100, "% of a core"),

@@ -466,7 +466,12 @@ fn watch(
         .and_then(|t| t.parse::<u64>().ok())
         .map_or(DEFAULT_WATCH_TIMEOUT, Duration::from_secs);
     let bookmarks = request.param("allowWatchBookmarks") == Some("true");
-    let start = match shared.store.watch(ns, from) {
+    let name = selector
+        .fields
+        .iter()
+        .find(|(key, equal, _)| key == "metadata.name" && *equal)
+        .map(|(_, _, value)| value.as_str());
+    let start = match shared.store.watch(ns, name, from) {
         Ok(start) => start,
         // A too-old version is answered inside the stream, as kube-apiserver does.
         Err(e) if e.code == 410 => {

@@ -40,6 +40,7 @@ pub(crate) struct Event {
     pub(crate) change: Change,
     pub(crate) version: u64,
     pub(crate) namespace: String,
+    pub(crate) name: String,
     pub(crate) object: Value,
 }
 
@@ -57,6 +58,10 @@ struct Inner {
     /// Events at or below this version are no longer in `history`.
     compacted: u64,
     uids: u64,
+    /// Watchers of one name each (`fieldSelector=metadata.name=`, as every
+    /// elector's watch is): an event wakes only them, not every watcher, as
+    /// kube-apiserver's watch cache indexes them.
+    by_name: std::collections::HashMap<String, broadcast::Sender<Event>>,
 }
 
 /// The Lease store of one server.
@@ -126,19 +131,28 @@ impl Store {
     pub(crate) fn watch(
         &self,
         ns: Option<&str>,
+        name: Option<&str>,
         from: Option<u64>,
     ) -> Result<WatchStart, ApiError> {
-        let inner = self.lock();
-        let live = self.events.subscribe();
+        let mut inner = self.lock();
+        let live = match name {
+            Some(name) => inner
+                .by_name
+                .entry(name.to_owned())
+                .or_insert_with(|| broadcast::Sender::new(16))
+                .subscribe(),
+            None => self.events.subscribe(),
+        };
         let backlog = match from {
             None => inner
                 .objects
                 .iter()
                 .filter(|((n, _), _)| ns.is_none_or(|ns| ns == n))
-                .map(|((n, _), object)| Event {
+                .map(|((n, name), object)| Event {
                     change: Change::Added,
                     version: version_of(object),
                     namespace: n.clone(),
+                    name: name.clone(),
                     object: object.clone(),
                 })
                 .collect(),
@@ -379,12 +393,20 @@ impl Inner {
             change,
             version: self.version,
             namespace: key.0,
+            name: key.1,
             object: object.clone(),
         };
         self.history.push_back(event.clone());
         while self.history.len() > HISTORY {
             if let Some(old) = self.history.pop_front() {
                 self.compacted = old.version;
+            }
+        }
+        if let Some(watchers) = self.by_name.get(&event.name) {
+            if watchers.receiver_count() == 0 {
+                self.by_name.remove(&event.name);
+            } else {
+                let _ = watchers.send(event.clone());
             }
         }
         // No receivers is fine: nobody watches.

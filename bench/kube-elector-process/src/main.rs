@@ -84,9 +84,9 @@ async fn scale(
     for h in &handles {
         let _ = tokio::time::timeout(Duration::from_secs(60), h.became_leader()).await;
     }
-    // Settle, then measure over a window.
-    tokio::time::sleep(args.lease_duration).await;
-    let window = args.lease_duration * 3;
+    // Settle, then measure over a window of two lease durations.
+    tokio::time::sleep(args.lease_duration / 2).await;
+    let window = args.lease_duration * 2;
     let (cpu0, t0) = (cpu_seconds(), std::time::Instant::now());
     tokio::time::sleep(window).await;
     let cpu = (cpu_seconds() - cpu0) / t0.elapsed().as_secs_f64();

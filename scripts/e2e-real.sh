@@ -13,8 +13,9 @@ set -euo pipefail
 # Test targets (tests/<name>.rs) run against the real server; a missing file
 # is skipped with a note.
 E2E_TESTS=${E2E_TESTS:-"conformance elector lease_lock interop"}
-# Test targets run once more against the embedded server, with client-go.
-E2E_EMBEDDED_TESTS=${E2E_EMBEDDED_TESTS:-"interop"}
+# Test targets run once more against the embedded server, with client-go
+# (set it empty for none).
+E2E_EMBEDDED_TESTS=${E2E_EMBEDDED_TESTS-"interop"}
 # Seconds to wait for the apiserver's READY line.
 E2E_READY_TIMEOUT=${E2E_READY_TIMEOUT:-180}
 # cargo test -- --test-threads (empty: cargo's default, one per core).

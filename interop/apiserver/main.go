@@ -17,6 +17,7 @@ import (
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"flag"
 	"fmt"
@@ -31,6 +32,7 @@ import (
 
 	"go.etcd.io/etcd/server/v3/embed"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -144,7 +146,11 @@ func run(o options) error {
 	if err := waitReady(ctx, server, apiErr); err != nil {
 		return err
 	}
-	if err := writeKubeconfig(kubeconfig, server, "admin", adminToken); err != nil {
+	cluster, err := clusterEntry(server, filepath.Join(certDir, "apiserver.crt"))
+	if err != nil {
+		return err
+	}
+	if err := writeKubeconfig(kubeconfig, cluster, "admin", adminToken); err != nil {
 		return err
 	}
 	if kubeconfigNoWatch != "" {
@@ -157,7 +163,7 @@ func run(o options) error {
 		}); err != nil {
 			return err
 		}
-		if err := writeKubeconfig(kubeconfigNoWatch, server, "nowatch", noWatchToken); err != nil {
+		if err := writeKubeconfig(kubeconfigNoWatch, cluster, "nowatch", noWatchToken); err != nil {
 			return err
 		}
 	}
@@ -303,7 +309,7 @@ func grantNoWatch(ctx context.Context, server string) error {
 			Verbs:     []string{"get", "list", "create", "update"},
 		}},
 	}
-	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
 	binding := &rbacv1.ClusterRoleBinding{
@@ -311,19 +317,62 @@ func grantNoWatch(ctx context.Context, server string) error {
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
 		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: "nowatch"}},
 	}
-	_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{})
-	return err
+	if _, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
 }
 
-func writeKubeconfig(path, server, user, token string) error {
+// clusterEntry is the cluster of the kubeconfigs: the server and the CA
+// that kube-apiserver made for its self-signed serving certificate (the
+// last certificate of --cert-dir's apiserver.crt), once a request verified
+// with it has succeeded; else insecure-skip-tls-verify.
+func clusterEntry(server, servingCert string) (string, error) {
+	insecure := fmt.Sprintf("    server: %s\n    insecure-skip-tls-verify: true\n", server)
+	chain, err := os.ReadFile(servingCert)
+	if err != nil {
+		return "", err
+	}
+	var ca []byte
+	for rest := chain; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if cert, err := x509.ParseCertificate(block.Bytes); err == nil && cert.IsCA {
+			ca = pem.EncodeToMemory(block)
+		}
+	}
+	if ca == nil {
+		fmt.Fprintln(os.Stderr, "apiserver: no CA in", servingCert, "- kubeconfigs skip TLS verification")
+		return insecure, nil
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	client := &http.Client{
+		Timeout:   5 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+	}
+	resp, err := client.Get(server + "/readyz")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "apiserver: the serving certificate does not verify with its CA - kubeconfigs skip TLS verification:", err)
+		return insecure, nil
+	}
+	resp.Body.Close()
+	return fmt.Sprintf("    server: %s\n    certificate-authority-data: %s\n", server, base64.StdEncoding.EncodeToString(ca)), nil
+}
+
+// writeKubeconfig writes a kubeconfig for cluster (from clusterEntry) and
+// the user's token, written to a temporary file and renamed, so that no
+// reader sees half a file.
+func writeKubeconfig(path, cluster, user, token string) error {
 	content := fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
 - name: kube-elector-e2e
   cluster:
-    server: %s
-    insecure-skip-tls-verify: true
-contexts:
+%scontexts:
 - name: kube-elector-e2e
   context:
     cluster: kube-elector-e2e
@@ -334,6 +383,10 @@ users:
 - name: %s
   user:
     token: %s
-`, server, user, user, token)
-	return os.WriteFile(path, []byte(content), 0o600)
+`, cluster, user, user, token)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds the interop programs into OUT_DIR (default: target/interop of the
-# repository), each only when it is missing or older than its module's Go
-# files, go.mod or go.sum.
+# Builds the interop programs (one Go module, interop/go.mod; programs in
+# interop/cmd/) into OUT_DIR (default: target/interop of the repository),
+# each only when it is missing or older than its Go files, go.mod or go.sum.
 #
 #   interop/build.sh                      # both
 #   interop/build.sh client-go-elector    # just one: apiserver | client-go-elector
@@ -15,24 +15,24 @@ mkdir -p "$out_dir"
 
 log() { printf '[interop/build %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
-# stale BINARY MODULE_DIR: true when BINARY must be (re)built.
+# stale BINARY NAME: true when BINARY (of cmd/NAME) must be (re)built.
 stale() {
-  local bin=$1 dir=$2
+  local bin=$1 name=$2
   [ -x "$bin" ] || return 0
-  [ -n "$(find "$dir" \( -name '*.go' -o -name go.mod -o -name go.sum \) -newer "$bin" -print -quit)" ]
+  [ -n "$(find "$here/cmd/$name" "$here/go.mod" "$here/go.sum" \( -name '*.go' -o -name go.mod -o -name go.sum \) -newer "$bin" -print -quit)" ]
 }
 
 build() {
-  local name=$1 bin=$2 dir="$here/$1"
+  local name=$1 bin=$2
   shift 2
-  if ! stale "$bin" "$dir"; then
+  if ! stale "$bin" "$name"; then
     return 0
   fi
   command -v go >/dev/null || { log "Go is needed to build $name"; return 1; }
   log "building $name -> $bin"
   local start=$SECONDS
   # Written beside, then renamed: an interrupted build leaves no binary.
-  (cd "$dir" && go build -trimpath "$@" -o "$bin.tmp" .)
+  (cd "$here" && go build -trimpath "$@" -o "$bin.tmp" "./cmd/$name")
   mv -f "$bin.tmp" "$bin"
   log "built $name in $((SECONDS - start))s ($(du -h "$bin" | cut -f1))"
 }
@@ -41,9 +41,9 @@ build_apiserver() {
   # kube-apiserver reports its version from ldflags, as Kubernetes' own
   # build sets them; without them it says v0.0.0-master.
   local v major minor pkg=k8s.io/component-base/version
-  stale "$out_dir/kube-apiserver-etcd" "$here/apiserver" || return 0
+  stale "$out_dir/kube-apiserver-etcd" apiserver || return 0
   command -v go >/dev/null || { log "Go is needed to build apiserver"; return 1; }
-  v=$(cd "$here/apiserver" && go list -m -f '{{.Version}}' k8s.io/kubernetes)
+  v=$(cd "$here" && go list -m -f '{{.Version}}' k8s.io/kubernetes)
   major=${v#v}; major=${major%%.*}
   minor=${v#v"$major".}; minor=${minor%%.*}
   build apiserver "$out_dir/kube-apiserver-etcd" \

@@ -36,23 +36,20 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let kubeconfig = kubeconfig_path();
-    let (config, _server) = match &kubeconfig {
-        Some(path) => {
-            let kc = Kubeconfig::read_from(path).with_context(|| format!("reading {path}"))?;
-            let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                .await
-                .context("loading the kubeconfig")?;
-            println!("using the cluster at {}", config.cluster_url);
-            (config, None)
-        }
-        None => {
-            let server = LeaseApiServer::start().await?;
-            println!(
-                "no cluster given: using the embedded Lease API server at {}",
-                server.url()
-            );
-            (server.kube_config_for("demo"), Some(server))
-        }
+    let (config, _server) = if let Some(path) = &kubeconfig {
+        let kc = Kubeconfig::read_from(path).with_context(|| format!("reading {path}"))?;
+        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .context("loading the kubeconfig")?;
+        println!("using the cluster at {}", config.cluster_url);
+        (config, None)
+    } else {
+        let server = LeaseApiServer::start().await?;
+        println!(
+            "no cluster given: using the embedded Lease API server at {}",
+            server.url()
+        );
+        (server.kube_config_for("demo"), Some(server))
     };
     let namespace = config.default_namespace.clone();
     let lease = format!("kube-elector-demo-{}", std::process::id());
@@ -118,7 +115,9 @@ async fn main() -> anyhow::Result<()> {
     if kubeconfig.is_some() {
         let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
             kube::Api::namespaced(kube::Client::try_from(config)?, &namespace);
-        api.delete(&lease, &Default::default()).await.ok();
+        api.delete(&lease, &kube::api::DeleteParams::default())
+            .await
+            .ok();
     }
     Ok(())
 }

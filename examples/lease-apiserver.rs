@@ -31,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
                     .context("--port takes a number")?;
             }
             "--kubeconfig" => {
-                kubeconfig = Some(args.next().context("--kubeconfig needs a path")?.into())
+                kubeconfig = Some(args.next().context("--kubeconfig needs a path")?.into());
             }
             "--identity" => identity = args.next().context("--identity needs a value")?,
             "-h" | "--help" => {

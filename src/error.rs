@@ -65,8 +65,9 @@ impl Error {
     /// Whether trying again later may succeed.
     ///
     /// Conflicts, timeouts, server and connection errors are worth retrying;
-    /// invalid configuration, authentication and authorization failures
-    /// (401/403), and a stopped elector are not (as kubert decides).
+    /// invalid configuration and requests, authentication and authorization
+    /// failures (401/403), `step_down` without the Lease, and a stopped
+    /// elector are not (as kubert decides).
     #[must_use]
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -75,8 +76,8 @@ impl Error {
                 kube::Error::Auth(_) | kube::Error::BuildRequest(_) => false,
                 _ => true,
             },
-            Self::Timeout { .. } | Self::Conflict { .. } | Self::NotHolder { .. } => true,
-            Self::Config(_) | Self::Task(_) | Self::Stopped => false,
+            Self::Timeout { .. } | Self::Conflict { .. } => true,
+            Self::Config(_) | Self::NotHolder { .. } | Self::Task(_) | Self::Stopped => false,
         }
     }
 }
@@ -109,5 +110,40 @@ impl fmt::Display for Action {
             Self::Renew => "renew",
             Self::Release => "release",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16) -> Error {
+        let status: kube::core::Status = serde_json::from_value(
+            serde_json::json!({ "code": code, "reason": "x", "message": "m" }),
+        )
+        .unwrap();
+        Error::Api {
+            action: Action::Renew,
+            namespace: "ns".into(),
+            name: "l".into(),
+            source: kube::Error::Api(Box::new(status)),
+        }
+    }
+
+    #[test]
+    fn retryable_errors_are_the_transient_ones() {
+        assert!(api_error(500).is_retryable());
+        assert!(api_error(429).is_retryable());
+        assert!(!api_error(403).is_retryable());
+        assert!(!api_error(401).is_retryable());
+        assert!(!Error::Stopped.is_retryable());
+        assert!(!Error::NotHolder { holder: None }.is_retryable());
+    }
+
+    #[test]
+    fn messages_name_the_lease_and_do_not_repeat_the_cause() {
+        let e = api_error(500);
+        assert_eq!(e.to_string(), "could not renew Lease ns/l");
+        assert!(std::error::Error::source(&e).is_some());
     }
 }

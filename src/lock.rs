@@ -114,6 +114,17 @@ impl LeaseLock {
         let timeout = self.params.lease_ttl;
         let now = Instant::now();
         let Some(lease) = self.api.get(timeout).await? else {
+            let last = self
+                .observed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            if let Verdict::Wait { holder, .. } =
+                record::judge_missing(last.as_ref(), &self.params.holder_id, now)
+            {
+                tracing::debug!(%holder, "the Lease was deleted while held; waiting out its holder's term");
+                return Ok(LeaseLockResult::default());
+            }
             let spec = record::acquire(None, &self.params.holder_id, secs, self.clock.now());
             return match self.api.create(spec, timeout).await {
                 Ok(lease) => Ok(self.remember(lease, true)),

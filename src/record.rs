@@ -142,6 +142,20 @@ pub(crate) fn judge(observed: Option<&Observed>, me: &str, leading: bool, now: I
     }
 }
 
+/// Judges a missing Lease. `last` is the Lease as observed before it
+/// vanished, if it was: a deletion does not end the last holder's term
+/// early, so its lease is waited out as if the record were unchanged. (The
+/// deleted holder may still believe it leads until its renew deadline.)
+pub(crate) fn judge_missing(last: Option<&Observed>, me: &str, now: Instant) -> Verdict {
+    match last.and_then(|l| Some((l.holder()?, l.expires_at()))) {
+        Some((holder, expires_at)) if holder != me && now < expires_at => Verdict::Wait {
+            holder: holder.to_owned(),
+            expires_at,
+        },
+        _ => Verdict::Create,
+    }
+}
+
 // === Records to write ===
 
 /// The spec that takes a Lease for a new term (or creates it, when `previous`
@@ -241,6 +255,25 @@ mod tests {
     #[test]
     fn missing_lease_is_created() {
         assert_eq!(judge(None, "me", false, Instant::now()), Verdict::Create);
+    }
+
+    #[test]
+    fn a_deleted_lease_is_recreated_only_once_its_last_holder_expired() {
+        let t0 = Instant::now();
+        let live = observed(Some("other"), Some(10), t0);
+        assert!(matches!(
+            judge_missing(Some(&live), "me", t0),
+            Verdict::Wait { .. }
+        ));
+        assert_eq!(
+            judge_missing(Some(&live), "me", t0 + Duration::from_secs(10)),
+            Verdict::Create
+        );
+        let mine = observed(Some("me"), Some(10), t0);
+        assert_eq!(judge_missing(Some(&mine), "me", t0), Verdict::Create);
+        let free = observed(None, Some(10), t0);
+        assert_eq!(judge_missing(Some(&free), "me", t0), Verdict::Create);
+        assert_eq!(judge_missing(None, "me", t0), Verdict::Create);
     }
 
     #[test]

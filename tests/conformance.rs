@@ -769,7 +769,7 @@ async fn watch_from_a_version_sees_exactly_the_later_changes_in_order() {
             .expect("the stream stays open");
         match event {
             WatchEvent::Modified(l) => {
-                seen.push(("MODIFIED", holder(&l).map(str::to_owned), rv(&l)))
+                seen.push(("MODIFIED", holder(&l).map(str::to_owned), rv(&l)));
             }
             WatchEvent::Deleted(l) => seen.push(("DELETED", holder(&l).map(str::to_owned), rv(&l))),
             WatchEvent::Added(l) => panic!("no ADDED after the version watched from: {l:?}"),

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -126,15 +126,6 @@ impl Terms {
             );
         }
     }
-
-    fn leader_at_end(&self) -> Option<String> {
-        self.0
-            .borrow()
-            .iter()
-            .rev()
-            .find(|t| t.end.is_none())
-            .map(|t| t.who.clone())
-    }
 }
 
 /// A client-go elector process.
@@ -145,13 +136,7 @@ struct ClientGo {
 }
 
 impl ClientGo {
-    fn spawn(
-        binary: &PathBuf,
-        kubeconfig: &PathBuf,
-        lease: &str,
-        identity: &str,
-        terms: &Terms,
-    ) -> Self {
+    fn spawn(binary: &Path, kubeconfig: &Path, lease: &str, identity: &str, terms: &Terms) -> Self {
         let mut child = Command::new(binary)
             .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
             .args([
@@ -373,6 +358,10 @@ async fn client_go_leader_released_by_sigterm_is_followed_by_kube_elector() {
     s.terms.wait_started("kube-elector-0").await;
     s.terms.assert_no_overlap();
     assert!(ours.is_leader());
+    if let Some(server) = s.target.embedded() {
+        // client-go's requests are attributed to its kubeconfig's identity.
+        assert!(server.requests().client("client-go") > 0);
+    }
     ours.shutdown().await.unwrap();
 }
 
@@ -382,7 +371,7 @@ async fn kube_elector_leader_shut_down_is_followed_by_client_go() {
         return;
     };
     let ours = s.kube_elector("kube-elector-0", true);
-    ours.became_leader().await.unwrap();
+    drop(ours.became_leader().await.unwrap());
     let mut go = s.client_go("client-go-0");
     let seen = go.wait_for("new_leader").await;
     assert_eq!(seen["leader"], "kube-elector-0");
@@ -429,7 +418,7 @@ async fn crashed_kube_elector_leader_is_replaced_by_client_go_after_expiry() {
     };
     // Without release, shutting down is a crash as far as the Lease knows.
     let ours = s.kube_elector("kube-elector-0", false);
-    ours.became_leader().await.unwrap();
+    drop(ours.became_leader().await.unwrap());
     let mut go = s.client_go("client-go-0");
     let seen = go.wait_for("new_leader").await;
     assert_eq!(seen["leader"], "kube-elector-0");

@@ -58,6 +58,9 @@ pub(super) struct Runner {
     pub(super) token: CancellationToken,
     pub(super) updates: mpsc::Receiver<Update>,
     view: View,
+    /// The Lease as last seen present: a deletion does not end its holder's
+    /// term early (see `record::judge_missing`).
+    last_seen: Option<Box<Observed>>,
     term: Option<ActiveTerm>,
     terms: u64,
     watching: bool,
@@ -85,6 +88,7 @@ impl Runner {
             token,
             updates,
             view: View::Unknown,
+            last_seen: None,
             term: None,
             terms: 0,
             watching: false,
@@ -130,7 +134,9 @@ impl Runner {
         let verdict = match &self.view {
             View::Unknown => return self.not_before(now, self.write_after, Step::Read),
             _ if polling && now >= self.poll_at => return Step::Read,
-            View::Missing { .. } => Verdict::Create,
+            View::Missing { .. } => {
+                record::judge_missing(self.last_seen.as_deref(), self.me(), now)
+            }
             View::Present(observed) => record::judge(Some(observed), self.me(), leading, now),
         };
         let wake = match (&verdict, &self.term) {
@@ -163,8 +169,8 @@ impl Runner {
         }
     }
 
-    /// How long a request may take: up to the retry period, and while leading
-    /// never past the renew deadline.
+    /// How long a request may take: up to the renew deadline, and while
+    /// leading never past the end of the term.
     fn request_deadline(&self, sent: Instant) -> Duration {
         let limit = self.settings.request_timeout;
         match &self.term {
@@ -228,13 +234,12 @@ impl Runner {
     }
 
     fn observe(&mut self, lease: Lease, now: Instant) {
-        let previous = match &self.view {
-            View::Present(observed) => Some(&**observed),
-            _ => None,
-        };
-        let observed = Observed::update(previous, lease, now);
+        // The last Lease seen, even across a failed write: the observation
+        // time of an unchanged record must not move.
+        let observed = Box::new(Observed::update(self.last_seen.as_deref(), lease, now));
         let holder = observed.holder().map(str::to_owned);
-        self.view = View::Present(Box::new(observed));
+        self.last_seen = Some(observed.clone());
+        self.view = View::Present(observed);
         if self.term.is_some() && holder.as_deref() != Some(self.me()) {
             let reason = format!("the Lease is now held by {holder:?}");
             self.stop_leading(&reason);

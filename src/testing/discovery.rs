@@ -73,7 +73,7 @@ pub(crate) fn document(method: &Method, segments: &[&str]) -> Option<Value> {
     })
 }
 
-/// Just enough OpenAPI v3 for kubectl: the Lease paths, and the query
+/// Just enough `OpenAPI` v3 for kubectl: the Lease paths, and the query
 /// parameters kubectl checks for before it lets the server validate fields.
 fn openapi_v3() -> Value {
     let gvk = json!({ "group": "coordination.k8s.io", "version": "v1", "kind": "Lease" });

@@ -146,32 +146,17 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
 
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let route = match segments.as_slice() {
-        ["apis", "coordination.k8s.io", "v1", "leases"] => Some((None, None)),
-        [
-            "apis",
-            "coordination.k8s.io",
-            "v1",
-            "namespaces",
-            ns,
-            "leases",
-        ] => Some((Some(*ns), None)),
-        [
-            "apis",
-            "coordination.k8s.io",
-            "v1",
-            "namespaces",
-            ns,
-            "leases",
-            name,
-        ] => Some((Some(*ns), Some(*name))),
+        ["apis", "coordination.k8s.io", "v1", rest @ ..] => match rest {
+            ["leases"] => Some((None, None)),
+            ["namespaces", ns, "leases"] => Some((Some(*ns), None)),
+            ["namespaces", ns, "leases", name] => Some((Some(*ns), Some(*name))),
+            _ => None,
+        },
         _ => None,
     };
     let Some((namespace, name)) = route else {
         return Ok(match discovery::document(req.method(), &segments) {
             Some(doc) => respond(200, &doc),
-            None if segments.first() == Some(&"apis") || segments.first() == Some(&"api") => {
-                error(&status::no_route())
-            }
             None => error(&status::no_route()),
         });
     };
@@ -192,12 +177,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
 
     let rate = shared.faults.snapshot().error_rate(&client);
     if shared.faults.draw_error(rate) {
-        let code = if shared.faults.draw_error(0.5) {
-            503
-        } else {
-            500
-        };
-        return Ok(error(&status::injected(code)));
+        // 500, not 503: kube's client retries 503 (and 429, 504) on its own,
+        // which would hide the fault from the code under test.
+        return Ok(error(&status::injected()));
     }
     if shared.faults.snapshot().forbidden(&client, verb) {
         return Ok(error(&status::forbidden(
@@ -234,12 +216,22 @@ async fn hold_until(shared: &Shared, client: &str, flag: Flag) {
     }
 }
 
+/// Who sent a request: its bearer token, else the user it impersonates
+/// (client-go sends no bearer token over plain HTTP, but does send
+/// `Impersonate-User` for a kubeconfig user with `as:`), else anonymous.
 fn client_of(req: &Request<Incoming>) -> String {
-    req.headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    header(AUTHORIZATION.as_str())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map_or_else(|| "system:anonymous".to_owned(), |t| t.trim().to_owned())
+        .or_else(|| header("impersonate-user"))
+        .unwrap_or("system:anonymous")
+        .to_owned()
 }
 
 fn field_manager(request: &LeaseRequest, req: &Request<Incoming>) -> String {

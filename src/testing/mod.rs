@@ -10,7 +10,10 @@
 //! bodies; discovery for kubectl.
 //!
 //! Each client can have its own identity ([`LeaseApiServer::client_for`]),
-//! carried as its bearer token, so that faults can be aimed at it:
+//! carried as its bearer token (or, from clients that send no token over
+//! plain HTTP, such as client-go, as the `Impersonate-User` header that a
+//! kubeconfig user with `as:` sends; [`LeaseApiServer::write_kubeconfig`]
+//! writes both), so that faults can be aimed at it:
 //! latency, an error rate, refused connections, requests that hang until
 //! released, partitions that heal, 403 for a verb. Requests are counted by
 //! client and verb.
@@ -153,7 +156,7 @@ impl LeaseApiServer {
         let mut file = std::fs::File::create(path)?;
         write!(
             file,
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-elector-embedded\n  cluster:\n    server: {url}\ncontexts:\n- name: kube-elector-embedded\n  context:\n    cluster: kube-elector-embedded\n    user: {id}\n    namespace: default\ncurrent-context: kube-elector-embedded\nusers:\n- name: {id}\n  user:\n    token: {id}\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-elector-embedded\n  cluster:\n    server: {url}\ncontexts:\n- name: kube-elector-embedded\n  context:\n    cluster: kube-elector-embedded\n    user: {id}\n    namespace: default\ncurrent-context: kube-elector-embedded\nusers:\n- name: {id}\n  user:\n    token: {id}\n    as: {id}\n",
             url = self.url(),
             id = yaml_string(identity),
         )
@@ -167,7 +170,7 @@ impl LeaseApiServer {
     }
 
     /// Answers a fraction `rate` (0 to 1) of the requests of `target` with
-    /// 500 or 503 and a Status body. The draws are deterministic for a given
+    /// 500 and a Status body (not 503, which kube's client retries by itself). The draws are deterministic for a given
     /// order of requests.
     pub fn set_error_rate(&self, target: FaultTarget, rate: f64) {
         self.shared.faults.set_error_rate(target, rate);

@@ -202,22 +202,13 @@ pub(crate) fn forbidden(
     )
 }
 
-pub(crate) fn injected(code: u16) -> ApiError {
-    if code == 503 {
-        failure(
-            503,
-            "ServiceUnavailable",
-            "the server is currently unable to handle the request (injected fault)".into(),
-            None,
-        )
-    } else {
-        failure(
-            500,
-            "InternalError",
-            "Internal error occurred: injected fault".into(),
-            Some(json!({ "causes": [{ "message": "injected fault" }] })),
-        )
-    }
+pub(crate) fn injected() -> ApiError {
+    failure(
+        500,
+        "InternalError",
+        "Internal error occurred: injected fault".into(),
+        Some(json!({ "causes": [{ "message": "injected fault" }] })),
+    )
 }
 
 pub(crate) fn expired(requested: u64, oldest: u64) -> ApiError {

@@ -4,6 +4,8 @@
 
 #![allow(dead_code, unreachable_pub)] // each test file uses a part of this
 
+pub mod recorder;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -57,7 +59,9 @@ impl Target {
         }
     }
 
-    /// The namespace tests use (it exists on every real cluster).
+    /// The namespace tests use (it exists on every real cluster). A method,
+    /// so that a target may choose another one.
+    #[allow(clippy::unused_self, clippy::unnecessary_literal_bound)]
     pub fn namespace(&self) -> &str {
         "default"
     }

@@ -132,6 +132,7 @@ func run(o options) error {
 		fmt.Sprintf("-v=%d", o.verbosity),
 	}
 	if o.cle {
+		// LeaseCandidate (coordinated leader election) is beta and off by default.
 		args = append(args,
 			"--feature-gates=CoordinatedLeaderElection=true",
 			"--runtime-config=coordination.k8s.io/v1beta1=true",

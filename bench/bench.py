@@ -1,0 +1,401 @@
+#!/usr/bin/env python3
+"""Benchmark driver: kube-elector beside its peers, measured in one run.
+
+Every implementation runs as separate processes that speak the line protocol
+of bench/protocol.rs (client-go through interop/cmd/client-go-elector), against
+one embedded Lease API server process (the lease-apiserver example), whose
+/_testing endpoint injects faults and counts requests per client. Prints a
+markdown table, then the same figures as `figure,implementation,value,unit`
+lines. Figures, not asserts: nothing here fails on a slow number.
+
+Usage: bench.py --server BIN --impl NAME=BIN [--impl ...] [--quick] [--seed N]
+"""
+
+import argparse
+import json
+import os
+import queue
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+LEASE_MS, RENEW_MS, RETRY_MS = 2000, 1000, 500
+PATIENCE = 30.0
+
+
+def now_ns():
+    return time.time_ns()
+
+
+class Server:
+    def __init__(self, binary, workdir):
+        self.workdir = workdir
+        self.proc = subprocess.Popen(
+            [binary, "--port", "0", "--kubeconfig", os.path.join(workdir, "admin.kubeconfig")],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.port = None
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if line.startswith("port: "):
+                self.port = int(line.split()[1])
+                break
+        if self.port is None:
+            raise SystemExit("the lease-apiserver did not start")
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def kubeconfig(self, identity):
+        path = os.path.join(self.workdir, f"{identity}.kubeconfig")
+        with open(path, "w") as f:
+            f.write(f"""apiVersion: v1
+kind: Config
+clusters:
+- name: embedded
+  cluster:
+    server: {self.url}
+contexts:
+- name: embedded
+  context:
+    cluster: embedded
+    user: {identity}
+    namespace: default
+current-context: embedded
+users:
+- name: {identity}
+  user:
+    token: {identity}
+    as: {identity}
+""")
+        return path
+
+    def admin(self, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + "/_testing" + path, data=data,
+                                     method="POST" if body is not None else "GET",
+                                     headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def faults(self, **spec):
+        self.admin("/faults", spec)
+
+    def requests(self):
+        return self.admin("/requests")
+
+    def lease(self, name):
+        req = urllib.request.Request(
+            f"{self.url}/apis/coordination.k8s.io/v1/namespaces/default/leases/{name}",
+            headers={"authorization": "Bearer bench-driver"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+class Group:
+    """The elector processes of one implementation on one Lease, and a record
+    of who led when (wall clock, nanoseconds)."""
+
+    def __init__(self, server, impl, binary, lease):
+        self.server, self.impl, self.binary, self.lease = server, impl, binary, lease
+        self.procs = {}
+        self.events = queue.Queue()
+        self.terms = []  # [identity, start_ns, end_ns or None]
+        self.lock = threading.Lock()
+        self.counter = 0
+
+    def spawn(self):
+        self.counter += 1
+        identity = f"{self.impl}-{self.counter}"
+        args = [self.binary, "--kubeconfig", self.server.kubeconfig(identity),
+                "--namespace", "default", "--lease-name", self.lease, "--identity", identity,
+                "--lease-duration-ms", str(LEASE_MS), "--renew-deadline-ms", str(RENEW_MS),
+                "--retry-period-ms", str(RETRY_MS)]
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.procs[identity] = proc
+        threading.Thread(target=self._read, args=(identity, proc), daemon=True).start()
+        return identity
+
+    def _read(self, identity, proc):
+        for line in proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            with self.lock:
+                if event["event"] == "started_leading":
+                    self.terms.append([identity, event["ts_unix_nanos"], None])
+                elif event["event"] in ("stopped_leading", "exited"):
+                    self._end(identity, event["ts_unix_nanos"])
+            self.events.put((identity, event))
+
+    def _end(self, identity, ts):
+        for term in reversed(self.terms):
+            if term[0] == identity and term[2] is None:
+                term[2] = ts
+                return
+
+    def leader(self):
+        with self.lock:
+            open_terms = [t[0] for t in self.terms if t[2] is None]
+        return open_terms[-1] if open_terms else None
+
+    def wait_started(self, after_ns, not_identity=None, timeout=PATIENCE):
+        """The (identity, ts) of the first start after `after_ns` by someone else."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with self.lock:
+                for who, start, _ in self.terms:
+                    if start >= after_ns and who != not_identity:
+                        return who, start
+            time.sleep(0.005)
+        return None, None
+
+    def wait_leader(self, timeout=PATIENCE):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            who = self.leader()
+            if who:
+                return who
+            time.sleep(0.01)
+        return None
+
+    def terminate(self, identity):
+        """SIGTERM: the elector's term ends now, whatever it prints later."""
+        with self.lock:
+            self._end(identity, now_ns())
+        proc = self.procs.pop(identity)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    def kill(self, identity):
+        proc = self.procs.pop(identity)
+        proc.kill()
+        proc.wait()
+        with self.lock:
+            self._end(identity, now_ns())
+
+    def stop_all(self):
+        for identity in list(self.procs):
+            self.terminate(identity)
+
+    def overlap_seconds(self, until_ns):
+        """Total time during which two or more electors believed they led."""
+        with self.lock:
+            edges = []
+            for _, start, end in self.terms:
+                edges.append((start, 1))
+                edges.append((end if end is not None else until_ns, -1))
+        edges.sort()
+        depth, total, since = 0, 0, None
+        for ts, delta in edges:
+            if depth >= 2 and since is not None:
+                total += ts - since
+            depth += delta
+            since = ts
+        return total / 1e9
+
+
+def percentile(values, p):
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))
+    return values[k]
+
+
+# === Scenarios ===
+
+def graceful(server, impl, binary, rounds):
+    g = Group(server, impl, binary, f"graceful-{impl}")
+    for _ in range(3):
+        g.spawn()
+    times = []
+    for _ in range(rounds):
+        leader = g.wait_leader()
+        if leader is None:
+            break
+        time.sleep(0.3)  # let followers observe the leader
+        t0 = now_ns()
+        g.terminate(leader)
+        who, ts = g.wait_started(t0, not_identity=leader)
+        if who is None:
+            break
+        times.append((ts - t0) / 1e6)
+        g.spawn()
+    g.stop_all()
+    return times
+
+
+def crash(server, impl, binary, rounds):
+    g = Group(server, impl, binary, f"crash-{impl}")
+    for _ in range(3):
+        g.spawn()
+    after_renew = []
+    for _ in range(rounds):
+        leader = g.wait_leader()
+        if leader is None:
+            break
+        time.sleep(0.5)
+        g.kill(leader)
+        kill_ns = now_ns()
+        renew = server.lease(g.lease)["spec"].get("renewTime")
+        who, ts = g.wait_started(kill_ns, not_identity=leader, timeout=PATIENCE)
+        if who is None:
+            break
+        last_renew_ns = parse_micro_time(renew) if renew else kill_ns
+        after_renew.append((ts - last_renew_ns) / 1e6)
+        g.spawn()
+    g.stop_all()
+    return after_renew
+
+
+def parse_micro_time(s):
+    # "2026-11-24T14:00:00.123456Z"
+    import datetime
+    dt = datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
+
+
+def api_load(server, impl, binary, window):
+    g = Group(server, impl, binary, f"load-{impl}")
+    for _ in range(10):
+        g.spawn()
+    leader = g.wait_leader()
+    time.sleep(LEASE_MS / 1000 * 2)
+    leader = g.leader()
+    mine = set(g.procs)
+    before = server.requests()["requests"]
+    time.sleep(window)
+    after = server.requests()["requests"]
+    g.stop_all()
+
+    def count(rows, who=None):
+        return sum(r["count"] for r in rows if r["client"] in mine and (who is None or who(r["client"])))
+    total = (count(after) - count(before)) / window
+    followers = (count(after, lambda c: c != leader) - count(before, lambda c: c != leader)) / window
+    return total, followers
+
+
+def chaos(server, impl, binary, seconds, seed):
+    """The same seeded fault schedule for every implementation."""
+    rng = random.Random(seed)
+    g = Group(server, impl, binary, f"chaos-{impl}")
+    for _ in range(5):
+        g.spawn()
+    g.wait_leader()
+    end = time.time() + seconds
+    while time.time() < end:
+        action = rng.choice(["partition-leader", "latency", "errors", "hang-one"])
+        hold = rng.uniform(1.0, 3.0)
+        leader = g.leader()
+        target = "all"
+        if action == "partition-leader" and leader:
+            target = leader
+            server.faults(target=target, partition=True)
+        elif action == "latency":
+            server.faults(target=target, latency_ms=rng.choice([100, 300, 600]))
+        elif action == "errors":
+            server.faults(target=target, error_rate=0.5)
+        elif action == "hang-one":
+            target = rng.choice(sorted(g.procs))
+            server.faults(target=target, hang=True)
+        time.sleep(hold)
+        server.faults(clear=True)
+        time.sleep(rng.uniform(0.5, 2.0))
+    g.wait_leader(timeout=LEASE_MS / 1000 * 3)
+    until = now_ns()
+    g.stop_all()
+    return g.overlap_seconds(until)
+
+
+def scale(server, binary, counts):
+    rows = []
+    for n in counts:
+        kubeconfig = server.kubeconfig(f"scale-{n}")
+        out = subprocess.run(
+            [binary, "--kubeconfig", kubeconfig, "--lease-name", f"scale{n}", "--identity", f"scale{n}",
+             "--lease-duration-ms", "15000", "--renew-deadline-ms", "10000", "--retry-period-ms", "2000",
+             "--scale", str(n)],
+            capture_output=True, text=True, timeout=600)
+        for line in out.stdout.splitlines():
+            if '"scale"' in line:
+                rows.append(json.loads(line))
+    return rows
+
+
+# === Main ===
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--server", required=True)
+    parser.add_argument("--impl", action="append", default=[], help="NAME=BINARY")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    impls = dict(i.split("=", 1) for i in args.impl)
+    rounds = 5 if args.quick else 20
+    crash_rounds = 2 if args.quick else 5
+    window = 5 if args.quick else 20
+    chaos_seconds = 15 if args.quick else 60
+    scale_counts = [10, 100] if args.quick else [10, 100, 1000]
+
+    figures = []  # (figure, implementation, value, unit)
+    with tempfile.TemporaryDirectory() as workdir:
+        server = Server(args.server, workdir)
+        try:
+            for name, binary in impls.items():
+                print(f"# {name}", file=sys.stderr)
+                g = graceful(server, name, binary, rounds)
+                figures += [("graceful_handover_median", name, statistics.median(g) if g else float("nan"), "ms"),
+                            ("graceful_handover_p99", name, percentile(g, 99), "ms"),
+                            ("graceful_handover_samples", name, len(g), "count")]
+                c = crash(server, name, binary, crash_rounds)
+                figures += [("crash_takeover_median", name, statistics.median(c) if c else float("nan"), "ms"),
+                            ("crash_takeover_minus_lease_median", name,
+                             (statistics.median(c) - LEASE_MS) if c else float("nan"), "ms")]
+                total, followers = api_load(server, name, binary, window)
+                figures += [("api_load_total", name, total, "req/s"),
+                            ("api_load_followers", name, followers, "req/s")]
+                overlap = chaos(server, name, binary, chaos_seconds, args.seed)
+                figures.append(("chaos_overlap", name, overlap, "s"))
+            if "kube-elector" in impls:
+                for row in scale(server, impls["kube-elector"], scale_counts):
+                    n = row["electors"]
+                    figures += [(f"scale_{n}_rss", "kube-elector", row["rss_kib"] / 1024, "MiB"),
+                                (f"scale_{n}_cpu", "kube-elector", row["cpu_share"] * 100, "% of a core"),
+                                (f"scale_{n}_leading", "kube-elector", row["leading"], "count")]
+        finally:
+            server.stop()
+
+    names = list(impls)
+    print(f"\nLease {LEASE_MS} ms, renew deadline {RENEW_MS} ms, retry {RETRY_MS} ms; "
+          f"{'quick' if args.quick else 'full'} run, seed {args.seed}\n")
+    print("| figure | unit | " + " | ".join(names) + " |")
+    print("|---|---|" + "---|" * len(names))
+    for fig in dict.fromkeys(f for f, _, _, _ in figures):
+        unit = next(u for f, _, _, u in figures if f == fig)
+        cells = []
+        for n in names:
+            v = next((v for f, i, v, _ in figures if f == fig and i == n), None)
+            cells.append("" if v is None else f"{v:.1f}" if isinstance(v, float) else str(v))
+        print(f"| {fig} | {unit} | " + " | ".join(cells) + " |")
+    print()
+    for fig, name, value, unit in figures:
+        v = f"{value:.3f}" if isinstance(value, float) else str(value)
+        print(f"{fig},{name},{v},{unit}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+//! kube-elector as a benchmark process, speaking bench/protocol.rs. With
+//! `--scale N` it runs N electors on N Leases instead and reports its resident
+//! memory and CPU use in steady state as `scale` lines.
+
+#[path = "../../protocol.rs"]
+mod protocol;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube_elector::{ElectorConfig, LeaderElector, LeaderEvent};
+use tokio::signal::unix::{SignalKind, signal};
+
+const IMPL: &str = "kube-elector";
+
+#[tokio::main]
+async fn main() {
+    let args = protocol::parse();
+    let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("kube config");
+    let client = kube::Client::try_from(config).expect("client");
+    let elector_config = |lease: &str, identity: &str| {
+        ElectorConfig::new(lease)
+            .namespace(&args.namespace)
+            .identity(identity)
+            .lease_duration(args.lease_duration)
+            .renew_deadline(args.renew_deadline)
+            .retry_period(args.retry_period)
+    };
+    if args.scale > 0 {
+        return scale(&args, client, elector_config).await;
+    }
+    protocol::emit(IMPL, &args.identity, "ready", "");
+    let handle = LeaderElector::new(client, elector_config(&args.lease_name, &args.identity))
+        .expect("valid config")
+        .spawn();
+    let mut events = handle.events();
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            event = events.next() => match event {
+                Some(LeaderEvent::StartedLeading) => protocol::emit(IMPL, &args.identity, "started_leading", &args.identity),
+                Some(LeaderEvent::StoppedLeading) => protocol::emit(IMPL, &args.identity, "stopped_leading", ""),
+                Some(LeaderEvent::NewLeader { identity }) => {
+                    protocol::emit(IMPL, &args.identity, "new_leader", identity.as_deref().unwrap_or(""));
+                }
+                Some(_) => {}
+                None => break,
+            },
+        }
+    }
+    // Cancelling stops leading (the event comes first), then releases.
+    let shutdown = tokio::spawn(handle.shutdown());
+    while let Some(event) = events.next().await {
+        if event == LeaderEvent::StoppedLeading {
+            protocol::emit(IMPL, &args.identity, "stopped_leading", "");
+        }
+    }
+    let _ = shutdown.await;
+    protocol::emit(IMPL, &args.identity, "exited", "");
+}
+
+/// N electors on N Leases (each alone on its Lease, so each leads and
+/// renews): memory and CPU in steady state.
+async fn scale(
+    args: &protocol::Args,
+    client: kube::Client,
+    config: impl Fn(&str, &str) -> ElectorConfig,
+) {
+    let handles: Vec<_> = (0..args.scale)
+        .map(|i| {
+            let lease = format!("{}-{i}", args.lease_name);
+            LeaderElector::new(
+                client.clone(),
+                config(&lease, &format!("{}-{i}", args.identity)),
+            )
+            .expect("valid config")
+            .spawn()
+        })
+        .collect();
+    for h in &handles {
+        let _ = tokio::time::timeout(Duration::from_secs(60), h.became_leader()).await;
+    }
+    // Settle, then measure over a window.
+    tokio::time::sleep(args.lease_duration).await;
+    let window = args.lease_duration * 3;
+    let (cpu0, t0) = (cpu_seconds(), std::time::Instant::now());
+    tokio::time::sleep(window).await;
+    let cpu = (cpu_seconds() - cpu0) / t0.elapsed().as_secs_f64();
+    let leading = handles.iter().filter(|h| h.is_leader()).count();
+    println!(
+        "{{\"event\":\"scale\",\"electors\":{},\"leading\":{leading},\"rss_kib\":{},\"cpu_share\":{cpu:.4}}}",
+        args.scale,
+        rss_kib()
+    );
+    for h in handles {
+        let _ = h.shutdown().await;
+    }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// User + system CPU time of this process, in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}

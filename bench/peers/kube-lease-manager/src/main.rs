@@ -1,0 +1,75 @@
+//! kube-lease-manager 0.13 through its documented `watch()` channel; the lock
+//! is released when the channel is dropped (SIGTERM). Duration and grace come
+//! from the lease duration and the renew deadline, in whole seconds; it has
+//! no retry period of its own. Speaks bench/protocol.rs.
+
+#[path = "../../../protocol.rs"]
+mod protocol;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio::signal::unix::{signal, SignalKind};
+
+const IMPL: &str = "kube-lease-manager";
+
+#[tokio::main]
+async fn main() {
+    let args = protocol::parse();
+    protocol::emit(IMPL, &args.identity, "ready", "");
+    let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("kube config");
+    let client = kube::Client::try_from(config).expect("client");
+    let leases: kube::Api<Lease> = kube::Api::namespaced(client.clone(), &args.namespace);
+    let duration = args.lease_duration.as_secs().max(2);
+    // Its grace is how long before expiry it renews: lease - renew deadline.
+    let grace = duration
+        .saturating_sub(args.renew_deadline.as_secs())
+        .clamp(1, duration - 1);
+    let manager = LeaseManagerBuilder::new(client, &args.lease_name)
+        .with_namespace(&args.namespace)
+        .with_identity(&args.identity)
+        .with_duration(duration)
+        .with_grace(grace)
+        .build()
+        .await
+        .expect("lease manager");
+    let (mut channel, task) = manager.watch().await;
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut leading = false;
+    let mut leader = String::new();
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            changed = channel.changed() => if changed.is_err() { break },
+        }
+        let now_leading = *channel.borrow_and_update();
+        // The crate reports only "am I leading"; the holder is read back.
+        if let Ok(Some(lease)) = leases.get_opt(&args.lease_name).await {
+            let holder = lease
+                .spec
+                .and_then(|s| s.holder_identity)
+                .unwrap_or_default();
+            if holder != leader {
+                leader = holder;
+                protocol::emit(IMPL, &args.identity, "new_leader", &leader);
+            }
+        }
+        if now_leading != leading {
+            leading = now_leading;
+            let event = if leading {
+                "started_leading"
+            } else {
+                "stopped_leading"
+            };
+            protocol::emit(IMPL, &args.identity, event, &leader);
+        }
+    }
+    if leading {
+        protocol::emit(IMPL, &args.identity, "stopped_leading", "");
+    }
+    drop(channel); // releases the lock
+    let _ = task.await;
+    protocol::emit(IMPL, &args.identity, "exited", "");
+}

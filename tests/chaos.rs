@@ -1,0 +1,277 @@
+//! Randomized fault schedules over five electors on the embedded server.
+//!
+//! Invariants, checked throughout: no two electors believe they lead at one
+//! instant; and once the faults stop, a leader exists within a lease
+//! duration plus a retry period.
+//!
+//! One combination is left out: an elector that starts while the Lease is
+//! deleted cannot know it was held, so it creates it at once, while the
+//! deleted holder may lead until its renew deadline (client-go behaves the
+//! same; deleting a live Lease is outside the Lease contract). Electors that
+//! saw the Lease held wait the holder out (`record::judge_missing`). The
+//! schedule therefore starts no elector within a lease duration of a deletion.
+//!
+//! The default suite runs one short schedule. `KUBE_ELECTOR_CHAOS=long` runs
+//! many seeds for minutes each (CI does); `KUBE_ELECTOR_CHAOS_SEED=N` replays
+//! one seed. A failure prints the seed and the log of what was done.
+
+mod support;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::SignedDuration;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use kube_elector::testing::{FaultTarget, LeaseApiServer};
+use kube_elector::{ElectorConfig, ElectorHandle, LeaderElector, SkewedClock};
+use tokio::time::Instant;
+
+use support::recorder::Recorder;
+
+const LEASE: Duration = Duration::from_secs(2);
+const RENEW_DEADLINE: Duration = Duration::from_secs(1);
+const RETRY: Duration = Duration::from_millis(250);
+/// Room for scheduling on a loaded two-core CI machine in the liveness check.
+const SLACK: Duration = Duration::from_secs(1);
+
+/// A small deterministic generator (xorshift64*), so a seed replays exactly
+/// the same schedule.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(lo + self.below(hi - lo))
+    }
+}
+
+struct Chaos {
+    server: LeaseApiServer,
+    lease: String,
+    recorder: Recorder,
+    electors: Vec<ElectorHandle>,
+    spawned: usize,
+    log: String,
+    started: Instant,
+    rng: Rng,
+    /// When the Lease was last deleted.
+    deleted_at: Option<Instant>,
+}
+
+impl Chaos {
+    fn note(&mut self, what: &str) {
+        let at = self.started.elapsed().as_secs_f64();
+        let _ = writeln!(self.log, "{at:8.3}s {what}");
+    }
+
+    fn spawn(&mut self) {
+        self.spawned += 1;
+        let identity = format!("chaos-{}", self.spawned);
+        // Wall clocks up to an hour off, either way.
+        let skew = i64::try_from(self.rng.below(7201)).unwrap() - 3600;
+        let config = ElectorConfig::new(&self.lease)
+            .namespace("default")
+            .identity(&identity)
+            .lease_duration(LEASE)
+            .renew_deadline(RENEW_DEADLINE)
+            .retry_period(RETRY)
+            .clock(Arc::new(SkewedClock::new(SignedDuration::from_secs(skew))));
+        let handle = LeaderElector::new(self.server.client_for(&identity), config)
+            .unwrap()
+            .spawn();
+        self.recorder.watch(&handle);
+        self.note(&format!("spawn {identity} with its clock {skew:+}s off"));
+        self.electors.push(handle);
+    }
+
+    fn leader(&self) -> Option<String> {
+        self.electors
+            .iter()
+            .find(|e| e.is_leader())
+            .map(|e| e.identity().to_owned())
+    }
+
+    fn pick(&mut self) -> String {
+        let i = usize::try_from(self.rng.below(self.electors.len() as u64)).unwrap();
+        self.electors[i].identity().to_owned()
+    }
+
+    async fn step(&mut self, api: &Api<Lease>) {
+        let target = |id: String| FaultTarget::Client(id);
+        let hold = self.rng.millis(300, 2500);
+        match self.rng.below(9) {
+            0 => {
+                let ms = self.rng.millis(50, 600);
+                self.note(&format!("latency {ms:?} for all, {hold:?}"));
+                self.server.set_latency(FaultTarget::All, ms);
+                tokio::time::sleep(hold).await;
+            }
+            1 => {
+                self.note(&format!("5xx burst (rate 0.6) for all, {hold:?}"));
+                self.server.set_error_rate(FaultTarget::All, 0.6);
+                tokio::time::sleep(hold).await;
+            }
+            2 => {
+                let who = self.leader().unwrap_or_else(|| self.pick());
+                self.note(&format!("partition {who}, {hold:?}"));
+                self.server.partition(target(who.clone()));
+                tokio::time::sleep(hold).await;
+                self.server.heal(target(who));
+            }
+            3 => {
+                let who = self.pick();
+                self.note(&format!("pause {who} (requests hang), {hold:?}"));
+                self.server.hang(target(who.clone()));
+                tokio::time::sleep(hold).await;
+                self.server.release(target(who));
+            }
+            4 => {
+                let who = self.pick();
+                self.note(&format!("refuse connections of {who}, {hold:?}"));
+                self.server.refuse_connections(target(who.clone()), true);
+                tokio::time::sleep(hold).await;
+                self.server.refuse_connections(target(who), false);
+            }
+            5 if self.deleted_at.is_some_and(|d| d.elapsed() < LEASE) => {
+                self.note(&format!(
+                    "calm (no restart right after a deletion), {hold:?}"
+                ));
+                tokio::time::sleep(hold).await;
+            }
+            5 => {
+                // A restart: graceful, or a crash (no release).
+                let i = usize::try_from(self.rng.below(self.electors.len() as u64)).unwrap();
+                let old = self.electors.remove(i);
+                let graceful = self.rng.below(2) == 0;
+                self.note(&format!(
+                    "restart {} ({})",
+                    old.identity(),
+                    if graceful { "graceful" } else { "crash" }
+                ));
+                if graceful {
+                    let _ = old.shutdown().await;
+                } else {
+                    // The task ends without releasing; the Lease expires on its own.
+                    old.cancellation_token().cancel();
+                    let _ = tokio::time::timeout(LEASE, old.join()).await;
+                }
+                self.spawn();
+            }
+            6 => {
+                self.note("delete the Lease");
+                let _ = api.delete(&self.lease, &DeleteParams::default()).await;
+                self.deleted_at = Some(Instant::now());
+            }
+            7 => {
+                self.note("forced takeover by an outside writer");
+                if let Ok(mut lease) = api.get(&self.lease).await {
+                    let spec = lease.spec.get_or_insert_with(Default::default);
+                    spec.holder_identity = Some("intruder".into());
+                    spec.lease_duration_seconds = Some(2);
+                    spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+                    let _ = api
+                        .replace(&self.lease, &PostParams::default(), &lease)
+                        .await;
+                }
+            }
+            _ => {
+                self.note(&format!("calm, {hold:?}"));
+                tokio::time::sleep(hold).await;
+            }
+        }
+        self.server.clear_faults();
+    }
+}
+
+async fn run(seed: u64, duration: Duration) {
+    let server = LeaseApiServer::start().await.unwrap();
+    let api: Api<Lease> = Api::namespaced(server.client_for("chaos-admin"), "default");
+    let mut chaos = Chaos {
+        server,
+        lease: support::unique_name("chaos"),
+        recorder: Recorder::default(),
+        electors: Vec::new(),
+        spawned: 0,
+        log: String::new(),
+        started: Instant::now(),
+        rng: Rng(seed.max(1)),
+        deleted_at: None,
+    };
+    for _ in 0..5 {
+        chaos.spawn();
+    }
+    let end = Instant::now() + duration;
+    while Instant::now() < end {
+        chaos.step(&api).await;
+        if let Some(overlap) = chaos.recorder.overlap() {
+            panic!("seed {seed}: two leaders at once\n{}\n{overlap}", chaos.log);
+        }
+    }
+    chaos.note("faults stop");
+    let calm = Instant::now();
+    let deadline = calm + LEASE + RETRY + SLACK;
+    let mut states: Vec<_> = chaos
+        .electors
+        .iter()
+        .map(ElectorHandle::subscribe)
+        .collect();
+    while !states.iter().any(|s| s.borrow().is_leader()) {
+        let changes = states.iter_mut().map(|s| Box::pin(s.changed()));
+        if tokio::time::timeout_at(deadline, futures::future::select_all(changes))
+            .await
+            .is_err()
+        {
+            panic!(
+                "seed {seed}: no leader {:?} after the faults stopped\n{}",
+                calm.elapsed(),
+                chaos.log
+            );
+        }
+    }
+    for e in chaos.electors.drain(..) {
+        let _ = e.shutdown().await;
+    }
+    if let Some(overlap) = chaos.recorder.overlap() {
+        panic!("seed {seed}: two leaders at once\n{}\n{overlap}", chaos.log);
+    }
+    eprintln!(
+        "seed {seed}: {} terms over {:?}, no overlap",
+        chaos.recorder.intervals().len(),
+        chaos.started.elapsed()
+    );
+}
+
+fn seeds() -> (Vec<u64>, Duration) {
+    if let Some(seed) = std::env::var("KUBE_ELECTOR_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return (vec![seed], Duration::from_secs(30));
+    }
+    match std::env::var("KUBE_ELECTOR_CHAOS").as_deref() {
+        Ok("long") => ((1..=6).map(|i| i * 7919).collect(), Duration::from_secs(60)),
+        _ => (vec![42], Duration::from_secs(20)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomized_faults_never_yield_two_leaders_and_a_leader_returns() {
+    let (seeds, duration) = seeds();
+    for seed in seeds {
+        run(seed, duration).await;
+    }
+}

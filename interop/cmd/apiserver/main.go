@@ -18,6 +18,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"flag"
 	"fmt"
@@ -39,10 +40,20 @@ import (
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
 )
 
-const (
-	adminToken   = "kube-elector-admin-token"
-	noWatchToken = "kube-elector-nowatch-token"
+// Bearer tokens of the static token file, new at every start (the server
+// listens on 127.0.0.1 only, but other local users need not share it).
+var (
+	adminToken   = randomToken()
+	noWatchToken = randomToken()
 )
+
+func randomToken() string {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
 
 func main() {
 	dataDir := flag.String("data-dir", "", "directory for etcd data and certificates (a temporary one if empty)")

@@ -4,9 +4,9 @@
 // /readyz answers ok and the default namespace exists, and stops on
 // SIGTERM/SIGINT. Logs go to stderr.
 //
-// Authentication is a static token file: "admin" (in system:masters) and,
-// with --kubeconfig-nowatch, "nowatch", whom RBAC allows get, list, create
-// and update on Leases but not watch. With --coordinated-leader-election
+// Authentication is a static token file, with tokens new at every start:
+// "admin" (in system:masters) and, with --kubeconfig-nowatch, "nowatch",
+// whom RBAC allows get, list, create and update on Leases but not watch. With --coordinated-leader-election
 // (the default) the CoordinatedLeaderElection feature gate is on and
 // coordination.k8s.io/v1beta1 (LeaseCandidate) is served.
 package main

@@ -1,110 +1,158 @@
 #!/usr/bin/env bash
-# Runs the suites against a real kube-apiserver (built here from the
-# k8s.io/kubernetes Go module, on an embedded etcd) and client-go's own
-# elector, then the client-go interop against the embedded server too.
+# Runs the Rust test suites against a real kube-apiserver (built here from
+# the k8s.io/kubernetes Go module, on an embedded etcd), with client-go's own
+# elector as a peer, then the client-go interop against the embedded server.
 #
-#   scripts/e2e-real.sh            # build what is missing, start, test, stop
-#   KUBECONFIG=~/.kube/config scripts/e2e-real.sh   # use that cluster instead
+#   scripts/e2e-real.sh                              # build what is missing, start, test, stop
+#   KUBECONFIG=~/.kube/config scripts/e2e-real.sh    # the cluster of that file instead
+#   E2E_TESTS="conformance" scripts/e2e-real.sh      # just some suites
 #
 # Exits 0 only if every suite passed. Whatever it started, it stops.
 set -euo pipefail
+
+# Test targets (tests/<name>.rs) run against the real server; a missing file
+# is skipped with a note.
+E2E_TESTS=${E2E_TESTS:-"conformance elector lease_lock interop"}
+# Test targets run once more against the embedded server, with client-go
+# (set it empty for none).
+E2E_EMBEDDED_TESTS=${E2E_EMBEDDED_TESTS-"interop"}
+# Seconds to wait for the apiserver's READY line.
+E2E_READY_TIMEOUT=${E2E_READY_TIMEOUT:-180}
+# cargo test -- --test-threads (empty: cargo's default, one per core).
+E2E_TEST_THREADS=${E2E_TEST_THREADS:-}
+
 cd "$(dirname "$0")/.."
 root=$(pwd)
-
-# Test targets run against the real server (tests/<name>.rs; missing ones are skipped).
-E2E_TESTS=${E2E_TESTS:-"conformance elector lease_lock interop"}
-
-bin="$root/target/interop"
-apiserver="$bin/kube-apiserver-etcd"
-elector="$bin/client-go-elector"
-mkdir -p "$bin"
+out="$root/target/interop"
+apiserver="$out/kube-apiserver-etcd"
+elector="$out/client-go-elector"
+apiserver_log="$out/apiserver.log"
+mkdir -p "$out"
 
 log() { printf '[e2e %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
-# --- build (cached: only when a Go source or go.sum is newer than the binary)
-needs_build() {
-  local out=$1
-  [ -x "$out" ] || return 0
-  [ -n "$(find interop -name '*.go' -newer "$out" -o -name go.sum -newer "$out" | head -1)" ]
-}
-build() {
-  local out=$1 pkg=$2
-  if needs_build "$out"; then
-    log "building $pkg (the first build of kube-apiserver takes minutes)"
-    local start=$SECONDS
-    (cd interop && go build -trimpath -ldflags='-s -w' -o "$out" "$pkg")
-    log "built $(basename "$out") in $((SECONDS - start))s"
-  fi
-}
-command -v go >/dev/null || { echo "e2e: Go is needed to build the real kube-apiserver" >&2; exit 1; }
-build "$elector" ./cmd/client-go-elector
-export KUBE_ELECTOR_CLIENT_GO_ELECTOR="$elector"
-
-# --- start the real apiserver, unless KUBECONFIG names a cluster
-pids=()
+# --- cleanup: whatever happens, stop what this script started.
+apiserver_pid=
+test_group=
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/kube-elector-e2e.XXXXXX")
+stop_pid() { # PID: TERM, up to 15 s, then KILL
+  local pid=$1
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 75); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
+  log "pid $pid did not stop within 15s; killing it"
+  kill -KILL "$pid" 2>/dev/null || true
+}
 cleanup() {
   local status=$?
-  for pid in "${pids[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  if [ "$status" -ne 0 ] && [ -f "$root/target/interop/apiserver.log" ]; then
-    echo "--- last lines of target/interop/apiserver.log"
-    tail -n 30 "$root/target/interop/apiserver.log" || true
+  trap - EXIT INT TERM
+  # A test run in flight (and the electors it spawned: same process group).
+  if [ -n "$test_group" ]; then
+    kill -TERM -- "-$test_group" 2>/dev/null || true
+    sleep 1
+    kill -KILL -- "-$test_group" 2>/dev/null || true
+  fi
+  if [ -n "$apiserver_pid" ]; then
+    log "stopping kube-apiserver (pid $apiserver_pid)"
+    stop_pid "$apiserver_pid"
+    wait "$apiserver_pid" 2>/dev/null || true
+  fi
+  if [ "$status" -ne 0 ] && [ -s "$apiserver_log" ]; then
+    echo "--- last 40 lines of target/interop/apiserver.log"
+    tail -n 40 "$apiserver_log" || true
   fi
   rm -rf "$workdir"
   exit "$status"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
+# --- build what is missing (cached: only when a Go file, go.mod or go.sum
+# of that program is newer than its binary).
 if [ -n "${KUBECONFIG:-}" ]; then
-  log "using the cluster of KUBECONFIG=$KUBECONFIG"
-  kubeconfig=$KUBECONFIG
+  interop/build.sh client-go-elector
+else
+  interop/build.sh apiserver client-go-elector
+fi
+export KUBE_ELECTOR_CLIENT_GO_ELECTOR="$elector"
+
+# --- the target: the cluster of KUBECONFIG, or a real apiserver started here.
+if [ -n "${KUBECONFIG:-}" ]; then
+  kubeconfig=${KUBECONFIG%%:*} # the test suites read one file
+  log "using the cluster of KUBECONFIG ($kubeconfig)"
   unset KUBE_ELECTOR_TEST_KUBECONFIG_NOWATCH
 else
-  build "$apiserver" ./cmd/apiserver
-  log "starting kube-apiserver with embedded etcd"
+  log "starting kube-apiserver with embedded etcd (log: target/interop/apiserver.log)"
+  started=$SECONDS
   "$apiserver" --data-dir "$workdir/data" \
     --kubeconfig "$workdir/admin.kubeconfig" \
     --kubeconfig-nowatch "$workdir/nowatch.kubeconfig" \
-    >"$workdir/ready" 2>"$root/target/interop/apiserver.log" &
-  pids+=($!)
-  for _ in $(seq 1 600); do
-    grep -q '^READY' "$workdir/ready" 2>/dev/null && break
-    kill -0 "${pids[0]}" 2>/dev/null || { echo "kube-apiserver exited before it was ready" >&2; exit 1; }
-    sleep 0.2
+    >"$workdir/ready" 2>"$apiserver_log" &
+  apiserver_pid=$!
+  while ! grep -q '^READY ' "$workdir/ready" 2>/dev/null; do
+    if ! kill -0 "$apiserver_pid" 2>/dev/null; then
+      log "kube-apiserver exited before it was ready"
+      exit 1
+    fi
+    if [ $((SECONDS - started)) -ge "$E2E_READY_TIMEOUT" ]; then
+      log "kube-apiserver was not ready within ${E2E_READY_TIMEOUT}s"
+      exit 1
+    fi
+    sleep 0.1
   done
-  grep -q '^READY' "$workdir/ready" || { echo "kube-apiserver not ready within 120s" >&2; exit 1; }
-  log "$(cat "$workdir/ready")"
+  log "$(grep '^READY ' "$workdir/ready") (after $((SECONDS - started))s)"
   kubeconfig="$workdir/admin.kubeconfig"
   export KUBE_ELECTOR_TEST_KUBECONFIG_NOWATCH="$workdir/nowatch.kubeconfig"
 fi
 
+# --- the suites
+passed=()
 failed=()
-run_tests() {
-  local label=$1; shift
-  for t in $E2E_TESTS; do
-    if [ ! -f "tests/$t.rs" ]; then
-      log "skipped $t: tests/$t.rs does not exist"
-      continue
-    fi
-    log "$label: cargo test --test $t"
-    if ! "$@" cargo test --test "$t" -- --test-threads=4; then
-      failed+=("$label/$t")
-    fi
-  done
+skipped=()
+# run_suite LABEL TEST [env assignments...]: cargo test --test TEST, in its
+# own process group so that cleanup can stop it and whatever it spawned.
+run_suite() {
+  local label=$1 t=$2
+  shift 2
+  if [ ! -f "tests/$t.rs" ]; then
+    log "skipped $label/$t: tests/$t.rs does not exist"
+    skipped+=("$label/$t")
+    return 0
+  fi
+  local threads=()
+  [ -n "$E2E_TEST_THREADS" ] && threads=(--test-threads "$E2E_TEST_THREADS")
+  log "$label: cargo test --features testing --test $t"
+  setsid env "$@" cargo test --features testing --test "$t" -- "${threads[@]}" &
+  test_group=$!
+  local status=0
+  wait "$test_group" || status=$?
+  # Electors a failed test left behind go with its group.
+  kill -KILL -- "-$test_group" 2>/dev/null || true
+  test_group=
+  if [ "$status" -eq 0 ]; then
+    passed+=("$label/$t")
+  else
+    log "$label/$t failed (exit $status)"
+    failed+=("$label/$t")
+  fi
 }
 
-run_tests "real" env KUBE_ELECTOR_TEST_KUBECONFIG="$kubeconfig"
+for t in $E2E_TESTS; do
+  run_suite real "$t" KUBE_ELECTOR_TEST_KUBECONFIG="$kubeconfig"
+done
 # client-go beside kube-elector on the embedded server as well.
-E2E_TESTS=interop run_tests "embedded" env -u KUBE_ELECTOR_TEST_KUBECONFIG
+for t in $E2E_EMBEDDED_TESTS; do
+  run_suite embedded "$t" -u KUBE_ELECTOR_TEST_KUBECONFIG -u KUBE_ELECTOR_TEST_KUBECONFIG_NOWATCH
+done
 
+log "suites passed: ${passed[*]:-none}"
+[ ${#skipped[@]} -eq 0 ] || log "suites skipped: ${skipped[*]}"
 if [ ${#failed[@]} -gt 0 ]; then
-  echo "e2e: failed: ${failed[*]}" >&2
+  log "suites FAILED: ${failed[*]}"
+  exit 1
+fi
+if [ ${#passed[@]} -eq 0 ]; then
+  log "no suite ran"
   exit 1
 fi
 log "all e2e suites passed"

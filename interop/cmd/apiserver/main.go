@@ -1,7 +1,14 @@
 // Command apiserver runs a real kube-apiserver, built from the
 // k8s.io/kubernetes module, on an embedded etcd, on 127.0.0.1 only, and
-// writes kubeconfigs for it. It prints "READY <url> <kubeconfig>" once the
-// API answers and the default namespace exists, and stops on SIGTERM/SIGINT.
+// writes kubeconfigs for it. It prints "READY <url> <kubeconfig>" once
+// /readyz answers ok and the default namespace exists, and stops on
+// SIGTERM/SIGINT. Logs go to stderr.
+//
+// Authentication is a static token file, with tokens new at every start:
+// "admin" (in system:masters) and, with --kubeconfig-nowatch, "nowatch",
+// whom RBAC allows get, list, create and update on Leases but not watch. With --coordinated-leader-election
+// (the default) the CoordinatedLeaderElection feature gate is on and
+// coordination.k8s.io/v1beta1 (LeaseCandidate) is served.
 package main
 
 import (
@@ -10,6 +17,8 @@ import (
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"flag"
 	"fmt"
@@ -24,31 +33,57 @@ import (
 
 	"go.etcd.io/etcd/server/v3/embed"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
 )
 
-const (
-	adminToken   = "kube-elector-admin-token"
-	noWatchToken = "kube-elector-nowatch-token"
+// Bearer tokens of the static token file, new at every start (the server
+// listens on 127.0.0.1 only, but other local users need not share it).
+var (
+	adminToken   = randomToken()
+	noWatchToken = randomToken()
 )
+
+func randomToken() string {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
 
 func main() {
 	dataDir := flag.String("data-dir", "", "directory for etcd data and certificates (a temporary one if empty)")
 	port := flag.Int("port", 0, "secure port on 127.0.0.1 (0 picks a free one)")
 	kubeconfig := flag.String("kubeconfig", "", "where to write the admin kubeconfig (default DATA_DIR/admin.kubeconfig)")
-	kubeconfigNoWatch := flag.String("kubeconfig-nowatch", "", "where to write a kubeconfig for a user without watch on leases (optional)")
+	kubeconfigNoWatch := flag.String("kubeconfig-nowatch", "", "where to write a kubeconfig for a user who may get, list, create and update leases but not watch them (optional)")
+	cle := flag.Bool("coordinated-leader-election", true, "enable the CoordinatedLeaderElection feature gate and serve coordination.k8s.io/v1beta1 (LeaseCandidate)")
+	fsync := flag.Bool("etcd-fsync", false, "let etcd fsync its writes (off by default: a test server needs speed, not durability)")
+	verbosity := flag.Int("v", 0, "kube-apiserver log verbosity")
 	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, "apiserver: unexpected arguments:", flag.Args())
+		os.Exit(2)
+	}
 
-	if err := run(*dataDir, *port, *kubeconfig, *kubeconfigNoWatch); err != nil {
+	o := options{dataDir: *dataDir, port: *port, kubeconfig: *kubeconfig, kubeconfigNoWatch: *kubeconfigNoWatch, cle: *cle, fsync: *fsync, verbosity: *verbosity}
+	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "apiserver:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dataDir string, port int, kubeconfig, kubeconfigNoWatch string) error {
+type options struct {
+	dataDir, kubeconfig, kubeconfigNoWatch string
+	port, verbosity                        int
+	cle, fsync                             bool
+}
+
+func run(o options) error {
+	dataDir, port, kubeconfig, kubeconfigNoWatch := o.dataDir, o.port, o.kubeconfig, o.kubeconfigNoWatch
 	if dataDir == "" {
 		dir, err := os.MkdirTemp("", "kube-elector-apiserver-")
 		if err != nil {
@@ -63,7 +98,7 @@ func run(dataDir string, port int, kubeconfig, kubeconfigNoWatch string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	etcdURL, etcd, err := startEtcd(filepath.Join(dataDir, "etcd"))
+	etcdURL, etcd, err := startEtcd(filepath.Join(dataDir, "etcd"), o.fsync)
 	if err != nil {
 		return fmt.Errorf("starting etcd: %w", err)
 	}
@@ -88,8 +123,7 @@ func run(dataDir string, port int, kubeconfig, kubeconfigNoWatch string) error {
 		return err
 	}
 
-	cmd := app.NewAPIServerCommand()
-	cmd.SetArgs([]string{
+	args := []string{
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
 		fmt.Sprintf("--secure-port=%d", port),
@@ -105,12 +139,18 @@ func run(dataDir string, port int, kubeconfig, kubeconfigNoWatch string) error {
 		"--enable-priority-and-fairness=false",
 		"--profiling=false",
 		"--endpoint-reconciler-type=none",
-		// LeaseCandidate (coordinated leader election) is beta and off by default.
-		"--feature-gates=CoordinatedLeaderElection=true",
-		"--runtime-config=coordination.k8s.io/v1beta1=true",
 		"--logging-format=text",
-		"-v=0",
-	})
+		fmt.Sprintf("-v=%d", o.verbosity),
+	}
+	if o.cle {
+		// LeaseCandidate (coordinated leader election) is beta and off by default.
+		args = append(args,
+			"--feature-gates=CoordinatedLeaderElection=true",
+			"--runtime-config=coordination.k8s.io/v1beta1=true",
+		)
+	}
+	cmd := app.NewAPIServerCommand()
+	cmd.SetArgs(args)
 	apiErr := make(chan error, 1)
 	go func() { apiErr <- cmd.ExecuteContext(ctx) }()
 
@@ -118,14 +158,24 @@ func run(dataDir string, port int, kubeconfig, kubeconfigNoWatch string) error {
 	if err := waitReady(ctx, server, apiErr); err != nil {
 		return err
 	}
-	if err := writeKubeconfig(kubeconfig, server, "admin", adminToken); err != nil {
+	cluster, err := clusterEntry(server, filepath.Join(certDir, "apiserver.crt"))
+	if err != nil {
+		return err
+	}
+	if err := writeKubeconfig(kubeconfig, cluster, "admin", adminToken); err != nil {
 		return err
 	}
 	if kubeconfigNoWatch != "" {
 		if err := grantNoWatch(ctx, server); err != nil {
 			return fmt.Errorf("granting the nowatch user: %w", err)
 		}
-		if err := writeKubeconfig(kubeconfigNoWatch, server, "nowatch", noWatchToken); err != nil {
+		// RBAC reads bindings from an informer: wait until it has this one.
+		if err := waitFor(ctx, apiErr, "the nowatch user's RBAC", func() bool {
+			return getAs(noWatchToken, server+"/apis/coordination.k8s.io/v1/namespaces/default/leases")
+		}); err != nil {
+			return err
+		}
+		if err := writeKubeconfig(kubeconfigNoWatch, cluster, "nowatch", noWatchToken); err != nil {
 			return err
 		}
 	}
@@ -153,7 +203,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func startEtcd(dir string) (string, *embed.Etcd, error) {
+func startEtcd(dir string, fsync bool) (string, *embed.Etcd, error) {
 	clientPort, err := freePort()
 	if err != nil {
 		return "", nil, err
@@ -165,6 +215,7 @@ func startEtcd(dir string) (string, *embed.Etcd, error) {
 	cfg := embed.NewConfig()
 	cfg.Dir = dir
 	cfg.LogLevel = "error"
+	cfg.UnsafeNoFsync = !fsync
 	client, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", clientPort))
 	peer, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", peerPort))
 	cfg.ListenClientUrls = []url.URL{*client}
@@ -210,30 +261,42 @@ func writeServiceAccountKeys(dir string) (string, string, error) {
 // waitReady polls /readyz and the default namespace (created by the
 // apiserver's bootstrap controller) with the admin token.
 func waitReady(ctx context.Context, server string, apiErr <-chan error) error {
-	client := &http.Client{
-		Timeout:   5 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
-	}
-	deadline := time.Now().Add(3 * time.Minute)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-apiErr:
-			return fmt.Errorf("kube-apiserver exited before it was ready: %v", err)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
-		if get(client, server+"/readyz") && get(client, server+"/api/v1/namespaces/default") {
-			return nil
-		}
-	}
-	return fmt.Errorf("kube-apiserver was not ready within 3 minutes")
+	return waitFor(ctx, apiErr, "kube-apiserver", func() bool {
+		return getAs(adminToken, server+"/readyz") && getAs(adminToken, server+"/api/v1/namespaces/default")
+	})
 }
 
-func get(client *http.Client, url string) bool {
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	resp, err := client.Do(req)
+// waitFor polls ready every 100 ms for up to 3 minutes.
+func waitFor(ctx context.Context, apiErr <-chan error, what string, ready func() bool) error {
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		if ready() {
+			return nil
+		}
+		select {
+		case err := <-apiErr:
+			return fmt.Errorf("kube-apiserver exited while waiting for %s: %v", what, err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s was not ready within 3 minutes", what)
+}
+
+var probe = &http.Client{
+	Timeout:   5 * time.Second,
+	Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+}
+
+// getAs tells whether GET url with the bearer token answers 200.
+func getAs(token, url string) bool {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := probe.Do(req)
 	if err != nil {
 		return false
 	}
@@ -255,10 +318,10 @@ func grantNoWatch(ctx context.Context, server string) error {
 		Rules: []rbacv1.PolicyRule{{
 			APIGroups: []string{"coordination.k8s.io"},
 			Resources: []string{"leases"},
-			Verbs:     []string{"get", "list", "create", "update", "patch", "delete"},
+			Verbs:     []string{"get", "list", "create", "update"},
 		}},
 	}
-	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
 	binding := &rbacv1.ClusterRoleBinding{
@@ -266,19 +329,62 @@ func grantNoWatch(ctx context.Context, server string) error {
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
 		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: "nowatch"}},
 	}
-	_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{})
-	return err
+	if _, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
 }
 
-func writeKubeconfig(path, server, user, token string) error {
+// clusterEntry is the cluster of the kubeconfigs: the server and the CA
+// that kube-apiserver made for its self-signed serving certificate (the
+// last certificate of --cert-dir's apiserver.crt), once a request verified
+// with it has succeeded; else insecure-skip-tls-verify.
+func clusterEntry(server, servingCert string) (string, error) {
+	insecure := fmt.Sprintf("    server: %s\n    insecure-skip-tls-verify: true\n", server)
+	chain, err := os.ReadFile(servingCert)
+	if err != nil {
+		return "", err
+	}
+	var ca []byte
+	for rest := chain; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if cert, err := x509.ParseCertificate(block.Bytes); err == nil && cert.IsCA {
+			ca = pem.EncodeToMemory(block)
+		}
+	}
+	if ca == nil {
+		fmt.Fprintln(os.Stderr, "apiserver: no CA in", servingCert, "- kubeconfigs skip TLS verification")
+		return insecure, nil
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	client := &http.Client{
+		Timeout:   5 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+	}
+	resp, err := client.Get(server + "/readyz")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "apiserver: the serving certificate does not verify with its CA - kubeconfigs skip TLS verification:", err)
+		return insecure, nil
+	}
+	resp.Body.Close()
+	return fmt.Sprintf("    server: %s\n    certificate-authority-data: %s\n", server, base64.StdEncoding.EncodeToString(ca)), nil
+}
+
+// writeKubeconfig writes a kubeconfig for cluster (from clusterEntry) and
+// the user's token, written to a temporary file and renamed, so that no
+// reader sees half a file.
+func writeKubeconfig(path, cluster, user, token string) error {
 	content := fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
 - name: kube-elector-e2e
   cluster:
-    server: %s
-    insecure-skip-tls-verify: true
-contexts:
+%scontexts:
 - name: kube-elector-e2e
   context:
     cluster: kube-elector-e2e
@@ -289,6 +395,10 @@ users:
 - name: %s
   user:
     token: %s
-`, server, user, user, token)
-	return os.WriteFile(path, []byte(content), 0o600)
+`, cluster, user, user, token)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

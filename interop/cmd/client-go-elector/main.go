@@ -1,6 +1,13 @@
 // Command client-go-elector runs client-go's own leader elector
-// (k8s.io/client-go/tools/leaderelection with a LeaseLock) and prints one
-// JSON line per event, in the line protocol of interop/README.md.
+// (k8s.io/client-go/tools/leaderelection with a LeaseLock) against the API
+// server of a kubeconfig and prints one JSON line per event, in the line
+// protocol of interop/README.md, so that a test harness can drive it beside
+// other implementations on one Lease.
+//
+// SIGTERM or SIGINT cancels the elector's context: with
+// --release-on-cancel=true (the default) client-go releases the Lease, and
+// the program prints "exited" and exits 0 once the elector has returned.
+// SIGKILL simply kills it, as a crash would.
 package main
 
 import (
@@ -14,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
@@ -21,72 +29,200 @@ import (
 	"k8s.io/klog/v2"
 )
 
-var (
-	identity string
-	out      sync.Mutex
+// Events of the line protocol.
+const (
+	eventReady          = "ready"
+	eventStartedLeading = "started_leading"
+	eventStoppedLeading = "stopped_leading"
+	eventNewLeader      = "new_leader"
+	eventExited         = "exited"
 )
 
-func emit(event, leader string) {
-	out.Lock()
-	defer out.Unlock()
-	line, _ := json.Marshal(map[string]any{
-		"ts_unix_nanos": time.Now().UnixNano(),
-		"impl":          "client-go",
-		"identity":      identity,
-		"event":         event,
-		"leader":        leader,
+type line struct {
+	TsUnixNanos int64  `json:"ts_unix_nanos"`
+	Impl        string `json:"impl"`
+	Identity    string `json:"identity"`
+	Event       string `json:"event"`
+	Leader      string `json:"leader"`
+}
+
+// reporter writes the event lines and keeps the one piece of state that
+// needs care: whether a term is open, so that a term is closed exactly once
+// and, on a signal, before the context is cancelled (and so before client-go
+// releases the Lease and anyone else can take it).
+type reporter struct {
+	identity string
+
+	mu          sync.Mutex
+	leading     bool
+	terminating bool
+}
+
+// emit prints one line; callers hold r.mu.
+func (r *reporter) emit(event, leader string) {
+	b, err := json.Marshal(line{
+		TsUnixNanos: time.Now().UnixNano(),
+		Impl:        "client-go",
+		Identity:    r.identity,
+		Event:       event,
+		Leader:      leader,
 	})
-	fmt.Println(string(line))
-	os.Stdout.Sync()
+	if err != nil {
+		panic(err)
+	}
+	b = append(b, '\n')
+	// os.Stdout is unbuffered: one write per line is the flush.
+	if _, err := os.Stdout.Write(b); err != nil {
+		// The reader is gone; nobody is left to tell.
+		os.Exit(3)
+	}
+}
+
+func (r *reporter) event(event, leader string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.emit(event, leader)
+}
+
+// started opens a term unless a signal already came (then client-go is
+// about to release, or has released, the Lease: there is no term to report).
+func (r *reporter) started() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.terminating {
+		return false
+	}
+	r.leading = true
+	r.emit(eventStartedLeading, r.identity)
+	return true
+}
+
+// stopped closes the open term, if any.
+func (r *reporter) stopped() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.leading {
+		r.leading = false
+		r.emit(eventStoppedLeading, "")
+	}
+}
+
+// terminate marks the signal and closes the open term.
+func (r *reporter) terminate() {
+	r.mu.Lock()
+	r.terminating = true
+	r.mu.Unlock()
+	r.stopped()
 }
 
 func main() {
-	kubeconfig := flag.String("kubeconfig", "", "kubeconfig of the API server")
-	namespace := flag.String("namespace", "default", "namespace of the Lease")
-	leaseName := flag.String("lease-name", "", "name of the Lease")
-	flag.StringVar(&identity, "identity", "", "holder identity")
-	leaseMs := flag.Int("lease-duration-ms", 15000, "lease duration")
-	renewMs := flag.Int("renew-deadline-ms", 10000, "renew deadline")
-	retryMs := flag.Int("retry-period-ms", 2000, "retry period")
-	release := flag.Bool("release-on-cancel", true, "release the Lease on SIGTERM")
-	klog.InitFlags(nil)
+	var (
+		kubeconfig  = flag.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the API server (default $KUBECONFIG, else in-cluster)")
+		namespace   = flag.String("namespace", "default", "namespace of the Lease")
+		leaseName   = flag.String("lease-name", "", "name of the Lease (required)")
+		identity    = flag.String("identity", "", "holder identity (required)")
+		leaseMs     = flag.Int("lease-duration-ms", 15000, "LeaseDuration in milliseconds")
+		renewMs     = flag.Int("renew-deadline-ms", 10000, "RenewDeadline in milliseconds")
+		retryMs     = flag.Int("retry-period-ms", 2000, "RetryPeriod in milliseconds")
+		release     = flag.Bool("release-on-cancel", true, "ReleaseOnCancel: release the Lease on SIGTERM/SIGINT")
+		exitOnLost  = flag.Bool("exit-on-lost", false, "exit (status 1, after an exited line) when leadership is lost, instead of campaigning again")
+		contentType = flag.String("content-type", "application/json", "wire format of requests: application/json, or application/vnd.kubernetes.protobuf (client-go's usual default; real API servers only)")
+	)
+	klog.InitFlags(nil) // -v=N etc.: client-go's own logs go to stderr
 	flag.Parse()
-	if *leaseName == "" || identity == "" {
-		fmt.Fprintln(os.Stderr, "--lease-name and --identity are required")
+	if *leaseName == "" || *identity == "" {
+		fmt.Fprintln(os.Stderr, "client-go-elector: --lease-name and --identity are required")
 		os.Exit(2)
 	}
+	rep := &reporter{identity: *identity}
 
 	config, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "kubeconfig:", err)
+		fmt.Fprintln(os.Stderr, "client-go-elector: kubeconfig:", err)
 		os.Exit(2)
 	}
-	// JSON, not client-go's default protobuf: the embedded Lease API server
-	// speaks JSON only (a real kube-apiserver speaks both).
-	config.ContentType = "application/json"
-	config.AcceptContentTypes = "application/json"
-	client := kubernetes.NewForConfigOrDie(config)
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1ObjectMeta(*leaseName, *namespace),
-		Client:     client.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
+	config.ContentType = *contentType
+	config.AcceptContentTypes = *contentType
+	config.UserAgent = "kube-elector-interop/client-go-elector"
+	client, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "client-go-elector: client:", err)
+		os.Exit(2)
 	}
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer cancel()
 
-	emit("ready", "")
-	leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
-		Lock:            lock,
+	lec := leaderelection.LeaderElectionConfig{
+		Lock: &resourcelock.LeaseLock{
+			LeaseMeta:  metav1.ObjectMeta{Name: *leaseName, Namespace: *namespace},
+			Client:     client.CoordinationV1(),
+			LockConfig: resourcelock.ResourceLockConfig{Identity: *identity},
+		},
 		ReleaseOnCancel: *release,
 		LeaseDuration:   time.Duration(*leaseMs) * time.Millisecond,
 		RenewDeadline:   time.Duration(*renewMs) * time.Millisecond,
 		RetryPeriod:     time.Duration(*retryMs) * time.Millisecond,
 		Name:            *leaseName,
 		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(context.Context) { emit("started_leading", identity) },
-			OnStoppedLeading: func() { emit("stopped_leading", "") },
-			OnNewLeader:      func(id string) { emit("new_leader", id) },
+			OnStartedLeading: func(ctx context.Context) {
+				if !rep.started() {
+					return
+				}
+				// The leader's context ends when leadership is lost, or on
+				// a signal (then the term was closed already).
+				<-ctx.Done()
+				rep.stopped()
+			},
+			// Called when Run returns, leading or not: the term, if still
+			// open, ends here.
+			OnStoppedLeading: rep.stopped,
+			OnNewLeader:      func(id string) { rep.event(eventNewLeader, id) },
 		},
-	})
-	emit("exited", "")
+	}
+	// Validate here, to exit 2 with a message rather than panic in RunOrDie.
+	if _, err := leaderelection.NewLeaderElector(lec); err != nil {
+		fmt.Fprintln(os.Stderr, "client-go-elector:", err)
+		os.Exit(2)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-signals
+		// Close the term before cancelling: the leader work stops now, and
+		// only after this does client-go release the Lease.
+		rep.terminate()
+		cancel()
+	}()
+
+	rep.event(eventReady, "")
+	status := 0
+	for {
+		// A LeaderElector runs once: after a lost term, campaign anew.
+		le, err := leaderelection.NewLeaderElector(lec)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "client-go-elector:", err)
+			status = 2
+			break
+		}
+		le.Run(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		if *exitOnLost {
+			status = 1
+			break
+		}
+		// Run returned without a signal: the term was lost (renew deadline
+		// passed). Wait a retry period, as client-go's loop would, then go on.
+		select {
+		case <-ctx.Done():
+		case <-time.After(lec.RetryPeriod):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	rep.event(eventExited, "")
+	os.Exit(status)
 }

@@ -337,22 +337,27 @@ async fn wait_event(events: &mut LeaderEvents, wanted: &LeaderEvent) {
     .unwrap_or_else(|_| panic!("no {wanted:?} within {PATIENCE:?}"));
 }
 
+/// A client-go leader, and a kube-elector that has seen it lead.
+async fn client_go_leads_kube_elector_follows(
+    s: &Setup,
+) -> (ClientGo, ElectorHandle, LeaderEvents) {
+    let mut go = s.client_go("client-go-0");
+    go.wait_for("started_leading").await;
+    let ours = s.kube_elector("kube-elector-0", true);
+    let mut events = ours.events();
+    let leader = LeaderEvent::NewLeader {
+        identity: Some("client-go-0".into()),
+    };
+    wait_event(&mut events, &leader).await;
+    (go, ours, events)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_go_leader_released_by_sigterm_is_followed_by_kube_elector() {
     let Some(s) = setup("cg-to-ke").await else {
         return;
     };
-    let mut go = s.client_go("client-go-0");
-    go.wait_for("started_leading").await;
-    let ours = s.kube_elector("kube-elector-0", true);
-    let mut events = ours.events();
-    wait_event(
-        &mut events,
-        &LeaderEvent::NewLeader {
-            identity: Some("client-go-0".into()),
-        },
-    )
-    .await;
+    let (mut go, ours, mut events) = client_go_leads_kube_elector_follows(&s).await;
     go.terminate(&s.terms).await;
     wait_event(&mut events, &LeaderEvent::StartedLeading).await;
     s.terms.wait_started("kube-elector-0").await;
@@ -386,17 +391,7 @@ async fn killed_client_go_leader_is_replaced_after_expiry() {
     let Some(s) = setup("cg-killed").await else {
         return;
     };
-    let mut go = s.client_go("client-go-0");
-    go.wait_for("started_leading").await;
-    let ours = s.kube_elector("kube-elector-0", true);
-    let mut events = ours.events();
-    wait_event(
-        &mut events,
-        &LeaderEvent::NewLeader {
-            identity: Some("client-go-0".into()),
-        },
-    )
-    .await;
+    let (mut go, ours, mut events) = client_go_leads_kube_elector_follows(&s).await;
     go.kill(&s.terms).await;
     let killed_at = Instant::now();
     wait_event(&mut events, &LeaderEvent::StartedLeading).await;

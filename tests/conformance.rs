@@ -147,6 +147,54 @@ async fn missing_lease_is_not_found_with_a_status_body() {
 }
 
 #[tokio::test]
+async fn a_uid_in_a_put_is_a_precondition() {
+    // A write based on a Lease that was deleted (and maybe re-created) must
+    // not land: the uid of the object it was based on guards it.
+    let target = Target::new().await;
+    let leases = api(&target, "admin");
+    let name = support::unique_name("uid");
+    let first = leases
+        .create(&PostParams::default(), &lease(&name, "a"))
+        .await
+        .unwrap();
+    leases
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    let status = status_of(
+        leases
+            .replace(&name, &PostParams::default(), &first)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    assert!(
+        status.message.contains("Precondition failed: UID"),
+        "{}",
+        status.message
+    );
+    assert!(
+        leases.get_opt(&name).await.unwrap().is_none(),
+        "the PUT created the Lease"
+    );
+    // Re-created: a new uid, so the old one still does not match.
+    leases
+        .create(&PostParams::default(), &lease(&name, "b"))
+        .await
+        .unwrap();
+    let mut stale = first.clone();
+    stale.metadata.resource_version = None;
+    let status = status_of(
+        leases
+            .replace(&name, &PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(status.code, 409);
+    assert_eq!(holder(&leases.get(&name).await.unwrap()), Some("b"));
+}
+
+#[tokio::test]
 async fn put_of_a_missing_lease_creates_it() {
     // Leases allow create-on-update: kube-apiserver creates a missing Lease
     // on PUT, whatever resourceVersion the body names.

@@ -53,6 +53,19 @@ pub(crate) fn no_route() -> ApiError {
     )
 }
 
+/// 409 for a write whose body names a uid the stored object does not have,
+/// worded as kube-apiserver's storage layer words it.
+pub(crate) fn uid_precondition(ns: &str, name: &str, wanted: &str, stored: &str) -> ApiError {
+    failure(
+        409,
+        "Conflict",
+        format!(
+            "Operation cannot be fulfilled on {RESOURCE}.{GROUP} \"{name}\": StorageError: invalid object, Code: 4, Key: /registry/{RESOURCE}/{ns}/{name}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: {wanted}, UID in object meta: {stored}"
+        ),
+        Some(details(name)),
+    )
+}
+
 pub(crate) fn already_exists(name: &str) -> ApiError {
     failure(
         409,

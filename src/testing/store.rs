@@ -224,6 +224,18 @@ impl Store {
         validate(&object, name)?;
         let mut inner = self.lock();
         let key = (ns.to_owned(), name.to_owned());
+        // A uid in the body is a precondition, as in kube-apiserver: a PUT
+        // carrying one never creates, and never lands on a re-created object.
+        if let Some(uid) = object["metadata"]["uid"].as_str().filter(|u| !u.is_empty()) {
+            let stored = inner
+                .objects
+                .get(&key)
+                .and_then(|o| o["metadata"]["uid"].as_str())
+                .unwrap_or("");
+            if stored != uid {
+                return Err(status::uid_precondition(ns, name, uid, stored));
+            }
+        }
         let Some(current) = inner.objects.get(&key) else {
             drop(inner);
             return match self.create(ns, object, manager) {

@@ -118,6 +118,7 @@ async fn five_electors_never_lead_at_once_under_latency_and_partitions() {
     for _ in 0..3 {
         let leader = leader_of(&electors).await;
         let id = electors[leader].identity().to_owned();
+        recorder.term_of(&id, false).await;
         let mut events = electors[leader].events();
         server.partition(FaultTarget::Client(id.clone()));
         wait_for(&mut events, &LeaderEvent::StoppedLeading).await;
@@ -149,6 +150,8 @@ async fn cancelled_leader_stops_before_the_next_one_starts() {
     let leader = leader_of(&electors).await;
     let old = electors.remove(leader);
     let old_id = old.identity().to_owned();
+    // The recorder must have seen the term before it ends.
+    recorder.term_of(&old_id, false).await;
 
     let outcome = old.shutdown().await.expect("shutdown");
     assert_eq!(outcome, ShutdownOutcome::Released);
@@ -184,6 +187,7 @@ async fn hung_leader_is_replaced_only_after_its_lease_expires() {
     }
     let leader = leader_of(&electors).await;
     let follower = 1 - leader;
+    recorder.term_of(electors[leader].identity(), false).await;
 
     // The leader's requests now hang: it stops renewing, as if it were frozen.
     // Requests already past the fault may still land, so read the Lease
@@ -235,6 +239,7 @@ async fn partitioned_leader_stops_before_anyone_takes_over_and_rejoins_after_hea
     }
     let leader = leader_of(&electors).await;
     let follower = 1 - leader;
+    recorder.term_of(electors[leader].identity(), false).await;
     let leader_id = electors[leader].identity().to_owned();
     let mut leader_events = electors[leader].events();
     let mut follower_events = electors[follower].events();

@@ -156,6 +156,19 @@ pub(crate) fn judge_missing(last: Option<&Observed>, me: &str, now: Instant) -> 
     }
 }
 
+/// Whether a term has ended at `now`: a leader counts its term from the
+/// moment it *sent* its last successful renew (or acquire), so it stops
+/// before any follower, who counts from a later observation, may start.
+pub(crate) fn term_over(renewed_sent: Instant, renew_deadline: Duration, now: Instant) -> bool {
+    now >= renewed_sent + renew_deadline
+}
+
+/// Whether a leader that observes the Lease held by `holder` (`None`: free
+/// or deleted) still holds it.
+pub(crate) fn still_holds(holder: Option<&str>, me: &str) -> bool {
+    holder == Some(me)
+}
+
 // === Records to write ===
 
 /// The spec that takes a Lease for a new term (or creates it, when `previous`
@@ -255,6 +268,25 @@ mod tests {
     #[test]
     fn missing_lease_is_created() {
         assert_eq!(judge(None, "me", false, Instant::now()), Verdict::Create);
+    }
+
+    #[test]
+    fn a_term_ends_at_the_renew_deadline_counted_from_the_send() {
+        let sent = Instant::now();
+        let deadline = Duration::from_secs(10);
+        assert!(!term_over(
+            sent,
+            deadline,
+            sent + Duration::from_millis(9_999)
+        ));
+        assert!(term_over(sent, deadline, sent + deadline));
+    }
+
+    #[test]
+    fn a_leader_holds_only_while_the_lease_names_it() {
+        assert!(still_holds(Some("me"), "me"));
+        assert!(!still_holds(Some("other"), "me"));
+        assert!(!still_holds(None, "me"));
     }
 
     #[test]

@@ -102,7 +102,7 @@ impl Runner {
         while !self.token.is_cancelled() {
             let now = Instant::now();
             if let Some(active) = &self.term
-                && now >= active.renewed_sent + self.settings.renew_deadline
+                && record::term_over(active.renewed_sent, self.settings.renew_deadline, now)
             {
                 self.stop_leading("no successful renew within the renew deadline");
             }
@@ -240,7 +240,7 @@ impl Runner {
         let holder = observed.holder().map(str::to_owned);
         self.last_seen = Some(observed.clone());
         self.view = View::Present(observed);
-        if self.term.is_some() && holder.as_deref() != Some(self.me()) {
+        if self.term.is_some() && !record::still_holds(holder.as_deref(), self.me()) {
             let reason = format!("the Lease is now held by {holder:?}");
             self.stop_leading(&reason);
         }

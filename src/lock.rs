@@ -120,7 +120,7 @@ impl LeaseLock {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
             if let Verdict::Wait { holder, .. } =
-                record::judge_missing(last.as_ref(), &self.params.holder_id, now)
+                record::judge_missing(last.as_ref(), None, &self.params.holder_id, now)
             {
                 tracing::debug!(%holder, "the Lease was deleted while held; waiting out its holder's term");
                 return Ok(LeaseLockResult::default());

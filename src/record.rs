@@ -143,11 +143,25 @@ pub(crate) fn judge(observed: Option<&Observed>, me: &str, leading: bool, now: I
 }
 
 /// Judges a missing Lease. `last` is the Lease as observed before it
-/// vanished, if it was: a deletion does not end the last holder's term
-/// early, so its lease is waited out as if the record were unchanged. (The
-/// deleted holder may still believe it leads until its renew deadline.)
-pub(crate) fn judge_missing(last: Option<&Observed>, me: &str, now: Instant) -> Verdict {
-    match last.and_then(|l| Some((l.holder()?, l.expires_at()))) {
+/// vanished, if it was, and `missing_since` when its absence was first
+/// observed: a deletion does not end the last holder's term early. The
+/// deletion counts as a change of the record, so its holder's lease runs
+/// from the moment the deletion was seen (and at least as long as before):
+/// the deleted holder, whose last renew was sent before the deletion, stops
+/// at its renew deadline before then, even if this replica had missed its
+/// latest renews.
+pub(crate) fn judge_missing(
+    last: Option<&Observed>,
+    missing_since: Option<Instant>,
+    me: &str,
+    now: Instant,
+) -> Verdict {
+    let held = last.and_then(|l| {
+        let duration = lease_duration(spec_of(&l.lease)).unwrap_or(Duration::ZERO);
+        let from_deletion = missing_since.map_or(l.expires_at(), |since| since + duration);
+        Some((l.holder()?, l.expires_at().max(from_deletion)))
+    });
+    match held {
         Some((holder, expires_at)) if holder != me && now < expires_at => Verdict::Wait {
             holder: holder.to_owned(),
             expires_at,
@@ -293,19 +307,23 @@ mod tests {
     fn a_deleted_lease_is_recreated_only_once_its_last_holder_expired() {
         let t0 = Instant::now();
         let live = observed(Some("other"), Some(10), t0);
-        assert!(matches!(
-            judge_missing(Some(&live), "me", t0),
-            Verdict::Wait { .. }
-        ));
+        let wait = |v: Verdict| matches!(v, Verdict::Wait { .. });
+        assert!(wait(judge_missing(Some(&live), None, "me", t0)));
+        let t10 = t0 + Duration::from_secs(10);
+        assert_eq!(judge_missing(Some(&live), None, "me", t10), Verdict::Create);
+        // Seen deleted at t0 + 5 s: the holder's lease runs from then.
+        let since = Some(t0 + Duration::from_secs(5));
+        assert!(wait(judge_missing(Some(&live), since, "me", t10)));
+        let t15 = t0 + Duration::from_secs(15);
         assert_eq!(
-            judge_missing(Some(&live), "me", t0 + Duration::from_secs(10)),
+            judge_missing(Some(&live), since, "me", t15),
             Verdict::Create
         );
         let mine = observed(Some("me"), Some(10), t0);
-        assert_eq!(judge_missing(Some(&mine), "me", t0), Verdict::Create);
+        assert_eq!(judge_missing(Some(&mine), since, "me", t0), Verdict::Create);
         let free = observed(None, Some(10), t0);
-        assert_eq!(judge_missing(Some(&free), "me", t0), Verdict::Create);
-        assert_eq!(judge_missing(None, "me", t0), Verdict::Create);
+        assert_eq!(judge_missing(Some(&free), since, "me", t0), Verdict::Create);
+        assert_eq!(judge_missing(None, since, "me", t0), Verdict::Create);
     }
 
     #[test]

@@ -22,8 +22,11 @@ use crate::record::{self, Observed, Verdict};
 enum View {
     /// Nothing yet, or a write conflicted: read before deciding.
     Unknown,
-    /// There is no Lease.
-    Missing { version: Option<String> },
+    /// There is no Lease, as first observed at `since`.
+    Missing {
+        version: Option<String>,
+        since: Instant,
+    },
     /// The Lease as last observed.
     Present(Box<Observed>),
 }
@@ -134,8 +137,8 @@ impl Runner {
         let verdict = match &self.view {
             View::Unknown => return self.not_before(now, self.write_after, Step::Read),
             _ if polling && now >= self.poll_at => return Step::Read,
-            View::Missing { .. } => {
-                record::judge_missing(self.last_seen.as_deref(), self.me(), now)
+            View::Missing { since, .. } => {
+                record::judge_missing(self.last_seen.as_deref(), Some(*since), self.me(), now)
             }
             View::Present(observed) => record::judge(Some(observed), self.me(), leading, now),
         };
@@ -227,7 +230,7 @@ impl Runner {
     fn is_newer(&self, version: Option<&str>) -> bool {
         let current = match &self.view {
             View::Unknown => return true,
-            View::Missing { version } => version.as_deref(),
+            View::Missing { version, .. } => version.as_deref(),
             View::Present(observed) => observed.resource_version(),
         };
         record::is_newer(version, current)
@@ -248,7 +251,11 @@ impl Runner {
     }
 
     fn observe_missing(&mut self, version: Option<String>) {
-        self.view = View::Missing { version };
+        let since = match &self.view {
+            View::Missing { since, .. } => *since,
+            _ => Instant::now(),
+        };
+        self.view = View::Missing { version, since };
         if self.term.is_some() {
             self.stop_leading("the Lease was deleted");
         }

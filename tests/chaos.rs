@@ -9,7 +9,8 @@
 //! deleted holder may lead until its renew deadline (client-go behaves the
 //! same; deleting a live Lease is outside the Lease contract). Electors that
 //! saw the Lease held wait the holder out (`record::judge_missing`). The
-//! schedule therefore starts no elector within a lease duration of a deletion.
+//! schedule therefore keeps a lease duration between starting an elector and
+//! deleting the Lease, either way round.
 //!
 //! The default suite runs one short schedule. `KUBE_ELECTOR_CHAOS=long` runs
 //! many seeds for minutes each (CI does); `KUBE_ELECTOR_CHAOS_SEED=N` replays
@@ -70,6 +71,8 @@ struct Chaos {
     rng: Rng,
     /// When the Lease was last deleted.
     deleted_at: Option<Instant>,
+    /// When an elector was last started.
+    spawned_at: Option<Instant>,
 }
 
 impl Chaos {
@@ -95,6 +98,7 @@ impl Chaos {
             .spawn();
         self.recorder.watch(&handle);
         self.note(&format!("spawn {identity} with its clock {skew:+}s off"));
+        self.spawned_at = Some(Instant::now());
         self.electors.push(handle);
     }
 
@@ -171,6 +175,10 @@ impl Chaos {
                 }
                 self.spawn();
             }
+            6 if self.spawned_at.is_some_and(|s| s.elapsed() < LEASE) => {
+                self.note(&format!("calm (no deletion right after a start), {hold:?}"));
+                tokio::time::sleep(hold).await;
+            }
             6 => {
                 self.note("delete the Lease");
                 let _ = api.delete(&self.lease, &DeleteParams::default()).await;
@@ -210,6 +218,7 @@ async fn run(seed: u64, duration: Duration) {
         started: Instant::now(),
         rng: Rng(seed.max(1)),
         deleted_at: None,
+        spawned_at: None,
     };
     for _ in 0..5 {
         chaos.spawn();

@@ -9,6 +9,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ListParams, PostParams, WatchEvent, WatchParams};
 use kube::{Api, Client};
+use tracing::Instrument;
 
 use crate::error::{Action, Error};
 
@@ -148,7 +149,11 @@ impl LeaseApi {
         timeout: Duration,
         request: impl Future<Output = Result<T, kube::Error>>,
     ) -> Result<T, Error> {
-        match tokio::time::timeout(timeout, request).await {
+        let span = tracing::debug_span!("lease_request", %action, ?timeout);
+        match tokio::time::timeout(timeout, request)
+            .instrument(span)
+            .await
+        {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(kube::Error::Api(status)))
                 if status.code == 409

@@ -35,6 +35,8 @@ pub struct ElectorConfig {
     pub(crate) release_on_cancel: bool,
     pub(crate) drain_timeout: Duration,
     pub(crate) clock: Arc<dyn WallClock>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<crate::ElectorMetrics>,
 }
 
 impl Default for ElectorConfig {
@@ -59,6 +61,9 @@ impl Default for ElectorConfig {
             // the Lease stays ours (unrenewed) while work drains.
             drain_timeout: Duration::from_secs(5),
             clock: Arc::new(SystemClock),
+            // Metrics are opt-in: they need the caller's registry.
+            #[cfg(feature = "metrics")]
+            metrics: None,
         }
     }
 }
@@ -75,7 +80,7 @@ impl fmt::Debug for ElectorConfig {
             .field("release_on_cancel", &self.release_on_cancel)
             .field("drain_timeout", &self.drain_timeout)
             .field("clock", &self.clock)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -151,6 +156,17 @@ impl ElectorConfig {
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn WallClock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Reports Prometheus metrics into `metrics` (see
+    /// [`ElectorMetrics`](crate::ElectorMetrics)), labelled with the Lease's
+    /// name.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    #[must_use]
+    pub fn metrics(mut self, metrics: crate::ElectorMetrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 

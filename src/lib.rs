@@ -77,7 +77,10 @@ mod config;
 mod elector;
 mod error;
 mod event;
+mod health;
 mod lock;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod record;
 
 #[cfg(feature = "testing")]
@@ -89,4 +92,8 @@ pub use config::{ConfigError, ConfigProblem, ElectorConfig};
 pub use elector::{ElectorHandle, LeaderElector, Leadership, ShutdownOutcome};
 pub use error::{Action, Error};
 pub use event::{LeaderEvent, LeaderEvents, LeaderState, Term};
+pub use health::{HealthCheck, Unhealthy};
 pub use lock::{LeaseLock, LeaseLockParams, LeaseLockResult};
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use metrics::ElectorMetrics;

@@ -2,14 +2,20 @@
 //! releases one Lease, and the handle its users hold.
 
 mod runner;
+mod telemetry;
 mod watcher;
 
+#[cfg(feature = "metrics")]
+pub(crate) use telemetry::RenewFailure;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use kube::Client;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 
@@ -18,6 +24,7 @@ use crate::clock::WallClock;
 use crate::config::{ConfigError, ConfigProblem, ElectorConfig, dns1123_label};
 use crate::error::Error;
 use crate::event::{self, LeaderEvents, LeaderState, Term};
+use crate::health::HealthCheck;
 
 /// Where a pod finds its namespace.
 const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
@@ -72,6 +79,8 @@ pub(crate) struct Settings {
     pub(crate) release_on_cancel: bool,
     pub(crate) drain_timeout: Duration,
     pub(crate) clock: Arc<dyn WallClock>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<crate::ElectorMetrics>,
 }
 
 /// State shared between the task and its handle.
@@ -80,9 +89,29 @@ pub(crate) struct Shared {
     /// The current term's id and the sender its guards clone; shutdown waits
     /// until every clone is dropped.
     drain: Mutex<Option<(u64, mpsc::Sender<()>)>>,
+    /// When the last successful acquire or renew was sent (health checks).
+    renewed: Mutex<Option<Instant>>,
+    /// Whether the task has read the Lease (or learnt it is missing) once.
+    observed: AtomicBool,
 }
 
 impl Shared {
+    pub(crate) fn set_renewed(&self, sent: Instant) {
+        *self.renewed.lock().unwrap_or_else(PoisonError::into_inner) = Some(sent);
+    }
+
+    pub(crate) fn renewed(&self) -> Option<Instant> {
+        *self.renewed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn set_observed(&self) {
+        self.observed.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn has_observed(&self) -> bool {
+        self.observed.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn set_drain(&self, slot: Option<(u64, mpsc::Sender<()>)>) {
         *self.drain.lock().unwrap_or_else(PoisonError::into_inner) = slot;
     }
@@ -130,6 +159,8 @@ impl LeaderElector {
             release_on_cancel: config.release_on_cancel,
             drain_timeout: config.drain_timeout,
             clock: Arc::clone(&config.clock),
+            #[cfg(feature = "metrics")]
+            metrics: config.metrics.clone(),
         };
         Ok(Self {
             client,
@@ -182,8 +213,11 @@ impl LeaderElector {
             )
             .instrument(span.clone()),
         );
+        let telemetry =
+            telemetry::Telemetry::new(Arc::clone(&shared), &self.settings, &self.lease_name);
         let runner = runner::Runner::new(
             api,
+            telemetry,
             Arc::clone(&self.settings),
             Arc::clone(&shared),
             state_tx,
@@ -193,6 +227,9 @@ impl LeaderElector {
         let task = tokio::spawn(runner.run().instrument(span));
         ElectorHandle {
             identity: Arc::from(self.settings.identity.as_str()),
+            lease_duration: Duration::from_secs(
+                u64::try_from(self.settings.lease_duration_secs).unwrap_or(0),
+            ),
             state: state_rx,
             shared,
             token: token.clone(),
@@ -261,6 +298,7 @@ fn random_suffix() -> String {
 #[derive(Debug)]
 pub struct ElectorHandle {
     identity: Arc<str>,
+    lease_duration: Duration,
     state: watch::Receiver<LeaderState>,
     shared: Arc<Shared>,
     token: CancellationToken,
@@ -323,6 +361,21 @@ impl ElectorHandle {
     /// current state; see [`LeaderEvents`].
     pub fn events(&self) -> LeaderEvents {
         event::events(self.state.clone())
+    }
+
+    /// A liveness check for a `/healthz` probe, as client-go's
+    /// `HealthzAdaptor`: unhealthy while this elector believes it leads but
+    /// its last successful renew was sent more than the lease duration plus
+    /// `tolerance` ago (its task is stuck), or when its task ended without
+    /// being shut down. Followers are healthy. See [`HealthCheck`].
+    #[must_use]
+    pub fn health_check(&self, tolerance: Duration) -> HealthCheck {
+        HealthCheck::new(
+            self.state.clone(),
+            Arc::clone(&self.shared),
+            self.token.clone(),
+            self.lease_duration + tolerance,
+        )
     }
 
     /// The token that shuts this elector down when cancelled.

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use super::telemetry::{RenewFailure, Telemetry};
 use super::watcher::Update;
 use super::{Settings, Shared, ShutdownOutcome};
 use crate::api::LeaseApi;
@@ -45,6 +46,31 @@ struct ActiveTerm {
     drained: mpsc::Receiver<()>,
 }
 
+/// Why a term ended.
+#[derive(Debug)]
+enum Stop {
+    /// No renew succeeded within the renew deadline.
+    Deadline,
+    /// Another holder (or none) was observed in the Lease.
+    Taken(Option<String>),
+    /// The Lease was deleted.
+    Deleted,
+    /// The elector is shutting down.
+    Shutdown,
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Deadline => f.write_str("no successful renew within the renew deadline"),
+            Self::Taken(Some(holder)) => write!(f, "the Lease is now held by {holder}"),
+            Self::Taken(None) => f.write_str("the Lease was released by someone else"),
+            Self::Deleted => f.write_str("the Lease was deleted"),
+            Self::Shutdown => f.write_str("shutting down"),
+        }
+    }
+}
+
 /// What to do next.
 #[derive(Debug)]
 enum Step {
@@ -60,6 +86,7 @@ pub(super) struct Runner {
     pub(super) state: watch::Sender<LeaderState>,
     pub(super) token: CancellationToken,
     pub(super) updates: mpsc::Receiver<Update>,
+    telemetry: Telemetry,
     view: View,
     /// The Lease as last seen present: a deletion does not end its holder's
     /// term early (see `record::judge_missing`).
@@ -71,11 +98,15 @@ pub(super) struct Runner {
     write_after: Instant,
     /// When a follower polls next while the watch is down.
     poll_at: Instant,
+    /// When this elector first found the Lease free to take, since it last
+    /// saw it held by another (for the handover metric).
+    free_since: Option<Instant>,
 }
 
 impl Runner {
     pub(super) fn new(
         api: LeaseApi,
+        telemetry: Telemetry,
         settings: Arc<Settings>,
         shared: Arc<Shared>,
         state: watch::Sender<LeaderState>,
@@ -90,6 +121,7 @@ impl Runner {
             state,
             token,
             updates,
+            telemetry,
             view: View::Unknown,
             last_seen: None,
             term: None,
@@ -97,21 +129,27 @@ impl Runner {
             watching: false,
             write_after: now,
             poll_at: now,
+            free_since: None,
         }
     }
 
     pub(super) async fn run(mut self) -> Result<ShutdownOutcome, Error> {
-        tracing::debug!(identity = %self.settings.identity, "elector started");
+        tracing::debug!("elector started");
         while !self.token.is_cancelled() {
             let now = Instant::now();
             if let Some(active) = &self.term
                 && record::term_over(active.renewed_sent, self.settings.renew_deadline, now)
             {
-                self.stop_leading("no successful renew within the renew deadline");
+                self.stop_leading(&Stop::Deadline);
             }
             match self.next_step(now) {
                 Step::Read => self.read().await,
-                Step::Write(verdict) => self.write(verdict).await,
+                Step::Write(verdict) => {
+                    if verdict != Verdict::Renew {
+                        self.free_since.get_or_insert(now);
+                    }
+                    self.write(verdict).await;
+                }
                 Step::Wait(until) => {
                     tokio::select! {
                         biased;
@@ -243,9 +281,12 @@ impl Runner {
         let holder = observed.holder().map(str::to_owned);
         self.last_seen = Some(observed.clone());
         self.view = View::Present(observed);
+        self.telemetry.observed();
+        if holder.as_deref().is_some_and(|holder| holder != self.me()) {
+            self.free_since = None;
+        }
         if self.term.is_some() && !record::still_holds(holder.as_deref(), self.me()) {
-            let reason = format!("the Lease is now held by {holder:?}");
-            self.stop_leading(&reason);
+            self.stop_leading(&Stop::Taken(holder));
         }
         self.publish();
     }
@@ -256,8 +297,9 @@ impl Runner {
             _ => Instant::now(),
         };
         self.view = View::Missing { version, since };
+        self.telemetry.observed();
         if self.term.is_some() {
-            self.stop_leading("the Lease was deleted");
+            self.stop_leading(&Stop::Deleted);
         }
         self.publish();
     }
@@ -310,6 +352,8 @@ impl Runner {
                     if let Some(active) = &mut self.term {
                         active.renewed_sent = sent;
                         active.renew_at = sent + settings.retry_period;
+                        self.telemetry.renewed(sent);
+                        tracing::debug!(round_trip = ?now - sent, "renewed the Lease");
                     }
                 } else if now < sent + settings.renew_deadline {
                     self.start_leading(sent);
@@ -321,6 +365,9 @@ impl Runner {
                 }
             }
             Err(Error::Conflict { .. }) => {
+                if verdict == Verdict::Renew {
+                    self.telemetry.renew_failed(RenewFailure::Conflict);
+                }
                 tracing::debug!(
                     ?verdict,
                     "the Lease changed since it was read; reading it again"
@@ -328,6 +375,9 @@ impl Runner {
                 self.view = View::Unknown;
             }
             Err(error) => {
+                if verdict == Verdict::Renew {
+                    self.telemetry.renew_failed(RenewFailure::Error);
+                }
                 tracing::warn!(%error, "writing the Lease failed; retrying in {:?}", settings.retry_period);
                 self.write_after = now + settings.retry_period;
                 if let Some(active) = &mut self.term {
@@ -360,17 +410,23 @@ impl Runner {
             renew_at: sent + self.settings.retry_period,
             drained,
         });
-        tracing::info!(identity = %self.settings.identity, fencing_token, "started leading");
+        self.telemetry.started_leading(sent, self.free_since.take());
+        tracing::info!(fencing_token, "started leading");
         self.publish();
     }
 
     /// Ends the current term, if any: the guard token is cancelled and the
     /// state published before anything else happens.
-    fn stop_leading(&mut self, reason: &str) -> Option<ActiveTerm> {
+    fn stop_leading(&mut self, reason: &Stop) -> Option<ActiveTerm> {
         let active = self.term.take()?;
         active.term.token.cancel();
         self.shared.set_drain(None);
-        tracing::info!(identity = %self.settings.identity, reason, "stopped leading");
+        self.telemetry.stopped_leading();
+        if matches!(reason, Stop::Shutdown) {
+            tracing::info!(%reason, "stopped leading");
+        } else {
+            tracing::warn!(%reason, "lost the Lease: stopped leading");
+        }
         self.publish();
         Some(active)
     }
@@ -384,10 +440,17 @@ impl Runner {
             term: self.term.as_ref().map(|active| active.term.clone()),
             since: Instant::now(),
         };
+        let me = self.me();
         self.state.send_if_modified(|current| {
             if current.same_as(&next) {
                 false
             } else {
+                if let Some(leader) = next.leader.as_deref()
+                    && current.leader != next.leader
+                    && leader != me
+                {
+                    tracing::info!(%leader, "new leader observed");
+                }
                 *current = next;
                 true
             }
@@ -397,7 +460,7 @@ impl Runner {
     // === Shutdown ===
 
     async fn shutdown(mut self) -> Result<ShutdownOutcome, Error> {
-        if let Some(mut active) = self.stop_leading("shutting down") {
+        if let Some(mut active) = self.stop_leading(&Stop::Shutdown) {
             let drain = tokio::time::timeout(self.settings.drain_timeout, active.drained.recv());
             if drain.await.is_err() {
                 tracing::warn!(
@@ -438,7 +501,7 @@ impl Runner {
                 .await
             {
                 Ok(lease) => {
-                    tracing::info!(identity = %self.settings.identity, "released the Lease");
+                    tracing::info!("released the Lease");
                     self.observe(lease, Instant::now());
                     return Ok(ShutdownOutcome::Released);
                 }

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -18,11 +20,28 @@ struct LeaseLabels {
 }
 
 /// A change of this elector's leadership.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[allow(clippy::enum_variant_names)] // the label values read as they are
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 enum Transition {
-    StartedLeading,
-    StoppedLeading,
+    Started,
+    Stopped,
+}
+
+impl EncodeLabelValue for Transition {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+        encoder.write_str(match self {
+            Self::Started => "started_leading",
+            Self::Stopped => "stopped_leading",
+        })
+    }
+}
+
+impl EncodeLabelValue for RenewFailure {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+        encoder.write_str(match self {
+            Self::Conflict => "conflict",
+            Self::Error => "error",
+        })
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -171,7 +190,7 @@ impl LeaseMetrics {
 
     pub(crate) fn started_leading(&self, handover: Option<Duration>) {
         self.leading(true);
-        self.transition(Transition::StartedLeading);
+        self.transition(Transition::Started);
         if let Some(handover) = handover {
             self.metrics
                 .handover
@@ -182,7 +201,7 @@ impl LeaseMetrics {
 
     pub(crate) fn stopped_leading(&self) {
         self.leading(false);
-        self.transition(Transition::StoppedLeading);
+        self.transition(Transition::Stopped);
     }
 
     pub(crate) fn renewed(&self, round_trip: Duration) {

@@ -12,10 +12,6 @@ use crate::metrics::LeaseMetrics;
 
 /// Why a renew failed (the `reason` label of the failure counter).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "metrics",
-    derive(prometheus_client::encoding::EncodeLabelValue)
-)]
 pub(crate) enum RenewFailure {
     /// The Lease changed since it was read.
     Conflict,

@@ -91,3 +91,21 @@ pub fn unique_name(prefix: &str) -> String {
 pub fn skip(why: &str) {
     eprintln!("skipped: {why} (not available on a real API server)");
 }
+
+/// Waits until `condition` holds, checking every 20 ms, for at most
+/// `patience`: for figures that change without an event to await (request
+/// counts, renews, log lines).
+pub async fn eventually(
+    what: &str,
+    patience: std::time::Duration,
+    mut condition: impl FnMut() -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + patience;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {patience:?}: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

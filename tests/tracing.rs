@@ -1,0 +1,170 @@
+//! What an elector logs: quiet in the steady state, spans that say which
+//! elector and which request, a warning when the Lease is lost. Alone in its
+//! test binary: tracing caches per call site whether anyone listens, which a
+//! thread-local subscriber shares badly with tests running beside it.
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use kube_elector::testing::FaultTarget;
+use kube_elector::{ElectorConfig, ElectorHandle, LeaderElector};
+use tokio::time::timeout;
+
+use support::Target;
+
+const LEASE: Duration = Duration::from_secs(1);
+const RENEW_DEADLINE: Duration = Duration::from_millis(600);
+const RETRY: Duration = Duration::from_millis(100);
+/// The longest any single wait in these tests may take.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn spawn(target: &Target, lease: &str, identity: &str) -> ElectorHandle {
+    let config = ElectorConfig::new(lease)
+        .namespace(target.namespace())
+        .identity(identity)
+        .lease_duration(LEASE)
+        .renew_deadline(RENEW_DEADLINE)
+        .retry_period(RETRY);
+    LeaderElector::new(target.client_for(identity), config)
+        .expect("valid config")
+        .spawn()
+}
+
+/// Everything the subscriber wrote, shared with the test.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn count(text: &str, needle: &str) -> usize {
+    text.lines().filter(|line| line.contains(needle)).count()
+}
+
+/// Steady state (a leader renewing, a follower watching) logs nothing at
+/// info or above; renews are debug, inside the elector's span and a span per
+/// request; a lost Lease is a warning.
+#[tokio::test(flavor = "current_thread")]
+async fn steady_state_is_quiet_and_a_lost_lease_is_a_warning() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "kube_elector=trace,kube_elector::testing=off",
+        ))
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // A current-thread runtime: every task of this test logs on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let target = Target::new().await;
+    let lease = support::unique_name("quiet");
+    let leader = spawn(&target, &lease, "quiet-a");
+    let leadership = timeout(PATIENCE, leader.became_leader())
+        .await
+        .expect("a leader within the patience")
+        .expect("leading");
+    let follower = spawn(&target, &lease, "quiet-b");
+    let mut follower_state = follower.subscribe();
+    timeout(
+        PATIENCE,
+        follower_state.wait_for(|state| state.leader.as_deref() == Some("quiet-a")),
+    )
+    .await
+    .expect("the follower sees the leader")
+    .expect("follower running");
+    support::eventually("the follower's watch is up", PATIENCE, || {
+        captured.text().contains("watching the Lease") && count(&captured.text(), "quiet-b") > 0
+    })
+    .await;
+
+    // The steady state: five renews.
+    let from = captured.len();
+    let renewed_before = count(&captured.text(), "renewed the Lease");
+    support::eventually("five renews", PATIENCE, || {
+        count(&captured.text(), "renewed the Lease") >= renewed_before + 5
+    })
+    .await;
+    let text = captured.text();
+    let steady = &text[from..];
+    let loud: Vec<&str> = steady
+        .lines()
+        .filter(|line| {
+            [" INFO ", " WARN ", " ERROR "]
+                .iter()
+                .any(|l| line.contains(l))
+        })
+        .collect();
+    assert!(
+        loud.is_empty(),
+        "logged at info or above in the steady state:\n{}",
+        loud.join("\n")
+    );
+    let renew_line = steady
+        .lines()
+        .find(|line| line.contains("renewed the Lease"))
+        .expect("a renew line");
+    assert!(
+        renew_line.contains("DEBUG"),
+        "a renew is debug: {renew_line}"
+    );
+    assert!(
+        renew_line.contains(&format!("leader_election{{lease={lease}"))
+            && renew_line.contains("identity=quiet-a"),
+        "a renew carries the elector's span: {renew_line}"
+    );
+    assert!(
+        steady
+            .lines()
+            .any(|line| line.contains("lease_request{action=renew") && line.contains("close")),
+        "each request has a span:\n{steady}"
+    );
+
+    let Some(server) = target.embedded() else {
+        drop(leadership);
+        leader.shutdown().await.expect("shutdown");
+        follower.shutdown().await.expect("shutdown");
+        return support::skip("losing the Lease needs a partition");
+    };
+    server.partition(FaultTarget::Client("quiet-a".into()));
+    timeout(PATIENCE, leadership.lost())
+        .await
+        .expect("the partitioned leader stops");
+    let text = captured.text();
+    let lost = text
+        .lines()
+        .find(|line| line.contains("lost the Lease"))
+        .unwrap_or_else(|| panic!("no line about the lost Lease:\n{text}"));
+    assert!(lost.contains(" WARN "), "a lost Lease is a warning: {lost}");
+    assert!(lost.contains("identity=quiet-a"), "{lost}");
+    server.heal(FaultTarget::Client("quiet-a".into()));
+    drop(leadership);
+    leader.shutdown().await.expect("shutdown");
+    follower.shutdown().await.expect("shutdown");
+}

@@ -60,10 +60,25 @@
 //! # }
 //! ```
 //!
+//! # Observability
+//! - [`ElectorHandle::health_check`] gives a [`HealthCheck`] for `/healthz`
+//!   (client-go's rule: a leader whose last renew is older than the lease
+//!   duration plus a tolerance is unhealthy) and `/readyz`.
+//! - With the `metrics` feature, [`ElectorMetrics`] reports
+//!   `leader_election_master_status{name}` and friends into a
+//!   `prometheus-client` registry. The `probes` example serves all three
+//!   endpoints with axum.
+//! - Tracing: each elector's events sit in a `leader_election` span with the
+//!   lease, namespace and identity, each request in a `lease_request` span.
+//!   Renews are `debug`, taking and releasing the Lease `info`, losing it
+//!   `warn`; the steady state logs nothing at `info`.
+//!
 //! # Features
 //! - `testing`: [`testing::LeaseApiServer`], an in-process Kubernetes API
 //!   server for Leases with fault injection, to test leader-gated code with
 //!   the real `kube::Client` and no cluster.
+//! - `metrics`: [`ElectorMetrics`], Prometheus metrics through
+//!   `prometheus-client`.
 //!
 //! # RBAC
 //! The elector needs `get`, `list`, `watch`, `create`, `update` and `patch`

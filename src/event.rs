@@ -86,6 +86,11 @@ pub enum LeaderEvent {
 /// never sees `StartedLeading` for a term that is already over, and sees
 /// `StoppedLeading` for every `StartedLeading` it saw. The stream ends when
 /// the elector has stopped.
+///
+/// # Cancel safety
+/// `StreamExt::next` on it is cancel safe: an event is taken from the
+/// stream's queue only when it is returned, so a `select!` that drops the
+/// future loses nothing.
 #[must_use = "streams do nothing unless polled"]
 pub struct LeaderEvents {
     inner: BoxStream<'static, LeaderEvent>,

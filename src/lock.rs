@@ -109,6 +109,12 @@ impl LeaseLock {
     /// # Errors
     /// A TTL that is not a whole number of seconds ([`Error::Config`]), or a
     /// request that failed or timed out.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave a write in flight: the Lease may then be
+    /// ours without the result saying so. The next call reads it and renews
+    /// it, so cancelling is safe as long as the caller calls again (or
+    /// [`step_down`](Self::step_down)) before the TTL runs out.
     pub async fn try_acquire_or_renew(&self) -> Result<LeaseLockResult, Error> {
         let secs = self.ttl_secs()?;
         let timeout = self.params.lease_ttl;
@@ -180,6 +186,11 @@ impl LeaseLock {
     /// [`Error::NotHolder`] when another replica holds the Lease (or nobody
     /// does), [`Error::Conflict`] when it changed between the read and the
     /// write, or a request that failed.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the release in flight; either way the
+    /// Lease is released or still ours, never half-written (the write is one
+    /// conditional request).
     pub async fn step_down(&self) -> Result<(), Error> {
         let timeout = self.params.lease_ttl.max(Duration::from_secs(1));
         let lease = self.api.get(timeout).await?;

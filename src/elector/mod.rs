@@ -410,6 +410,10 @@ impl ElectorHandle {
     ///
     /// # Errors
     /// As [`ElectorHandle::shutdown`].
+    ///
+    /// # Cancel safety
+    /// As [`ElectorHandle::shutdown`]: the handle is consumed, and once the
+    /// future is dropped the elector shuts down in the background.
     pub async fn join(self) -> Result<ShutdownOutcome, Error> {
         let Self {
             task,

@@ -355,7 +355,7 @@ impl Runner {
                         self.telemetry.renewed(sent);
                         tracing::debug!(round_trip = ?now - sent, "renewed the Lease");
                     }
-                } else if now < sent + settings.renew_deadline {
+                } else if !record::term_over(sent, settings.renew_deadline, now) {
                     self.start_leading(sent);
                 } else {
                     tracing::warn!(

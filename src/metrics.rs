@@ -61,8 +61,10 @@ type Histograms = Family<LeaseLabels, Histogram, fn() -> Histogram>;
 /// Prometheus metrics of electors, registered once in a
 /// [`Registry`](prometheus_client::registry::Registry) and given to each
 /// elector with [`ElectorConfig::metrics`](crate::ElectorConfig::metrics).
-/// Every metric carries the label `name`, the Lease's name, so one set serves
-/// the electors of several Leases in a process.
+/// Every metric carries the label `name`, the Lease's name, so one set
+/// (created once per registry, then cloned) serves the electors of several
+/// Leases in a process; two electors of the *same* Lease in one process would
+/// share their series, so give each its own registry.
 ///
 /// | metric | type | meaning |
 /// |---|---|---|

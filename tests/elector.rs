@@ -654,6 +654,9 @@ fn public_handles_are_send_and_sync() {
     check::<kube_elector::LeaderState>();
     check::<kube_elector::LeaseLock>();
     check::<kube_elector::Error>();
+    check::<kube_elector::HealthCheck>();
+    check::<kube_elector::ElectorMetrics>();
+    check::<kube_elector::ElectorConfig>();
     send::<LeaderEvents>();
 }
 

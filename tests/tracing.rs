@@ -1,5 +1,6 @@
 //! What an elector logs: quiet in the steady state, spans that say which
-//! elector and which request, a warning when the Lease is lost. Alone in its
+//! elector and which request, a warning when the Lease is lost, one warning
+//! per outage. Alone in its
 //! test binary: tracing caches per call site whether anyone listens, which a
 //! thread-local subscriber shares badly with tests running beside it.
 
@@ -9,7 +10,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use kube_elector::testing::FaultTarget;
+use kube_elector::testing::{FaultTarget, LeaseApiServer};
 use kube_elector::{ElectorConfig, ElectorHandle, LeaderElector};
 use tokio::time::timeout;
 
@@ -65,11 +66,9 @@ fn count(text: &str, needle: &str) -> usize {
     text.lines().filter(|line| line.contains(needle)).count()
 }
 
-/// Steady state (a leader renewing, a follower watching) logs nothing at
-/// info or above; renews are debug, inside the elector's span and a span per
-/// request; a lost Lease is a warning.
-#[tokio::test(flavor = "current_thread")]
-async fn steady_state_is_quiet_and_a_lost_lease_is_a_warning() {
+/// A subscriber for this thread that writes everything the crate logs (but
+/// the embedded server) into the returned buffer, span closes included.
+fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -80,8 +79,17 @@ async fn steady_state_is_quiet_and_a_lost_lease_is_a_warning() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+/// Steady state (a leader renewing, a follower watching) logs nothing at
+/// info or above; renews are debug, inside the elector's span and a span per
+/// request; a lost Lease is a warning; an outage is one warning, not one per
+/// failed request.
+#[tokio::test(flavor = "current_thread")]
+async fn steady_state_is_quiet_a_lost_lease_warns_and_an_outage_warns_once() {
     // A current-thread runtime: every task of this test logs on this thread.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture();
 
     let target = Target::new().await;
     let lease = support::unique_name("quiet");
@@ -104,7 +112,40 @@ async fn steady_state_is_quiet_and_a_lost_lease_is_a_warning() {
     })
     .await;
 
-    // The steady state: five renews.
+    assert_steady_state_is_quiet(&captured, &lease).await;
+
+    let Some(server) = target.embedded() else {
+        drop(leadership);
+        leader.shutdown().await.expect("shutdown");
+        follower.shutdown().await.expect("shutdown");
+        return support::skip("losing the Lease needs a partition");
+    };
+    server.partition(FaultTarget::Client("quiet-a".into()));
+    timeout(PATIENCE, leadership.lost())
+        .await
+        .expect("the partitioned leader stops");
+    let text = captured.text();
+    let lost = text
+        .lines()
+        .find(|line| line.contains("lost the Lease"))
+        .unwrap_or_else(|| panic!("no line about the lost Lease:\n{text}"));
+    assert!(lost.contains(" WARN "), "a lost Lease is a warning: {lost}");
+    assert!(lost.contains("identity=quiet-a"), "{lost}");
+    server.heal(FaultTarget::Client("quiet-a".into()));
+    drop(leadership);
+    leader.shutdown().await.expect("shutdown");
+
+    let b_leads = timeout(PATIENCE, follower.became_leader())
+        .await
+        .expect("the follower takes over")
+        .expect("leading");
+    drop(b_leads);
+    assert_an_outage_warns_once(server, &captured).await;
+    follower.shutdown().await.expect("shutdown");
+}
+
+/// Five renews of `quiet-a` log nothing at info or above.
+async fn assert_steady_state_is_quiet(captured: &Captured, lease: &str) {
     let from = captured.len();
     let renewed_before = count(&captured.text(), "renewed the Lease");
     support::eventually("five renews", PATIENCE, || {
@@ -145,26 +186,35 @@ async fn steady_state_is_quiet_and_a_lost_lease_is_a_warning() {
             .any(|line| line.contains("lease_request{action=renew") && line.contains("close")),
         "each request has a span:\n{steady}"
     );
+}
 
-    let Some(server) = target.embedded() else {
-        drop(leadership);
-        leader.shutdown().await.expect("shutdown");
-        follower.shutdown().await.expect("shutdown");
-        return support::skip("losing the Lease needs a partition");
-    };
-    server.partition(FaultTarget::Client("quiet-a".into()));
-    timeout(PATIENCE, leadership.lost())
-        .await
-        .expect("the partitioned leader stops");
+/// The leader `quiet-b` meets an outage: the first failure is a warning,
+/// the next ones are debug, and the recovery is said once.
+async fn assert_an_outage_warns_once(server: &LeaseApiServer, captured: &Captured) {
+    let from = captured.len();
+    let before = server.requests().client("quiet-b");
+    server.set_error_rate(FaultTarget::Client("quiet-b".into()), 1.0);
+    support::eventually("eight failed requests", PATIENCE, || {
+        server.requests().client("quiet-b") >= before + 8
+    })
+    .await;
     let text = captured.text();
-    let lost = text
-        .lines()
-        .find(|line| line.contains("lost the Lease"))
-        .unwrap_or_else(|| panic!("no line about the lost Lease:\n{text}"));
-    assert!(lost.contains(" WARN "), "a lost Lease is a warning: {lost}");
-    assert!(lost.contains("identity=quiet-a"), "{lost}");
-    server.heal(FaultTarget::Client("quiet-a".into()));
-    drop(leadership);
-    leader.shutdown().await.expect("shutdown");
-    follower.shutdown().await.expect("shutdown");
+    let outage = &text[from..];
+    let failed = |level: &str| {
+        outage
+            .lines()
+            .filter(|l| {
+                l.contains("identity=quiet-b") && l.contains(level) && l.contains("request failed")
+            })
+            .count()
+    };
+    assert_eq!(failed(" WARN "), 1, "one warning per outage:\n{outage}");
+    assert!(failed(" DEBUG ") >= 6, "the rest at debug:\n{outage}");
+    server.set_error_rate(FaultTarget::Client("quiet-b".into()), 0.0);
+    support::eventually("the recovery is logged", PATIENCE, || {
+        captured.text()[from..].lines().any(|l| {
+            l.contains(" INFO ") && l.contains("identity=quiet-b") && l.contains("answers again")
+        })
+    })
+    .await;
 }

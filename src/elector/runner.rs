@@ -101,6 +101,9 @@ pub(super) struct Runner {
     /// When this elector first found the Lease free to take, since it last
     /// saw it held by another (for the handover metric).
     free_since: Option<Instant>,
+    /// Requests that failed in a row: the first is a warning, the rest are
+    /// debug until one succeeds, so an outage does not flood the logs.
+    failures: u32,
 }
 
 impl Runner {
@@ -130,6 +133,7 @@ impl Runner {
             write_after: now,
             poll_at: now,
             free_since: None,
+            failures: 0,
         }
     }
 
@@ -235,10 +239,16 @@ impl Runner {
         let now = Instant::now();
         self.poll_at = now + self.settings.retry_period;
         match result {
-            Ok(Some(lease)) => self.observe(lease, now),
-            Ok(None) => self.observe_missing(None),
+            Ok(Some(lease)) => {
+                self.answered();
+                self.observe(lease, now);
+            }
+            Ok(None) => {
+                self.answered();
+                self.observe_missing(None);
+            }
             Err(error) => {
-                tracing::warn!(%error, "reading the Lease failed; retrying in {:?}", self.settings.retry_period);
+                self.failed(&error);
                 self.write_after = now + self.settings.retry_period;
             }
         }
@@ -345,6 +355,9 @@ impl Runner {
             result = request => result,
         };
         let now = Instant::now();
+        if !matches!(result, Err(Error::Api { .. } | Error::Timeout { .. })) {
+            self.answered();
+        }
         match result {
             Ok(lease) => {
                 self.observe(lease, now);
@@ -378,13 +391,35 @@ impl Runner {
                 if verdict == Verdict::Renew {
                     self.telemetry.renew_failed(RenewFailure::Error);
                 }
-                tracing::warn!(%error, "writing the Lease failed; retrying in {:?}", settings.retry_period);
+                self.failed(&error);
                 self.write_after = now + settings.retry_period;
                 if let Some(active) = &mut self.term {
                     active.renew_at = now + settings.retry_period;
                 }
             }
         }
+    }
+
+    /// The API server answered (a conflict is an answer too).
+    fn answered(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(failed = self.failures, "the API server answers again");
+            self.failures = 0;
+        }
+    }
+
+    fn failed(&mut self, error: &Error) {
+        let retry = self.settings.retry_period;
+        let error = error as &dyn std::error::Error;
+        if self.failures == 0 {
+            tracing::warn!(
+                error,
+                "request failed; retrying every {retry:?} (further failures in a row are logged at debug)"
+            );
+        } else {
+            tracing::debug!(error, failures = self.failures + 1, "request failed again");
+        }
+        self.failures = self.failures.saturating_add(1);
     }
 
     // === Leadership ===

@@ -66,10 +66,18 @@ pub(super) async fn run(
             }
             Some(Err(error)) => {
                 if healthy || backoff == retry_period {
-                    if is_forbidden(&error) {
-                        tracing::warn!(%error, "watching the Lease is forbidden; polling every {retry_period:?} instead (grant `watch` on leases for instant handovers)");
+                    let forbidden = is_forbidden(&error);
+                    let error = &error as &dyn std::error::Error;
+                    if forbidden {
+                        tracing::warn!(
+                            error,
+                            "watching the Lease is forbidden; polling every {retry_period:?} instead (grant `watch` on leases for instant handovers)"
+                        );
                     } else {
-                        tracing::warn!(%error, "watching the Lease failed; polling every {retry_period:?} until the watch is back");
+                        tracing::warn!(
+                            error,
+                            "watching the Lease failed; polling every {retry_period:?} until the watch is back"
+                        );
                     }
                 }
                 healthy = false;

@@ -108,7 +108,10 @@ async fn steady_state_is_quiet_a_lost_lease_warns_and_an_outage_warns_once() {
     .expect("the follower sees the leader")
     .expect("follower running");
     support::eventually("the follower's watch is up", PATIENCE, || {
-        captured.text().contains("watching the Lease") && count(&captured.text(), "quiet-b") > 0
+        captured
+            .text()
+            .lines()
+            .any(|l| l.contains("identity=quiet-b") && l.contains("watching the Lease"))
     })
     .await;
 

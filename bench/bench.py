@@ -16,6 +16,7 @@ import json
 import os
 import queue
 import random
+import shlex
 import signal
 import statistics
 import subprocess
@@ -115,7 +116,7 @@ class Group:
     def spawn(self):
         self.counter += 1
         identity = f"{self.impl}-{self.counter}"
-        args = [self.binary, "--kubeconfig", self.server.kubeconfig(identity),
+        args = [*shlex.split(self.binary), "--kubeconfig", self.server.kubeconfig(identity),
                 "--namespace", "default", "--lease-name", self.lease, "--identity", identity,
                 "--lease-duration-ms", str(LEASE_MS), "--renew-deadline-ms", str(RENEW_MS),
                 "--retry-period-ms", str(RETRY_MS)]
@@ -320,6 +321,39 @@ def chaos(server, impl, binary, seconds, seed):
     return g.overlap_seconds(until)
 
 
+def partition(server, impl, binary, rounds):
+    """The leader is partitioned from the API server (its requests hang): when
+    does it say it stopped, and when does another start, both counted from
+    the partition? margin = next start - stop; negative is an overlap."""
+    g = Group(server, impl, binary, f"partition-{impl}")
+    for _ in range(3):
+        g.spawn()
+    rows = []
+    for _ in range(rounds):
+        leader = g.wait_leader()
+        if leader is None:
+            break
+        time.sleep(0.7)  # a renew or so after the term started
+        t0 = now_ns()
+        server.faults(target=leader, partition=True)
+        who, started = g.wait_started(t0, not_identity=leader)
+        stopped = None
+        deadline = time.time() + PATIENCE
+        while stopped is None and time.time() < deadline:
+            with g.lock:
+                ends = [end for w, start, end in g.terms if w == leader and start < t0 and end is not None]
+            stopped = ends[-1] if ends else None
+            if stopped is None:
+                time.sleep(0.005)
+        server.faults(clear=True)
+        if who is None or stopped is None:
+            break
+        rows.append(((stopped - t0) / 1e6, (started - t0) / 1e6, (started - stopped) / 1e6))
+        time.sleep(LEASE_MS / 1000)  # the healed process settles as a follower
+    g.stop_all()
+    return rows
+
+
 def scale(server, binary, counts):
     rows = []
     for n in counts:
@@ -344,6 +378,8 @@ def main():
     parser.add_argument("--impl", action="append", default=[], help="NAME=BINARY")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--only", choices=["partition"],
+                        help="run just this scenario (a targeted measurement)")
     args = parser.parse_args()
     impls = dict(i.split("=", 1) for i in args.impl)
     rounds = 5 if args.quick else 20
@@ -367,6 +403,14 @@ def main():
         try:
             for name, binary in impls.items():
                 print(f"# {name}", file=sys.stderr)
+                p = attempt("partition", partition, server, name, binary, crash_rounds) or []
+                figures += [("partition_stop_median", name,
+                             statistics.median(r[0] for r in p) if p else float("nan"), "ms"),
+                            ("partition_takeover_median", name,
+                             statistics.median(r[1] for r in p) if p else float("nan"), "ms"),
+                            ("partition_margin_min", name, min(r[2] for r in p) if p else float("nan"), "ms")]
+                if args.only == "partition":
+                    continue
                 g = attempt("graceful", graceful, server, name, binary, rounds) or []
                 figures += [("graceful_handover_median", name, statistics.median(g) if g else float("nan"), "ms"),
                             ("graceful_handover_p99", name, percentile(g, 99), "ms"),
@@ -384,7 +428,7 @@ def main():
                 for fig in figures:
                     if fig[1] == name:
                         print(",".join(map(str, fig)), file=sys.stderr, flush=True)
-            if "kube-elector" in impls:
+            if "kube-elector" in impls and args.only is None:
                 for row in attempt("scale", scale, server, impls["kube-elector"], scale_counts) or []:
                     n = row["electors"]
                     figures += [(f"scale_{n}_rss", "kube-elector", row["rss_kib"] / 1024, "MiB"),

@@ -5,6 +5,7 @@
 #
 #   scripts/bench.sh            # full run (about 15 minutes, after the builds)
 #   scripts/bench.sh --quick    # a short run
+#   scripts/bench.sh --only partition   # just the partitioned-leader measurement
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -25,6 +26,9 @@ impls=(
 if command -v go >/dev/null 2>&1; then
   (cd interop && go build -trimpath -ldflags='-s -w' -o "$root/target/interop/client-go-elector" ./cmd/client-go-elector)
   impls+=(--impl "client-go=$root/target/interop/client-go-elector")
+  # The same without ReleaseOnCancel: separates the cost of its release
+  # (which runs before OnStoppedLeading) from the rest.
+  impls+=(--impl "client-go-norelease=$root/target/interop/client-go-elector --release-on-cancel=false")
 else
   log "no Go toolchain: client-go is left out"
 fi

@@ -4,10 +4,17 @@
 //! ```text
 //! cargo run --example demo                          # embedded Lease API server
 //! cargo run --example demo -- --kubeconfig FILE     # a real cluster (or set KUBECONFIG)
+//! cargo run --example demo -- --replica             # one replica, as in a pod (deploy/)
 //! ```
 //!
 //! Each event is printed with the time since the start; the handover times
 //! are measured as DESIGN.md names them.
+//!
+//! `--replica` (what `deploy/deployment.yaml` runs) is one elector with the
+//! pod's defaults: identity from `POD_NAME`, namespace from `POD_NAMESPACE`,
+//! the Lease `LEASE_NAME` (default `kube-elector-demo`), the in-cluster (or
+//! `KUBECONFIG`) client, client-go's timings. It prints its events and, on
+//! SIGTERM or Ctrl-C, stops leading and releases the Lease before it exits.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -35,6 +42,9 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
+    if std::env::args().any(|arg| arg == "--replica") {
+        return replica().await;
+    }
     let kubeconfig = kubeconfig_path();
     let (config, _server) = if let Some(path) = &kubeconfig {
         let kc = Kubeconfig::read_from(path).with_context(|| format!("reading {path}"))?;
@@ -119,6 +129,30 @@ async fn main() -> anyhow::Result<()> {
             .await
             .ok();
     }
+    Ok(())
+}
+
+/// One replica of a Deployment: runs until SIGTERM, then hands over.
+async fn replica() -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("no in-cluster config or KUBECONFIG")?;
+    let lease = std::env::var("LEASE_NAME").unwrap_or_else(|_| "kube-elector-demo".to_owned());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let elector =
+        LeaderElector::new(client, ElectorConfig::new(lease))?.spawn_with_token(&shutdown);
+    println!("{} campaigning", elector.identity());
+    let t0 = Instant::now();
+    print_events(&elector, t0);
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = terminate.recv() => println!("{} SIGTERM: handing over", stamp(t0)),
+        _ = tokio::signal::ctrl_c() => println!("{} Ctrl-C: handing over", stamp(t0)),
+    }
+    shutdown.cancel();
+    let outcome = elector.join().await?;
+    println!("{} {outcome:?}", stamp(t0));
     Ok(())
 }
 

@@ -16,6 +16,9 @@ E2E_TESTS=${E2E_TESTS:-"conformance elector lease_lock observability tracing int
 # Test targets run once more against the embedded server, with client-go
 # (set it empty for none).
 E2E_EMBEDDED_TESTS=${E2E_EMBEDDED_TESTS-"interop"}
+# 1: check deploy/ against the server (dry run, RBAC as its service
+# account, the demo replica); 0: skip.
+E2E_DEPLOY=${E2E_DEPLOY:-1}
 # Seconds to wait for the apiserver's READY line.
 E2E_READY_TIMEOUT=${E2E_READY_TIMEOUT:-180}
 # cargo test -- --test-threads (empty: cargo's default, one per core).
@@ -105,6 +108,37 @@ else
   export KUBE_ELECTOR_TEST_KUBECONFIG_NOWATCH="$workdir/nowatch.kubeconfig"
 fi
 
+# --- deploy/: every manifest passes a server-side dry run; the namespace and
+# RBAC are applied for real, and an elector runs as the manifests' service
+# account (tests/deploy.rs, and the demo's --replica mode as in a pod).
+deploy_check() {
+  local kc=(kubectl --kubeconfig "$kubeconfig")
+  log "deploy/: server-side dry run of every manifest; namespace and RBAC applied"
+  "${kc[@]}" apply -f deploy/namespace.yaml >/dev/null
+  "${kc[@]}" apply --dry-run=server -f deploy/ >/dev/null
+  "${kc[@]}" apply -f deploy/rbac.yaml >/dev/null
+
+  log "deploy/: the demo replica as system:serviceaccount:kube-elector-demo:kube-elector-demo"
+  cargo build -q --example demo
+  local out="$workdir/replica.out"
+  KUBECONFIG="$kubeconfig" \
+    KUBE_RS_DEBUG_IMPERSONATE_USER=system:serviceaccount:kube-elector-demo:kube-elector-demo \
+    POD_NAME=demo-0 POD_NAMESPACE=kube-elector-demo LEASE_NAME="e2e-replica-$$" \
+    target/debug/examples/demo --replica >"$out" 2>&1 &
+  local pid=$! waited=0
+  until grep -q "started leading" "$out"; do
+    if ! kill -0 "$pid" 2>/dev/null || [ "$waited" -ge 300 ]; then
+      log "the demo replica did not lead within 30s:"; cat "$out"
+      kill -KILL "$pid" 2>/dev/null || true
+      return 1
+    fi
+    sleep 0.1; waited=$((waited + 1))
+  done
+  kill -TERM "$pid"
+  wait "$pid" || { log "the demo replica failed:"; cat "$out"; return 1; }
+  grep -q "Released" "$out" || { log "the demo replica did not release the Lease:"; cat "$out"; return 1; }
+}
+
 # --- the suites
 passed=()
 failed=()
@@ -137,6 +171,17 @@ run_suite() {
   fi
 }
 
+if [ "$E2E_DEPLOY" = 1 ]; then
+  if deploy_check; then
+    passed+=("real/deploy-manifests")
+    run_suite real deploy KUBE_ELECTOR_TEST_KUBECONFIG="$kubeconfig" KUBE_ELECTOR_TEST_DEPLOY=1
+  else
+    failed+=("real/deploy-manifests")
+  fi
+  if [ -n "${KUBECONFIG:-}" ]; then # a cluster of the user's: leave it as found
+    kubectl --kubeconfig "$kubeconfig" delete -f deploy/namespace.yaml --wait=false >/dev/null 2>&1 || true
+  fi
+fi
 for t in $E2E_TESTS; do
   run_suite real "$t" KUBE_ELECTOR_TEST_KUBECONFIG="$kubeconfig"
 done

@@ -58,7 +58,7 @@ impl Default for ElectorConfig {
             // makes a graceful handover fast, so kube-elector does it by default.
             release_on_cancel: true,
             // Bounded so a stuck leader task cannot hold up shutdown for long;
-            // the Lease stays ours (unrenewed) while work drains.
+            // the Lease stays ours (still renewed) while work drains.
             drain_timeout: Duration::from_secs(5),
             clock: Arc::new(SystemClock),
             // Metrics are opt-in: they need the caller's registry.
@@ -144,7 +144,10 @@ impl ElectorConfig {
     }
 
     /// How long shutdown waits for [`Leadership`](crate::Leadership) guards to
-    /// be dropped before it releases the Lease anyway (default 5 s).
+    /// be dropped before it releases the Lease anyway (default 5 s). While it
+    /// waits, the elector no longer leads (the guards' tokens are cancelled)
+    /// but keeps renewing the Lease, so no other replica starts before the
+    /// leader's work has finished.
     #[must_use]
     pub fn drain_timeout(mut self, d: Duration) -> Self {
         self.drain_timeout = d;

@@ -517,6 +517,62 @@ async fn shutdown_waits_for_leader_work_to_drain_before_releasing() {
     assert_eq!(holder_while_draining.as_deref(), Some("drain-0"));
 }
 
+/// Leader work that outlasts the lease duration still finishes before anyone
+/// else leads: the draining elector keeps renewing the Lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_longer_than_the_lease_keeps_followers_out_until_the_work_is_done() {
+    let target = Target::new().await;
+    let lease = support::unique_name("long-drain");
+    let leader = spawn_with(
+        &target,
+        config(&lease, target.namespace(), "long-drain-0").drain_timeout(LEASE * 10),
+        "long-drain-0",
+    );
+    let guard = timeout(PATIENCE, leader.became_leader())
+        .await
+        .expect("leads within the patience")
+        .expect("leading");
+    let follower = spawn(&target, &lease, "long-drain-1");
+    let mut seen = follower.subscribe();
+    timeout(
+        PATIENCE,
+        seen.wait_for(|s| s.leader.as_deref() == Some("long-drain-0")),
+    )
+    .await
+    .expect("the follower sees the leader")
+    .expect("running");
+
+    // The work: it sees leadership end, then needs a while to finish.
+    let (finish_tx, finish_rx) = tokio::sync::oneshot::channel::<()>();
+    let work = tokio::spawn(async move {
+        guard.lost().await;
+        finish_rx.await.ok();
+        drop(guard);
+    });
+    let shutdown = tokio::spawn(leader.shutdown());
+    // Twice the lease duration: a Lease left unrenewed would be taken by now.
+    let early = timeout(LEASE * 2, follower.became_leader()).await;
+    assert!(
+        early.is_err(),
+        "the follower led while the old leader's work was still draining"
+    );
+
+    finish_tx.send(()).expect("the work waits");
+    work.await.expect("work");
+    let outcome = timeout(PATIENCE, shutdown)
+        .await
+        .expect("shutdown within the patience")
+        .expect("task")
+        .expect("shutdown");
+    assert_eq!(outcome, ShutdownOutcome::Released);
+    let next = timeout(PATIENCE, follower.became_leader())
+        .await
+        .expect("the follower leads after the release")
+        .expect("leading");
+    drop(next);
+    follower.shutdown().await.expect("shutdown");
+}
+
 // === 9. Followers watch instead of polling ===
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

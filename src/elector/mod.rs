@@ -446,7 +446,10 @@ pub enum ShutdownOutcome {
 /// Its [`token`](Leadership::token) is cancelled the moment leadership ends:
 /// scope leader-only work to it. On shutdown the elector waits (up to its
 /// drain timeout) for every guard to be dropped before it releases the Lease,
-/// so leader work can finish before the next leader starts.
+/// renewing the Lease meanwhile, so leader work can finish before the next
+/// leader starts. (When leadership is *lost* instead, say to a partition, the
+/// Lease is no longer ours to keep: stop the work as soon as the token is
+/// cancelled.)
 #[must_use = "the guard tells when leadership ends; shutdown waits for it to be dropped"]
 #[derive(Clone, Debug)]
 pub struct Leadership {

@@ -495,14 +495,8 @@ impl Runner {
     // === Shutdown ===
 
     async fn shutdown(mut self) -> Result<ShutdownOutcome, Error> {
-        if let Some(mut active) = self.stop_leading(&Stop::Shutdown) {
-            let drain = tokio::time::timeout(self.settings.drain_timeout, active.drained.recv());
-            if drain.await.is_err() {
-                tracing::warn!(
-                    "leader work did not finish within {:?}; releasing the Lease anyway",
-                    self.settings.drain_timeout
-                );
-            }
+        if let Some(active) = self.stop_leading(&Stop::Shutdown) {
+            self.drain(active).await;
         }
         if !self.settings.release_on_cancel {
             return Ok(ShutdownOutcome::ReleaseSkipped);
@@ -510,6 +504,78 @@ impl Runner {
         let outcome = self.release().await;
         self.publish();
         outcome
+    }
+
+    /// Waits (up to the drain timeout) until every guard of the ended term is
+    /// dropped, renewing the Lease meanwhile as a leader would: leader work
+    /// still running keeps every other replica out, however long the drain
+    /// takes. The renews stop at the renew deadline of the last one that
+    /// succeeded, as leadership would (the Lease then expires as usual).
+    async fn drain(&mut self, mut active: ActiveTerm) {
+        let settings = Arc::clone(&self.settings);
+        let until = Instant::now() + settings.drain_timeout;
+        let mut renewed_sent = active.renewed_sent;
+        let mut renew_at = Some(active.renew_at);
+        loop {
+            tokio::select! {
+                biased;
+                _ = active.drained.recv() => return,
+                () = sleep_until(until) => {
+                    tracing::warn!(
+                        "leader work did not finish within {:?}; releasing the Lease anyway",
+                        settings.drain_timeout
+                    );
+                    return;
+                }
+                () = sleep_until(renew_at.unwrap_or(until)), if renew_at.is_some() => {}
+            }
+            let sent = Instant::now();
+            let observed = match &self.view {
+                View::Present(observed)
+                    if observed.holder() == Some(self.me())
+                        && !record::term_over(renewed_sent, settings.renew_deadline, sent) =>
+                {
+                    observed
+                }
+                // Not ours any more, or past the deadline: just wait.
+                _ => {
+                    renew_at = None;
+                    continue;
+                }
+            };
+            let spec = record::renew(
+                record::spec_of(&observed.lease),
+                &settings.identity,
+                settings.lease_duration_secs,
+                settings.clock.now(),
+            );
+            let timeout = (renewed_sent + settings.renew_deadline)
+                .saturating_duration_since(sent)
+                .min(settings.request_timeout)
+                .max(Duration::from_millis(1));
+            let request = self
+                .api
+                .replace(Action::Renew, &observed.lease, spec, timeout);
+            match request.await {
+                Ok(lease) => {
+                    self.answered();
+                    self.observe(lease, Instant::now());
+                    self.telemetry.renewed(sent);
+                    tracing::debug!("renewed the Lease while leader work drains");
+                    renewed_sent = sent;
+                    renew_at = Some(sent + settings.retry_period);
+                }
+                Err(Error::Conflict { .. }) => {
+                    self.answered();
+                    self.view = View::Unknown;
+                    renew_at = None;
+                }
+                Err(error) => {
+                    self.failed(&error);
+                    renew_at = Some(Instant::now() + settings.retry_period);
+                }
+            }
+        }
     }
 
     /// Releases the Lease if we hold it: conditional on the version we read,

@@ -230,6 +230,7 @@ impl LeaderElector {
             lease_duration: Duration::from_secs(
                 u64::try_from(self.settings.lease_duration_secs).unwrap_or(0),
             ),
+            drain_timeout: self.settings.drain_timeout,
             state: state_rx,
             shared,
             token: token.clone(),
@@ -299,6 +300,7 @@ fn random_suffix() -> String {
 pub struct ElectorHandle {
     identity: Arc<str>,
     lease_duration: Duration,
+    drain_timeout: Duration,
     state: watch::Receiver<LeaderState>,
     shared: Arc<Shared>,
     token: CancellationToken,
@@ -336,6 +338,78 @@ impl ElectorHandle {
                 });
             }
             state.changed().await.map_err(|_| Error::Stopped)?;
+        }
+    }
+
+    /// Runs `work` for each term this elector leads, until the elector stops.
+    ///
+    /// For each term, `work` gets the term's [`Leadership`] guard and must
+    /// return soon after [`Leadership::token`] is cancelled. Since the guard
+    /// lives as long as `work` keeps it, a shutdown releases the Lease only
+    /// after `work` has returned (up to the drain timeout, renewing the Lease
+    /// meanwhile). Work still running a drain timeout after its term ended is
+    /// dropped: by then the Lease may be someone else's. If `work` returns
+    /// while its term still holds, the next term runs it again: a term runs
+    /// the work once.
+    ///
+    /// With a kube-runtime `Controller`, scope it to the term with
+    /// `graceful_shutdown_on`: reconciles in flight finish before the stream
+    /// ends, and so before the Lease is released. (kube-runtime 5's
+    /// Controller does not end at all when its graceful shutdown starts
+    /// before its first list has completed, say for a term that ends at
+    /// once; the drain timeout bounds that case too.)
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # use futures::StreamExt;
+    /// # use k8s_openapi::api::core::v1::ConfigMap;
+    /// # use kube::runtime::{Controller, controller::Action, watcher};
+    /// # async fn reconcile(_: Arc<ConfigMap>, _: Arc<()>) -> Result<Action, kube::Error> {
+    /// #     Ok(Action::await_change())
+    /// # }
+    /// # fn error_policy(_: Arc<ConfigMap>, _: &kube::Error, _: Arc<()>) -> Action {
+    /// #     Action::await_change()
+    /// # }
+    /// # async fn run(client: kube::Client, elector: kube_elector::ElectorHandle) {
+    /// elector
+    ///     .run_while_leading(|leadership| {
+    ///         let api = kube::Api::<ConfigMap>::default_namespaced(client.clone());
+    ///         async move {
+    ///             Controller::new(api, watcher::Config::default())
+    ///                 .graceful_shutdown_on(leadership.token().clone().cancelled_owned())
+    ///                 .run(reconcile, error_policy, Arc::new(()))
+    ///                 .for_each(|_| async {})
+    ///                 .await;
+    ///             drop(leadership); // the Lease may be released from here on
+    ///         }
+    ///     })
+    ///     .await;
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops the running `work` future (and the guard it
+    /// holds) at its current await point; nothing of the elector is lost.
+    pub async fn run_while_leading<F, Fut>(&self, mut work: F)
+    where
+        F: FnMut(Leadership) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        while let Ok(leadership) = self.became_leader().await {
+            let term_over = leadership.token().clone();
+            let overdue = async {
+                term_over.cancelled().await;
+                tokio::time::sleep(self.drain_timeout).await;
+            };
+            tokio::select! {
+                () = work(leadership) => {}
+                () = overdue => tracing::warn!(
+                    identity = %self.identity,
+                    "leader work did not return within the drain timeout ({:?}) after its term ended; dropped it",
+                    self.drain_timeout
+                ),
+            }
+            term_over.cancelled().await;
         }
     }
 

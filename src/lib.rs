@@ -60,6 +60,13 @@
 //! # }
 //! ```
 //!
+//! # Guides
+//! The [`guide`] pages explain [why it is safe](guide::safety), [how to
+//! choose the durations](guide::durations), how to migrate from
+//! [kube-leader-election](guide::migrating_from_kube_leader_election) and
+//! [kube-lease-manager](guide::migrating_from_kube_lease_manager), and how to
+//! test leader-gated code against the embedded API server.
+//!
 //! # Observability
 //! - [`ElectorHandle::health_check`] gives a [`HealthCheck`] for `/healthz`
 //!   (client-go's rule: a leader whose last renew is older than the lease
@@ -92,6 +99,7 @@ mod config;
 mod elector;
 mod error;
 mod event;
+pub mod guide;
 mod health;
 mod lock;
 #[cfg(feature = "metrics")]

@@ -1,0 +1,27 @@
+//! Guides: one page per concept, beyond the API reference.
+//!
+//! - [`safety`]: why there is never more than one leader, and where that
+//!   guarantee ends.
+//! - [`durations`]: choosing `lease_duration`, `renew_deadline` and
+//!   `retry_period`.
+//! - [`migrating_from_kube_leader_election`] and
+//!   [`migrating_from_kube_lease_manager`]: moving over from the peer crates.
+//! - [`testing`]: testing leader-gated code against the embedded API server.
+//!
+//! The pages hold no items; their examples are compiled and run as doctests.
+
+#[doc = include_str!("../docs/guide/safety.md")]
+pub mod safety {}
+
+#[doc = include_str!("../docs/guide/durations.md")]
+pub mod durations {}
+
+#[doc = include_str!("../docs/guide/migrating_from_kube_leader_election.md")]
+pub mod migrating_from_kube_leader_election {}
+
+#[doc = include_str!("../docs/guide/migrating_from_kube_lease_manager.md")]
+pub mod migrating_from_kube_lease_manager {}
+
+#[cfg(feature = "testing")]
+#[doc = include_str!("../docs/guide/testing.md")]
+pub mod testing {}

@@ -1,4 +1,4 @@
-//! Discovery documents, enough for kubectl to find Leases.
+//! Discovery documents, enough for kubectl to find Leases (and Events).
 
 use hyper::Method;
 use serde_json::{Value, json};
@@ -15,6 +15,12 @@ pub(crate) fn document(method: &Method, segments: &[&str]) -> Option<Value> {
         "name": "coordination.k8s.io",
         "versions": [group_version],
         "preferredVersion": group_version,
+    });
+    let events_version = json!({ "groupVersion": "events.k8s.io/v1", "version": "v1" });
+    let events_group = json!({
+        "name": "events.k8s.io",
+        "versions": [events_version],
+        "preferredVersion": events_version,
     });
     Some(match segments {
         ["version"] => json!({
@@ -41,7 +47,7 @@ pub(crate) fn document(method: &Method, segments: &[&str]) -> Option<Value> {
         ["apis"] => json!({
             "kind": "APIGroupList",
             "apiVersion": "v1",
-            "groups": [group],
+            "groups": [group, events_group],
         }),
         ["apis", "coordination.k8s.io"] => {
             let mut group = group;
@@ -59,6 +65,25 @@ pub(crate) fn document(method: &Method, segments: &[&str]) -> Option<Value> {
                 "namespaced": true,
                 "kind": "Lease",
                 "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+            }],
+        }),
+        ["apis", "events.k8s.io"] => {
+            let mut group = events_group;
+            group["kind"] = json!("APIGroup");
+            group["apiVersion"] = json!("v1");
+            group
+        }
+        ["apis", "events.k8s.io", "v1"] => json!({
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": "events.k8s.io/v1",
+            "resources": [{
+                "name": "events",
+                "singularName": "event",
+                "namespaced": true,
+                "kind": "Event",
+                "shortNames": ["ev"],
+                "verbs": ["create", "get", "list", "patch"],
             }],
         }),
         ["openapi", "v3"] => json!({

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::events::{Events, Request as EventRequest};
 use super::faults::{FaultTarget, Faults, Flag, Verb};
 use super::status::{self, ApiError};
 use super::store::{Event, PatchKind, Store};
@@ -35,6 +36,7 @@ pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     pub(crate) store: Store,
+    pub(crate) events: Events,
     pub(crate) faults: Faults,
     pub(crate) shutdown: CancellationToken,
 }
@@ -145,6 +147,14 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     }
 
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if let ["apis", "events.k8s.io", "v1", rest @ ..] = segments.as_slice()
+        && !rest.is_empty()
+    {
+        let method = req.method().clone();
+        return Ok(events_route(&shared, &client, &method, rest, req)
+            .await
+            .unwrap_or_else(|e| error(&e)));
+    }
     let route = match segments.as_slice() {
         ["apis", "coordination.k8s.io", "v1", rest @ ..] => match rest {
             ["leases"] => Some((None, None)),
@@ -200,6 +210,41 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     Ok(dispatch(&shared, request, req)
         .await
         .unwrap_or_else(|e| error(&e)))
+}
+
+/// The `events.k8s.io/v1` paths (see `events.rs`).
+async fn events_route(
+    shared: &Shared,
+    client: &str,
+    method: &Method,
+    rest: &[&str],
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let request = match (method, rest) {
+        (&Method::GET, ["events"]) => EventRequest::List { namespace: None },
+        (&Method::GET, ["namespaces", ns, "events"]) => EventRequest::List {
+            namespace: Some(ns),
+        },
+        (&Method::POST, ["namespaces", ns, "events"]) => EventRequest::Create {
+            namespace: ns,
+            body: json_body(req, true).await?,
+        },
+        (&Method::GET, ["namespaces", ns, "events", name]) => EventRequest::Get {
+            namespace: ns,
+            name,
+        },
+        (&Method::PATCH, ["namespaces", ns, "events", name]) => EventRequest::Patch {
+            namespace: ns,
+            name,
+            body: json_body(req, false).await?,
+        },
+        (_, ["events"] | ["namespaces", _, "events", ..]) => {
+            return Err(status::method_not_allowed(method.as_str()));
+        }
+        _ => return Err(status::no_route()),
+    };
+    let (code, body) = shared.events.handle(client, request)?;
+    Ok(respond(code, &body))
 }
 
 /// Holds a request while `flag` applies to `client` (or the server shuts down).

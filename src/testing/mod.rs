@@ -49,6 +49,7 @@
 
 mod admin;
 mod discovery;
+mod events;
 mod faults;
 mod fields;
 mod http;
@@ -215,6 +216,13 @@ impl LeaseApiServer {
     /// Lifts a [`forbid`](Self::forbid).
     pub fn allow(&self, target: FaultTarget, verb: Verb) {
         self.shared.faults.set_forbidden(target, verb, false);
+    }
+
+    /// Refuses `events.k8s.io` Event writes from `target` with 403 (or, with
+    /// `forbidden: false`, accepts them again): an RBAC without `create` on
+    /// events.
+    pub fn forbid_events(&self, target: FaultTarget, forbidden: bool) {
+        self.shared.events.forbid(target, forbidden);
     }
 
     /// Lifts every fault (held requests of partitions fail, hung ones proceed).

@@ -13,7 +13,12 @@ pub(crate) struct ApiError {
 }
 
 #[allow(clippy::needless_pass_by_value)] // every caller builds the message for it
-fn failure(code: u16, reason: &str, message: String, details: Option<Value>) -> ApiError {
+pub(crate) fn failure(
+    code: u16,
+    reason: &str,
+    message: String,
+    details: Option<Value>,
+) -> ApiError {
     let mut body = json!({
         "kind": "Status",
         "apiVersion": "v1",

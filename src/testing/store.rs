@@ -456,7 +456,7 @@ fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
 
 /// A UUID-shaped identifier, unique per server (the counter) and across
 /// servers (the start time).
-fn make_uid(n: u64, version: u64) -> String {
+pub(crate) fn make_uid(n: u64, version: u64) -> String {
     let t = Timestamp::now().as_nanosecond().unsigned_abs();
     let low = u64::try_from(t & u128::from(u64::MAX)).unwrap_or(0);
     format!(

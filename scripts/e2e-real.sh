@@ -12,7 +12,7 @@ set -euo pipefail
 
 # Test targets (tests/<name>.rs) run against the real server; a missing file
 # is skipped with a note.
-E2E_TESTS=${E2E_TESTS:-"conformance elector lease_lock observability tracing controller interop"}
+E2E_TESTS=${E2E_TESTS:-"conformance elector lease_lock observability tracing controller events interop"}
 # Test targets run once more against the embedded server, with client-go
 # (set it empty for none).
 E2E_EMBEDDED_TESTS=${E2E_EMBEDDED_TESTS-"interop"}

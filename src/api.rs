@@ -47,6 +47,12 @@ impl LeaseApi {
         &self.name
     }
 
+    /// The client the requests go through.
+    #[cfg(feature = "events")]
+    pub(crate) fn client(&self) -> Client {
+        self.api.clone().into_client()
+    }
+
     /// Reads the Lease; `None` when it does not exist.
     pub(crate) async fn get(&self, timeout: Duration) -> Result<Option<Lease>, Error> {
         self.bounded(Action::Get, timeout, self.api.get_opt(&self.name))

@@ -37,6 +37,8 @@ pub struct ElectorConfig {
     pub(crate) clock: Arc<dyn WallClock>,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: Option<crate::ElectorMetrics>,
+    #[cfg(feature = "events")]
+    pub(crate) events: Option<String>,
 }
 
 impl Default for ElectorConfig {
@@ -64,6 +66,9 @@ impl Default for ElectorConfig {
             // Metrics are opt-in: they need the caller's registry.
             #[cfg(feature = "metrics")]
             metrics: None,
+            // Events are opt-in: they need RBAC on events.k8s.io.
+            #[cfg(feature = "events")]
+            events: None,
         }
     }
 }
@@ -170,6 +175,27 @@ impl ElectorConfig {
     #[must_use]
     pub fn metrics(mut self, metrics: crate::ElectorMetrics) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Records Kubernetes Events about the Lease as client-go does: reason
+    /// `LeaderElection`, note "<identity> became leader" and "<identity>
+    /// stopped leading", type Normal, with `controller` as the reporting
+    /// controller and the elector's identity as the reporting instance.
+    /// Needs `create` and `patch` on `events` in `events.k8s.io`; failures
+    /// are logged and never affect leadership.
+    ///
+    /// ```
+    /// use kube_elector::ElectorConfig;
+    ///
+    /// let config = ElectorConfig::new("my-operator").record_events("my-operator");
+    /// # drop(config);
+    /// ```
+    #[cfg(feature = "events")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "events")))]
+    #[must_use]
+    pub fn record_events(mut self, controller: impl Into<String>) -> Self {
+        self.events = Some(controller.into());
         self
     }
 

@@ -86,6 +86,9 @@
 //!   the real `kube::Client` and no cluster.
 //! - `metrics`: [`ElectorMetrics`], Prometheus metrics through
 //!   `prometheus-client`.
+//! - `events`: [`ElectorConfig::record_events`], Kubernetes Events on the
+//!   Lease ("<identity> became leader") as client-go records them, through
+//!   kube-runtime's `Recorder`.
 //!
 //! # RBAC
 //! The elector needs `get`, `list`, `watch`, `create`, `update` and `patch`
@@ -99,6 +102,8 @@ mod config;
 mod elector;
 mod error;
 mod event;
+#[cfg(feature = "events")]
+mod events;
 pub mod guide;
 mod health;
 mod lock;

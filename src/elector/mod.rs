@@ -81,6 +81,8 @@ pub(crate) struct Settings {
     pub(crate) clock: Arc<dyn WallClock>,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: Option<crate::ElectorMetrics>,
+    #[cfg(feature = "events")]
+    pub(crate) events: Option<String>,
 }
 
 /// State shared between the task and its handle.
@@ -161,6 +163,8 @@ impl LeaderElector {
             clock: Arc::clone(&config.clock),
             #[cfg(feature = "metrics")]
             metrics: config.metrics.clone(),
+            #[cfg(feature = "events")]
+            events: config.events.clone(),
         };
         Ok(Self {
             client,
@@ -214,7 +218,7 @@ impl LeaderElector {
             .instrument(span.clone()),
         );
         let telemetry =
-            telemetry::Telemetry::new(Arc::clone(&shared), &self.settings, &self.lease_name);
+            span.in_scope(|| telemetry::Telemetry::new(Arc::clone(&shared), &self.settings, &api));
         let runner = runner::Runner::new(
             api,
             telemetry,

@@ -445,7 +445,9 @@ impl Runner {
             renew_at: sent + self.settings.retry_period,
             drained,
         });
-        self.telemetry.started_leading(sent, self.free_since.take());
+        let uid = observed.lease.metadata.uid.clone();
+        self.telemetry
+            .started_leading(sent, self.free_since.take(), uid.as_deref());
         tracing::info!(fencing_token, "started leading");
         self.publish();
     }
@@ -456,7 +458,11 @@ impl Runner {
         let active = self.term.take()?;
         active.term.token.cancel();
         self.shared.set_drain(None);
-        self.telemetry.stopped_leading();
+        let uid = match &self.view {
+            View::Present(observed) => observed.lease.metadata.uid.clone(),
+            _ => None,
+        };
+        self.telemetry.stopped_leading(uid.as_deref());
         if matches!(reason, Stop::Shutdown) {
             tracing::info!(%reason, "stopped leading");
         } else {
@@ -499,10 +505,12 @@ impl Runner {
             self.drain(active).await;
         }
         if !self.settings.release_on_cancel {
+            self.telemetry.close(self.settings.request_timeout).await;
             return Ok(ShutdownOutcome::ReleaseSkipped);
         }
         let outcome = self.release().await;
         self.publish();
+        self.telemetry.close(self.settings.request_timeout).await;
         outcome
     }
 

@@ -7,6 +7,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Shared;
+use crate::api::LeaseApi;
+#[cfg(feature = "events")]
+use crate::events::{EventSink, Note};
 #[cfg(feature = "metrics")]
 use crate::metrics::LeaseMetrics;
 
@@ -24,21 +27,33 @@ pub(super) struct Telemetry {
     shared: Arc<Shared>,
     #[cfg(feature = "metrics")]
     metrics: Option<LeaseMetrics>,
+    #[cfg(feature = "events")]
+    events: Option<EventSink>,
 }
 
 // Without the metrics feature, some reports go nowhere.
 #[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
 impl Telemetry {
-    pub(super) fn new(shared: Arc<Shared>, settings: &super::Settings, lease_name: &str) -> Self {
-        #[cfg(not(feature = "metrics"))]
-        let _ = (settings, lease_name);
+    pub(super) fn new(shared: Arc<Shared>, settings: &super::Settings, api: &LeaseApi) -> Self {
+        #[cfg(not(any(feature = "metrics", feature = "events")))]
+        let _ = (settings, api);
         Self {
             shared,
             #[cfg(feature = "metrics")]
             metrics: settings
                 .metrics
                 .as_ref()
-                .map(|metrics| metrics.for_lease(lease_name)),
+                .map(|metrics| metrics.for_lease(api.name())),
+            #[cfg(feature = "events")]
+            events: settings.events.clone().map(|controller| {
+                EventSink::spawn(
+                    api.client(),
+                    api.namespace(),
+                    api.name(),
+                    &settings.identity,
+                    controller,
+                )
+            }),
         }
     }
 
@@ -49,8 +64,21 @@ impl Telemetry {
 
     /// A term started with the write sent at `sent`; `free_since` is when
     /// this elector found the Lease free.
-    pub(super) fn started_leading(&self, sent: Instant, free_since: Option<Instant>) {
+    pub(super) fn started_leading(
+        &self,
+        sent: Instant,
+        free_since: Option<Instant>,
+        uid: Option<&str>,
+    ) {
         self.shared.set_renewed(sent);
+        #[cfg(feature = "events")]
+        if let Some(events) = &self.events {
+            events.send(Note::BecameLeader {
+                uid: uid.map(str::to_owned),
+            });
+        }
+        #[cfg(not(feature = "events"))]
+        let _ = uid;
         let handover = free_since.map(|since| since.elapsed());
         #[cfg(feature = "metrics")]
         if let Some(metrics) = &self.metrics {
@@ -60,7 +88,15 @@ impl Telemetry {
         let _ = handover;
     }
 
-    pub(super) fn stopped_leading(&self) {
+    pub(super) fn stopped_leading(&self, uid: Option<&str>) {
+        #[cfg(feature = "events")]
+        if let Some(events) = &self.events {
+            events.send(Note::StoppedLeading {
+                uid: uid.map(str::to_owned),
+            });
+        }
+        #[cfg(not(feature = "events"))]
+        let _ = uid;
         #[cfg(feature = "metrics")]
         if let Some(metrics) = &self.metrics {
             metrics.stopped_leading();
@@ -77,6 +113,17 @@ impl Telemetry {
         }
         #[cfg(not(feature = "metrics"))]
         let _ = round_trip;
+    }
+
+    /// Records what is still queued (events), for at most `patience`.
+    #[cfg_attr(not(feature = "events"), allow(clippy::unused_async))]
+    pub(super) async fn close(&mut self, patience: Duration) {
+        #[cfg(feature = "events")]
+        if let Some(events) = self.events.take() {
+            events.close(patience).await;
+        }
+        #[cfg(not(feature = "events"))]
+        let _ = patience;
     }
 
     pub(super) fn renew_failed(&self, reason: RenewFailure) {

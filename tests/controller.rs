@@ -196,10 +196,33 @@ async fn objects(target: &Target, run: &str, names: &[String]) -> Api<Lease> {
     api
 }
 
+/// Waits until `replica` has reconciled every object, then changes them all
+/// and waits until it has reconciled each change.
+async fn reconciles_all_then_changes(
+    probe: &Probe,
+    api: &Api<Lease>,
+    names: &[String],
+    replica: &str,
+) {
+    support::eventually(
+        &format!("{replica} reconciles every object"),
+        PATIENCE,
+        || probe.count(replica) >= names.len(),
+    )
+    .await;
+    touch(api, names, replica).await;
+    support::eventually(
+        &format!("{replica} reconciles the changes"),
+        PATIENCE,
+        || probe.count(replica) >= 2 * names.len(),
+    )
+    .await;
+}
+
 /// Changes every object, so that the controller reconciles each again.
-async fn touch(api: &Api<Lease>, names: &[String], n: usize) {
+async fn touch(api: &Api<Lease>, names: &[String], mark: &str) {
     for name in names {
-        let patch = serde_json::json!({ "metadata": { "annotations": { "test.kube-elector.io/touch": n.to_string() } } });
+        let patch = serde_json::json!({ "metadata": { "annotations": { "test.kube-elector.io/touch": mark } } });
         api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .expect("touch an object");
@@ -218,15 +241,7 @@ async fn reconciles_start_only_while_their_replica_leads() {
     let mut a = Replica::spawn(&target, config(&lease, &target), "gated-a", &run, &probe);
     a.wait_leading("a leads").await;
     let mut b = Replica::spawn(&target, config(&lease, &target), "gated-b", &run, &probe);
-    support::eventually("a reconciles every object", PATIENCE, || {
-        probe.count("gated-a") >= 3
-    })
-    .await;
-    touch(&api, &names, 1).await;
-    support::eventually("a reconciles the changes", PATIENCE, || {
-        probe.count("gated-a") >= 6
-    })
-    .await;
+    reconciles_all_then_changes(&probe, &api, &names, "gated-a").await;
     assert_eq!(
         probe.count("gated-b"),
         0,
@@ -237,15 +252,7 @@ async fn reconciles_start_only_while_their_replica_leads() {
     assert_eq!(a.shutdown().await, ShutdownOutcome::Released);
     b.wait_leading("b takes over").await;
     let a_total = probe.count("gated-a");
-    support::eventually("b reconciles every object", PATIENCE, || {
-        probe.count("gated-b") >= 3
-    })
-    .await;
-    touch(&api, &names, 2).await;
-    support::eventually("b reconciles the changes", PATIENCE, || {
-        probe.count("gated-b") >= 6
-    })
-    .await;
+    reconciles_all_then_changes(&probe, &api, &names, "gated-b").await;
     assert_eq!(
         probe.count("gated-a"),
         a_total,
@@ -289,14 +296,7 @@ async fn shutdown_releases_the_lease_only_after_the_reconcile_in_flight_finished
         &run,
         &probe,
     );
-    timeout(
-        PATIENCE,
-        b.state
-            .wait_for(|s| s.leader.as_deref() == Some("inflight-a")),
-    )
-    .await
-    .expect("b sees a lead")
-    .expect("b runs");
+    support::wait_sees_leader(&mut b.state, "inflight-a", PATIENCE).await;
 
     // a shuts down with a reconcile in flight: for twice the lease duration
     // the Lease stays a's and b does not lead.
@@ -354,13 +354,7 @@ async fn the_drain_timeout_bounds_a_reconcile_that_never_finishes() {
         &run,
         &probe,
     );
-    timeout(
-        PATIENCE,
-        b.state.wait_for(|s| s.leader.as_deref() == Some("stuck-a")),
-    )
-    .await
-    .expect("b sees a lead")
-    .expect("b runs");
+    support::wait_sees_leader(&mut b.state, "stuck-a", PATIENCE).await;
 
     a.token.cancel();
     // The reconcile never ends by itself, yet the Lease is released after the

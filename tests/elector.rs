@@ -534,13 +534,7 @@ async fn a_drain_longer_than_the_lease_keeps_followers_out_until_the_work_is_don
         .expect("leading");
     let follower = spawn(&target, &lease, "long-drain-1");
     let mut seen = follower.subscribe();
-    timeout(
-        PATIENCE,
-        seen.wait_for(|s| s.leader.as_deref() == Some("long-drain-0")),
-    )
-    .await
-    .expect("the follower sees the leader")
-    .expect("running");
+    support::wait_sees_leader(&mut seen, "long-drain-0", PATIENCE).await;
 
     // The work: it sees leadership end, then needs a while to finish.
     let (finish_tx, finish_rx) = tokio::sync::oneshot::channel::<()>();

@@ -75,13 +75,7 @@ async fn a_leader_whose_task_cannot_run_past_the_lease_is_unhealthy_followers_st
         .expect("leading");
     let follower = spawn(&target, config(&lease, &target, "healthy-b"), "healthy-b");
     let mut follower_state = follower.subscribe();
-    timeout(
-        PATIENCE,
-        follower_state.wait_for(|state| state.leader.as_deref() == Some("healthy-a")),
-    )
-    .await
-    .expect("the follower sees the leader")
-    .expect("follower running");
+    support::wait_sees_leader(&mut follower_state, "healthy-a", PATIENCE).await;
 
     let tolerance = Duration::from_millis(200);
     let leader_health = leader.health_check(tolerance);

@@ -100,13 +100,7 @@ async fn steady_state_is_quiet_a_lost_lease_warns_and_an_outage_warns_once() {
         .expect("leading");
     let follower = spawn(&target, &lease, "quiet-b");
     let mut follower_state = follower.subscribe();
-    timeout(
-        PATIENCE,
-        follower_state.wait_for(|state| state.leader.as_deref() == Some("quiet-a")),
-    )
-    .await
-    .expect("the follower sees the leader")
-    .expect("follower running");
+    support::wait_sees_leader(&mut follower_state, "quiet-a", PATIENCE).await;
     support::eventually("the follower's watch is up", PATIENCE, || {
         captured
             .text()

@@ -109,3 +109,19 @@ pub async fn eventually(
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Waits until `state` (an elector's, from `subscribe()`) names `leader` as
+/// the holder, for at most `patience`.
+pub async fn wait_sees_leader(
+    state: &mut tokio::sync::watch::Receiver<kube_elector::LeaderState>,
+    leader: &str,
+    patience: std::time::Duration,
+) {
+    tokio::time::timeout(
+        patience,
+        state.wait_for(|s| s.leader.as_deref() == Some(leader)),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("not within {patience:?}: an elector sees {leader} lead"))
+    .expect("the elector runs");
+}

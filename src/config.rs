@@ -179,8 +179,8 @@ impl ElectorConfig {
     }
 
     /// Records Kubernetes Events about the Lease as client-go does: reason
-    /// `LeaderElection`, note "<identity> became leader" and "<identity>
-    /// stopped leading", type Normal, with `controller` as the reporting
+    /// `LeaderElection`, note `<identity> became leader` and `<identity>
+    /// stopped leading`, type Normal, with `controller` as the reporting
     /// controller and the elector's identity as the reporting instance.
     /// Needs `create` and `patch` on `events` in `events.k8s.io`; failures
     /// are logged and never affect leadership.

@@ -1,5 +1,5 @@
 //! Kubernetes Events about the Lease, as client-go's `EventRecorder` records
-//! them: "<identity> became leader", "<identity> stopped leading".
+//! them: `<identity> became leader`, `<identity> stopped leading`.
 
 use std::time::Duration;
 

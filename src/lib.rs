@@ -87,7 +87,7 @@
 //! - `metrics`: [`ElectorMetrics`], Prometheus metrics through
 //!   `prometheus-client`.
 //! - `events`: [`ElectorConfig::record_events`], Kubernetes Events on the
-//!   Lease ("<identity> became leader") as client-go records them, through
+//!   Lease (`<identity> became leader`) as client-go records them, through
 //!   kube-runtime's `Recorder`.
 //!
 //! # RBAC

@@ -12,6 +12,11 @@
 //! schedule therefore keeps a lease duration between starting an elector and
 //! deleting the Lease, either way round.
 //!
+//! Every elector also keeps metrics and records Kubernetes Events through the
+//! same faulty client: neither may disturb leadership, and an elector that
+//! shut down has balanced its metrics (as many terms ended as started, the
+//! status back to 0, no fewer terms than the recorder saw).
+//!
 //! The default suite runs one short schedule. `KUBE_ELECTOR_CHAOS=long` runs
 //! many seeds for minutes each (CI does); `KUBE_ELECTOR_CHAOS_SEED=N` replays
 //! one seed. A failure prints the seed and the log of what was done.
@@ -28,10 +33,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use kube_elector::testing::{FaultTarget, LeaseApiServer};
-use kube_elector::{ElectorConfig, ElectorHandle, LeaderElector, SkewedClock};
+use kube_elector::{ElectorConfig, ElectorHandle, ElectorMetrics, LeaderElector, SkewedClock};
+use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
 use support::recorder::Recorder;
+use support::scrape::Scrape;
 
 const LEASE: Duration = Duration::from_secs(2);
 const RENEW_DEADLINE: Duration = Duration::from_secs(1);
@@ -65,6 +72,8 @@ struct Chaos {
     lease: String,
     recorder: Recorder,
     electors: Vec<ElectorHandle>,
+    /// Each elector's own metrics registry, by identity.
+    registries: Vec<(String, Registry)>,
     spawned: usize,
     log: String,
     started: Instant,
@@ -93,6 +102,11 @@ impl Chaos {
             .renew_deadline(RENEW_DEADLINE)
             .retry_period(RETRY)
             .clock(Arc::new(SkewedClock::new(SignedDuration::from_secs(skew))));
+        let mut registry = Registry::default();
+        let config = config
+            .metrics(ElectorMetrics::new(&mut registry))
+            .record_events("kube-elector-chaos");
+        self.registries.push((identity.clone(), registry));
         let handle = LeaderElector::new(self.server.client_for(&identity), config)
             .unwrap()
             .spawn();
@@ -100,6 +114,39 @@ impl Chaos {
         self.note(&format!("spawn {identity} with its clock {skew:+}s off"));
         self.spawned_at = Some(Instant::now());
         self.electors.push(handle);
+    }
+
+    /// The metrics of an elector that has shut down are balanced.
+    fn check_metrics(&self, identity: &str) {
+        let (_, registry) = self
+            .registries
+            .iter()
+            .find(|(id, _)| id == identity)
+            .expect("a registry per elector");
+        let scrape = Scrape::of(registry);
+        let series = |metric: &str, extra: &str| {
+            let value = scrape.value(&format!("{metric}{{name=\"{}\"{extra}}}", self.lease));
+            value.unwrap_or(0.0)
+        };
+        let transitions = "leader_election_transitions_total";
+        let started = series(transitions, ",transition=\"started_leading\"");
+        let stopped = series(transitions, ",transition=\"stopped_leading\"");
+        let status = series("leader_election_master_status", "");
+        let recorded = self
+            .recorder
+            .intervals()
+            .iter()
+            .filter(|i| i.who == identity)
+            .count();
+        #[allow(clippy::cast_precision_loss)] // a handful of terms
+        let recorded = recorded as f64;
+        assert!(
+            started == stopped && status == 0.0 && started >= recorded,
+            "{identity} shut down with unbalanced metrics: {started} terms started, {stopped} \
+             ended, status {status}, {recorded} terms recorded\n{}\n{}",
+            self.log,
+            scrape.text()
+        );
     }
 
     fn leader(&self) -> Option<String> {
@@ -167,7 +214,9 @@ impl Chaos {
                     if graceful { "graceful" } else { "crash" }
                 ));
                 if graceful {
+                    let identity = old.identity().to_owned();
                     let _ = old.shutdown().await;
+                    self.check_metrics(&identity);
                 } else {
                     // The task ends without releasing; the Lease expires on its own.
                     old.cancellation_token().cancel();
@@ -213,6 +262,7 @@ async fn run(seed: u64, duration: Duration) {
         lease: support::unique_name("chaos"),
         recorder: Recorder::default(),
         electors: Vec::new(),
+        registries: Vec::new(),
         spawned: 0,
         log: String::new(),
         started: Instant::now(),
@@ -251,8 +301,10 @@ async fn run(seed: u64, duration: Duration) {
             );
         }
     }
-    for e in chaos.electors.drain(..) {
+    for e in std::mem::take(&mut chaos.electors) {
+        let identity = e.identity().to_owned();
         let _ = e.shutdown().await;
+        chaos.check_metrics(&identity);
     }
     if let Some(overlap) = chaos.recorder.overlap() {
         panic!("seed {seed}: two leaders at once\n{}\n{overlap}", chaos.log);

@@ -19,6 +19,7 @@ use prometheus_client::registry::Registry;
 use tokio::time::timeout;
 
 use support::Target;
+use support::scrape::Scrape;
 
 const LEASE: Duration = Duration::from_secs(1);
 const RENEW_DEADLINE: Duration = Duration::from_millis(600);
@@ -142,27 +143,6 @@ async fn an_elector_is_ready_once_it_has_read_the_lease() {
 
 // === Metrics ===
 
-/// One scrape of a registry: `metric{labels} value` lines by their text
-/// before the value.
-struct Scrape(String);
-
-impl Scrape {
-    fn of(registry: &Registry) -> Self {
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, registry).expect("encode");
-        Self(text)
-    }
-
-    /// The value of the sample whose name and labels are `series`, e.g.
-    /// `leader_election_master_status{name="x"}`.
-    fn value(&self, series: &str) -> Option<f64> {
-        self.0.lines().find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().expect("a number"))
-        })
-    }
-}
-
 /// Each replica is a process of its own, with its own registry.
 struct Replica {
     registry: Arc<Mutex<Registry>>,
@@ -223,25 +203,25 @@ async fn metrics_follow_terms_renews_handovers_and_failures() {
     })
     .await;
     let scrape = a.scrape();
-    assert_eq!(scrape.value(&status), Some(1.0), "{}", scrape.0);
-    assert_eq!(scrape.value(&started), Some(1.0), "{}", scrape.0);
-    assert_eq!(scrape.value(&stopped), None, "{}", scrape.0);
+    assert_eq!(scrape.value(&status), Some(1.0), "{}", scrape.text());
+    assert_eq!(scrape.value(&started), Some(1.0), "{}", scrape.text());
+    assert_eq!(scrape.value(&stopped), None, "{}", scrape.text());
     let scrape = b.scrape();
-    assert_eq!(scrape.value(&status), Some(0.0), "{}", scrape.0);
-    assert_eq!(scrape.value(&started), None, "{}", scrape.0);
+    assert_eq!(scrape.value(&status), Some(0.0), "{}", scrape.text());
+    assert_eq!(scrape.value(&started), None, "{}", scrape.text());
 
     // A graceful handover: a stops (0, one stop), b starts (1, one handover).
     let mut b_events = b.handle.events();
     let Replica { registry, handle } = a;
     handle.shutdown().await.expect("a shuts down");
     let scrape = Scrape::of(&registry.lock().unwrap_or_else(PoisonError::into_inner));
-    assert_eq!(scrape.value(&status), Some(0.0), "{}", scrape.0);
-    assert_eq!(scrape.value(&stopped), Some(1.0), "{}", scrape.0);
+    assert_eq!(scrape.value(&status), Some(0.0), "{}", scrape.text());
+    assert_eq!(scrape.value(&stopped), Some(1.0), "{}", scrape.text());
     wait_for(&mut b_events, &LeaderEvent::StartedLeading).await;
     let scrape = b.scrape();
-    assert_eq!(scrape.value(&status), Some(1.0), "{}", scrape.0);
-    assert_eq!(scrape.value(&started), Some(1.0), "{}", scrape.0);
-    assert_eq!(scrape.value(&handovers), Some(1.0), "{}", scrape.0);
+    assert_eq!(scrape.value(&status), Some(1.0), "{}", scrape.text());
+    assert_eq!(scrape.value(&started), Some(1.0), "{}", scrape.text());
+    assert_eq!(scrape.value(&handovers), Some(1.0), "{}", scrape.text());
 
     let Some(server) = target.embedded() else {
         b.handle.shutdown().await.expect("b shuts down");
@@ -254,10 +234,10 @@ async fn metrics_follow_terms_renews_handovers_and_failures() {
     assert!(
         scrape.value(&failures).unwrap_or(0.0) >= 1.0,
         "{}",
-        scrape.0
+        scrape.text()
     );
-    assert_eq!(scrape.value(&status), Some(0.0), "{}", scrape.0);
-    assert_eq!(scrape.value(&stopped), Some(1.0), "{}", scrape.0);
+    assert_eq!(scrape.value(&status), Some(0.0), "{}", scrape.text());
+    assert_eq!(scrape.value(&stopped), Some(1.0), "{}", scrape.text());
     server.heal(FaultTarget::Client("metrics-b".into()));
     b.handle.shutdown().await.expect("b shuts down");
 }

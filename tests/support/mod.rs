@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)] // each test file uses a part of this
 
 pub mod recorder;
+pub mod scrape;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -126,8 +126,9 @@ impl Chaos {
             .expect("a registry per elector");
         let scrape = Scrape::of(registry);
         let series = |metric: &str, extra: &str| {
-            let value = scrape.value(&format!("{metric}{{name=\"{}\"{extra}}}", self.lease));
-            value.unwrap_or(0.0)
+            scrape
+                .value(&format!("{metric}{{name=\"{}\"{extra}}}", self.lease))
+                .unwrap_or(0.0)
         };
         let transitions = "leader_election_transitions_total";
         let started = series(transitions, ",transition=\"started_leading\"");

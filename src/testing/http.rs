@@ -1,34 +1,30 @@
-//! The HTTP side: routing, faults, request handlers and watch streams.
+//! The HTTP side: routing, faults and request handlers (watch streams are in
+//! `watch.rs`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{Events, Request as EventRequest};
 use super::faults::{FaultTarget, Faults, Flag, Verb};
+use super::selector::Selector;
 use super::status::{self, ApiError};
-use super::store::{Event, PatchKind, Store};
-use super::{admin, discovery};
+use super::store::{PatchKind, Store};
+use super::{admin, discovery, watch};
 
 /// kube-apiserver's default limit on request bodies (3 MiB).
 pub(crate) const MAX_BODY: usize = 3 * 1024 * 1024;
-/// kube-apiserver's `--min-request-timeout` default, for watches that give none.
-const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
-/// How often an idle watch that allows bookmarks gets one.
-const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
 
 pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
@@ -91,7 +87,7 @@ pub(crate) struct LeaseRequest {
 }
 
 impl LeaseRequest {
-    fn param(&self, key: &str) -> Option<&str> {
+    pub(crate) fn param(&self, key: &str) -> Option<&str> {
         self.query
             .iter()
             .find(|(k, _)| k == key)
@@ -316,7 +312,7 @@ async fn dispatch(
                 }),
             ))
         }
-        (Verb::Watch, ns, None) => watch(shared, &request, ns),
+        (Verb::Watch, ns, None) => watch::watch(shared, &request, ns),
         (Verb::Create, Some(ns), None) => {
             let manager = field_manager(&request, &req);
             let body = json_body(req, true).await?;
@@ -429,241 +425,6 @@ async fn json_body(req: Request<Incoming>, check_type: bool) -> Result<Value, Ap
     serde_json::from_slice(&bytes).map_err(|e| {
         status::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
     })
-}
-
-// === Selectors ===
-
-/// `fieldSelector` (`metadata.name`, `metadata.namespace`; `=`, `==`, `!=`)
-/// and `labelSelector` (equality only).
-#[derive(Debug, Default)]
-struct Selector {
-    fields: Vec<(String, bool, String)>,
-    labels: Vec<(String, bool, String)>,
-}
-
-impl Selector {
-    fn parse(request: &LeaseRequest) -> Result<Self, ApiError> {
-        let mut selector = Self::default();
-        for (param, out) in [
-            ("fieldSelector", &mut selector.fields),
-            ("labelSelector", &mut selector.labels),
-        ] {
-            for term in request
-                .param(param)
-                .unwrap_or("")
-                .split(',')
-                .filter(|t| !t.is_empty())
-            {
-                let (key, equal, value) = if let Some((k, v)) = term.split_once("!=") {
-                    (k, false, v)
-                } else if let Some((k, v)) = term.split_once("==") {
-                    (k, true, v)
-                } else if let Some((k, v)) = term.split_once('=') {
-                    (k, true, v)
-                } else {
-                    return Err(status::bad_request(format!("invalid selector: {term:?}")));
-                };
-                if param == "fieldSelector"
-                    && !matches!(key, "metadata.name" | "metadata.namespace")
-                {
-                    return Err(status::bad_request(format!(
-                        "field label not supported: {key}"
-                    )));
-                }
-                out.push((key.trim().to_owned(), equal, value.trim().to_owned()));
-            }
-        }
-        Ok(selector)
-    }
-
-    fn matches(&self, object: &Value) -> bool {
-        let fields_ok = self.fields.iter().all(|(key, equal, value)| {
-            let actual = match key.as_str() {
-                "metadata.name" => object["metadata"]["name"].as_str(),
-                _ => object["metadata"]["namespace"].as_str(),
-            };
-            (actual == Some(value.as_str())) == *equal
-        });
-        let labels_ok = self.labels.iter().all(|(key, equal, value)| {
-            (object["metadata"]["labels"][key].as_str() == Some(value.as_str())) == *equal
-        });
-        fields_ok && labels_ok
-    }
-}
-
-// === Watch ===
-
-fn watch(
-    shared: &Arc<Shared>,
-    request: &LeaseRequest,
-    ns: Option<&str>,
-) -> Result<Response<Body>, ApiError> {
-    let selector = Selector::parse(request)?;
-    let from = match request.param("resourceVersion") {
-        None | Some("" | "0") => None,
-        Some(v) => Some(
-            v.parse::<u64>()
-                .map_err(|_| status::bad_request(format!("invalid resource version: {v:?}")))?,
-        ),
-    };
-    let timeout = request
-        .param("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .map_or(DEFAULT_WATCH_TIMEOUT, Duration::from_secs);
-    let bookmarks = request.param("allowWatchBookmarks") == Some("true");
-    let name = selector
-        .fields
-        .iter()
-        .find(|(key, equal, _)| key == "metadata.name" && *equal)
-        .map(|(_, _, value)| value.as_str());
-    let start = match shared.store.watch(ns, name, from) {
-        Ok(start) => start,
-        // A too-old version is answered inside the stream, as kube-apiserver does.
-        Err(e) if e.code == 410 => {
-            let line = json!({ "type": "ERROR", "object": e.body });
-            let (tx, rx) = mpsc::channel(1);
-            let _ = tx.try_send(Ok(line_bytes(&line)));
-            return Ok(stream_response(rx));
-        }
-        Err(e) => return Err(e),
-    };
-    let (tx, rx) = mpsc::channel(64);
-    let stream = WatchStream {
-        shared: Arc::clone(shared),
-        client: request.client.clone(),
-        namespace: ns.map(str::to_owned),
-        selector,
-        tx,
-        last: from.unwrap_or(0),
-    };
-    tokio::spawn(stream.run(start.backlog, start.live, timeout, bookmarks));
-    Ok(stream_response(rx))
-}
-
-fn stream_response(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Response<Body> {
-    let frames = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item.map(Frame::data), rx))
-    });
-    let mut response = Response::new(StreamBody::new(frames).boxed_unsync());
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        "application/json".parse().expect("static header"),
-    );
-    response
-}
-
-fn line_bytes(value: &Value) -> Bytes {
-    let mut bytes = serde_json::to_vec(value).unwrap_or_default();
-    bytes.push(b'\n');
-    Bytes::from(bytes)
-}
-
-struct WatchStream {
-    shared: Arc<Shared>,
-    client: String,
-    namespace: Option<String>,
-    selector: Selector,
-    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
-    last: u64,
-}
-
-impl WatchStream {
-    fn wanted(&self, event: &Event) -> bool {
-        self.namespace
-            .as_ref()
-            .is_none_or(|ns| *ns == event.namespace)
-            && self.selector.matches(&event.object)
-    }
-
-    async fn send(&mut self, event: &Event) -> bool {
-        self.last = self.last.max(event.version);
-        if !self.wanted(event) {
-            return true;
-        }
-        let line = json!({ "type": event.change.as_str(), "object": event.object });
-        self.tx.send(Ok(line_bytes(&line))).await.is_ok()
-    }
-
-    async fn bookmark(&mut self) -> bool {
-        let version = self.last.max(self.shared.store.version());
-        let line = json!({
-            "type": "BOOKMARK",
-            "object": {
-                "kind": "Lease",
-                "apiVersion": "coordination.k8s.io/v1",
-                "metadata": { "resourceVersion": version.to_string() },
-            },
-        });
-        self.tx.send(Ok(line_bytes(&line))).await.is_ok()
-    }
-
-    async fn run(
-        mut self,
-        backlog: Vec<Event>,
-        mut live: broadcast::Receiver<Event>,
-        timeout: Duration,
-        bookmarks: bool,
-    ) {
-        for event in &backlog {
-            if !self.send(event).await {
-                return;
-            }
-        }
-        let end = tokio::time::Instant::now() + timeout;
-        let mut faults = self.shared.faults.subscribe();
-        let mut tick = tokio::time::interval(BOOKMARK_EVERY);
-        tick.reset();
-        loop {
-            // A partitioned or hung client gets nothing; a partition that heals
-            // breaks the stream, as a lost connection would.
-            let state = faults.borrow_and_update().clone();
-            if state.partitioned(&self.client)
-                || state.hung(&self.client)
-                || state.refused(&self.client)
-            {
-                let heals = state.heals;
-                let client = self.client.clone();
-                let lifted = faults.wait_for(|s| {
-                    !(s.partitioned(&client) || s.hung(&client) || s.refused(&client))
-                });
-                let healed = tokio::select! {
-                    r = lifted => r.map_or(true, |s| s.heals != heals),
-                    () = tokio::time::sleep_until(end) => return,
-                    () = self.shared.shutdown.cancelled() => return,
-                };
-                if healed || state.refused(&self.client) {
-                    let _ = self.tx.send(Err(std::io::Error::other(Dropped))).await;
-                    return;
-                }
-                continue;
-            }
-            tokio::select! {
-                received = live.recv() => match received {
-                    Ok(event) => {
-                        if event.version > self.last && !self.send(&event).await {
-                            return;
-                        }
-                    }
-                    // Too slow to keep up: end the watch; the client starts anew.
-                    Err(broadcast::error::RecvError::Lagged(_) | broadcast::error::RecvError::Closed) => return,
-                },
-                _ = faults.changed() => {}
-                _ = tick.tick(), if bookmarks => {
-                    if !self.bookmark().await {
-                        return;
-                    }
-                }
-                () = tokio::time::sleep_until(end) => {
-                    if bookmarks {
-                        self.bookmark().await;
-                    }
-                    return;
-                }
-                () = self.tx.closed() => return,
-                () = self.shared.shutdown.cancelled() => return,
-            }
-        }
-    }
 }
 
 // === Queries ===

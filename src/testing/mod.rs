@@ -53,8 +53,10 @@ mod events;
 mod faults;
 mod fields;
 mod http;
+mod selector;
 mod status;
 mod store;
+mod watch;
 
 use std::io::Write as _;
 use std::net::SocketAddr;

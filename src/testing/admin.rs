@@ -8,7 +8,8 @@ use hyper::Method;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use super::faults::{Flag, Verb};
+use super::answers::Snapshot;
+use super::faults::{Delay, Flag, Verb};
 use super::http::{Body, MAX_BODY, Shared, json_response, target_of};
 
 pub(crate) async fn handle(
@@ -48,9 +49,17 @@ pub(crate) async fn handle(
     }
 }
 
-/// `{"clear": true}` or `{"target": "all"|"<client>", "latency_ms": N,
-/// "error_rate": F, "refuse": B, "hang": B, "partition": B, "forbid": [verbs],
-/// "allow": [verbs]}`; absent keys leave their fault as it is.
+/// `{"clear": true}` or `{"target": "all"|"<client>", ...}` with any of:
+/// - `"latency_ms": N`, `"error_rate": F`, `"refuse": B`, `"hang": B`,
+///   `"partition": B`, `"forbid": [verbs]`, `"allow": [verbs]`;
+/// - `"watch_delay_ms": N`, `"watch_black_hole": B`, `"watch_error": B`
+///   (`delay_watch`, `black_hole_watch`, `fail_watch`);
+/// - `"lose_write_answers": B`, `"write_answer_delay_ms": N`,
+///   `"stale_reads": B` (`lose_write_answers`, `delay_write_answers`,
+///   `stale_reads`).
+///
+/// Durations in milliseconds, zero clears; absent keys leave their fault as
+/// it is.
 fn apply_faults(shared: &Shared, spec: &Value) -> Result<(), String> {
     let faults = &shared.faults;
     if spec["clear"] == true {
@@ -58,8 +67,14 @@ fn apply_faults(shared: &Shared, spec: &Value) -> Result<(), String> {
         return Ok(());
     }
     let target = target_of(spec["target"].as_str().unwrap_or("all"));
-    if let Some(ms) = spec["latency_ms"].as_u64() {
-        faults.set_latency(target.clone(), Duration::from_millis(ms));
+    for (key, kind) in [
+        ("latency_ms", Delay::Request),
+        ("watch_delay_ms", Delay::Watch),
+        ("write_answer_delay_ms", Delay::WriteAnswer),
+    ] {
+        if let Some(ms) = spec[key].as_u64() {
+            faults.set_delay(kind, target.clone(), Duration::from_millis(ms));
+        }
     }
     if let Some(rate) = spec["error_rate"].as_f64() {
         faults.set_error_rate(target.clone(), rate);
@@ -68,10 +83,17 @@ fn apply_faults(shared: &Shared, spec: &Value) -> Result<(), String> {
         ("refuse", Flag::Refused),
         ("hang", Flag::Hung),
         ("partition", Flag::Partitioned),
+        ("watch_black_hole", Flag::WatchBlackHole),
+        ("watch_error", Flag::WatchError),
+        ("lose_write_answers", Flag::LoseWriteAnswers),
     ] {
         if let Some(on) = spec[key].as_bool() {
             faults.set_flag(flag, target.clone(), on);
         }
+    }
+    if let Some(on) = spec["stale_reads"].as_bool() {
+        let snapshot = on.then(|| Snapshot::of(&shared.store));
+        faults.set_stale_reads(target.clone(), snapshot);
     }
     for (key, on) in [("forbid", true), ("allow", false)] {
         for verb in spec[key].as_array().into_iter().flatten() {

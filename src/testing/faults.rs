@@ -2,10 +2,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
+
+use super::answers::Snapshot;
 
 /// Which clients a fault applies to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -75,6 +77,14 @@ impl Verb {
     pub(crate) fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
+
+    /// Whether it changes the store (create, update, patch, delete).
+    pub(crate) fn is_write(self) -> bool {
+        matches!(
+            self,
+            Self::Create | Self::Update | Self::Patch | Self::Delete
+        )
+    }
 }
 
 impl fmt::Display for Verb {
@@ -142,6 +152,13 @@ pub(crate) struct FaultState {
     hung: BTreeSet<FaultTarget>,
     partitioned: BTreeSet<FaultTarget>,
     forbidden: BTreeSet<(FaultTarget, Verb)>,
+    watch_delay: BTreeMap<FaultTarget, Duration>,
+    watch_black_hole: BTreeSet<FaultTarget>,
+    watch_error: BTreeSet<FaultTarget>,
+    lose_write_answers: BTreeSet<FaultTarget>,
+    write_answer_delay: BTreeMap<FaultTarget, Duration>,
+    /// The store as it was when `stale_reads` was set for the target.
+    stale_reads: BTreeMap<FaultTarget, Arc<Snapshot>>,
     /// Raised on every heal, so that requests held by a partition know to fail.
     pub(crate) heals: u64,
 }
@@ -151,13 +168,36 @@ impl FaultState {
         set.iter().any(|t| t.matches(client))
     }
 
-    pub(crate) fn latency(&self, client: &str) -> Duration {
-        self.latency
+    /// The longest delay aimed at `client`.
+    fn longest(delays: &BTreeMap<FaultTarget, Duration>, client: &str) -> Duration {
+        delays
             .iter()
             .filter(|(t, _)| t.matches(client))
             .map(|(_, d)| *d)
             .max()
             .unwrap_or(Duration::ZERO)
+    }
+
+    pub(crate) fn latency(&self, client: &str) -> Duration {
+        Self::longest(&self.latency, client)
+    }
+
+    pub(crate) fn watch_delay(&self, client: &str) -> Duration {
+        Self::longest(&self.watch_delay, client)
+    }
+
+    pub(crate) fn write_answer_delay(&self, client: &str) -> Duration {
+        Self::longest(&self.write_answer_delay, client)
+    }
+
+    /// The oldest snapshot aimed at `client`, if its reads are stale.
+    pub(crate) fn stale_reads(&self, client: &str) -> Option<Arc<Snapshot>> {
+        self.stale_reads
+            .iter()
+            .filter(|(t, _)| t.matches(client))
+            .map(|(_, s)| s)
+            .min_by_key(|s| s.version())
+            .cloned()
     }
 
     pub(crate) fn error_rate(&self, client: &str) -> f64 {
@@ -178,6 +218,33 @@ impl FaultState {
 
     pub(crate) fn partitioned(&self, client: &str) -> bool {
         Self::any(&self.partitioned, client)
+    }
+
+    /// Whether `flag` applies to `client`.
+    pub(crate) fn flagged(&self, flag: Flag, client: &str) -> bool {
+        Self::any(self.flag_set(flag), client)
+    }
+
+    fn flag_set(&self, flag: Flag) -> &BTreeSet<FaultTarget> {
+        match flag {
+            Flag::Refused => &self.refused,
+            Flag::Hung => &self.hung,
+            Flag::Partitioned => &self.partitioned,
+            Flag::WatchBlackHole => &self.watch_black_hole,
+            Flag::WatchError => &self.watch_error,
+            Flag::LoseWriteAnswers => &self.lose_write_answers,
+        }
+    }
+
+    fn flag_set_mut(&mut self, flag: Flag) -> &mut BTreeSet<FaultTarget> {
+        match flag {
+            Flag::Refused => &mut self.refused,
+            Flag::Hung => &mut self.hung,
+            Flag::Partitioned => &mut self.partitioned,
+            Flag::WatchBlackHole => &mut self.watch_black_hole,
+            Flag::WatchError => &mut self.watch_error,
+            Flag::LoseWriteAnswers => &mut self.lose_write_answers,
+        }
     }
 
     pub(crate) fn forbidden(&self, client: &str, verb: Verb) -> bool {
@@ -218,12 +285,32 @@ impl Faults {
         self.state.send_modify(f);
     }
 
-    pub(crate) fn set_latency(&self, target: FaultTarget, latency: Duration) {
+    /// Sets a delay of `kind` for `target` (zero clears it).
+    pub(crate) fn set_delay(&self, kind: Delay, target: FaultTarget, delay: Duration) {
         self.modify(|s| {
-            if latency.is_zero() {
-                s.latency.remove(&target);
+            let delays = match kind {
+                Delay::Request => &mut s.latency,
+                Delay::Watch => &mut s.watch_delay,
+                Delay::WriteAnswer => &mut s.write_answer_delay,
+            };
+            if delay.is_zero() {
+                delays.remove(&target);
             } else {
-                s.latency.insert(target, latency);
+                delays.insert(target, delay);
+            }
+        });
+    }
+
+    /// Answers the reads of `target` from `snapshot`, or (with `None`) from
+    /// the store again.
+    pub(crate) fn set_stale_reads(&self, target: FaultTarget, snapshot: Option<Snapshot>) {
+        self.modify(|s| match snapshot {
+            Some(snapshot) => {
+                s.stale_reads.insert(target, Arc::new(snapshot));
+            }
+            None if target == FaultTarget::All => s.stale_reads.clear(),
+            None => {
+                s.stale_reads.remove(&target);
             }
         });
     }
@@ -240,11 +327,7 @@ impl Faults {
 
     pub(crate) fn set_flag(&self, kind: Flag, target: FaultTarget, on: bool) {
         self.modify(|s| {
-            let set = match kind {
-                Flag::Refused => &mut s.refused,
-                Flag::Hung => &mut s.hung,
-                Flag::Partitioned => &mut s.partitioned,
-            };
+            let set = s.flag_set_mut(kind);
             if on {
                 set.insert(target);
             } else {
@@ -315,9 +398,24 @@ impl Faults {
     }
 }
 
+/// Faults that are on or off for a target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Flag {
     Refused,
     Hung,
     Partitioned,
+    WatchBlackHole,
+    WatchError,
+    LoseWriteAnswers,
+}
+
+/// Faults that delay something by a duration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Delay {
+    /// Every request, before it is handled.
+    Request,
+    /// Every watch event and bookmark.
+    Watch,
+    /// The answer to a write, after it was applied.
+    WriteAnswer,
 }

@@ -21,7 +21,7 @@ use super::faults::{FaultTarget, Faults, Flag, Verb};
 use super::selector::Selector;
 use super::status::{self, ApiError};
 use super::store::{PatchKind, Store};
-use super::{admin, discovery, watch};
+use super::{admin, answers, discovery, watch};
 
 /// kube-apiserver's default limit on request bodies (3 MiB).
 pub(crate) const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -197,15 +197,19 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     }
 
     let request = LeaseRequest {
-        client,
+        client: client.clone(),
         verb,
         namespace: namespace.map(str::to_owned),
         name: name.map(str::to_owned),
         query,
     };
-    Ok(dispatch(&shared, request, req)
+    let answer = dispatch(&shared, request, req)
         .await
-        .unwrap_or_else(|e| error(&e)))
+        .unwrap_or_else(|e| error(&e));
+    if verb.is_write() {
+        return answers::write_answer(&shared, &client, answer).await;
+    }
+    Ok(answer)
 }
 
 /// The `events.k8s.io/v1` paths (see `events.rs`).
@@ -246,11 +250,7 @@ async fn events_route(
 /// Holds a request while `flag` applies to `client` (or the server shuts down).
 async fn hold_until(shared: &Shared, client: &str, flag: Flag) {
     let mut faults = shared.faults.subscribe();
-    let lifted = faults.wait_for(|s| match flag {
-        Flag::Partitioned => !s.partitioned(client),
-        Flag::Hung => !s.hung(client),
-        Flag::Refused => !s.refused(client),
-    });
+    let lifted = faults.wait_for(|s| !s.flagged(flag, client));
     tokio::select! {
         _ = lifted => {}
         () = shared.shutdown.cancelled() => {}
@@ -297,21 +297,7 @@ async fn dispatch(
     let store = &shared.store;
     let ns = request.namespace.as_deref();
     match (request.verb, ns, request.name.as_deref()) {
-        (Verb::Get, Some(ns), Some(name)) => Ok(respond(200, &store.get(ns, name)?)),
-        (Verb::List, ns, None) => {
-            let filter = Selector::parse(&request)?;
-            let (items, version) = store.list(ns, |o| filter.matches(o));
-            let items: Vec<Value> = items.into_iter().map(strip_type).collect();
-            Ok(respond(
-                200,
-                &json!({
-                    "kind": "LeaseList",
-                    "apiVersion": "coordination.k8s.io/v1",
-                    "metadata": { "resourceVersion": version.to_string() },
-                    "items": items,
-                }),
-            ))
-        }
+        (Verb::Get, Some(_), Some(_)) | (Verb::List, _, None) => read(shared, &request),
         (Verb::Watch, ns, None) => watch::watch(shared, &request, ns),
         (Verb::Create, Some(ns), None) => {
             let manager = field_manager(&request, &req);
@@ -386,6 +372,45 @@ async fn dispatch(
             Ok(respond(
                 200,
                 &store.delete(&ns, &name, precondition.as_deref())?,
+            ))
+        }
+        _ => Err(status::no_route()),
+    }
+}
+
+/// GET and LIST, from the store or, for a client with stale reads, from
+/// its snapshot.
+fn read(shared: &Shared, request: &LeaseRequest) -> Result<Response<Body>, ApiError> {
+    let store = &shared.store;
+    let stale = shared.faults.snapshot().stale_reads(&request.client);
+    match (
+        request.verb,
+        request.namespace.as_deref(),
+        request.name.as_deref(),
+    ) {
+        (Verb::Get, Some(ns), Some(name)) => Ok(respond(
+            200,
+            &match &stale {
+                Some(snapshot) => snapshot.get(ns, name)?,
+                None => store.get(ns, name)?,
+            },
+        )),
+        (Verb::List, ns, None) => {
+            let filter = Selector::parse(request)?;
+            let keep = |o: &Value| filter.matches(o);
+            let (items, version) = match &stale {
+                Some(snapshot) => snapshot.list(ns, keep),
+                None => store.list(ns, keep),
+            };
+            let items: Vec<Value> = items.into_iter().map(strip_type).collect();
+            Ok(respond(
+                200,
+                &json!({
+                    "kind": "LeaseList",
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "metadata": { "resourceVersion": version.to_string() },
+                    "items": items,
+                }),
             ))
         }
         _ => Err(status::no_route()),

@@ -15,8 +15,10 @@
 //! kubeconfig user with `as:` sends; [`LeaseApiServer::write_kubeconfig`]
 //! writes both), so that faults can be aimed at it:
 //! latency, an error rate, refused connections, requests that hang until
-//! released, partitions that heal, 403 for a verb. Requests are counted by
-//! client and verb.
+//! released, partitions that heal, 403 for a verb; watches that deliver late,
+//! deliver nothing or fail; write answers that are lost or late after the
+//! write was applied; reads answered from an old snapshot. Requests are
+//! counted by client and verb.
 //!
 //! ```
 //! use k8s_openapi::api::coordination::v1::Lease;
@@ -42,12 +44,15 @@
 //! - `POST /_testing/reset`: sets the counters to zero;
 //! - `POST /_testing/faults` with a JSON body `{"target": "all" | "<client>",
 //!   "latency_ms": N, "error_rate": F, "refuse": B, "hang": B, "partition": B,
-//!   "forbid": ["watch", ...], "allow": [...]}` (absent keys change nothing),
-//!   or `{"clear": true}`.
+//!   "forbid": ["watch", ...], "allow": [...], "watch_delay_ms": N,
+//!   "watch_black_hole": B, "watch_error": B, "lose_write_answers": B,
+//!   "write_answer_delay_ms": N, "stale_reads": B}` (absent keys change
+//!   nothing; a zero duration clears), or `{"clear": true}`.
 //!
 //! Run it standalone with `cargo run --features testing --example lease-apiserver`.
 
 mod admin;
+mod answers;
 mod discovery;
 mod events;
 mod faults;
@@ -67,7 +72,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::DropGuard;
 
-use faults::Flag;
+use answers::Snapshot;
+use faults::{Delay, Flag};
 pub use faults::{FaultTarget, RequestCounts, Verb};
 use http::Shared;
 
@@ -169,7 +175,9 @@ impl LeaseApiServer {
 
     /// Delays every request of `target` by `latency` (zero clears it).
     pub fn set_latency(&self, target: FaultTarget, latency: Duration) {
-        self.shared.faults.set_latency(target, latency);
+        self.shared
+            .faults
+            .set_delay(Delay::Request, target, latency);
     }
 
     /// Answers a fraction `rate` (0 to 1) of the requests of `target` with
@@ -227,7 +235,69 @@ impl LeaseApiServer {
         self.shared.events.forbid(target, forbidden);
     }
 
-    /// Lifts every fault (held requests of partitions fail, hung ones proceed).
+    /// Delivers the watch events (ADDED, MODIFIED, DELETED) and bookmarks of
+    /// `target`'s watches `delay` late, in order: each is held until it
+    /// reached the watch plus `delay` (zero clears it, and sends what was
+    /// held). A watch that reaches its `timeoutSeconds` ends once what it
+    /// held is sent.
+    pub fn delay_watch(&self, target: FaultTarget, delay: Duration) {
+        self.shared.faults.set_delay(Delay::Watch, target, delay);
+    }
+
+    /// Black-holes `target`'s watches, open ones and new ones (or, with
+    /// `on: false`, lifts it): they stay connected but deliver nothing, no
+    /// events, no bookmarks, not even their end at `timeoutSeconds`. When it
+    /// is lifted they deliver, in order, what happened meanwhile, as a
+    /// stalled TCP connection would, and end if their timeout has passed. A
+    /// watch that falls more than 16384 events behind ends.
+    pub fn black_hole_watch(&self, target: FaultTarget, on: bool) {
+        self.shared
+            .faults
+            .set_flag(Flag::WatchBlackHole, target, on);
+    }
+
+    /// Breaks `target`'s watches as a broken watch cache would (or, with
+    /// `on: false`, lifts it): every new watch gets 200 and then a single
+    /// `ERROR` event carrying a 500 `InternalError` Status, and its stream
+    /// ends; an open watch sends what it already received, then that
+    /// `ERROR`, then ends.
+    pub fn fail_watch(&self, target: FaultTarget, on: bool) {
+        self.shared.faults.set_flag(Flag::WatchError, target, on);
+    }
+
+    /// Loses the answers to `target`'s Lease writes (create, update, patch,
+    /// delete), or with `on: false` delivers them again: each write is
+    /// applied as usual (committed, `resourceVersion` raised, watch events
+    /// sent) but its connection is then dropped without an answer, so the
+    /// client sees a connection error. The answer is lost whatever it was,
+    /// a 409 included.
+    pub fn lose_write_answers(&self, target: FaultTarget, on: bool) {
+        self.shared
+            .faults
+            .set_flag(Flag::LoseWriteAnswers, target, on);
+    }
+
+    /// Applies `target`'s Lease writes at once but sends their answers
+    /// `delay` later (zero clears it).
+    pub fn delay_write_answers(&self, target: FaultTarget, delay: Duration) {
+        self.shared
+            .faults
+            .set_delay(Delay::WriteAnswer, target, delay);
+    }
+
+    /// Answers `target`'s GET and LIST of Leases from a snapshot of the store
+    /// taken now (or, with `on: false`, from the store again), as a lagging
+    /// watch cache can serve an older `resourceVersion` than one it already
+    /// served. Setting it again takes a new snapshot; when several snapshots
+    /// apply to a client, the oldest answers. Writes and watches are
+    /// unaffected: a write based on a stale read conflicts as usual.
+    pub fn stale_reads(&self, target: FaultTarget, on: bool) {
+        let snapshot = on.then(|| Snapshot::of(&self.shared.store));
+        self.shared.faults.set_stale_reads(target, snapshot);
+    }
+
+    /// Lifts every fault (held requests of partitions fail, hung ones
+    /// proceed, black-holed and delayed watches send what they held).
     pub fn clear_faults(&self) {
         self.shared.faults.clear();
     }

@@ -229,6 +229,16 @@ pub(crate) fn injected() -> ApiError {
     )
 }
 
+/// The ERROR a broken watch cache sends inside a watch stream.
+pub(crate) fn watch_failed() -> ApiError {
+    failure(
+        500,
+        "InternalError",
+        "Internal error occurred: injected watch failure".into(),
+        Some(json!({ "causes": [{ "message": "injected watch failure" }] })),
+    )
+}
+
 pub(crate) fn expired(requested: u64, oldest: u64) -> ApiError {
     failure(
         410,

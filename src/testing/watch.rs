@@ -1,6 +1,7 @@
 //! Watch streams: the backlog a watch starts from, then live events and
 //! bookmarks, as kube-apiserver sends them.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,9 @@ use hyper::body::Frame;
 use hyper::header::CONTENT_TYPE;
 use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
 
+use super::faults::Flag;
 use super::http::{Body, Dropped, LeaseRequest, Shared};
 use super::selector::Selector;
 use super::status::{self, ApiError};
@@ -64,6 +67,7 @@ pub(crate) fn watch(
         selector,
         tx,
         last: from.unwrap_or(0),
+        pending: VecDeque::new(),
     };
     tokio::spawn(stream.run(start.backlog, start.live, timeout, bookmarks));
     Ok(stream_response(rx))
@@ -87,13 +91,30 @@ fn line_bytes(value: &serde_json::Value) -> Bytes {
     Bytes::from(bytes)
 }
 
+/// At most this many live events and bookmarks wait in a delayed or
+/// black-holed watch; one more ends the watch, as kube-apiserver drops a
+/// watcher that cannot keep up.
+const MAX_PENDING: usize = 16_384;
+
+/// A line waiting to be sent, and when it reached the watch.
+struct Pending {
+    arrived: Instant,
+    line: Bytes,
+}
+
+/// The client went away.
+struct Closed;
+
 struct WatchStream {
     shared: Arc<Shared>,
     client: String,
     namespace: Option<String>,
     selector: Selector,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    /// The newest version this watch has received (sent or not).
     last: u64,
+    /// Received, not yet sent: held by a watch delay or a black hole.
+    pending: VecDeque<Pending>,
 }
 
 impl WatchStream {
@@ -104,26 +125,54 @@ impl WatchStream {
             && self.selector.matches(&event.object)
     }
 
-    async fn send(&mut self, event: &Event) -> bool {
+    /// The line of `event`, if this watch wants it.
+    fn event_line(&mut self, event: &Event) -> Option<Bytes> {
         self.last = self.last.max(event.version);
-        if !self.wanted(event) {
-            return true;
-        }
-        let line = json!({ "type": event.change.as_str(), "object": event.object });
-        self.tx.send(Ok(line_bytes(&line))).await.is_ok()
+        self.wanted(event)
+            .then(|| line_bytes(&json!({ "type": event.change.as_str(), "object": event.object })))
     }
 
-    async fn bookmark(&mut self) -> bool {
+    fn bookmark_line(&self) -> Bytes {
         let version = self.last.max(self.shared.store.version());
-        let line = json!({
+        line_bytes(&json!({
             "type": "BOOKMARK",
             "object": {
                 "kind": "Lease",
                 "apiVersion": "coordination.k8s.io/v1",
                 "metadata": { "resourceVersion": version.to_string() },
             },
+        }))
+    }
+
+    fn push(&mut self, line: Bytes) {
+        self.pending.push_back(Pending {
+            arrived: Instant::now(),
+            line,
         });
-        self.tx.send(Ok(line_bytes(&line))).await.is_ok()
+    }
+
+    /// Queues a live line; `false` when too many are waiting.
+    fn push_live(&mut self, line: Bytes) -> bool {
+        if self.pending.len() >= MAX_PENDING {
+            return false;
+        }
+        self.push(line);
+        true
+    }
+
+    /// Sends, in order, every pending line whose arrival plus `delay` has
+    /// passed; returns when the next one is due.
+    async fn send_due(&mut self, delay: Duration) -> Result<Option<Instant>, Closed> {
+        while let Some(next) = self.pending.front() {
+            let due = next.arrived + delay;
+            if due > Instant::now() {
+                return Ok(Some(due));
+            }
+            if let Some(next) = self.pending.pop_front() {
+                self.tx.send(Ok(next.line)).await.map_err(|_| Closed)?;
+            }
+        }
+        Ok(None)
     }
 
     async fn run(
@@ -133,13 +182,22 @@ impl WatchStream {
         timeout: Duration,
         bookmarks: bool,
     ) {
-        for event in &backlog {
-            if !self.send(event).await {
-                return;
+        let mut faults = self.shared.faults.subscribe();
+        // A watch that starts broken sends its error alone.
+        let mut failed = faults.borrow().flagged(Flag::WatchError, &self.client);
+        if failed {
+            self.push(watch_error_line());
+        } else {
+            for event in &backlog {
+                if let Some(line) = self.event_line(event) {
+                    self.push(line);
+                }
             }
         }
-        let end = tokio::time::Instant::now() + timeout;
-        let mut faults = self.shared.faults.subscribe();
+        let end = Instant::now() + timeout;
+        // Set once nothing more is to be received: the watch ends when the
+        // pending lines are sent.
+        let mut ending = failed;
         let mut tick = tokio::time::interval(BOOKMARK_EVERY);
         tick.reset();
         loop {
@@ -166,10 +224,32 @@ impl WatchStream {
                 }
                 continue;
             }
+            // A watch that breaks sends what it received, then the error.
+            if !failed && state.flagged(Flag::WatchError, &self.client) {
+                failed = true;
+                ending = true;
+                self.push(watch_error_line());
+            }
+            // A black hole holds everything, the end of the stream included.
+            let held = state.flagged(Flag::WatchBlackHole, &self.client);
+            let mut next_due = None;
+            if !held {
+                let Ok(due) = self.send_due(state.watch_delay(&self.client)).await else {
+                    return;
+                };
+                if ending && self.pending.is_empty() {
+                    return;
+                }
+                next_due = due;
+            }
+            let receiving = !ending;
             tokio::select! {
-                received = live.recv() => match received {
+                received = live.recv(), if receiving => match received {
                     Ok(event) => {
-                        if event.version > self.last && !self.send(&event).await {
+                        if event.version > self.last
+                            && let Some(text) = self.event_line(&event)
+                            && !self.push_live(text)
+                        {
                             return;
                         }
                     }
@@ -177,20 +257,27 @@ impl WatchStream {
                     Err(broadcast::error::RecvError::Lagged(_) | broadcast::error::RecvError::Closed) => return,
                 },
                 _ = faults.changed() => {}
-                _ = tick.tick(), if bookmarks => {
-                    if !self.bookmark().await {
+                _ = tick.tick(), if bookmarks && receiving => {
+                    let bookmark = self.bookmark_line();
+                    if !self.push_live(bookmark) {
                         return;
                     }
                 }
-                () = tokio::time::sleep_until(end) => {
+                () = tokio::time::sleep_until(end), if receiving && !held => {
+                    ending = true;
                     if bookmarks {
-                        self.bookmark().await;
+                        let bookmark = self.bookmark_line();
+                        self.push(bookmark);
                     }
-                    return;
                 }
+                () = tokio::time::sleep_until(next_due.unwrap_or(end)), if next_due.is_some() => {}
                 () = self.tx.closed() => return,
                 () = self.shared.shutdown.cancelled() => return,
             }
         }
     }
+}
+
+fn watch_error_line() -> Bytes {
+    line_bytes(&json!({ "type": "ERROR", "object": status::watch_failed().body }))
 }

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube_elector::testing::{FaultTarget, LeaseApiServer, Verb};
 use serde_json::json;
 use tokio::time::{Instant, timeout};
@@ -284,4 +285,401 @@ async fn a_watch_of_a_partitioned_client_stops_delivering_and_breaks_on_heal() {
         !matches!(after, Ok(Some(_))),
         "expected the stream to break, got {after:?}"
     );
+}
+
+// === Watch and answer faults ===
+
+type Changes = futures::stream::BoxStream<'static, kube::Result<WatchEvent<Lease>>>;
+
+/// A watch of Lease `name` by `who`, from `version`.
+async fn watch_of(server: &LeaseApiServer, who: &str, name: &str, version: &str) -> Changes {
+    let params = WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(60);
+    leases(server, who)
+        .watch(&params, version)
+        .await
+        .expect("the watch starts")
+        .boxed()
+}
+
+/// The next event that is not a bookmark, and when it arrived.
+async fn next_change(changes: &mut Changes, what: &str) -> (WatchEvent<Lease>, Instant) {
+    timeout(PATIENCE, async {
+        loop {
+            match changes.next().await {
+                Some(Ok(WatchEvent::Bookmark(_))) => {}
+                Some(Ok(event)) => return (event, Instant::now()),
+                other => panic!("{what}: the watch ended or failed: {other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: no event within {PATIENCE:?}"))
+}
+
+/// Whether the watch stays silent (no event, no end) for `window`.
+async fn stays_silent(changes: &mut Changes, window: Duration) -> bool {
+    timeout(window, changes.next()).await.is_err()
+}
+
+fn version_of(lease: &Lease) -> u64 {
+    lease
+        .metadata
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .expect("a numeric resourceVersion")
+}
+
+fn modified_version(event: &WatchEvent<Lease>) -> u64 {
+    match event {
+        WatchEvent::Modified(lease) => version_of(lease),
+        other => panic!("expected MODIFIED, got {other:?}"),
+    }
+}
+
+fn holder(who: &str) -> Patch<serde_json::Value> {
+    Patch::Merge(json!({"spec": {"holderIdentity": who}}))
+}
+
+/// Creates Lease `name` and returns its resourceVersion.
+async fn created(server: &LeaseApiServer, name: &str) -> u64 {
+    let lease = leases(server, "writer")
+        .create(&PostParams::default(), &lease(name))
+        .await
+        .expect("the Lease is created");
+    version_of(&lease)
+}
+
+#[tokio::test]
+async fn a_delayed_watch_delivers_each_event_no_earlier_than_the_delay() {
+    let server = LeaseApiServer::start().await.unwrap();
+    let version = created(&server, "d").await.to_string();
+    let mut slow = watch_of(&server, "victim", "d", &version).await;
+    let mut fast = watch_of(&server, "bystander", "d", &version).await;
+    let delay = Duration::from_millis(400);
+    server.delay_watch(victim(), delay);
+
+    // The event reaches the watch after the write was sent, so it is held
+    // at least `delay` past this instant.
+    let sent = Instant::now();
+    leases(&server, "writer")
+        .patch("d", &PatchParams::default(), &holder("y"))
+        .await
+        .unwrap();
+    let (fast_event, fast_at) = next_change(&mut fast, "bystander").await;
+    let (slow_event, slow_at) = next_change(&mut slow, "delayed watch").await;
+    assert_eq!(modified_version(&slow_event), modified_version(&fast_event));
+    assert!(
+        slow_at.duration_since(sent) >= delay,
+        "the delayed watch got the event {:?} after the write was sent",
+        slow_at.duration_since(sent)
+    );
+    assert!(fast_at < slow_at, "the bystander's watch was delayed too");
+
+    // Zero clears it; events stay in order.
+    server.delay_watch(victim(), Duration::ZERO);
+    leases(&server, "writer")
+        .patch("d", &PatchParams::default(), &holder("z"))
+        .await
+        .unwrap();
+    let (next, _) = next_change(&mut slow, "after the delay is cleared").await;
+    assert!(modified_version(&next) > modified_version(&slow_event));
+}
+
+#[tokio::test]
+async fn a_black_holed_watch_delivers_nothing_then_what_it_missed_when_lifted() {
+    let server = LeaseApiServer::start().await.unwrap();
+    let version = created(&server, "b").await.to_string();
+    let mut open = watch_of(&server, "victim", "b", &version).await;
+    let mut bystander = watch_of(&server, "bystander", "b", &version).await;
+    server.black_hole_watch(victim(), true);
+    // New watches are black-holed too: connected, but even their backlog is held.
+    let mut new = watch_of(&server, "victim", "b", "0").await;
+
+    leases(&server, "writer")
+        .patch("b", &PatchParams::default(), &holder("y"))
+        .await
+        .unwrap();
+    let (seen, _) = next_change(&mut bystander, "bystander").await;
+    let version = modified_version(&seen);
+    assert!(
+        stays_silent(&mut open, Duration::from_millis(500)).await,
+        "an open black-holed watch delivered something"
+    );
+    assert!(
+        stays_silent(&mut new, Duration::from_millis(100)).await,
+        "a new black-holed watch delivered something"
+    );
+
+    server.black_hole_watch(victim(), false);
+    let (missed, _) = next_change(&mut open, "open watch, lifted").await;
+    assert_eq!(modified_version(&missed), version, "the missed event");
+    // The new watch's backlog (the Lease as it was when it started), then
+    // the change.
+    match next_change(&mut new, "new watch, lifted").await.0 {
+        WatchEvent::Added(lease) => assert!(version_of(&lease) < version),
+        other => panic!("expected the backlog's ADDED, got {other:?}"),
+    }
+    let (change, _) = next_change(&mut new, "new watch, the change").await;
+    assert_eq!(modified_version(&change), version);
+}
+
+#[tokio::test]
+async fn a_failed_watch_answers_200_then_one_500_error_event_and_ends() {
+    let server = LeaseApiServer::start().await.unwrap();
+    server.fail_watch(victim(), true);
+    let mut broken = watch_of(&server, "victim", "e", "0").await;
+    let first = timeout(PATIENCE, broken.next())
+        .await
+        .expect("the error event arrives");
+    match first {
+        Some(Ok(WatchEvent::Error(status))) => {
+            assert_eq!(
+                (status.code, status.reason.as_str()),
+                (500, "InternalError")
+            );
+        }
+        other => panic!("expected an ERROR event, got {other:?}"),
+    }
+    let after = timeout(PATIENCE, broken.next())
+        .await
+        .expect("the stream ends");
+    assert!(after.is_none(), "expected the end, got {after:?}");
+
+    let mut bystander = watch_of(&server, "bystander", "e", "0").await;
+    created(&server, "e").await;
+    assert!(matches!(
+        next_change(&mut bystander, "bystander").await.0,
+        WatchEvent::Added(_)
+    ));
+    server.fail_watch(victim(), false);
+    let mut healed = watch_of(&server, "victim", "e", "0").await;
+    assert!(matches!(
+        next_change(&mut healed, "after lifting").await.0,
+        WatchEvent::Added(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_lost_write_answer_is_a_connection_error_but_the_write_landed_once() {
+    let server = LeaseApiServer::start().await.unwrap();
+    let before = created(&server, "w").await;
+    server.lose_write_answers(victim(), true);
+    let result = leases(&server, "victim")
+        .patch("w", &PatchParams::default(), &holder("victim"))
+        .await;
+    assert!(
+        matches!(&result, Err(e) if !matches!(e, kube::Error::Api(_))),
+        "expected a connection error, got {result:?}"
+    );
+    let bystander = leases(&server, "bystander");
+    let landed = bystander.get("w").await.unwrap();
+    assert_eq!(version_of(&landed), before + 1, "applied exactly once");
+    assert_eq!(
+        landed.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("victim")
+    );
+    assert_eq!(
+        server.requests().get("victim", Verb::Patch),
+        1,
+        "not retried"
+    );
+    // Reads of the victim and writes of others are answered.
+    assert!(leases(&server, "victim").get("w").await.is_ok());
+    bystander
+        .patch("w", &PatchParams::default(), &holder("bystander"))
+        .await
+        .expect("a bystander's write is answered");
+    server.lose_write_answers(victim(), false);
+    leases(&server, "victim")
+        .patch("w", &PatchParams::default(), &holder("victim"))
+        .await
+        .expect("answered once lifted");
+}
+
+#[tokio::test]
+async fn a_delayed_write_answer_comes_late_but_the_write_applies_at_once() {
+    let server = LeaseApiServer::start().await.unwrap();
+    let version = created(&server, "a").await.to_string();
+    let mut bystander_watch = watch_of(&server, "bystander", "a", &version).await;
+    let delay = Duration::from_millis(400);
+    server.delay_write_answers(victim(), delay);
+    let api = leases(&server, "victim");
+    let sent = Instant::now();
+    let slow = tokio::spawn(async move {
+        let result = api
+            .patch("a", &PatchParams::default(), &holder("victim"))
+            .await;
+        (result, Instant::now())
+    });
+    // Applied before it is answered: others see it first.
+    let (event, seen_at) = next_change(&mut bystander_watch, "bystander").await;
+    assert!(modified_version(&event) > 0);
+    leases(&server, "bystander")
+        .get("a")
+        .await
+        .expect("a bystander's request is answered");
+    let bystander_done = Instant::now();
+    let (result, answered_at) = timeout(PATIENCE, slow)
+        .await
+        .expect("the delayed answer arrives")
+        .unwrap();
+    result.expect("and it is the write's answer");
+    assert!(
+        answered_at.duration_since(sent) >= delay,
+        "answered {:?} after it was sent",
+        answered_at.duration_since(sent)
+    );
+    assert!(seen_at < answered_at, "the write was not applied at once");
+    assert!(
+        bystander_done < answered_at,
+        "the bystander was delayed too"
+    );
+}
+
+#[tokio::test]
+async fn stale_reads_answer_an_older_version_than_one_already_served() {
+    let server = LeaseApiServer::start().await.unwrap();
+    let old = created(&server, "s").await;
+    server.stale_reads(victim(), true);
+    leases(&server, "writer")
+        .patch("s", &PatchParams::default(), &holder("new"))
+        .await
+        .unwrap();
+    let fresh = leases(&server, "bystander").get("s").await.unwrap();
+    assert!(version_of(&fresh) > old);
+
+    let api = leases(&server, "victim");
+    let stale = api.get("s").await.unwrap();
+    assert_eq!(version_of(&stale), old, "the victim's GET is not stale");
+    assert!(version_of(&stale) < version_of(&fresh));
+    let list = api.list(&ListParams::default()).await.unwrap();
+    assert_eq!(list.metadata.resource_version, Some(old.to_string()));
+    assert_eq!(list.items.iter().map(version_of).collect::<Vec<_>>(), [old]);
+
+    // Writes see the store: one based on the stale read conflicts.
+    let err = api
+        .replace("s", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 409),
+        "{err:?}"
+    );
+
+    server.stale_reads(victim(), false);
+    assert_eq!(version_of(&api.get("s").await.unwrap()), version_of(&fresh));
+}
+
+/// Posts `body` to `/_testing/faults` and checks it was accepted.
+async fn set_faults(admin: &kube::Client, body: &str) {
+    let request = http::Request::post("/_testing/faults")
+        .header("content-type", "application/json")
+        .body(body.as_bytes().to_vec())
+        .unwrap();
+    let answer: serde_json::Value = admin.request(request).await.unwrap();
+    assert_eq!(answer["ok"], true, "{body}: {answer}");
+}
+
+#[tokio::test]
+async fn the_admin_endpoint_sets_the_watch_and_answer_faults() {
+    let server = LeaseApiServer::start().await.unwrap();
+    let admin = server.client_for("harness");
+    let api = leases(&server, "victim");
+    let writer = leases(&server, "writer");
+    let version = created(&server, "adm").await;
+
+    // Stale reads: the victim keeps reading the version of this moment.
+    set_faults(&admin, r#"{"target": "victim", "stale_reads": true}"#).await;
+    writer
+        .patch("adm", &PatchParams::default(), &holder("w1"))
+        .await
+        .unwrap();
+    assert_eq!(version_of(&api.get("adm").await.unwrap()), version);
+    set_faults(&admin, r#"{"target": "victim", "stale_reads": false}"#).await;
+    let version = version_of(&api.get("adm").await.unwrap());
+
+    // Lost write answers: an error, and the write landed once.
+    set_faults(
+        &admin,
+        r#"{"target": "victim", "lose_write_answers": true}"#,
+    )
+    .await;
+    let lost = api
+        .patch("adm", &PatchParams::default(), &holder("victim"))
+        .await;
+    assert!(
+        matches!(&lost, Err(e) if !matches!(e, kube::Error::Api(_))),
+        "{lost:?}"
+    );
+    set_faults(
+        &admin,
+        r#"{"target": "victim", "lose_write_answers": false}"#,
+    )
+    .await;
+    assert_eq!(version_of(&api.get("adm").await.unwrap()), version + 1);
+
+    // Late write answers.
+    let delay = Duration::from_millis(300);
+    set_faults(
+        &admin,
+        r#"{"target": "victim", "write_answer_delay_ms": 300}"#,
+    )
+    .await;
+    let sent = Instant::now();
+    api.patch("adm", &PatchParams::default(), &holder("late"))
+        .await
+        .unwrap();
+    assert!(sent.elapsed() >= delay, "the write answer was not delayed");
+    set_faults(
+        &admin,
+        r#"{"target": "victim", "write_answer_delay_ms": 0}"#,
+    )
+    .await;
+
+    // Failed watches.
+    set_faults(&admin, r#"{"target": "victim", "watch_error": true}"#).await;
+    let mut broken = watch_of(&server, "victim", "adm", "0").await;
+    let first = timeout(PATIENCE, broken.next()).await.expect("an event");
+    assert!(
+        matches!(&first, Some(Ok(WatchEvent::Error(s))) if s.code == 500),
+        "{first:?}"
+    );
+    set_faults(&admin, r#"{"target": "victim", "watch_error": false}"#).await;
+
+    // Black-holed and delayed watches.
+    let version = version_of(&api.get("adm").await.unwrap()).to_string();
+    let mut watch = watch_of(&server, "victim", "adm", &version).await;
+    set_faults(&admin, r#"{"target": "victim", "watch_black_hole": true}"#).await;
+    writer
+        .patch("adm", &PatchParams::default(), &holder("w2"))
+        .await
+        .unwrap();
+    assert!(
+        stays_silent(&mut watch, Duration::from_millis(300)).await,
+        "a black-holed watch delivered something"
+    );
+    set_faults(
+        &admin,
+        r#"{"target": "victim", "watch_black_hole": false, "watch_delay_ms": 300}"#,
+    )
+    .await;
+    next_change(&mut watch, "black hole lifted").await;
+    let sent = Instant::now();
+    writer
+        .patch("adm", &PatchParams::default(), &holder("w3"))
+        .await
+        .unwrap();
+    let (_, at) = next_change(&mut watch, "delayed watch").await;
+    assert!(
+        at.duration_since(sent) >= delay,
+        "the watch was not delayed"
+    );
+
+    set_faults(&admin, r#"{"clear": true}"#).await;
+    api.patch("adm", &PatchParams::default(), &holder("victim"))
+        .await
+        .expect("no fault left");
 }

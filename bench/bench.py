@@ -9,6 +9,11 @@ markdown table, then the same figures as `figure,implementation,value,unit`
 lines. Figures, not asserts: nothing here fails on a slow number.
 
 Usage: bench.py --server BIN --impl NAME=BIN [--impl ...] [--quick] [--seed N]
+                [--only partition|rolling] [--rounds N]
+                [--lease-duration-ms N --renew-deadline-ms N --retry-period-ms N]
+
+The `rolling` scenario is a check, not a figure: it exits 1 if two electors
+led at once or a leader failed to return in time (see rolling()).
 """
 
 import argparse
@@ -102,27 +107,37 @@ users:
 
 
 class Group:
-    """The elector processes of one implementation on one Lease, and a record
-    of who led when (wall clock, nanoseconds)."""
+    """The elector processes on one Lease (of one implementation, unless
+    `spawn` names another), and a record of who led when (wall clock,
+    nanoseconds)."""
 
     def __init__(self, server, impl, binary, lease):
         self.server, self.impl, self.binary, self.lease = server, impl, binary, lease
         self.procs = {}
+        self.readers = {}  # identity -> the thread reading its stdout
+        self.impl_of = {}  # identity -> implementation name
         self.events = queue.Queue()
         self.terms = []  # [identity, start_ns, end_ns or None]
+        self.observed = {}  # identity -> the leader of its last new_leader event
+        self.ready = set()
+        self.log = []  # (identity, event line as printed)
         self.lock = threading.Lock()
         self.counter = 0
 
-    def spawn(self):
+    def spawn(self, impl=None, binary=None):
+        impl, binary = impl or self.impl, binary or self.binary
         self.counter += 1
-        identity = f"{self.impl}-{self.counter}"
-        args = [*shlex.split(self.binary), "--kubeconfig", self.server.kubeconfig(identity),
+        identity = f"{impl}-{self.counter}"
+        args = [*shlex.split(binary), "--kubeconfig", self.server.kubeconfig(identity),
                 "--namespace", "default", "--lease-name", self.lease, "--identity", identity,
                 "--lease-duration-ms", str(LEASE_MS), "--renew-deadline-ms", str(RENEW_MS),
                 "--retry-period-ms", str(RETRY_MS)]
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.procs[identity] = proc
-        threading.Thread(target=self._read, args=(identity, proc), daemon=True).start()
+        self.impl_of[identity] = impl
+        reader = threading.Thread(target=self._read, args=(identity, proc), daemon=True)
+        self.readers[identity] = reader
+        reader.start()
         return identity
 
     def _read(self, identity, proc):
@@ -132,10 +147,15 @@ class Group:
             except ValueError:
                 continue
             with self.lock:
+                self.log.append((identity, line.rstrip("\n")))
                 if event["event"] == "started_leading":
                     self.terms.append([identity, event["ts_unix_nanos"], None])
                 elif event["event"] in ("stopped_leading", "exited"):
                     self._end(identity, event["ts_unix_nanos"])
+                elif event["event"] == "new_leader":
+                    self.observed[identity] = event["leader"]
+                elif event["event"] == "ready":
+                    self.ready.add(identity)
             self.events.put((identity, event))
 
     def _end(self, identity, ts):
@@ -179,6 +199,8 @@ class Group:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+        self.readers[identity].join(timeout=5)  # its last lines are in the log
 
     def kill(self, identity):
         proc = self.procs.pop(identity)
@@ -194,18 +216,24 @@ class Group:
     def overlap_seconds(self, until_ns):
         """Total time during which two or more electors believed they led."""
         with self.lock:
-            edges = []
-            for _, start, end in self.terms:
-                edges.append((start, 1))
-                edges.append((end if end is not None else until_ns, -1))
-        edges.sort()
-        depth, total, since = 0, 0, None
-        for ts, delta in edges:
-            if depth >= 2 and since is not None:
-                total += ts - since
-            depth += delta
-            since = ts
-        return total / 1e9
+            return overlap_seconds(self.terms, until_ns)
+
+
+def overlap_seconds(terms, until_ns):
+    """Total time covered by two or more of `terms` ([identity, start_ns,
+    end_ns or None (still open at until_ns)])."""
+    edges = []
+    for _, start, end in terms:
+        edges.append((start, 1))
+        edges.append((end if end is not None else until_ns, -1))
+    edges.sort()
+    depth, total, since = 0, 0, None
+    for ts, delta in edges:
+        if depth >= 2 and since is not None:
+            total += ts - since
+        depth += delta
+        since = ts
+    return total / 1e9
 
 
 def percentile(values, p):
@@ -354,6 +382,180 @@ def partition(server, impl, binary, rounds):
     return rows
 
 
+def rolling_participants(impls):
+    """The implementations a rollout mixes on one Lease: every build of this
+    crate (`kube-elector`, `kube-elector-old`, ...) and client-go with
+    ReleaseOnCancel. The peers keep their own Lease conventions and are left
+    out."""
+    return {n: b for n, b in impls.items() if n.startswith("kube-elector") or n == "client-go"}
+
+
+def rolling(server, impls, rounds, seed):
+    """A rolling upgrade on ONE Lease: two replicas of each kube-elector build
+    and one client-go elector; each round the leader leads for one to two
+    lease durations, then gets SIGTERM (a graceful handover) or SIGKILL (a
+    crash), and a replica of an implementation drawn from the seed replaces
+    it. Fails if two electors ever led at the same instant (`overlap_seconds`
+    over the terms of all processes), or if no leader started within the
+    bound after the leader went. Returns (passed, summary lines).
+
+    A SIGTERMed leader's term ends at the signal, as the line protocol
+    promises (and `Group.terminate` counts it); when its own stopped_leading
+    line comes later than that, and even after the next leader started, the
+    lag is reported beside the verdict, with the overlap those lines would
+    give."""
+    rng = random.Random(seed)
+    names = sorted(impls)  # a fixed order: the seed alone decides
+    # A follower sees the last renew up to one retry period after it was
+    # written and the expiry up to one more after the lease duration;
+    # client-go jitters its retry period by up to 2.2x: 4.4 retry periods,
+    # rounded up to 5 for request latency.
+    bound_ns = (LEASE_MS + 5 * RETRY_MS) * 1_000_000
+    kinds = (["term", "kill"] * rounds)[:rounds]
+    rng.shuffle(kinds)
+    schedule = [(kind, rng.choice(names), rng.uniform(1.0, 2.0)) for kind in kinds]
+    initial = [n for n in names for _ in range(1 if n == "client-go" else 2)]
+    rng.shuffle(initial)
+    print(f"# rolling: seed {seed}; start {', '.join(initial)}; rounds "
+          + ", ".join(f"{'SIGTERM' if k == 'term' else 'SIGKILL'} after {h:.1f} lease durations -> {r}"
+                      for k, r, h in schedule), file=sys.stderr, flush=True)
+
+    g = Group(server, None, None, "rolling")
+    failures = []
+    signalled = []  # (identity, ns): leaders sent SIGTERM
+
+    def wait_for(what, ok, timeout):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if ok():
+                return True
+            time.sleep(0.01)
+        failures.append(f"{what} within {timeout:.1f} s")
+        return False
+
+    def settle(leader):
+        # Every replica has observed the leader (a note, not a failure: the
+        # check is about who leads, and the terms say that).
+        deadline = time.time() + bound_ns / 1e9
+        while time.time() < deadline:
+            with g.lock:
+                behind = [i for i in g.procs if i != leader and g.observed.get(i) != leader]
+            if not behind:
+                return
+            time.sleep(0.01)
+        print(f"# rolling: {', '.join(behind)} did not report {leader} as leader", file=sys.stderr)
+
+    def spawn(name):
+        identity = g.spawn(name, impls[name])
+        wait_for(f"{identity} ready", lambda: identity in g.ready, PATIENCE)
+        return identity
+
+    def sigterm(identity):
+        if identity == g.leader():
+            signalled.append((identity, now_ns()))
+        g.terminate(identity)
+
+    rows = []  # (kind, leader, next leader, ms from the signal to its start)
+    try:
+        for name in initial:
+            spawn(name)
+        started = not failures and wait_for("a first leader", g.leader, PATIENCE)
+        for n, (kind, replacement, hold) in enumerate(schedule if started else [], 1):
+            settle(g.leader())
+            time.sleep(hold * LEASE_MS / 1000)
+            # The same leader, unless a term ended on its own (that is no
+            # failure by itself, but a leader must come back in time).
+            if not wait_for(f"round {n}: a leader", g.leader, bound_ns / 1e9):
+                break
+            leader = g.leader()
+            t0 = now_ns()
+            if kind == "term":
+                sigterm(leader)
+            else:
+                g.kill(leader)
+            who, ts = g.wait_started(t0, not_identity=leader, timeout=PATIENCE)
+            if who is None:
+                failures.append(f"round {n}: no leader within {PATIENCE:.0f} s of {kind} {leader}")
+                break
+            ms = (ts - t0) / 1e6
+            rows.append((kind, leader, who, ms))
+            over = " OVER THE BOUND" if ts - t0 > bound_ns else ""
+            if over:
+                failures.append(f"round {n}: {who} started {ms:.0f} ms after {kind} {leader}")
+            print(f"# rolling round {n}: {'SIGTERM' if kind == 'term' else 'SIGKILL'} {leader} "
+                  f"-> {who} leads after {ms:.0f} ms{over}; replacement {replacement}",
+                  file=sys.stderr, flush=True)
+            spawn(replacement)
+        if started:
+            settle(g.leader())
+    finally:
+        for identity in list(g.procs):
+            sigterm(identity)
+    until = now_ns()
+    overlap = g.overlap_seconds(until)
+
+    with g.lock:
+        terms = [(who, start, until if end is None else end) for who, start, end in g.terms]
+        log = [(who, json.loads(line), line) for who, line in g.log]
+
+    def own_end(who, start):
+        # The elector's own stopped_leading (or exited) line ending the term.
+        return min((e["ts_unix_nanos"] for w, e, _ in log
+                    if w == who and e["event"] in ("stopped_leading", "exited") and e["ts_unix_nanos"] >= start),
+                   default=None)
+
+    if overlap > 0:
+        failures.append(f"overlap {overlap:.3f} s")
+    for i, a in enumerate(terms):
+        for b in terms[i + 1:]:
+            if max(a[1], b[1]) < min(a[2], b[2]):
+                print(f"# rolling OVERLAP: {a[0]} led {a[1]}..{a[2]}, {b[0]} led {b[1]}..{b[2]} (unix ns)",
+                      file=sys.stderr)
+                lo, hi = min(a[1], b[1]) - 10**9, max(a[2], b[2]) + 10**9
+                for _, e, line in log:
+                    if lo <= e["ts_unix_nanos"] <= hi:
+                        print(f"#   {line}", file=sys.stderr)
+
+    # The stop lines of SIGTERMed leaders, against the signal and the next start.
+    lag = {n: [] for n in names}  # implementation -> [(ms after the signal, after the next start?)]
+    for who, t0 in signalled:
+        start = max(s for w, s, _ in terms if w == who and s <= t0)
+        line = own_end(who, start)
+        if line is None:
+            continue
+        nxt = min((s for w, s, _ in terms if w != who and s >= t0), default=None)
+        late = nxt is not None and line > nxt
+        lag[g.impl_of[who]].append(((line - t0) / 1e6, late))
+        if late:
+            print(f"# rolling: {who} printed stopped_leading {(line - t0) / 1e6:.2f} ms after its SIGTERM, "
+                  f"{(line - nxt) / 1e6:.2f} ms after the next leader started", file=sys.stderr)
+    by_lines = overlap_seconds([(w, s, own_end(w, s) or e) for w, s, e in terms], until)
+
+    handovers = [r for r in rows if r[0] == "term"]
+    crashes = [r for r in rows if r[0] == "kill"]
+    if len(rows) < rounds:
+        failures.append(f"{len(rows)} of {rounds} rounds ran")
+    late = sum(1 for r in rows if r[3] * 1e6 > bound_ns)
+    across = sum(1 for r in rows if g.impl_of[r[1]] != g.impl_of[r[2]])
+    led = {n: sum(1 for t in terms if g.impl_of[t[0]] == n) for n in names}
+    lines = [
+        f"rolling: {len(handovers)} handovers, {len(crashes)} crashes, overlap {overlap:.3f} s, "
+        + ("every takeover within bound" if not late else f"{late} takeovers over the bound")
+        + ("" if not failures else "; FAILED: " + "; ".join(failures)),
+        f"rolling: bound {bound_ns / 1e6:.0f} ms; slowest handover "
+        f"{max((r[3] for r in handovers), default=float('nan')):.0f} ms, slowest crash takeover "
+        f"{max((r[3] for r in crashes), default=float('nan')):.0f} ms; {across} of {len(rows)} "
+        f"to another implementation; terms led: " + ", ".join(f"{n} {c}" for n, c in led.items())
+        + f"; seed {seed}",
+        "rolling: stopped_leading lines of SIGTERMed leaders: "
+        + ", ".join(f"{n} {sum(1 for _, x in v if x)} of {len(v)} after the next start "
+                    f"(up to {max(m for m, _ in v):.2f} ms after the signal)" if v else f"{n} none"
+                    for n, v in lag.items())
+        + f"; overlap by those lines {by_lines:.6f} s",
+    ]
+    return not failures, lines
+
+
 def scale(server, binary, counts):
     rows = []
     for n in counts:
@@ -373,20 +575,28 @@ def scale(server, binary, counts):
 # === Main ===
 
 def main():
+    global LEASE_MS, RENEW_MS, RETRY_MS  # set from the flags: what every elector is given
     parser = argparse.ArgumentParser()
     parser.add_argument("--server", required=True)
     parser.add_argument("--impl", action="append", default=[], help="NAME=BINARY")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--only", choices=["partition"],
-                        help="run just this scenario (a targeted measurement)")
+    parser.add_argument("--only", choices=["partition", "rolling"],
+                        help="run just this scenario (a targeted measurement, or the rolling-upgrade check)")
+    parser.add_argument("--rolling-rounds", type=int, help="rounds of the rolling scenario (default 10, 6 quick)")
+    parser.add_argument("--lease-duration-ms", type=int, default=LEASE_MS)
+    parser.add_argument("--renew-deadline-ms", type=int, default=RENEW_MS)
+    parser.add_argument("--retry-period-ms", type=int, default=RETRY_MS)
     args = parser.parse_args()
+    LEASE_MS, RENEW_MS, RETRY_MS = args.lease_duration_ms, args.renew_deadline_ms, args.retry_period_ms
     impls = dict(i.split("=", 1) for i in args.impl)
     rounds = 5 if args.quick else 20
     crash_rounds = 2 if args.quick else 5
     window = 5 if args.quick else 20
     chaos_seconds = 15 if args.quick else 60
     scale_counts = [10, 100] if args.quick else [10, 100, 1000]
+    rolling_rounds = args.rolling_rounds or (6 if args.quick else 10)
+    rolling_ok, rolling_lines = True, []
 
     figures = []  # (figure, implementation, value, unit)
 
@@ -401,7 +611,7 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         server = Server(args.server, workdir)
         try:
-            for name, binary in impls.items():
+            for name, binary in impls.items() if args.only in (None, "partition") else ():
                 print(f"# {name}", file=sys.stderr)
                 p = attempt("partition", partition, server, name, binary, crash_rounds) or []
                 figures += [("partition_stop_median", name,
@@ -434,25 +644,37 @@ def main():
                     figures += [(f"scale_{n}_rss", "kube-elector", row["rss_kib"] / 1024, "MiB"),
                                 (f"scale_{n}_cpu", "kube-elector", row["cpu_share"] * 100, "% of a core"),
                                 (f"scale_{n}_leading", "kube-elector", row["leading"], "count")]
+            mixed = rolling_participants(impls)
+            if args.only in (None, "rolling") and mixed:
+                print(f"# rolling: {', '.join(mixed)} on one Lease", file=sys.stderr)
+                rolling_ok, rolling_lines = attempt("rolling", rolling, server, mixed, rolling_rounds,
+                                                    args.seed) or (False, ["rolling: FAILED: the scenario raised"])
+            elif args.only == "rolling":
+                raise SystemExit("rolling: no kube-elector* or client-go implementation among --impl")
         finally:
             server.stop()
 
     names = list(impls)
     print(f"\nLease {LEASE_MS} ms, renew deadline {RENEW_MS} ms, retry {RETRY_MS} ms; "
-          f"{'quick' if args.quick else 'full'} run, seed {args.seed}\n")
-    print("| figure | unit | " + " | ".join(names) + " |")
-    print("|---|---|" + "---|" * len(names))
-    for fig in dict.fromkeys(f for f, _, _, _ in figures):
-        unit = next(u for f, _, _, u in figures if f == fig)
-        cells = []
-        for n in names:
-            v = next((v for f, i, v, _ in figures if f == fig and i == n), None)
-            cells.append("" if v is None else f"{v:.1f}" if isinstance(v, float) else str(v))
-        print(f"| {fig} | {unit} | " + " | ".join(cells) + " |")
-    print()
+          f"{args.only or ('quick' if args.quick else 'full')} run, seed {args.seed}\n")
+    if figures:
+        print("| figure | unit | " + " | ".join(names) + " |")
+        print("|---|---|" + "---|" * len(names))
+        for fig in dict.fromkeys(f for f, _, _, _ in figures):
+            unit = next(u for f, _, _, u in figures if f == fig)
+            cells = []
+            for n in names:
+                v = next((v for f, i, v, _ in figures if f == fig and i == n), None)
+                cells.append("" if v is None else f"{v:.1f}" if isinstance(v, float) else str(v))
+            print(f"| {fig} | {unit} | " + " | ".join(cells) + " |")
+        print()
     for fig, name, value, unit in figures:
         v = f"{value:.3f}" if isinstance(value, float) else str(value)
         print(f"{fig},{name},{v},{unit}")
+    for line in rolling_lines:
+        print(line)
+    if not rolling_ok:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -38,12 +38,19 @@ async fn main() {
         .spawn();
     let mut events = handle.events();
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut leading = false; // a started_leading line is not closed yet
     loop {
         tokio::select! {
             _ = term.recv() => break,
             event = events.next() => match event {
-                Some(LeaderEvent::StartedLeading) => protocol::emit(IMPL, &args.identity, "started_leading", &args.identity),
-                Some(LeaderEvent::StoppedLeading) => protocol::emit(IMPL, &args.identity, "stopped_leading", ""),
+                Some(LeaderEvent::StartedLeading) => {
+                    leading = true;
+                    protocol::emit(IMPL, &args.identity, "started_leading", &args.identity);
+                }
+                Some(LeaderEvent::StoppedLeading) if leading => {
+                    leading = false;
+                    protocol::emit(IMPL, &args.identity, "stopped_leading", "");
+                }
                 Some(LeaderEvent::NewLeader { identity }) => {
                     protocol::emit(IMPL, &args.identity, "new_leader", identity.as_deref().unwrap_or(""));
                 }
@@ -52,13 +59,16 @@ async fn main() {
             },
         }
     }
-    // Cancelling stops leading (the event comes first), then releases.
-    let shutdown = tokio::spawn(handle.shutdown());
-    while let Some(event) = events.next().await {
-        if event == LeaderEvent::StoppedLeading {
-            protocol::emit(IMPL, &args.identity, "stopped_leading", "");
-        }
+    // The term ends here, before the shutdown starts (the line protocol:
+    // stopped_leading before the release). The shutdown's StoppedLeading
+    // event can reach this task after the elector's task has released the
+    // Lease, so a line printed on it can follow the next leader's start.
+    if leading {
+        protocol::emit(IMPL, &args.identity, "stopped_leading", "");
     }
+    // Cancelling stops leading, then releases; the stream ends with the task.
+    let shutdown = tokio::spawn(handle.shutdown());
+    while events.next().await.is_some() {}
     let _ = shutdown.await;
     protocol::emit(IMPL, &args.identity, "exited", "");
 }

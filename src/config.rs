@@ -34,6 +34,7 @@ pub struct ElectorConfig {
     pub(crate) retry_period: Duration,
     pub(crate) release_on_cancel: bool,
     pub(crate) drain_timeout: Duration,
+    pub(crate) adopt_own_lease: bool,
     pub(crate) clock: Arc<dyn WallClock>,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: Option<crate::ElectorMetrics>,
@@ -62,6 +63,10 @@ impl Default for ElectorConfig {
             // Bounded so a stuck leader task cannot hold up shutdown for long;
             // the Lease stays ours (still renewed) while work drains.
             drain_timeout: Duration::from_secs(5),
+            // client-go takes a Lease that names its identity at once; that is
+            // unsafe when two instances share an identity (a `StatefulSet` pod
+            // and its replacement), so kube-elector waits it out by default.
+            adopt_own_lease: false,
             clock: Arc::new(SystemClock),
             // Metrics are opt-in: they need the caller's registry.
             #[cfg(feature = "metrics")]
@@ -84,6 +89,7 @@ impl fmt::Debug for ElectorConfig {
             .field("retry_period", &self.retry_period)
             .field("release_on_cancel", &self.release_on_cancel)
             .field("drain_timeout", &self.drain_timeout)
+            .field("adopt_own_lease", &self.adopt_own_lease)
             .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
@@ -151,11 +157,38 @@ impl ElectorConfig {
     /// How long shutdown waits for [`Leadership`](crate::Leadership) guards to
     /// be dropped before it releases the Lease anyway (default 5 s). While it
     /// waits, the elector no longer leads (the guards' tokens are cancelled)
-    /// but keeps renewing the Lease, so no other replica starts before the
-    /// leader's work has finished.
+    /// but keeps renewing the Lease, so that no other replica starts while
+    /// the leader's work finishes.
+    ///
+    /// That protection lasts only while renews succeed: when the elector
+    /// cannot renew (a partition), the wait also ends at the renew deadline
+    /// after the last renew that succeeded, because from then on another
+    /// replica may lead. Work still running then is unprotected:
+    /// [`run_while_leading`](crate::ElectorHandle::run_while_leading) drops
+    /// it, and guards report it through
+    /// [`Leadership::deadline`](crate::Leadership::deadline).
     #[must_use]
     pub fn drain_timeout(mut self, d: Duration) -> Self {
         self.drain_timeout = d;
+        self
+    }
+
+    /// Whether a Lease that names this elector's identity, in a term this
+    /// elector did not start, is taken at once (`true`, client-go's
+    /// behaviour) or waited out like any other holder's (`false`, the
+    /// default).
+    ///
+    /// Such a Lease was written by another instance with the same identity:
+    /// a pod with a stable name (a `StatefulSet`) restarted while its old
+    /// instance may still run, partitioned. Taking it at once makes restarts
+    /// faster but lets both instances lead until the old one's renew
+    /// deadline; waiting it out costs a restarted pod up to one lease
+    /// duration. Either way, once the new instance leads, the old one stops
+    /// at its next read: a term continues only while the Lease carries its
+    /// own record (holder, `leaseTransitions`, `acquireTime`).
+    #[must_use]
+    pub fn adopt_own_lease(mut self, adopt: bool) -> Self {
+        self.adopt_own_lease = adopt;
         self
     }
 
@@ -246,7 +279,7 @@ impl ElectorConfig {
                 renew_deadline: self.renew_deadline,
             });
         }
-        if self.renew_deadline <= self.retry_period.mul_f64(JITTER_FACTOR) {
+        if !longer_than_jittered(self.renew_deadline, self.retry_period) {
             problems.push(ConfigProblem::RenewDeadlineTooShort {
                 renew_deadline: self.renew_deadline,
                 retry_period: self.retry_period,
@@ -265,8 +298,11 @@ impl ElectorConfig {
     }
 }
 
-/// client-go's `JitterFactor`: renew deadline must exceed 1.2 × retry period.
-const JITTER_FACTOR: f64 = 1.2;
+/// client-go's rule, `renew_deadline > JitterFactor (1.2) × retry_period`,
+/// in whole nanoseconds, so that no duration can overflow it.
+fn longer_than_jittered(renew_deadline: Duration, retry_period: Duration) -> bool {
+    renew_deadline.as_nanos() * 5 > retry_period.as_nanos() * 6
+}
 
 // === Errors ===
 
@@ -493,5 +529,41 @@ mod tests {
         assert!(dns1123_label("kube-system").is_ok());
         assert!(dns1123_label("a.b").is_err());
         assert!(dns1123_label(&"a".repeat(64)).is_err());
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn duration() -> impl Strategy<Value = Duration> {
+            prop_oneof![
+                Just(Duration::ZERO),
+                Just(Duration::MAX),
+                (0u64..=u64::MAX, 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+                (0u64..100_000).prop_map(Duration::from_millis),
+            ]
+        }
+
+        proptest! {
+            /// `validate` never panics, and what it accepts keeps client-go's
+            /// order of durations.
+            #[test]
+            fn validate_never_panics(
+                lease in duration(),
+                renew in duration(),
+                retry in duration(),
+                drain in duration(),
+            ) {
+                let config = ElectorConfig::new("lock")
+                    .lease_duration(lease)
+                    .renew_deadline(renew)
+                    .retry_period(retry)
+                    .drain_timeout(drain);
+                if config.validate().is_ok() {
+                    prop_assert!(lease > renew && renew > retry && !retry.is_zero());
+                    prop_assert_eq!(lease.subsec_nanos(), 0);
+                }
+            }
+        }
     }
 }

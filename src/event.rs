@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use futures::Stream;
@@ -33,10 +34,11 @@ impl LeaderState {
         }
     }
 
-    /// Whether this elector leads.
+    /// Whether this elector leads: it has a term, and that term has neither
+    /// ended nor run past its deadline (see [`Term::is_leading`]).
     #[must_use]
     pub fn is_leader(&self) -> bool {
-        self.term.is_some()
+        self.term.as_ref().is_some_and(Term::is_leading)
     }
 
     /// Whether `other` differs from `self` in anything but `since`.
@@ -52,14 +54,55 @@ impl LeaderState {
 pub struct Term {
     /// Counts this elector's terms, from 1.
     pub id: u64,
-    /// The Lease's `leaseTransitions` written when the term began. Every
-    /// acquisition raises it, so it orders the terms of all leaders: a
-    /// fencing token for writes that must come from the current leader.
-    pub fencing_token: u32,
+    /// The `resourceVersion` of the write that started this term, which
+    /// kube-apiserver takes from etcd's revision: a later term of any leader
+    /// on this Lease has a larger token, across deletions and re-creations
+    /// of the Lease. A fencing token for writes that must come from the
+    /// current leader (see [`Leadership::fencing_token`](crate::Leadership::fencing_token)).
+    pub fencing_token: u64,
     /// When the elector started leading, on the local monotonic clock.
     pub started_at: Instant,
     /// Cancelled the moment this term ends.
     pub token: CancellationToken,
+    /// When the term ends unless a renew extends it; shared with the elector.
+    pub(crate) ends: Deadline,
+}
+
+impl Term {
+    /// Whether this term still holds: its token is not cancelled *and* its
+    /// deadline (the renew deadline counted from the last successful renew)
+    /// has not passed. The deadline is judged here, on the caller's clock, so
+    /// the answer is right even when the elector's task cannot run (a blocked
+    /// runtime) to cancel the token.
+    #[must_use]
+    pub fn is_leading(&self) -> bool {
+        !self.token.is_cancelled() && Instant::now() < self.ends.get()
+    }
+
+    /// The instant this term ends unless a renew extends it (local monotonic
+    /// clock). Work that must not outlive the term can stop by it.
+    #[must_use]
+    pub fn deadline(&self) -> Instant {
+        self.ends.get()
+    }
+}
+
+/// An instant the elector moves and guards read.
+#[derive(Clone, Debug)]
+pub(crate) struct Deadline(Arc<Mutex<Instant>>);
+
+impl Deadline {
+    pub(crate) fn new(at: Instant) -> Self {
+        Self(Arc::new(Mutex::new(at)))
+    }
+
+    pub(crate) fn get(&self) -> Instant {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn set(&self, at: Instant) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = at;
+    }
 }
 
 /// A change of leadership, as seen by one elector.
@@ -217,6 +260,7 @@ mod tests {
             fencing_token: 0,
             started_at: Instant::now(),
             token: CancellationToken::new(),
+            ends: Deadline::new(Instant::now() + std::time::Duration::from_secs(3600)),
         }
     }
 

@@ -84,7 +84,9 @@ impl HealthCheck {
     /// [`Unhealthy`] saying why.
     pub fn check(&self) -> Result<(), Unhealthy> {
         let ended = self.state.has_changed().is_err();
-        let leading = self.state.borrow().is_leader();
+        // The task believes it leads (whatever its deadline says): a task that
+        // cannot run to end its term is what this check exists to catch.
+        let leading = self.state.borrow().term.is_some();
         judge(
             leading,
             ended && !self.token.is_cancelled(),

@@ -12,7 +12,7 @@ use crate::api::LeaseApi;
 use crate::clock::{SystemClock, WallClock};
 use crate::config::{ConfigError, ConfigProblem};
 use crate::error::{Action, Error};
-use crate::record::{self, Observed, Verdict};
+use crate::record::{self, Observed, Own, TermRecord, Verdict};
 
 /// Parameters of a [`LeaseLock`], as in `kube-leader-election`.
 #[derive(Clone, Debug)]
@@ -28,15 +28,63 @@ pub struct LeaseLockParams {
 /// What [`LeaseLock::try_acquire_or_renew`] found.
 #[derive(Clone, Debug, Default)]
 pub struct LeaseLockResult {
-    /// Whether this replica holds the Lease now.
+    /// Whether this replica held the Lease when the call returned.
     pub acquired_lease: bool,
     /// The Lease as last read or written, if there is one.
     pub lease: Option<Lease>,
+    /// Until when this replica may act as leader (local monotonic clock),
+    /// unless a later call extends it: two thirds of the TTL (client-go's
+    /// 10 s of 15) after the write that took or renewed the Lease was sent.
+    /// Other replicas count the TTL from a later moment (when they observe
+    /// the write), so they cannot take over before then. `None` when not
+    /// holding.
+    pub valid_until: Option<Instant>,
+}
+
+impl LeaseLockResult {
+    /// Whether this replica may act as leader now: it holds the Lease and
+    /// [`valid_until`](Self::valid_until) has not passed. Check it before
+    /// each piece of leader work, not once per poll: a poll that hangs does
+    /// not end a term, the TTL does.
+    #[must_use]
+    pub fn is_leading(&self) -> bool {
+        self.acquired_lease && self.valid_until.is_some_and(|until| Instant::now() < until)
+    }
+}
+
+/// What a lock remembers between calls.
+#[derive(Debug, Default)]
+struct LockState {
+    observed: Option<Observed>,
+    /// The record of the term this lock holds, and until when.
+    term: Option<(TermRecord, Instant)>,
+    /// Records this lock wrote: a Lease that carries one is its own.
+    written: Vec<TermRecord>,
+}
+
+impl LockState {
+    fn own(&self) -> Own<'_> {
+        Own {
+            leading: self.term.as_ref().map(|(record, _)| record),
+            written: &self.written,
+            adopt: false,
+        }
+    }
+
+    fn remember(&mut self, record: TermRecord) {
+        if !self.written.contains(&record) {
+            if self.written.len() == 4 {
+                self.written.remove(0);
+            }
+            self.written.push(record);
+        }
+    }
 }
 
 /// A Lease lock to be polled: call [`try_acquire_or_renew`] every fraction of
-/// the TTL (a quarter, say) and act as leader while it returns
-/// `acquired_lease: true`.
+/// the TTL (a quarter, say) and act as leader while the last result
+/// [`is_leading`](LeaseLockResult::is_leading) (it holds the Lease and its
+/// [`valid_until`](LeaseLockResult::valid_until) has not passed).
 ///
 /// A drop-in for `kube_leader_election::LeaseLock`, with two differences a
 /// migrating user only notices under contention: every write is conditional
@@ -45,7 +93,13 @@ pub struct LeaseLockResult {
 /// lock has seen it unchanged for its duration, not by comparing the remote
 /// `renewTime` with the local clock, so clock skew cannot cause a takeover.
 /// (A lock that has not yet seen a held Lease therefore waits one full TTL
-/// before taking it over.)
+/// before taking it over; so does a lock that finds the Lease naming its
+/// `holder_id` in a term it did not write, say after a restart with a stable
+/// pod name: another instance may still act on it.)
+///
+/// One call is bounded as a whole by two thirds of the TTL, however many
+/// requests it sends, and a term is valid for two thirds of the TTL from
+/// the moment the write that took or renewed it was sent.
 ///
 /// For a background loop with events and a renew deadline, use
 /// [`LeaderElector`](crate::LeaderElector).
@@ -65,7 +119,7 @@ pub struct LeaseLockResult {
 ///     },
 /// );
 /// let lease = leadership.try_acquire_or_renew().await?;
-/// println!("currently leading: {}", lease.acquired_lease);
+/// println!("currently leading: {}", lease.is_leading());
 /// leadership.step_down().await?;
 /// # Ok(())
 /// # }
@@ -76,7 +130,7 @@ pub struct LeaseLockResult {
 pub struct LeaseLock {
     api: LeaseApi,
     params: LeaseLockParams,
-    observed: Mutex<Option<Observed>>,
+    state: Mutex<LockState>,
     clock: Box<dyn WallClock>,
 }
 
@@ -87,7 +141,7 @@ impl LeaseLock {
         Self {
             api: LeaseApi::new(client, namespace, &params.lease_name),
             params,
-            observed: Mutex::new(None),
+            state: Mutex::default(),
             clock: Box::new(SystemClock),
         }
     }
@@ -117,37 +171,51 @@ impl LeaseLock {
     /// [`step_down`](Self::step_down)) before the TTL runs out.
     pub async fn try_acquire_or_renew(&self) -> Result<LeaseLockResult, Error> {
         let secs = self.ttl_secs()?;
-        let timeout = self.params.lease_ttl;
-        let now = Instant::now();
-        let Some(lease) = self.api.get(timeout).await? else {
-            let last = self
-                .observed
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
-            if let Verdict::Wait { holder, .. } =
-                record::judge_missing(last.as_ref(), None, &self.params.holder_id, now)
-            {
+        let validity = validity(self.params.lease_ttl);
+        let budget = Budget(record::after(Instant::now(), validity));
+        let read_at = Instant::now();
+        let Some(lease) = self.api.get(budget.left()).await? else {
+            let verdict = {
+                let state = self.lock_state();
+                record::judge_missing(
+                    state.observed.as_ref(),
+                    None,
+                    &self.params.holder_id,
+                    state.own(),
+                    read_at,
+                )
+            };
+            if let Verdict::Wait { holder, .. } = verdict {
                 tracing::debug!(%holder, "the Lease was deleted while held; waiting out its holder's term");
                 return Ok(LeaseLockResult::default());
             }
             let spec = record::acquire(None, &self.params.holder_id, secs, self.clock.now());
-            return match self.api.create(spec, timeout).await {
-                Ok(lease) => Ok(self.remember(lease, true)),
-                Err(Error::Conflict { .. }) => self.reread(timeout).await,
+            self.lock_state().remember(TermRecord::of(&spec));
+            let sent = Instant::now();
+            return match self.api.create(spec, budget.left()).await {
+                Ok(lease) => Ok(self.took(lease, None, sent)),
+                Err(Error::Conflict { .. }) => self.reread(&budget).await,
                 Err(e) => Err(e),
             };
         };
-        let observed = {
-            let mut slot = self.observed.lock().unwrap_or_else(PoisonError::into_inner);
-            let observed = Observed::update(slot.as_ref(), lease, now);
-            *slot = Some(observed.clone());
-            observed
+        let (observed, verdict) = {
+            let mut state = self.lock_state();
+            let observed = Observed::update(state.observed.as_ref(), lease, read_at);
+            state.observed = Some(observed.clone());
+            let verdict = record::judge(
+                Some(&observed),
+                &self.params.holder_id,
+                state.own(),
+                read_at,
+            );
+            if !matches!(verdict, Verdict::Renew) {
+                state.term = None;
+            }
+            (observed, verdict)
         };
         let me = &self.params.holder_id;
-        let holding = observed.holder() == Some(me.as_str());
         let spec = record::spec_of(&observed.lease);
-        let (action, spec) = match record::judge(Some(&observed), me, holding, now) {
+        let (action, spec) = match verdict {
             Verdict::Renew => (
                 Action::Renew,
                 record::renew(spec, me, secs, self.clock.now()),
@@ -159,21 +227,24 @@ impl LeaseLock {
             Verdict::Wait { holder, .. } => {
                 tracing::debug!(%holder, "the Lease is held and has not expired");
                 return Ok(LeaseLockResult {
-                    acquired_lease: false,
                     lease: Some(observed.lease),
+                    ..LeaseLockResult::default()
                 });
             }
         };
+        self.lock_state().remember(TermRecord::of(&spec));
+        let sent = Instant::now();
         match self
             .api
-            .replace(action, &observed.lease, spec, timeout)
+            .replace(action, &observed.lease, spec, budget.left())
             .await
         {
             Ok(lease) => {
                 tracing::debug!(?action, "Lease written");
-                Ok(self.remember(lease, true))
+                let based_on = observed.lease.metadata.resource_version.as_deref();
+                Ok(self.took(lease, based_on, sent))
             }
-            Err(Error::Conflict { .. }) => self.reread(timeout).await,
+            Err(Error::Conflict { .. }) => self.reread(&budget).await,
             Err(e) => Err(e),
         }
     }
@@ -198,9 +269,14 @@ impl LeaseLock {
             .as_ref()
             .and_then(|l| record::holder(record::spec_of(l)))
             .map(str::to_owned);
-        let Some(lease) =
-            lease.filter(|_| holder.as_deref() == Some(self.params.holder_id.as_str()))
-        else {
+        let ours = |lease: &Lease| {
+            holder.as_deref() == Some(self.params.holder_id.as_str())
+                && self
+                    .lock_state()
+                    .written
+                    .contains(&TermRecord::of(record::spec_of(lease)))
+        };
+        let Some(lease) = lease.filter(ours) else {
             return Err(Error::NotHolder { holder });
         };
         let spec = record::release(record::spec_of(&lease), self.clock.now());
@@ -208,7 +284,10 @@ impl LeaseLock {
             .api
             .replace(Action::Release, &lease, spec, timeout)
             .await?;
-        self.remember(released, false);
+        let mut state = self.lock_state();
+        state.term = None;
+        let observed = Observed::update(state.observed.as_ref(), released, Instant::now());
+        state.observed = Some(observed);
         Ok(())
     }
 
@@ -225,22 +304,71 @@ impl LeaseLock {
         Ok(i32::try_from(ttl.as_secs()).unwrap_or(i32::MAX))
     }
 
-    async fn reread(&self, timeout: Duration) -> Result<LeaseLockResult, Error> {
-        let lease = self.api.get(timeout).await?;
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, LockState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn reread(&self, budget: &Budget) -> Result<LeaseLockResult, Error> {
+        let lease = self.api.get(budget.left()).await?;
+        let mut state = self.lock_state();
+        state.term = None;
         Ok(match lease {
-            Some(lease) => self.remember(lease, false),
+            Some(lease) => {
+                let observed = Observed::update(state.observed.as_ref(), lease, Instant::now());
+                state.observed = Some(observed.clone());
+                LeaseLockResult {
+                    lease: Some(observed.lease),
+                    ..LeaseLockResult::default()
+                }
+            }
             None => LeaseLockResult::default(),
         })
     }
 
-    fn remember(&self, lease: Lease, acquired: bool) -> LeaseLockResult {
-        let mut slot = self.observed.lock().unwrap_or_else(PoisonError::into_inner);
-        let observed = Observed::update(slot.as_ref(), lease, Instant::now());
+    /// The write sent at `sent`, based on `based_on`, was answered with
+    /// `lease`: the term runs from `sent` if the write changed the record
+    /// (a no-op extends nothing), and holds while its validity lasts.
+    fn took(&self, lease: Lease, based_on: Option<&str>, sent: Instant) -> LeaseLockResult {
+        let changed = record::write_changed(based_on, lease.metadata.resource_version.as_deref());
+        let now = Instant::now();
+        let mut state = self.lock_state();
+        let observed = Observed::update(state.observed.as_ref(), lease, now);
+        let record = observed.term_record();
+        let previous = state
+            .term
+            .as_ref()
+            .filter(|(held, _)| *held == record)
+            .map(|(_, until)| *until);
+        let until = if changed {
+            Some(record::after(sent, validity(self.params.lease_ttl)))
+        } else {
+            previous
+        };
         let lease = observed.lease.clone();
-        *slot = Some(observed);
+        state.observed = Some(observed);
+        state.term = until.map(|until| (record, until));
+        let acquired = until.is_some_and(|until| now < until);
         LeaseLockResult {
             acquired_lease: acquired,
             lease: Some(lease),
+            valid_until: until.filter(|_| acquired),
         }
+    }
+}
+
+/// How long a term of a lock is valid after its write was sent: two thirds
+/// of the TTL, client-go's ratio of renew deadline to lease duration.
+fn validity(ttl: Duration) -> Duration {
+    ttl / 3 * 2
+}
+
+/// The time left for one call, shared by its requests.
+struct Budget(Instant);
+
+impl Budget {
+    fn left(&self) -> Duration {
+        self.0
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
     }
 }

@@ -33,12 +33,15 @@ impl Observed {
 
     /// The instant after which a holder other than us may be displaced.
     pub(crate) fn expires_at(&self) -> Instant {
-        self.observed_at + lease_duration(spec_of(&self.lease)).unwrap_or(Duration::ZERO)
+        after(
+            self.observed_at,
+            lease_duration(spec_of(&self.lease)).unwrap_or(Duration::ZERO),
+        )
     }
 
-    /// The `resourceVersion` a conditional write must carry.
-    pub(crate) fn resource_version(&self) -> Option<&str> {
-        self.lease.metadata.resource_version.as_deref()
+    /// Which term of which holder this record belongs to.
+    pub(crate) fn term_record(&self) -> TermRecord {
+        TermRecord::of(spec_of(&self.lease))
     }
 
     /// Folds a newer read of the same Lease into this observation.
@@ -88,6 +91,57 @@ pub(crate) fn transitions(spec: &LeaseSpec) -> i32 {
     spec.lease_transitions.unwrap_or(0).max(0)
 }
 
+/// `now + d`, saturating far in the future instead of overflowing: an
+/// absurd duration (`Duration::MAX`) must not panic the loop.
+pub(crate) fn after(now: Instant, d: Duration) -> Instant {
+    /// About thirty years: later than anything an elector waits for.
+    const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
+    now.checked_add(d.min(FAR))
+        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(now)
+}
+
+/// What tells one term of a holder from another: the holder alone does not,
+/// since two instances can share an identity (a `StatefulSet` pod and its
+/// replacement). Every acquisition writes a new `acquireTime` and raises
+/// `leaseTransitions`; a renew keeps both.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TermRecord {
+    pub(crate) holder: Option<String>,
+    pub(crate) transitions: i32,
+    pub(crate) acquire_time: Option<Timestamp>,
+}
+
+impl TermRecord {
+    pub(crate) fn of(spec: &LeaseSpec) -> Self {
+        Self {
+            holder: holder(spec).map(str::to_owned),
+            transitions: transitions(spec),
+            acquire_time: spec.acquire_time.as_ref().map(|t| t.0),
+        }
+    }
+}
+
+/// What this replica knows about the records it wrote itself, for judging a
+/// Lease that names its identity.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Own<'a> {
+    /// The record of the term this replica leads now, if it leads.
+    pub(crate) leading: Option<&'a TermRecord>,
+    /// Records this replica wrote (its last term, an acquire whose answer it
+    /// never saw): a Lease that carries one of them is this replica's own.
+    pub(crate) written: &'a [TermRecord],
+    /// Take a live Lease that names this identity but none of its records at
+    /// once (client-go's behaviour) instead of waiting it out.
+    pub(crate) adopt: bool,
+}
+
+impl Own<'_> {
+    fn wrote(&self, record: &TermRecord) -> bool {
+        self.leading == Some(record) || self.written.contains(record)
+    }
+}
+
 // === Decisions ===
 
 /// What a candidate or leader should do about the Lease it observed.
@@ -111,34 +165,36 @@ pub(crate) enum Verdict {
 
 /// Judges an observation at `now`.
 ///
-/// `leading` is whether this replica currently believes it leads. A Lease
-/// that names us while we do not lead (a restart, or a renew that landed
-/// after we gave up) is ours to take at once: no other replica uses our
-/// identity, and the write is conditional anyway.
-pub(crate) fn judge(observed: Option<&Observed>, me: &str, leading: bool, now: Instant) -> Verdict {
+/// A Lease that names us is renewed only while it carries the record of the
+/// term we lead. One that names us with a record we wrote ourselves (a term
+/// that ended, an acquire whose answer was lost) is ours to take at once, as
+/// a new term. One that names us with a record we never wrote belongs to
+/// another instance with our identity: it is waited out like any other
+/// holder's, unless `own.adopt` says to take it at once.
+pub(crate) fn judge(observed: Option<&Observed>, me: &str, own: Own<'_>, now: Instant) -> Verdict {
     let Some(observed) = observed else {
         return Verdict::Create;
     };
-    match observed.holder() {
-        Some(holder) if holder == me => {
-            if leading {
-                Verdict::Renew
-            } else {
-                Verdict::Acquire
-            }
+    let Some(holder) = observed.holder() else {
+        return Verdict::Acquire;
+    };
+    if holder == me {
+        let record = observed.term_record();
+        if own.leading == Some(&record) {
+            return Verdict::Renew;
         }
-        Some(holder) => {
-            let expires_at = observed.expires_at();
-            if now >= expires_at {
-                Verdict::Acquire
-            } else {
-                Verdict::Wait {
-                    holder: holder.to_owned(),
-                    expires_at,
-                }
-            }
+        if own.leading.is_none() && (own.adopt || own.wrote(&record)) {
+            return Verdict::Acquire;
         }
-        None => Verdict::Acquire,
+    }
+    let expires_at = observed.expires_at();
+    if now >= expires_at {
+        Verdict::Acquire
+    } else {
+        Verdict::Wait {
+            holder: holder.to_owned(),
+            expires_at,
+        }
     }
 }
 
@@ -154,15 +210,17 @@ pub(crate) fn judge_missing(
     last: Option<&Observed>,
     missing_since: Option<Instant>,
     me: &str,
+    own: Own<'_>,
     now: Instant,
 ) -> Verdict {
     let held = last.and_then(|l| {
         let duration = lease_duration(spec_of(&l.lease)).unwrap_or(Duration::ZERO);
-        let from_deletion = missing_since.map_or(l.expires_at(), |since| since + duration);
-        Some((l.holder()?, l.expires_at().max(from_deletion)))
+        let from_deletion = missing_since.map_or(l.expires_at(), |since| after(since, duration));
+        let ours = l.holder() == Some(me) && own.wrote(&l.term_record());
+        Some((l.holder()?, ours, l.expires_at().max(from_deletion)))
     });
     match held {
-        Some((holder, expires_at)) if holder != me && now < expires_at => Verdict::Wait {
+        Some((holder, false, expires_at)) if now < expires_at => Verdict::Wait {
             holder: holder.to_owned(),
             expires_at,
         },
@@ -170,17 +228,93 @@ pub(crate) fn judge_missing(
     }
 }
 
-/// Whether a term has ended at `now`: a leader counts its term from the
-/// moment it *sent* its last successful renew (or acquire), so it stops
-/// before any follower, who counts from a later observation, may start.
-pub(crate) fn term_over(renewed_sent: Instant, renew_deadline: Duration, now: Instant) -> bool {
-    now >= renewed_sent + renew_deadline
+/// When a term ends, counted from the moment its last successful renew (or
+/// acquire) was *sent*: followers count from a later observation, so the
+/// leader stops first.
+///
+/// The term lasts `renew_deadline`, shortened in proportion when the Lease
+/// records a shorter duration than ours (an outside writer edited
+/// `leaseDurationSeconds`): followers count from what the Lease records, so
+/// a leader never counts on more. A record with no valid duration ends the
+/// term at once (followers treat it as expired once observed).
+pub(crate) fn term_end(
+    renewed_sent: Instant,
+    renew_deadline: Duration,
+    lease_duration: Duration,
+    recorded: Option<Duration>,
+) -> Instant {
+    let Some(recorded) = recorded else {
+        return renewed_sent;
+    };
+    let own = lease_duration.max(Duration::from_nanos(1));
+    if recorded >= own {
+        return after(renewed_sent, renew_deadline);
+    }
+    // recorded × renew_deadline / lease_duration, in nanoseconds (exact).
+    let scaled = recorded.as_nanos() * renew_deadline.as_nanos() / own.as_nanos();
+    let scaled = Duration::from_nanos(u64::try_from(scaled).unwrap_or(u64::MAX));
+    after(renewed_sent, scaled.min(renew_deadline))
 }
 
-/// Whether a leader that observes the Lease held by `holder` (`None`: free
-/// or deleted) still holds it.
-pub(crate) fn still_holds(holder: Option<&str>, me: &str) -> bool {
-    holder == Some(me)
+/// Whether a leader whose term is `term` still holds a Lease that carries
+/// `record`: the same holder *and* the same term (transitions, acquire time),
+/// not the holder name alone.
+pub(crate) fn still_holds(record: &TermRecord, term: &TermRecord) -> bool {
+    record.holder.is_some() && record == term
+}
+
+/// Whether a write changed the record: the server answers a write that
+/// leaves the object as it was (the same spec) with the same
+/// `resourceVersion` and sends no watch event, so followers did not observe
+/// it, and it must not extend a term.
+pub(crate) fn write_changed(before: Option<&str>, after: Option<&str>) -> bool {
+    match (before, after) {
+        (_, None) => false,
+        (Some(b), Some(a)) => a != b && is_newer(Some(a), Some(b)),
+        (None, Some(_)) => true,
+    }
+}
+
+/// The fencing token of a term: the `resourceVersion` of the write that
+/// started it. kube-apiserver takes resourceVersions from etcd's revision,
+/// which grows with every write to any object, and a re-created Lease gets a
+/// newer one than the deleted Lease ever had: so a later term of any leader
+/// has a larger token, whoever wrote it, across deletions. `None` when the
+/// server's resourceVersions are not integers.
+pub(crate) fn fencing_token(lease: &Lease) -> Option<u64> {
+    lease.metadata.resource_version.as_deref()?.parse().ok()
+}
+
+/// Whether a watch can be trusted to report changes of the Lease.
+///
+/// Connected is not enough: a watch that delivers nothing while the Lease is
+/// held (a held Lease changes at every renew, each retry period) has stalled,
+/// and one that errors right after connecting never delivers at all. A watch
+/// is trusted while it is connected and has delivered an event within
+/// `silence` of `now`, or while the Lease is not held (then no events are
+/// due). `progress` is when the watch last delivered an event (or, before
+/// the first, when watching began).
+pub(crate) fn watch_trusted(
+    connected: bool,
+    progress: Instant,
+    held: bool,
+    silence: Duration,
+    now: Instant,
+) -> bool {
+    connected && (!held || now < after(progress, silence))
+}
+
+/// How long a watch may stay silent while the Lease is held before it is
+/// distrusted: a few renew periods (renews come every `retry_period`).
+pub(crate) fn watch_silence(retry_period: Duration) -> Duration {
+    retry_period.saturating_mul(3)
+}
+
+/// How long one request may take: two attempts fit within the time a leader
+/// has for a renew (the renew deadline less the retry period it waited), so
+/// one hung request does not cost the term.
+pub(crate) fn attempt_timeout(renew_deadline: Duration, retry_period: Duration) -> Duration {
+    (renew_deadline.saturating_sub(retry_period) / 2).max(Duration::from_millis(1))
 }
 
 // === Records to write ===
@@ -195,6 +329,7 @@ pub(crate) fn acquire(
     lease_duration_secs: i32,
     now: Timestamp,
 ) -> LeaseSpec {
+    let now = micros(now);
     let transitions = previous.map_or(0, |prev| transitions(prev).saturating_add(1));
     LeaseSpec {
         holder_identity: Some(me.to_owned()),
@@ -214,13 +349,35 @@ pub(crate) fn renew(
     lease_duration_secs: i32,
     now: Timestamp,
 ) -> LeaseSpec {
+    let now = micros(now);
     LeaseSpec {
         holder_identity: Some(me.to_owned()),
         lease_duration_seconds: Some(lease_duration_secs),
         acquire_time: previous.acquire_time.clone().or(Some(MicroTime(now))),
-        renew_time: Some(MicroTime(now)),
+        renew_time: Some(MicroTime(later_than(previous.renew_time.as_ref(), now))),
         lease_transitions: Some(transitions(previous)),
         ..previous.clone()
+    }
+}
+
+/// `t` cut to whole microseconds, as a `MicroTime` is stored: a record this
+/// replica wrote then compares equal to the record it reads back.
+fn micros(t: Timestamp) -> Timestamp {
+    Timestamp::from_microsecond(t.as_microsecond()).unwrap_or(t)
+}
+
+/// `now`, or a second after `previous` if `now` is not later: a renew
+/// always changes the record, so the server stores it (a new
+/// `resourceVersion`) and followers observe it, even when the wall clock
+/// stands still or steps back. A whole second, because client-go compares
+/// records at one-second resolution: a smaller step would be invisible to a
+/// client-go follower.
+fn later_than(previous: Option<&MicroTime>, now: Timestamp) -> Timestamp {
+    match previous {
+        Some(MicroTime(prev)) if *prev >= now => prev
+            .checked_add(jiff::SignedDuration::from_secs(1))
+            .unwrap_or(now),
+        _ => now,
     }
 }
 
@@ -228,6 +385,7 @@ pub(crate) fn renew(
 /// ""` (not null: some peers fail on a missing holder), `leaseDurationSeconds:
 /// 1`, `acquireTime` = `renewTime` = now, `leaseTransitions` kept.
 pub(crate) fn release(previous: &LeaseSpec, now: Timestamp) -> LeaseSpec {
+    let now = micros(now);
     LeaseSpec {
         holder_identity: Some(String::new()),
         lease_duration_seconds: Some(1),
@@ -281,26 +439,128 @@ mod tests {
 
     #[test]
     fn missing_lease_is_created() {
-        assert_eq!(judge(None, "me", false, Instant::now()), Verdict::Create);
+        assert_eq!(
+            judge(None, "me", Own::default(), Instant::now()),
+            Verdict::Create
+        );
     }
 
     #[test]
     fn a_term_ends_at_the_renew_deadline_counted_from_the_send() {
         let sent = Instant::now();
-        let deadline = Duration::from_secs(10);
-        assert!(!term_over(
-            sent,
-            deadline,
-            sent + Duration::from_millis(9_999)
-        ));
-        assert!(term_over(sent, deadline, sent + deadline));
+        let (deadline, lease) = (Duration::from_secs(10), Duration::from_secs(15));
+        let end = term_end(sent, deadline, lease, Some(lease));
+        assert_eq!(end, sent + deadline);
+        // A longer recorded duration does not lengthen the term.
+        let longer = term_end(sent, deadline, lease, Some(Duration::from_secs(3600)));
+        assert_eq!(longer, sent + deadline);
     }
 
     #[test]
-    fn a_leader_holds_only_while_the_lease_names_it() {
-        assert!(still_holds(Some("me"), "me"));
-        assert!(!still_holds(Some("other"), "me"));
-        assert!(!still_holds(None, "me"));
+    fn a_term_never_counts_on_more_than_the_duration_the_lease_records() {
+        let sent = Instant::now();
+        let (deadline, lease) = (Duration::from_secs(3), Duration::from_secs(4));
+        // An outside writer set leaseDurationSeconds: 1: followers may take
+        // over one second after they observe it, which is after `sent`.
+        let end = term_end(sent, deadline, lease, Some(Duration::from_secs(1)));
+        assert!(end < sent + Duration::from_secs(1), "{:?}", end - sent);
+        assert_eq!(end, sent + Duration::from_millis(750));
+        // No valid duration: followers take it once observed; the term ends now.
+        assert_eq!(term_end(sent, deadline, lease, None), sent);
+    }
+
+    #[test]
+    fn absurd_durations_saturate_instead_of_panicking() {
+        let now = Instant::now();
+        assert!(after(now, Duration::MAX) > now + Duration::from_secs(86_400 * 365));
+        let end = term_end(now, Duration::MAX, Duration::MAX, Some(Duration::MAX));
+        assert!(end > now);
+        assert!(watch_trusted(true, now, true, Duration::MAX, now));
+        assert_eq!(
+            attempt_timeout(Duration::from_secs(1), Duration::MAX),
+            Duration::from_millis(1)
+        );
+    }
+
+    #[test]
+    fn a_leader_holds_only_while_the_lease_carries_its_own_term() {
+        let spec = acquire(None, "me", 15, "2026-11-24T14:00:00Z".parse().unwrap());
+        let term = TermRecord::of(&spec);
+        assert!(still_holds(&TermRecord::of(&spec), &term));
+        let renewed = renew(&spec, "me", 15, "2026-11-24T14:00:02Z".parse().unwrap());
+        assert!(still_holds(&TermRecord::of(&renewed), &term));
+        // Another instance with the same identity took it: a new term.
+        let twin = acquire(
+            Some(&spec),
+            "me",
+            15,
+            "2026-11-24T14:00:03Z".parse().unwrap(),
+        );
+        assert!(!still_holds(&TermRecord::of(&twin), &term));
+        let mut other = spec.clone();
+        other.holder_identity = Some("other".into());
+        assert!(!still_holds(&TermRecord::of(&other), &term));
+        let free = release(&spec, "2026-11-24T14:00:04Z".parse().unwrap());
+        assert!(!still_holds(&TermRecord::of(&free), &term));
+    }
+
+    #[test]
+    fn a_write_the_server_kept_as_a_no_op_changed_nothing() {
+        assert!(write_changed(Some("5"), Some("6")));
+        assert!(!write_changed(Some("5"), Some("5")));
+        assert!(!write_changed(Some("6"), Some("5")));
+        assert!(!write_changed(Some("5"), None));
+        assert!(write_changed(None, Some("1")));
+    }
+
+    #[test]
+    fn a_renew_changes_the_record_even_when_the_wall_clock_stands_still() {
+        let frozen: Timestamp = "2026-11-24T14:00:00Z".parse().unwrap();
+        let term = acquire(None, "me", 15, frozen);
+        let first = renew(&term, "me", 15, frozen);
+        let second = renew(&first, "me", 15, frozen);
+        assert_ne!(term, first);
+        assert_ne!(first, second);
+        assert!(second.renew_time > first.renew_time);
+        // By a whole second: client-go compares records at that resolution.
+        let (a, b) = (
+            first.renew_time.clone().unwrap().0,
+            second.renew_time.clone().unwrap().0,
+        );
+        assert_eq!(b.as_second() - a.as_second(), 1);
+        // A clock that steps back does not write an older renewTime either.
+        let back = renew(&second, "me", 15, "2026-11-24T13:00:00Z".parse().unwrap());
+        assert!(back.renew_time > second.renew_time);
+    }
+
+    #[test]
+    fn fencing_tokens_are_the_resource_version_of_the_write() {
+        let mut l = lease(Some("me"), Some(10), "42");
+        assert_eq!(fencing_token(&l), Some(42));
+        l.metadata.resource_version = Some("not-a-number".into());
+        assert_eq!(fencing_token(&l), None);
+    }
+
+    #[test]
+    fn a_silent_watch_is_distrusted_only_while_the_lease_is_held() {
+        let t0 = Instant::now();
+        let silence = watch_silence(Duration::from_secs(2));
+        let later = t0 + silence;
+        assert!(watch_trusted(true, t0, true, silence, t0));
+        assert!(!watch_trusted(true, t0, true, silence, later));
+        assert!(watch_trusted(true, t0, false, silence, later));
+        assert!(!watch_trusted(false, t0, false, silence, t0));
+    }
+
+    #[test]
+    fn two_attempts_fit_in_what_is_left_of_a_renew_deadline() {
+        let (deadline, retry) = (Duration::from_secs(1), Duration::from_millis(250));
+        let attempt = attempt_timeout(deadline, retry);
+        assert!(retry + attempt * 2 <= deadline);
+        assert_eq!(
+            attempt_timeout(Duration::from_secs(10), Duration::from_secs(2)),
+            Duration::from_secs(4)
+        );
     }
 
     #[test]
@@ -308,22 +568,59 @@ mod tests {
         let t0 = Instant::now();
         let live = observed(Some("other"), Some(10), t0);
         let wait = |v: Verdict| matches!(v, Verdict::Wait { .. });
-        assert!(wait(judge_missing(Some(&live), None, "me", t0)));
+        assert!(wait(judge_missing(
+            Some(&live),
+            None,
+            "me",
+            Own::default(),
+            t0
+        )));
         let t10 = t0 + Duration::from_secs(10);
-        assert_eq!(judge_missing(Some(&live), None, "me", t10), Verdict::Create);
+        assert_eq!(
+            judge_missing(Some(&live), None, "me", Own::default(), t10),
+            Verdict::Create
+        );
         // Seen deleted at t0 + 5 s: the holder's lease runs from then.
         let since = Some(t0 + Duration::from_secs(5));
-        assert!(wait(judge_missing(Some(&live), since, "me", t10)));
+        assert!(wait(judge_missing(
+            Some(&live),
+            since,
+            "me",
+            Own::default(),
+            t10
+        )));
         let t15 = t0 + Duration::from_secs(15);
         assert_eq!(
-            judge_missing(Some(&live), since, "me", t15),
+            judge_missing(Some(&live), since, "me", Own::default(), t15),
             Verdict::Create
         );
         let mine = observed(Some("me"), Some(10), t0);
-        assert_eq!(judge_missing(Some(&mine), since, "me", t0), Verdict::Create);
+        let wrote = [mine.term_record()];
+        let own = Own {
+            written: &wrote,
+            ..Own::default()
+        };
+        assert_eq!(
+            judge_missing(Some(&mine), since, "me", own, t0),
+            Verdict::Create
+        );
+        // Named us, but we never wrote it: another instance's, waited out.
+        assert!(wait(judge_missing(
+            Some(&mine),
+            since,
+            "me",
+            Own::default(),
+            t0
+        )));
         let free = observed(None, Some(10), t0);
-        assert_eq!(judge_missing(Some(&free), since, "me", t0), Verdict::Create);
-        assert_eq!(judge_missing(None, since, "me", t0), Verdict::Create);
+        assert_eq!(
+            judge_missing(Some(&free), since, "me", Own::default(), t0),
+            Verdict::Create
+        );
+        assert_eq!(
+            judge_missing(None, since, "me", Own::default(), t0),
+            Verdict::Create
+        );
     }
 
     #[test]
@@ -334,13 +631,23 @@ mod tests {
             holder: "other".into(),
             expires_at: t0 + Duration::from_secs(10),
         };
-        assert_eq!(judge(Some(&obs), "me", false, t0), expect);
+        assert_eq!(judge(Some(&obs), "me", Own::default(), t0), expect);
         assert_eq!(
-            judge(Some(&obs), "me", false, t0 + Duration::from_millis(9_999)),
+            judge(
+                Some(&obs),
+                "me",
+                Own::default(),
+                t0 + Duration::from_millis(9_999)
+            ),
             expect
         );
         assert_eq!(
-            judge(Some(&obs), "me", false, t0 + Duration::from_secs(10)),
+            judge(
+                Some(&obs),
+                "me",
+                Own::default(),
+                t0 + Duration::from_secs(10)
+            ),
             Verdict::Acquire
         );
     }
@@ -355,11 +662,16 @@ mod tests {
             l.spec.as_mut().unwrap().renew_time = Some(MicroTime(renew.parse().unwrap()));
             let obs = Observed::update(None, l, t0);
             assert!(matches!(
-                judge(Some(&obs), "me", false, t0),
+                judge(Some(&obs), "me", Own::default(), t0),
                 Verdict::Wait { .. }
             ));
             assert_eq!(
-                judge(Some(&obs), "me", false, t0 + Duration::from_secs(10)),
+                judge(
+                    Some(&obs),
+                    "me",
+                    Own::default(),
+                    t0 + Duration::from_secs(10)
+                ),
                 Verdict::Acquire
             );
         }
@@ -370,7 +682,10 @@ mod tests {
         let t0 = Instant::now();
         for holder in [None, Some("")] {
             let obs = observed(holder, Some(3600), t0);
-            assert_eq!(judge(Some(&obs), "me", false, t0), Verdict::Acquire);
+            assert_eq!(
+                judge(Some(&obs), "me", Own::default(), t0),
+                Verdict::Acquire
+            );
         }
     }
 
@@ -380,7 +695,7 @@ mod tests {
         for d in [None, Some(0), Some(-5)] {
             let obs = observed(Some("other"), d, t0);
             assert_eq!(
-                judge(Some(&obs), "me", false, t0),
+                judge(Some(&obs), "me", Own::default(), t0),
                 Verdict::Acquire,
                 "{d:?}"
             );
@@ -388,11 +703,53 @@ mod tests {
     }
 
     #[test]
-    fn own_lease_is_renewed_when_leading_and_retaken_when_not() {
+    fn own_lease_is_renewed_while_it_carries_our_term() {
         let t0 = Instant::now();
         let obs = observed(Some("me"), Some(10), t0);
-        assert_eq!(judge(Some(&obs), "me", true, t0), Verdict::Renew);
-        assert_eq!(judge(Some(&obs), "me", false, t0), Verdict::Acquire);
+        let term = obs.term_record();
+        let leading = Own {
+            leading: Some(&term),
+            ..Own::default()
+        };
+        assert_eq!(judge(Some(&obs), "me", leading, t0), Verdict::Renew);
+        // Written by us (a term that ended, a lost answer): ours at once.
+        let wrote = Own {
+            written: std::slice::from_ref(&term),
+            ..Own::default()
+        };
+        assert_eq!(judge(Some(&obs), "me", wrote, t0), Verdict::Acquire);
+    }
+
+    #[test]
+    fn a_live_lease_naming_us_that_we_never_wrote_is_waited_out_unless_adopted() {
+        let t0 = Instant::now();
+        let obs = observed(Some("me"), Some(10), t0);
+        let expect = Verdict::Wait {
+            holder: "me".into(),
+            expires_at: t0 + Duration::from_secs(10),
+        };
+        assert_eq!(judge(Some(&obs), "me", Own::default(), t0), expect);
+        let t10 = t0 + Duration::from_secs(10);
+        assert_eq!(
+            judge(Some(&obs), "me", Own::default(), t10),
+            Verdict::Acquire
+        );
+        let adopt = Own {
+            adopt: true,
+            ..Own::default()
+        };
+        assert_eq!(judge(Some(&obs), "me", adopt, t0), Verdict::Acquire);
+        // Leading another term while this record names us: not ours to renew.
+        let mine = TermRecord {
+            transitions: 9,
+            ..obs.term_record()
+        };
+        let leading = Own {
+            leading: Some(&mine),
+            adopt: true,
+            ..Own::default()
+        };
+        assert_eq!(judge(Some(&obs), "me", leading, t0), expect);
     }
 
     #[test]
@@ -404,7 +761,7 @@ mod tests {
         relabelled.metadata.labels = Some([("a".to_owned(), "b".to_owned())].into());
         let same = Observed::update(Some(&first), relabelled, t1);
         assert_eq!(same.observed_at, t0);
-        assert_eq!(same.resource_version(), Some("2"));
+        assert_eq!(same.lease.metadata.resource_version.as_deref(), Some("2"));
         let renewed = Observed::update(Some(&same), lease(Some("other"), Some(11), "3"), t1);
         assert_eq!(renewed.observed_at, t1);
     }
@@ -474,6 +831,91 @@ mod tests {
         assert_eq!(spec.acquire_time, Some(MicroTime(t1)));
         assert_eq!(spec.renew_time, Some(MicroTime(t1)));
         assert_eq!(spec.lease_transitions, Some(7));
+    }
+
+    #[test]
+    fn a_written_record_reads_back_equal_after_the_servers_microsecond_cut() {
+        let now: Timestamp = "2026-11-24T14:00:00.123456789Z".parse().unwrap();
+        let spec = acquire(None, "me", 15, now);
+        let stored: Timestamp = "2026-11-24T14:00:00.123456Z".parse().unwrap();
+        assert_eq!(spec.acquire_time, Some(MicroTime(stored)));
+        let mut read_back = spec.clone();
+        read_back.acquire_time = Some(MicroTime(stored));
+        assert_eq!(TermRecord::of(&spec), TermRecord::of(&read_back));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn timestamp() -> impl Strategy<Value = Option<MicroTime>> {
+            let (lo, hi) = (Timestamp::MIN.as_second(), Timestamp::MAX.as_second());
+            proptest::option::of(
+                (lo..=hi).prop_map(|s| MicroTime(Timestamp::from_second(s).unwrap())),
+            )
+        }
+
+        prop_compose! {
+            fn any_spec()(
+                holder in proptest::option::of("[a-z]{0,3}"),
+                duration in proptest::option::of(any::<i32>()),
+                transitions in proptest::option::of(any::<i32>()),
+                acquire_time in timestamp(),
+                renew_time in timestamp(),
+            ) -> LeaseSpec {
+                LeaseSpec {
+                    holder_identity: holder,
+                    lease_duration_seconds: duration,
+                    lease_transitions: transitions,
+                    acquire_time,
+                    renew_time,
+                    ..LeaseSpec::default()
+                }
+            }
+        }
+
+        fn lease_of(spec: LeaseSpec, rv: &str) -> Lease {
+            Lease {
+                metadata: ObjectMeta {
+                    resource_version: Some(rv.into()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(spec),
+            }
+        }
+
+        proptest! {
+            /// Any Lease body is read, judged and rewritten without a panic,
+            /// and a holder other than us is never displaced before the
+            /// duration it records has passed since we observed it.
+            #[test]
+            fn any_lease_is_judged_without_panic(
+                spec in any_spec(),
+                now in timestamp(),
+                elapsed_ms in 0u64..100_000,
+                rv in "[0-9a-z]{0,4}",
+            ) {
+                let t0 = Instant::now();
+                let at = t0 + Duration::from_millis(elapsed_ms);
+                let observed = Observed::update(None, lease_of(spec.clone(), &rv), t0);
+                let verdict = judge(Some(&observed), "me", Own::default(), at);
+                if let (Some(holder), Some(d)) = (holder(&spec), lease_duration(&spec))
+                    && holder != "me"
+                    && Duration::from_millis(elapsed_ms) < d
+                {
+                    prop_assert!(matches!(verdict, Verdict::Wait { .. }), "{verdict:?}");
+                }
+                let _ = judge_missing(Some(&observed), Some(t0), "me", Own::default(), at);
+                let now = now.map_or(Timestamp::UNIX_EPOCH, |t| t.0);
+                let taken = acquire(Some(&spec), "me", 15, now);
+                prop_assert!(taken.lease_transitions >= spec.lease_transitions.map(|t| t.max(0)));
+                let renewed = renew(&taken, "me", 15, now);
+                prop_assert_eq!(TermRecord::of(&renewed), TermRecord::of(&taken));
+                let _ = release(&spec, now);
+                let _ = term_end(t0, Duration::from_secs(10), Duration::from_secs(15), lease_duration(&spec));
+                let _ = fencing_token(&observed.lease);
+            }
+        }
     }
 
     #[test]

@@ -71,6 +71,8 @@ impl std::fmt::Debug for LeaderElector {
 pub(crate) struct Settings {
     pub(crate) identity: String,
     pub(crate) lease_duration_secs: i32,
+    /// `lease_duration_secs` as a duration.
+    pub(crate) lease_duration: Duration,
     pub(crate) renew_deadline: Duration,
     pub(crate) retry_period: Duration,
     /// The longest one request may take (a leader's requests also end at
@@ -78,6 +80,8 @@ pub(crate) struct Settings {
     pub(crate) request_timeout: Duration,
     pub(crate) release_on_cancel: bool,
     pub(crate) drain_timeout: Duration,
+    /// Take a live Lease that names this identity in a term it did not start.
+    pub(crate) adopt_own_lease: bool,
     pub(crate) clock: Arc<dyn WallClock>,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: Option<crate::ElectorMetrics>,
@@ -155,11 +159,16 @@ impl LeaderElector {
         let settings = Settings {
             identity,
             lease_duration_secs: config.lease_duration_secs(),
+            lease_duration: config.lease_duration,
             renew_deadline: config.renew_deadline,
             retry_period: config.retry_period,
-            request_timeout: config.renew_deadline,
+            request_timeout: crate::record::attempt_timeout(
+                config.renew_deadline,
+                config.retry_period,
+            ),
             release_on_cancel: config.release_on_cancel,
             drain_timeout: config.drain_timeout,
+            adopt_own_lease: config.adopt_own_lease,
             clock: Arc::clone(&config.clock),
             #[cfg(feature = "metrics")]
             metrics: config.metrics.clone(),
@@ -400,20 +409,27 @@ impl ElectorHandle {
         Fut: Future<Output = ()>,
     {
         while let Ok(leadership) = self.became_leader().await {
-            let term_over = leadership.token().clone();
+            let term = leadership.term().clone();
+            let drain_timeout = self.drain_timeout;
+            // Once the term has ended, the work may finish within the drain
+            // timeout, but never past the moment the elector can no longer
+            // keep other replicas out (its deadline, which renews during a
+            // shutdown's drain extend): then it is dropped.
             let overdue = async {
-                term_over.cancelled().await;
-                tokio::time::sleep(self.drain_timeout).await;
+                term.token.cancelled().await;
+                tokio::select! {
+                    () = tokio::time::sleep(drain_timeout) => "the drain timeout",
+                    () = unprotected(&term) => "the end of the term's protection",
+                }
             };
             tokio::select! {
                 () = work(leadership) => {}
-                () = overdue => tracing::warn!(
+                why = overdue => tracing::warn!(
                     identity = %self.identity,
-                    "leader work did not return within the drain timeout ({:?}) after its term ended; dropped it",
-                    self.drain_timeout
+                    "leader work did not return by {why} (drain timeout {drain_timeout:?}) after its term ended; dropped it",
                 ),
             }
-            term_over.cancelled().await;
+            term.token.cancelled().await;
         }
     }
 
@@ -452,7 +468,7 @@ impl ElectorHandle {
             self.state.clone(),
             Arc::clone(&self.shared),
             self.token.clone(),
-            self.lease_duration + tolerance,
+            self.lease_duration.saturating_add(tolerance),
         )
     }
 
@@ -490,18 +506,20 @@ impl ElectorHandle {
     /// As [`ElectorHandle::shutdown`].
     ///
     /// # Cancel safety
-    /// As [`ElectorHandle::shutdown`]: the handle is consumed, and once the
-    /// future is dropped the elector shuts down in the background.
+    /// As [`ElectorHandle::shutdown`]: the handle is consumed, and if the
+    /// future is dropped before the elector ended, the elector shuts down in
+    /// the background (it is never left running detached).
     pub async fn join(self) -> Result<ShutdownOutcome, Error> {
         let Self {
             task,
             _shutdown_on_drop: guard,
             ..
         } = self;
-        let token = guard.disarm();
-        let outcome = task.await.map_err(Error::Task)?;
-        drop(token);
-        outcome
+        // The guard stays armed while we wait: if this future is dropped,
+        // the elector shuts down instead of running on detached.
+        let outcome = task.await.map_err(Error::Task);
+        guard.disarm();
+        outcome?
     }
 }
 
@@ -515,6 +533,18 @@ pub enum ShutdownOutcome {
     NotHolding,
     /// Releasing is turned off (`release_on_cancel(false)`).
     ReleaseSkipped,
+}
+
+/// Completes once `term`'s deadline has passed for good: the elector can
+/// no longer keep other replicas out.
+async fn unprotected(term: &Term) {
+    loop {
+        let deadline = term.deadline();
+        tokio::time::sleep_until(deadline).await;
+        if tokio::time::Instant::now() >= term.deadline() {
+            return;
+        }
+    }
 }
 
 // === impl Leadership ===
@@ -543,10 +573,19 @@ impl Leadership {
         &self.identity
     }
 
-    /// The Lease's `leaseTransitions` when this term began: higher for every
-    /// later term of any leader.
+    /// The fencing token of this term: the `resourceVersion` of the write
+    /// that started it.
+    ///
+    /// On kube-apiserver a resourceVersion is etcd's revision, which every
+    /// write to any object raises, so a later term of any leader on this
+    /// Lease, from any replica, has a larger token, also after the Lease was
+    /// deleted and re-created. A store that remembers the largest token it
+    /// accepted and refuses smaller ones therefore refuses writes from every
+    /// earlier term. Tokens order terms only on one cluster (one etcd): a
+    /// restore of etcd from a backup, or a server whose resourceVersions are
+    /// not integers (then the token is 0), breaks the order.
     #[must_use]
-    pub fn fencing_token(&self) -> u32 {
+    pub fn fencing_token(&self) -> u64 {
         self.term.fencing_token
     }
 
@@ -562,17 +601,35 @@ impl Leadership {
         &self.term.token
     }
 
-    /// Whether this term still holds.
+    /// Whether this term still holds: judged from the term's own deadline
+    /// as well as its token, so the answer is right even when the elector's
+    /// task cannot run (a blocked runtime) to end the term.
     #[must_use]
     pub fn is_leading(&self) -> bool {
-        !self.term.token.is_cancelled()
+        self.term.is_leading()
     }
 
-    /// Completes when leadership ends.
+    /// When this term ends unless a renew extends it (local monotonic clock).
+    #[must_use]
+    pub fn deadline(&self) -> tokio::time::Instant {
+        self.term.deadline()
+    }
+
+    /// Completes when leadership ends: the token is cancelled, or the term's
+    /// deadline passes.
     ///
     /// # Cancel safety
     /// Cancel safe.
     pub async fn lost(&self) {
-        self.term.token.cancelled().await;
+        loop {
+            let deadline = self.term.deadline();
+            tokio::select! {
+                () = self.term.token.cancelled() => return,
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+            if !self.term.is_leading() {
+                return;
+            }
+        }
     }
 }

@@ -22,6 +22,8 @@ pub(super) enum Update {
     Lease(Box<Lease>),
     /// There is no Lease (as of this `resourceVersion`, if known).
     Missing { version: Option<String> },
+    /// The watch delivered a bookmark: it is alive, nothing changed.
+    Progress,
     /// Whether the watch is established; while it is not, the runner polls.
     Healthy(bool),
 }
@@ -145,7 +147,7 @@ async fn watch_once(
             }
             Ok(WatchEvent::Bookmark(bookmark)) => {
                 *version = Some(bookmark.metadata.resource_version);
-                continue;
+                Update::Progress
             }
             Ok(WatchEvent::Error(status)) => {
                 // 410 Gone: our version is too old; list again.

@@ -12,6 +12,12 @@
 //! schedule therefore keeps a lease duration between starting an elector and
 //! deleting the Lease, either way round.
 //!
+//! The faults: latency, 5xx bursts, partitions, hung and refused clients,
+//! restarts and crashes, deleted Leases, forced takeovers and duration edits
+//! by outside writers, late, silent and failing watches, lost and late
+//! answers to writes, stale reads; wall clocks skewed, frozen or running at
+//! the wrong rate; and now and then two electors sharing one identity.
+//!
 //! Every elector also keeps metrics and records Kubernetes Events through the
 //! same faulty client: neither may disturb leadership, and an elector that
 //! shut down has balanced its metrics (as many terms ended as started, the
@@ -33,7 +39,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use kube_elector::testing::{FaultTarget, LeaseApiServer};
-use kube_elector::{ElectorConfig, ElectorHandle, ElectorMetrics, LeaderElector, SkewedClock};
+use kube_elector::{
+    ElectorConfig, ElectorHandle, ElectorMetrics, LeaderElector, SkewedClock, WallClock,
+};
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
@@ -45,6 +53,42 @@ const RENEW_DEADLINE: Duration = Duration::from_secs(1);
 const RETRY: Duration = Duration::from_millis(250);
 /// Room for scheduling on a loaded two-core CI machine in the liveness check.
 const SLACK: Duration = Duration::from_secs(1);
+
+/// A wall clock that never moves.
+#[derive(Debug)]
+struct FrozenClock(jiff::Timestamp);
+
+impl WallClock for FrozenClock {
+    fn now(&self) -> jiff::Timestamp {
+        self.0
+    }
+}
+
+/// A wall clock that runs at `rate` times the real rate from its creation.
+#[derive(Debug)]
+struct RateClock {
+    start: jiff::Timestamp,
+    origin: std::time::Instant,
+    rate: f64,
+}
+
+impl RateClock {
+    fn new(rate: f64) -> Self {
+        Self {
+            start: jiff::Timestamp::now(),
+            origin: std::time::Instant::now(),
+            rate,
+        }
+    }
+}
+
+impl WallClock for RateClock {
+    fn now(&self) -> jiff::Timestamp {
+        let elapsed = self.origin.elapsed().mul_f64(self.rate);
+        let elapsed = SignedDuration::try_from(elapsed).unwrap_or(SignedDuration::ZERO);
+        self.start.checked_add(elapsed).unwrap_or(self.start)
+    }
+}
 
 /// A small deterministic generator (xorshift64*), so a seed replays exactly
 /// the same schedule.
@@ -71,8 +115,10 @@ struct Chaos {
     server: LeaseApiServer,
     lease: String,
     recorder: Recorder,
-    electors: Vec<ElectorHandle>,
-    /// Each elector's own metrics registry, by identity.
+    /// Each elector with the client id its faults are aimed at (two electors
+    /// may share an identity, never a client).
+    electors: Vec<(String, ElectorHandle)>,
+    /// Each elector's own metrics registry, by client id.
     registries: Vec<(String, Registry)>,
     spawned: usize,
     log: String,
@@ -92,37 +138,71 @@ impl Chaos {
 
     fn spawn(&mut self) {
         self.spawned += 1;
-        let identity = format!("chaos-{}", self.spawned);
-        // Wall clocks up to an hour off, either way.
-        let skew = i64::try_from(self.rng.below(7201)).unwrap() - 3600;
+        let client = format!("chaos-{}", self.spawned);
+        // Now and then a twin: a second instance with a running elector's
+        // identity (a StatefulSet pod and its replacement).
+        let twin = !self.electors.is_empty() && self.rng.below(6) == 0;
+        let identity = if twin {
+            let i = usize::try_from(self.rng.below(self.electors.len() as u64)).unwrap();
+            self.electors[i].1.identity().to_owned()
+        } else {
+            client.clone()
+        };
+        let (clock, described) = self.clock();
         let config = ElectorConfig::new(&self.lease)
             .namespace("default")
             .identity(&identity)
             .lease_duration(LEASE)
             .renew_deadline(RENEW_DEADLINE)
             .retry_period(RETRY)
-            .clock(Arc::new(SkewedClock::new(SignedDuration::from_secs(skew))));
+            .clock(clock);
         let mut registry = Registry::default();
         let config = config
             .metrics(ElectorMetrics::new(&mut registry))
             .record_events("kube-elector-chaos");
-        self.registries.push((identity.clone(), registry));
-        let handle = LeaderElector::new(self.server.client_for(&identity), config)
+        self.registries.push((client.clone(), registry));
+        let handle = LeaderElector::new(self.server.client_for(&client), config)
             .unwrap()
             .spawn();
-        self.recorder.watch(&handle);
-        self.note(&format!("spawn {identity} with its clock {skew:+}s off"));
+        self.recorder.watch_as(&handle, &client);
+        self.note(&format!(
+            "spawn {client} as {identity}{} with {described}",
+            if twin { " (a twin)" } else { "" }
+        ));
         self.spawned_at = Some(Instant::now());
-        self.electors.push(handle);
+        self.electors.push((client, handle));
+    }
+
+    /// A wall clock: up to an hour off either way, frozen, or running at the
+    /// wrong rate.
+    fn clock(&mut self) -> (Arc<dyn WallClock>, String) {
+        let skew = i64::try_from(self.rng.below(7201)).unwrap() - 3600;
+        match self.rng.below(4) {
+            0 => (
+                Arc::new(FrozenClock(jiff::Timestamp::now())),
+                "a frozen clock".into(),
+            ),
+            1 => {
+                let rate = 0.5 + f64::from(u32::try_from(self.rng.below(150)).unwrap()) / 100.0;
+                (
+                    Arc::new(RateClock::new(rate)),
+                    format!("a clock at {rate:.2}× the real rate"),
+                )
+            }
+            _ => (
+                Arc::new(SkewedClock::new(SignedDuration::from_secs(skew))),
+                format!("its clock {skew:+}s off"),
+            ),
+        }
     }
 
     /// The metrics of an elector that has shut down are balanced.
     #[allow(clippy::float_cmp)] // counts of terms: whole numbers, exact in an f64
-    fn check_metrics(&self, identity: &str) {
+    fn check_metrics(&self, client: &str, identity: &str) {
         let (_, registry) = self
             .registries
             .iter()
-            .find(|(id, _)| id == identity)
+            .find(|(id, _)| id == client)
             .expect("a registry per elector");
         let scrape = Scrape::of(registry);
         let series = |metric: &str, extra: &str| {
@@ -138,7 +218,7 @@ impl Chaos {
             .recorder
             .intervals()
             .iter()
-            .filter(|i| i.who == identity)
+            .filter(|i| i.who == client)
             .count();
         #[allow(clippy::cast_precision_loss)] // a handful of terms
         let recorded = recorded as f64;
@@ -151,22 +231,25 @@ impl Chaos {
         );
     }
 
+    /// The client of the elector that leads, if one does.
     fn leader(&self) -> Option<String> {
         self.electors
             .iter()
-            .find(|e| e.is_leader())
-            .map(|e| e.identity().to_owned())
+            .find(|(_, e)| e.is_leader())
+            .map(|(client, _)| client.clone())
     }
 
+    /// The client of an elector picked at random.
     fn pick(&mut self) -> String {
         let i = usize::try_from(self.rng.below(self.electors.len() as u64)).unwrap();
-        self.electors[i].identity().to_owned()
+        self.electors[i].0.clone()
     }
 
     async fn step(&mut self, api: &Api<Lease>) {
         let target = |id: String| FaultTarget::Client(id);
         let hold = self.rng.millis(300, 2500);
-        match self.rng.below(9) {
+        let kind = self.rng.below(16);
+        match kind {
             0 => {
                 let ms = self.rng.millis(50, 600);
                 self.note(&format!("latency {ms:?} for all, {hold:?}"));
@@ -208,17 +291,16 @@ impl Chaos {
             5 => {
                 // A restart: graceful, or a crash (no release).
                 let i = usize::try_from(self.rng.below(self.electors.len() as u64)).unwrap();
-                let old = self.electors.remove(i);
+                let (client, old) = self.electors.remove(i);
                 let graceful = self.rng.below(2) == 0;
                 self.note(&format!(
-                    "restart {} ({})",
-                    old.identity(),
+                    "restart {client} ({})",
                     if graceful { "graceful" } else { "crash" }
                 ));
                 if graceful {
                     let identity = old.identity().to_owned();
                     let _ = old.shutdown().await;
-                    self.check_metrics(&identity);
+                    self.check_metrics(&client, &identity);
                 } else {
                     // The task ends without releasing; the Lease expires on its own.
                     old.cancellation_token().cancel();
@@ -247,12 +329,80 @@ impl Chaos {
                         .await;
                 }
             }
+            8..=14 => self.newer_fault(kind, hold, api).await,
             _ => {
                 self.note(&format!("calm, {hold:?}"));
                 tokio::time::sleep(hold).await;
             }
         }
         self.server.clear_faults();
+    }
+
+    /// The faults of the adversarial fault model: late, silent and failing
+    /// watches, lost and late answers, stale reads, outside duration edits.
+    async fn newer_fault(&mut self, kind: u64, hold: Duration, api: &Api<Lease>) {
+        let target = |id: String| FaultTarget::Client(id);
+        match kind {
+            8 => {
+                let who = self.pick();
+                let lag = self.rng.millis(100, 800);
+                self.note(&format!("watch of {who} {lag:?} late, {hold:?}"));
+                self.server.delay_watch(target(who), lag);
+                tokio::time::sleep(hold).await;
+            }
+            9 => {
+                let who = self.pick();
+                self.note(&format!("watch of {who} delivers nothing, {hold:?}"));
+                self.server.black_hole_watch(target(who), true);
+                tokio::time::sleep(hold).await;
+            }
+            10 => {
+                let who = self.pick();
+                self.note(&format!(
+                    "watch of {who} errors after every connect, {hold:?}"
+                ));
+                self.server.fail_watch(target(who), true);
+                tokio::time::sleep(hold).await;
+            }
+            11 => {
+                let who = self.leader().unwrap_or_else(|| self.pick());
+                self.note(&format!("answers to writes of {who} are lost, {hold:?}"));
+                self.server.lose_write_answers(target(who), true);
+                tokio::time::sleep(hold).await;
+            }
+            12 => {
+                let who = self.pick();
+                let late = self.rng.millis(100, 900);
+                self.note(&format!(
+                    "answers to writes of {who} {late:?} late, {hold:?}"
+                ));
+                self.server.delay_write_answers(target(who), late);
+                tokio::time::sleep(hold).await;
+            }
+            13 => {
+                let who = self.pick();
+                self.note(&format!(
+                    "reads of {who} served from a stale cache, {hold:?}"
+                ));
+                self.server.stale_reads(target(who), true);
+                tokio::time::sleep(hold).await;
+            }
+            14 => {
+                // No watch lag is in force here (faults are cleared after
+                // every step), so the edit is longer than any lag.
+                self.note("outside edit: leaseDurationSeconds 1");
+                if let Ok(mut lease) = api.get(&self.lease).await {
+                    lease
+                        .spec
+                        .get_or_insert_with(Default::default)
+                        .lease_duration_seconds = Some(1);
+                    let _ = api
+                        .replace(&self.lease, &PostParams::default(), &lease)
+                        .await;
+                }
+            }
+            _ => unreachable!("kinds 8 to 14"),
+        }
     }
 }
 
@@ -285,11 +435,7 @@ async fn run(seed: u64, duration: Duration) {
     chaos.note("faults stop");
     let calm = Instant::now();
     let deadline = calm + LEASE + RETRY + SLACK;
-    let mut states: Vec<_> = chaos
-        .electors
-        .iter()
-        .map(ElectorHandle::subscribe)
-        .collect();
+    let mut states: Vec<_> = chaos.electors.iter().map(|(_, e)| e.subscribe()).collect();
     while !states.iter().any(|s| s.borrow().is_leader()) {
         let changes = states.iter_mut().map(|s| Box::pin(s.changed()));
         if tokio::time::timeout_at(deadline, futures::future::select_all(changes))
@@ -303,10 +449,10 @@ async fn run(seed: u64, duration: Duration) {
             );
         }
     }
-    for e in std::mem::take(&mut chaos.electors) {
+    for (client, e) in std::mem::take(&mut chaos.electors) {
         let identity = e.identity().to_owned();
         let _ = e.shutdown().await;
-        chaos.check_metrics(&identity);
+        chaos.check_metrics(&client, &identity);
     }
     if let Some(overlap) = chaos.recorder.overlap() {
         panic!("seed {seed}: two leaders at once\n{}\n{overlap}", chaos.log);

@@ -29,8 +29,14 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn watch(&self, handle: &ElectorHandle) {
+        self.watch_as(handle, handle.identity());
+    }
+
+    /// Records `handle`'s terms under the name `who` (for electors that
+    /// share an identity).
+    pub fn watch_as(&self, handle: &ElectorHandle, who: &str) {
         let mut rx = handle.subscribe();
-        let who = handle.identity().to_owned();
+        let who = who.to_owned();
         let intervals = Arc::clone(&self.intervals);
         tokio::spawn(async move {
             let mut current: Option<(u64, usize)> = None;

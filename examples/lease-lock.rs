@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..3 {
         ticks.tick().await;
         let lease = leadership.try_acquire_or_renew().await?;
-        println!("currently leading: {}", lease.acquired_lease);
+        println!("currently leading: {}", lease.is_leading());
     }
     leadership.step_down().await?;
     println!("stepped down");

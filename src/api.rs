@@ -11,7 +11,7 @@ use kube::api::{ListParams, PostParams, WatchEvent, WatchParams};
 use kube::{Api, Client};
 use tracing::Instrument;
 
-use crate::error::{Action, Error};
+use crate::error::{Error, LeaseOperation};
 
 /// How long one watch request may stay open (as kube-runtime's watcher).
 const WATCH_TIMEOUT_SECS: u32 = 290;
@@ -55,7 +55,7 @@ impl LeaseApi {
 
     /// Reads the Lease; `None` when it does not exist.
     pub(crate) async fn get(&self, timeout: Duration) -> Result<Option<Lease>, Error> {
-        self.bounded(Action::Get, timeout, self.api.get_opt(&self.name))
+        self.bounded(LeaseOperation::Get, timeout, self.api.get_opt(&self.name))
             .await
     }
 
@@ -64,7 +64,7 @@ impl LeaseApi {
     pub(crate) async fn list(&self, timeout: Duration) -> Result<(Option<Lease>, String), Error> {
         let params = ListParams::default().fields(&self.field_selector());
         let list = self
-            .bounded(Action::Watch, timeout, self.api.list(&params))
+            .bounded(LeaseOperation::Watch, timeout, self.api.list(&params))
             .await?;
         let version = list.metadata.resource_version.unwrap_or_default();
         Ok((list.items.into_iter().next(), version))
@@ -79,8 +79,12 @@ impl LeaseApi {
         let params = WatchParams::default()
             .fields(&self.field_selector())
             .timeout(WATCH_TIMEOUT_SECS);
-        self.bounded(Action::Watch, timeout, self.api.watch(&params, version))
-            .await
+        self.bounded(
+            LeaseOperation::Watch,
+            timeout,
+            self.api.watch(&params, version),
+        )
+        .await
     }
 
     /// Creates the Lease with `spec`. A Lease that exists already is a
@@ -95,7 +99,7 @@ impl LeaseApi {
             spec: Some(spec),
         };
         self.bounded(
-            Action::Create,
+            LeaseOperation::Create,
             timeout,
             self.api.create(&PostParams::default(), &lease),
         )
@@ -108,7 +112,7 @@ impl LeaseApi {
     /// since writing it would not be conditional.
     pub(crate) async fn replace(
         &self,
-        action: Action,
+        operation: LeaseOperation,
         based_on: &Lease,
         spec: LeaseSpec,
         timeout: Duration,
@@ -120,14 +124,14 @@ impl LeaseApi {
             .unwrap_or("")
             .is_empty()
         {
-            return Err(self.conflict(action));
+            return Err(self.conflict(operation));
         }
         let lease = Lease {
             metadata: based_on.metadata.clone(),
             spec: Some(spec),
         };
         self.bounded(
-            action,
+            operation,
             timeout,
             self.api.replace(&self.name, &PostParams::default(), &lease),
         )
@@ -138,9 +142,9 @@ impl LeaseApi {
         format!("metadata.name={}", self.name)
     }
 
-    fn conflict(&self, action: Action) -> Error {
+    fn conflict(&self, operation: LeaseOperation) -> Error {
         Error::Conflict {
-            action,
+            operation,
             namespace: self.namespace.clone(),
             name: self.name.clone(),
         }
@@ -151,11 +155,11 @@ impl LeaseApi {
     /// callers answer by reading again.
     async fn bounded<T>(
         &self,
-        action: Action,
+        operation: LeaseOperation,
         timeout: Duration,
         request: impl Future<Output = Result<T, kube::Error>>,
     ) -> Result<T, Error> {
-        let span = tracing::debug_span!("lease_request", %action, ?timeout);
+        let span = tracing::debug_span!("lease_request", action = %operation, ?timeout);
         match tokio::time::timeout(timeout, request)
             .instrument(span)
             .await
@@ -163,18 +167,19 @@ impl LeaseApi {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(kube::Error::Api(status)))
                 if status.code == 409
-                    || (status.code == 404 && !matches!(action, Action::Get | Action::Watch)) =>
+                    || (status.code == 404
+                        && !matches!(operation, LeaseOperation::Get | LeaseOperation::Watch)) =>
             {
-                Err(self.conflict(action))
+                Err(self.conflict(operation))
             }
             Ok(Err(source)) => Err(Error::Api {
-                action,
+                operation,
                 namespace: self.namespace.clone(),
                 name: self.name.clone(),
                 source,
             }),
             Err(_elapsed) => Err(Error::Timeout {
-                action,
+                operation,
                 namespace: self.namespace.clone(),
                 name: self.name.clone(),
                 timeout,

@@ -13,10 +13,10 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The API server refused or failed a request.
-    #[error("could not {action} Lease {namespace}/{name}")]
+    #[error("could not {operation} Lease {namespace}/{name}")]
     Api {
         /// What the request was for.
-        action: Action,
+        operation: LeaseOperation,
         /// Namespace of the Lease.
         namespace: String,
         /// Name of the Lease.
@@ -26,10 +26,10 @@ pub enum Error {
         source: kube::Error,
     },
     /// A request got no answer in time.
-    #[error("could not {action} Lease {namespace}/{name}: no answer within {timeout:?}")]
+    #[error("could not {operation} Lease {namespace}/{name}: no answer within {timeout:?}")]
     Timeout {
         /// What the request was for.
-        action: Action,
+        operation: LeaseOperation,
         /// Namespace of the Lease.
         namespace: String,
         /// Name of the Lease.
@@ -38,10 +38,10 @@ pub enum Error {
         timeout: Duration,
     },
     /// Someone else wrote the Lease first (409 `Conflict` or `AlreadyExists`); read it again.
-    #[error("could not {action} Lease {namespace}/{name}: it changed since it was read")]
+    #[error("could not {operation} Lease {namespace}/{name}: it changed since it was read")]
     Conflict {
         /// What the request was for.
-        action: Action,
+        operation: LeaseOperation,
         /// Namespace of the Lease.
         namespace: String,
         /// Name of the Lease.
@@ -85,7 +85,7 @@ impl Error {
 /// What a request to the API server was for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Action {
+pub enum LeaseOperation {
     /// Reading the Lease.
     Get,
     /// Watching the Lease.
@@ -100,7 +100,7 @@ pub enum Action {
     Release,
 }
 
-impl fmt::Display for Action {
+impl fmt::Display for LeaseOperation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Get => "read",
@@ -123,7 +123,7 @@ mod tests {
         )
         .unwrap();
         Error::Api {
-            action: Action::Renew,
+            operation: LeaseOperation::Renew,
             namespace: "ns".into(),
             name: "l".into(),
             source: kube::Error::Api(Box::new(status)),

@@ -8,8 +8,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::elector::Shared;
-use crate::event::LeaderState;
+use crate::shared::Shared;
+use crate::state::LeaderState;
 
 /// Why an elector is unhealthy; see [`HealthCheck::check`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

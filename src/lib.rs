@@ -101,7 +101,6 @@ mod clock;
 mod config;
 mod elector;
 mod error;
-mod event;
 #[cfg(feature = "events")]
 mod events;
 pub mod guide;
@@ -110,6 +109,8 @@ mod lock;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod record;
+mod shared;
+mod state;
 
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
@@ -118,10 +119,10 @@ pub mod testing;
 pub use clock::{SkewedClock, SystemClock, WallClock};
 pub use config::{ConfigError, ConfigProblem, ElectorConfig};
 pub use elector::{ElectorHandle, LeaderElector, Leadership, ShutdownOutcome};
-pub use error::{Action, Error};
-pub use event::{LeaderEvent, LeaderEvents, LeaderState, Term};
+pub use error::{Error, LeaseOperation};
 pub use health::{HealthCheck, Unhealthy};
 pub use lock::{LeaseLock, LeaseLockParams, LeaseLockResult};
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use metrics::ElectorMetrics;
+pub use state::{LeaderEvent, LeaderEvents, LeaderState, Term};

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use crate::api::LeaseApi;
 use crate::clock::{SystemClock, WallClock};
 use crate::config::{ConfigError, ConfigProblem};
-use crate::error::{Action, Error};
+use crate::error::{Error, LeaseOperation};
 use crate::record::{self, Observed, Own, TermRecord, Verdict};
 
 /// Parameters of a [`LeaseLock`], as in `kube-leader-election`.
@@ -175,28 +175,7 @@ impl LeaseLock {
         let budget = Budget(record::after(Instant::now(), validity));
         let read_at = Instant::now();
         let Some(lease) = self.api.get(budget.left()).await? else {
-            let verdict = {
-                let state = self.lock_state();
-                record::judge_missing(
-                    state.observed.as_ref(),
-                    None,
-                    &self.params.holder_id,
-                    state.own(),
-                    read_at,
-                )
-            };
-            if let Verdict::Wait { holder, .. } = verdict {
-                tracing::debug!(%holder, "the Lease was deleted while held; waiting out its holder's term");
-                return Ok(LeaseLockResult::default());
-            }
-            let spec = record::acquire(None, &self.params.holder_id, secs, self.clock.now());
-            self.lock_state().remember(TermRecord::of(&spec));
-            let sent = Instant::now();
-            return match self.api.create(spec, budget.left()).await {
-                Ok(lease) => Ok(self.took(lease, None, sent)),
-                Err(Error::Conflict { .. }) => self.reread(&budget).await,
-                Err(e) => Err(e),
-            };
+            return self.create_missing(secs, &budget, read_at).await;
         };
         let (observed, verdict) = {
             let mut state = self.lock_state();
@@ -217,11 +196,11 @@ impl LeaseLock {
         let spec = record::spec_of(&observed.lease);
         let (action, spec) = match verdict {
             Verdict::Renew => (
-                Action::Renew,
+                LeaseOperation::Renew,
                 record::renew(spec, me, secs, self.clock.now()),
             ),
             Verdict::Acquire | Verdict::Create => (
-                Action::Acquire,
+                LeaseOperation::Acquire,
                 record::acquire(Some(spec), me, secs, self.clock.now()),
             ),
             Verdict::Wait { holder, .. } => {
@@ -245,6 +224,38 @@ impl LeaseLock {
                 Ok(self.took(lease, based_on, sent))
             }
             Err(Error::Conflict { .. }) => self.reread(&budget).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The Lease is missing (as read at `read_at`): create it, unless it was
+    /// deleted while another holder's term may still run.
+    async fn create_missing(
+        &self,
+        secs: i32,
+        budget: &Budget,
+        read_at: Instant,
+    ) -> Result<LeaseLockResult, Error> {
+        let verdict = {
+            let state = self.lock_state();
+            record::judge_missing(
+                state.observed.as_ref(),
+                None,
+                &self.params.holder_id,
+                state.own(),
+                read_at,
+            )
+        };
+        if let Verdict::Wait { holder, .. } = verdict {
+            tracing::debug!(%holder, "the Lease was deleted while held; waiting out its holder's term");
+            return Ok(LeaseLockResult::default());
+        }
+        let spec = record::acquire(None, &self.params.holder_id, secs, self.clock.now());
+        self.lock_state().remember(TermRecord::of(&spec));
+        let sent = Instant::now();
+        match self.api.create(spec, budget.left()).await {
+            Ok(lease) => Ok(self.took(lease, None, sent)),
+            Err(Error::Conflict { .. }) => self.reread(budget).await,
             Err(e) => Err(e),
         }
     }
@@ -282,7 +293,7 @@ impl LeaseLock {
         let spec = record::release(record::spec_of(&lease), self.clock.now());
         let released = self
             .api
-            .replace(Action::Release, &lease, spec, timeout)
+            .replace(LeaseOperation::Release, &lease, spec, timeout)
             .await?;
         let mut state = self.lock_state();
         state.term = None;

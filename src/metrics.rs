@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::elector::RenewFailure;
+use crate::shared::RenewFailure;
 
 /// The label of every metric: the Lease's name, as client-go's `name`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

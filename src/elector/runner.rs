@@ -1,104 +1,27 @@
-//! The loop an elector's task runs: it schedules reads and writes, and
-//! leaves every decision about the Lease to `record`.
+//! The loop an elector's task runs: it sends the requests the schedule asks
+//! for and reports their answers back. Decisions live in `record`, timing in
+//! `schedule`; here is the I/O, the telemetry and the published state.
+//!
+//! Phases, in order: campaign and lead (`run`: read, write, renew, wait),
+//! then shut down (`shutdown`: stop leading, drain, release).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use jiff::Timestamp;
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::coordination::v1::Lease;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::CancellationToken;
 
-use super::telemetry::{RenewFailure, Telemetry};
+use super::ShutdownOutcome;
+use super::schedule::{ActiveTerm, Observation, Schedule, Step, Stop, View};
+use super::telemetry::Telemetry;
 use super::watcher::Update;
-use super::{Settings, Shared, ShutdownOutcome};
 use crate::api::LeaseApi;
-use crate::error::{Action, Error};
-use crate::event::{Deadline, LeaderState, Term};
-use crate::record::{self, Observed, Own, TermRecord, Verdict};
-
-/// How many of the records this elector wrote it remembers (its last terms,
-/// acquires whose answers it never saw).
-const REMEMBERED: usize = 4;
-
-/// What is known of the Lease.
-#[derive(Debug)]
-enum View {
-    /// Nothing yet, or a write conflicted or was cut off: read before deciding.
-    Unknown,
-    /// There is no Lease, as first observed at `since`.
-    Missing { since: Instant },
-    /// The Lease as last observed.
-    Present(Box<Observed>),
-}
-
-/// The term this elector holds.
-#[derive(Debug)]
-struct ActiveTerm {
-    term: Term,
-    /// The record that tells this term from any other (holder, transitions,
-    /// acquire time): the term holds only while the Lease carries it.
-    record: TermRecord,
-    /// When the request of the last successful acquire or renew was sent.
-    renewed_sent: Instant,
-    /// When the term ends unless a renew extends it: stored once, here and
-    /// in the guards' shared deadline (`term.ends`).
-    ends_at: Instant,
-    /// When the next renew is due.
-    renew_at: Instant,
-    /// Closed once every `Leadership` guard of this term is dropped.
-    drained: mpsc::Receiver<()>,
-    /// Cancels the term's token if the task ends on any path (a panic, a
-    /// dropped runtime), so leader work never outlives the loop.
-    _cancel_on_drop: DropGuard,
-}
-
-impl ActiveTerm {
-    fn set_end(&mut self, ends_at: Instant) {
-        self.ends_at = ends_at;
-        self.term.ends.set(ends_at);
-    }
-}
-
-/// Why a term ended.
-#[derive(Debug)]
-enum Stop {
-    /// No renew succeeded within the renew deadline.
-    Deadline,
-    /// Another holder (or none) was observed in the Lease.
-    Taken(Option<String>),
-    /// Another instance with our identity took the Lease as a new term.
-    Twin,
-    /// The Lease was deleted.
-    Deleted,
-    /// The elector is shutting down.
-    Shutdown,
-}
-
-impl std::fmt::Display for Stop {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Deadline => f.write_str("no successful renew within the renew deadline"),
-            Self::Taken(Some(holder)) => write!(f, "the Lease is now held by {holder}"),
-            Self::Taken(None) => f.write_str("the Lease was released by someone else"),
-            Self::Twin => f.write_str(
-                "the Lease names this identity in a term this elector did not start \
-                 (another instance uses the same identity)",
-            ),
-            Self::Deleted => f.write_str("the Lease was deleted"),
-            Self::Shutdown => f.write_str("shutting down"),
-        }
-    }
-}
-
-/// What to do next.
-#[derive(Debug)]
-enum Step {
-    Read,
-    Write(Verdict),
-    Wait(Instant),
-}
+use crate::config::Settings;
+use crate::error::{Error, LeaseOperation};
+use crate::record::{self, TermRecord, Verdict};
+use crate::shared::{RenewFailure, Shared};
+use crate::state::LeaderState;
 
 /// How a renew went.
 #[derive(Debug)]
@@ -107,44 +30,19 @@ enum Renewed {
     Extended,
     /// The record is no longer ours to renew, or the renew conflicted.
     Lost,
-    /// No answer in time: retried at once.
-    TimedOut,
-    /// Failed otherwise (or stored nothing new): retried after the retry period.
+    /// Failed, timed out or stored nothing new: retried by the schedule.
     Failed,
 }
 
 pub(super) struct Runner {
-    pub(super) api: LeaseApi,
-    pub(super) settings: Arc<Settings>,
-    pub(super) shared: Arc<Shared>,
-    pub(super) state: watch::Sender<LeaderState>,
-    pub(super) token: CancellationToken,
-    pub(super) updates: mpsc::Receiver<Update>,
+    api: LeaseApi,
+    settings: Arc<Settings>,
+    shared: Arc<Shared>,
+    state: watch::Sender<LeaderState>,
+    token: CancellationToken,
+    updates: mpsc::Receiver<Update>,
     telemetry: Telemetry,
-    view: View,
-    /// The Lease as last seen present: a deletion does not end its holder's
-    /// term early (see `record::judge_missing`).
-    last_seen: Option<Box<Observed>>,
-    /// The newest `resourceVersion` seen: an older answer (a lagging cache)
-    /// never replaces a newer observation.
-    newest: Option<String>,
-    term: Option<ActiveTerm>,
-    /// The term that ended at shutdown, renewed while its work drains.
-    draining: Option<ActiveTerm>,
-    terms: u64,
-    /// Records this elector wrote: a Lease that carries one is its own.
-    written: Vec<TermRecord>,
-    /// Whether the watch is connected, and when it last delivered something.
-    connected: bool,
-    progress: Instant,
-    distrusted: bool,
-    /// No write (acquire or create) before this, after a failed one.
-    write_after: Instant,
-    /// When a follower polls next while the watch is down.
-    poll_at: Instant,
-    /// When this elector first found the Lease free to take, since it last
-    /// saw it held by another (for the handover metric).
-    free_since: Option<Instant>,
+    schedule: Schedule,
     /// Requests that failed in a row: the first is a warning, the rest are
     /// debug until one succeeds, so an outage does not flood the logs.
     failures: u32,
@@ -160,7 +58,7 @@ impl Runner {
         token: CancellationToken,
         updates: mpsc::Receiver<Update>,
     ) -> Self {
-        let now = Instant::now();
+        let schedule = Schedule::new(&settings, Instant::now());
         Self {
             api,
             settings,
@@ -169,35 +67,32 @@ impl Runner {
             token,
             updates,
             telemetry,
-            view: View::Unknown,
-            last_seen: None,
-            newest: None,
-            term: None,
-            draining: None,
-            terms: 0,
-            written: Vec::new(),
-            connected: false,
-            progress: now,
-            distrusted: false,
-            write_after: now,
-            poll_at: now,
-            free_since: None,
+            schedule,
             failures: 0,
         }
     }
+
+    // === Campaign and lead ===
 
     pub(super) async fn run(mut self) -> Result<ShutdownOutcome, Error> {
         tracing::debug!("elector started");
         while !self.token.is_cancelled() {
             let now = Instant::now();
-            if self.term.as_ref().is_some_and(|t| now >= t.ends_at) {
+            if self.schedule.term_over(now) {
                 self.stop_leading(&Stop::Deadline);
             }
-            match self.next_step(now) {
+            if self.schedule.newly_distrusted(now) {
+                tracing::warn!(
+                    "the watch has delivered nothing for {:?} while the Lease is held; polling every {:?} until it does",
+                    record::watch_silence(self.settings.retry_period),
+                    self.settings.retry_period
+                );
+            }
+            match self.schedule.next_step(now) {
                 Step::Read => self.read().await,
                 Step::Write(Verdict::Renew) => self.renew_in_loop().await,
                 Step::Write(verdict) => {
-                    self.free_since.get_or_insert(now);
+                    self.schedule.free_since.get_or_insert(now);
                     self.write(verdict).await;
                 }
                 Step::Wait(until) => {
@@ -217,146 +112,51 @@ impl Runner {
         &self.settings.identity
     }
 
-    fn own(&self) -> Own<'_> {
-        Own {
-            leading: self.term.as_ref().map(|t| &t.record),
-            written: &self.written,
-            adopt: self.settings.adopt_own_lease,
-        }
-    }
-
-    fn remember(&mut self, record: TermRecord) {
-        if !self.written.contains(&record) {
-            if self.written.len() == REMEMBERED {
-                self.written.remove(0);
-            }
-            self.written.push(record);
-        }
-    }
-
-    // === Scheduling ===
-
-    fn held(&self) -> bool {
-        matches!(&self.view, View::Present(observed) if observed.holder().is_some())
-    }
-
-    fn watch_trusted(&self, now: Instant) -> bool {
-        record::watch_trusted(
-            self.connected,
-            self.progress,
-            self.held(),
-            record::watch_silence(self.settings.retry_period),
-            now,
-        )
-    }
-
-    fn next_step(&mut self, now: Instant) -> Step {
-        let leading = self.term.is_some();
-        let trusted = self.watch_trusted(now);
-        if !trusted && self.connected && !self.distrusted && !leading {
-            tracing::warn!(
-                "the watch has delivered nothing for {:?} while the Lease is held; polling every {:?} until it does",
-                record::watch_silence(self.settings.retry_period),
-                self.settings.retry_period
-            );
-            self.poll_at = now;
-        }
-        self.distrusted = !trusted;
-        let polling = !trusted && !leading;
-        let verdict = match &self.view {
-            View::Unknown => return self.not_before(now, self.write_after, Step::Read),
-            _ if polling && now >= self.poll_at => return Step::Read,
-            View::Missing { since, .. } => record::judge_missing(
-                self.last_seen.as_deref(),
-                Some(*since),
-                self.me(),
-                self.own(),
-                now,
-            ),
-            View::Present(observed) => record::judge(Some(observed), self.me(), self.own(), now),
-        };
-        let wake = match (&verdict, &self.term) {
-            (Verdict::Renew, Some(active)) => {
-                let at = active.renew_at.min(active.ends_at);
-                return self.not_before(now, at, Step::Write(verdict));
-            }
-            (Verdict::Wait { expires_at, .. }, _) => *expires_at,
-            (Verdict::Create | Verdict::Acquire, _) => {
-                return self.not_before(now, self.write_after, Step::Write(verdict));
-            }
-            // `judge` renews only while leading; should that change, poll.
-            (Verdict::Renew, None) => now + self.settings.retry_period,
-        };
-        let wake = match (&self.term, polling) {
-            (Some(active), _) => wake.min(active.ends_at),
-            (None, true) => wake.min(self.poll_at),
-            // A trusted watch of a held Lease must show progress by then.
-            (None, false) if self.held() => wake.min(record::after(
-                self.progress,
-                record::watch_silence(self.settings.retry_period),
-            )),
-            (None, false) => wake,
-        };
-        Step::Wait(wake)
-    }
-
-    /// `step` if `at` has come, else a wait until `at` (or the term's end).
-    fn not_before(&self, now: Instant, at: Instant, step: Step) -> Step {
-        if now >= at {
-            step
-        } else if let Some(active) = &self.term {
-            Step::Wait(at.min(active.ends_at))
-        } else {
-            Step::Wait(at)
-        }
-    }
-
-    /// How long a request may take: one attempt (two fit in a renew
-    /// deadline), and while leading never past the end of the term.
-    fn request_deadline(&self, sent: Instant) -> Duration {
-        let limit = self.settings.request_timeout;
-        match &self.term {
-            Some(active) => active
-                .ends_at
-                .saturating_duration_since(sent)
-                .min(limit)
-                .max(Duration::from_millis(1)),
-            None => limit,
-        }
-    }
-
     // === Reading ===
 
     async fn read(&mut self) {
-        let timeout = self.request_deadline(Instant::now());
+        let timeout = self.schedule.request_timeout(Instant::now());
         let result = tokio::select! {
             biased;
             () = self.token.cancelled() => return,
             result = self.api.get(timeout) => result,
         };
-        let now = Instant::now();
-        self.poll_at = now + self.settings.retry_period;
+        self.read_answered(result, Instant::now());
+    }
+
+    /// A read during the drain (after a conflict), not cut off by the token
+    /// (it is cancelled already) but bounded by the term.
+    async fn read_for_drain(&mut self) {
+        let timeout = self.schedule.request_timeout(Instant::now());
+        let result = self.api.get(timeout).await;
+        self.read_answered(result, Instant::now());
+    }
+
+    fn read_answered(&mut self, result: Result<Option<Lease>, Error>, now: Instant) {
+        self.schedule.read_answered(now);
         match result {
             Ok(Some(lease)) => {
                 self.answered();
-                if self.is_newer(lease.metadata.resource_version.as_deref()) {
-                    self.observe(lease, now);
-                } else {
+                if self
+                    .schedule
+                    .is_stale(lease.metadata.resource_version.as_deref())
+                {
                     tracing::debug!(
                         version = ?lease.metadata.resource_version,
-                        newest = ?self.newest,
                         "the read answered an older resourceVersion than one already seen; ignored"
                     );
-                    self.write_after = now + self.settings.retry_period;
+                    self.schedule.back_off(now);
+                } else {
+                    self.observe(lease, now);
                 }
             }
             Ok(None) => {
                 self.answered();
-                self.observe_missing(None);
+                self.observe_missing(None, now);
             }
             Err(error) => {
                 self.failed(&error);
-                self.write_after = now + self.settings.retry_period;
+                self.schedule.back_off(now);
             }
         }
     }
@@ -365,94 +165,46 @@ impl Runner {
         let now = Instant::now();
         match update {
             Update::Lease(lease) => {
-                self.progress = now;
-                if self.is_newer(lease.metadata.resource_version.as_deref()) {
+                self.schedule.watch_progress(now);
+                if self
+                    .schedule
+                    .is_newer(lease.metadata.resource_version.as_deref())
+                {
                     self.observe(*lease, now);
                 }
             }
             Update::Missing { version } => {
-                self.progress = now;
-                if self.is_newer(version.as_deref()) {
-                    self.observe_missing(version.as_deref());
+                self.schedule.watch_progress(now);
+                if self.schedule.is_newer(version.as_deref()) {
+                    self.observe_missing(version.as_deref(), now);
                 }
             }
-            Update::Progress => self.progress = now,
-            Update::Healthy(healthy) => {
-                self.connected = healthy;
-                if !healthy {
-                    self.poll_at = now;
-                }
-            }
-        }
-    }
-
-    /// Whether `version` is newer than every version seen so far.
-    fn is_newer(&self, version: Option<&str>) -> bool {
-        self.newest.is_none() || record::is_newer(version, self.newest.as_deref())
-    }
-
-    fn saw_version(&mut self, version: Option<&str>) {
-        if let Some(version) = version
-            && self.is_newer(Some(version))
-        {
-            self.newest = Some(version.to_owned());
+            Update::Progress => self.schedule.watch_progress(now),
+            Update::Healthy(healthy) => self.schedule.watch_connected(healthy, now),
         }
     }
 
     fn observe(&mut self, lease: Lease, now: Instant) {
-        self.saw_version(lease.metadata.resource_version.as_deref());
-        // The last Lease seen, even across a failed write: the observation
-        // time of an unchanged record must not move.
-        let observed = Box::new(Observed::update(self.last_seen.as_deref(), lease, now));
-        let holder = observed.holder().map(str::to_owned);
-        let record = observed.term_record();
-        let recorded = record::lease_duration(record::spec_of(&observed.lease));
-        self.last_seen = Some(observed.clone());
-        self.view = View::Present(observed);
+        let Observation { stop, shortened } = self.schedule.observe(lease, now);
         self.telemetry.observed();
-        if holder.as_deref().is_some_and(|holder| holder != self.me()) {
-            self.free_since = None;
+        if let Some(shortened) = shortened {
+            tracing::warn!(
+                recorded = ?shortened.recorded,
+                "the Lease now records a shorter duration than this elector writes; \
+                 the term ends by what followers may compute from it unless a renew restores it"
+            );
         }
-        if let Some(active) = &mut self.term {
-            if record::still_holds(&record, &active.record) {
-                let settings = &self.settings;
-                let end = record::term_end(
-                    active.renewed_sent,
-                    settings.renew_deadline,
-                    settings.lease_duration,
-                    recorded,
-                );
-                if end < active.ends_at {
-                    tracing::warn!(
-                        recorded = ?recorded,
-                        "the Lease now records a shorter duration than this elector writes; \
-                         the term ends by what followers may compute from it unless a renew restores it"
-                    );
-                    active.set_end(end);
-                    active.renew_at = now;
-                }
-            } else {
-                let reason = if holder.as_deref() == Some(self.settings.identity.as_str()) {
-                    Stop::Twin
-                } else {
-                    Stop::Taken(holder)
-                };
-                self.stop_leading(&reason);
-            }
+        if let Some(stop) = stop {
+            self.stop_leading(&stop);
         }
         self.publish();
     }
 
-    fn observe_missing(&mut self, version: Option<&str>) {
-        self.saw_version(version);
-        let since = match &self.view {
-            View::Missing { since, .. } => *since,
-            _ => Instant::now(),
-        };
-        self.view = View::Missing { since };
+    fn observe_missing(&mut self, version: Option<&str>, now: Instant) {
+        let stop = self.schedule.observe_missing(version, now);
         self.telemetry.observed();
-        if self.term.is_some() {
-            self.stop_leading(&Stop::Deleted);
+        if let Some(stop) = stop {
+            self.stop_leading(&stop);
         }
         self.publish();
     }
@@ -462,28 +214,24 @@ impl Runner {
     /// Creates or takes the Lease for a new term.
     async fn write(&mut self, verdict: Verdict) {
         let settings = Arc::clone(&self.settings);
-        let sent = Instant::now();
-        let timeout = self.request_deadline(sent);
-        let wall: Timestamp = settings.clock.now();
-        let secs = settings.lease_duration_secs;
-        let previous = match (&verdict, &self.view) {
+        let previous = match (&verdict, self.schedule.lease()) {
             (Verdict::Create, _) => None,
-            (Verdict::Acquire, View::Present(observed)) => Some(observed.lease.clone()),
+            (Verdict::Acquire, Some(lease)) => Some(lease.clone()),
             _ => return,
         };
+        let sent = Instant::now();
+        let timeout = self.schedule.request_timeout(sent);
         let spec = record::acquire(
             previous.as_ref().map(record::spec_of),
             &settings.identity,
-            secs,
-            wall,
+            settings.lease_duration_secs,
+            settings.clock.now(),
         );
-        // Until an answer says otherwise, the write may land: a Lease that
-        // carries this record is ours.
-        self.remember(TermRecord::of(&spec));
+        self.schedule.remember(TermRecord::of(&spec));
         let request = match &previous {
             None => futures::future::Either::Left(self.api.create(spec, timeout)),
             Some(lease) => futures::future::Either::Right(self.api.replace(
-                Action::Acquire,
+                LeaseOperation::Acquire,
                 lease,
                 spec,
                 timeout,
@@ -493,45 +241,31 @@ impl Runner {
             biased;
             () = self.token.cancelled() => {
                 // The write may have landed: read before deciding anything.
-                self.view = View::Unknown;
+                self.schedule.forget_view();
                 return;
             }
             result = request => result,
         };
         let now = Instant::now();
-        if !matches!(result, Err(Error::Api { .. } | Error::Timeout { .. })) {
-            self.answered();
-        }
         match result {
             Ok(lease) => {
+                self.answered();
                 self.observe(lease, now);
-                if now < record::after(sent, settings.renew_deadline) {
-                    self.start_leading(sent);
-                } else {
-                    tracing::warn!(
-                        "the Lease was taken, but the answer came after the renew deadline; not leading this term"
-                    );
-                    self.write_after = now + settings.retry_period;
-                }
+                self.start_leading(sent, now);
             }
             Err(Error::Conflict { .. }) => {
+                self.answered();
                 tracing::debug!(
                     ?verdict,
                     "the Lease changed since it was read; reading it again"
                 );
-                self.view = View::Unknown;
-                if verdict == Verdict::Create {
-                    // Someone else created it: they lead. A read that says
-                    // it is still missing (a lagging cache) must not turn
-                    // into a loop of creates.
-                    self.write_after = now + settings.retry_period;
-                }
+                self.schedule.write_conflicted(&verdict, now);
             }
             Err(error) => {
                 self.failed(&error);
                 // The write may have landed without its answer.
-                self.view = View::Unknown;
-                self.write_after = now + settings.retry_period;
+                self.schedule.forget_view();
+                self.schedule.back_off(now);
             }
         }
     }
@@ -542,14 +276,9 @@ impl Runner {
         let token = self.token.clone();
         tokio::select! {
             biased;
-            () = token.cancelled() => self.view = View::Unknown,
+            () = token.cancelled() => self.schedule.forget_view(),
             _ = self.renew() => {}
         }
-    }
-
-    /// The term being renewed: the current one, or the one draining.
-    fn renewing(&mut self) -> Option<&mut ActiveTerm> {
-        self.term.as_mut().or(self.draining.as_mut())
     }
 
     /// One renew of the current (or draining) term, shared by the loop and
@@ -557,32 +286,23 @@ impl Runner {
     /// record.
     async fn renew(&mut self) -> Renewed {
         let settings = Arc::clone(&self.settings);
-        let sent = Instant::now();
-        let term = self.term.as_ref().or(self.draining.as_ref());
-        let (based_on, ends_at) = match (&self.view, term) {
-            (View::Present(observed), Some(active))
-                if record::still_holds(&observed.term_record(), &active.record) =>
-            {
-                (observed.lease.clone(), active.ends_at)
-            }
-            _ => return Renewed::Lost,
+        let Some(based_on) = self.schedule.renew_basis() else {
+            return Renewed::Lost;
         };
-        let spec: LeaseSpec = record::renew(
+        let sent = Instant::now();
+        let spec = record::renew(
             record::spec_of(&based_on),
             &settings.identity,
             settings.lease_duration_secs,
             settings.clock.now(),
         );
-        let timeout = ends_at
-            .saturating_duration_since(sent)
-            .min(settings.request_timeout)
-            .max(Duration::from_millis(1));
+        let timeout = self.schedule.request_timeout(sent);
         let result = self
             .api
-            .replace(Action::Renew, &based_on, spec, timeout)
+            .replace(LeaseOperation::Renew, &based_on, spec, timeout)
             .await;
         let now = Instant::now();
-        let (renewed, renew_at) = match result {
+        match result {
             Ok(lease) => {
                 self.answered();
                 let changed = record::write_changed(
@@ -590,51 +310,39 @@ impl Runner {
                     lease.metadata.resource_version.as_deref(),
                 );
                 self.observe(lease, now);
+                self.schedule
+                    .renewed(sent, changed, self.schedule.retry_at(false, now));
                 if changed {
                     self.telemetry.renewed(sent);
                     tracing::debug!(round_trip = ?now - sent, "renewed the Lease");
-                    (Renewed::Extended, sent + settings.retry_period)
+                    Renewed::Extended
                 } else {
                     tracing::warn!(
                         "the server kept the renew as a no-op (same resourceVersion): not extending the term"
                     );
                     self.telemetry.renew_failed(RenewFailure::Error);
-                    (Renewed::Failed, now + settings.retry_period)
+                    Renewed::Failed
                 }
             }
             Err(Error::Conflict { .. }) => {
                 self.answered();
                 self.telemetry.renew_failed(RenewFailure::Conflict);
                 tracing::debug!("the Lease changed since it was read; reading it again");
-                self.view = View::Unknown;
-                (Renewed::Lost, now)
+                self.schedule.forget_view();
+                self.schedule.renewed(sent, false, now);
+                Renewed::Lost
             }
             Err(error) => {
                 self.telemetry.renew_failed(RenewFailure::Error);
                 self.failed(&error);
                 // The renew may have landed; it extends nothing until an
-                // answer says so. A timeout is retried at once (the timed-out
-                // connection is dropped, so the retry uses a fresh one).
-                if matches!(error, Error::Timeout { .. }) {
-                    (Renewed::TimedOut, now)
-                } else {
-                    (Renewed::Failed, now + settings.retry_period)
-                }
-            }
-        };
-        if let Some(active) = self.renewing() {
-            active.renew_at = renew_at;
-            if matches!(renewed, Renewed::Extended) {
-                active.renewed_sent = sent;
-                active.set_end(record::term_end(
-                    sent,
-                    settings.renew_deadline,
-                    settings.lease_duration,
-                    Some(settings.lease_duration),
-                ));
+                // answer says so.
+                let timed_out = matches!(error, Error::Timeout { .. });
+                self.schedule
+                    .renewed(sent, false, self.schedule.retry_at(timed_out, now));
+                Renewed::Failed
             }
         }
-        renewed
     }
 
     /// The API server answered (a conflict is an answer too).
@@ -661,68 +369,42 @@ impl Runner {
 
     // === Leadership ===
 
-    fn start_leading(&mut self, sent: Instant) {
-        let View::Present(observed) = &self.view else {
+    fn start_leading(&mut self, sent: Instant, now: Instant) {
+        let (drain, drained) = mpsc::channel(1);
+        let Some((term, fencing)) = self.schedule.start_term(sent, now, drained) else {
+            tracing::warn!(
+                "the Lease was taken, but the answer came after the renew deadline; not leading this term"
+            );
             return;
         };
-        let record = observed.term_record();
-        let fencing_token = record::fencing_token(&observed.lease).unwrap_or_else(|| {
+        let lease = self.schedule.lease();
+        if fencing.is_none() {
             tracing::warn!(
-                version = ?observed.lease.metadata.resource_version,
+                version = ?lease.and_then(|l| l.metadata.resource_version.as_deref()),
                 "the server's resourceVersion is not an integer: fencing tokens are 0"
             );
-            0
-        });
-        let uid = observed.lease.metadata.uid.clone();
-        let ends_at = record::term_end(
-            sent,
-            self.settings.renew_deadline,
-            self.settings.lease_duration,
-            record::lease_duration(record::spec_of(&observed.lease)),
-        );
-        self.terms += 1;
-        let token = CancellationToken::new();
-        let term = Term {
-            id: self.terms,
-            fencing_token,
-            started_at: Instant::now(),
-            token: token.clone(),
-            ends: Deadline::new(ends_at),
-        };
-        let (drain, drained) = mpsc::channel(1);
+        }
+        let uid = lease.and_then(|l| l.metadata.uid.clone());
         self.shared.set_drain(Some((term.id, drain)));
-        self.remember(record.clone());
-        self.term = Some(ActiveTerm {
-            term,
-            record,
-            renewed_sent: sent,
-            ends_at,
-            renew_at: sent + self.settings.retry_period,
-            drained,
-            _cancel_on_drop: token.drop_guard(),
-        });
+        let free_since = self.schedule.free_since.take();
         self.telemetry
-            .started_leading(sent, self.free_since.take(), uid.as_deref());
-        tracing::info!(fencing_token, "started leading");
+            .started_leading(sent, free_since, uid.as_deref());
+        tracing::info!(fencing_token = term.fencing_token, "started leading");
         self.publish();
     }
 
     /// Ends the current term, if any: the guard token is cancelled and the
     /// state published before anything else happens.
     fn stop_leading(&mut self, reason: &Stop) -> Option<ActiveTerm> {
-        let active = self.term.take()?;
-        active.term.token.cancel();
+        let active = self.schedule.stop_term()?;
         self.shared.set_drain(None);
-        let uid = match &self.view {
-            View::Present(observed) => observed.lease.metadata.uid.clone(),
-            _ => None,
-        };
+        let uid = self.schedule.lease().and_then(|l| l.metadata.uid.clone());
         self.telemetry.stopped_leading(uid.as_deref());
         if matches!(reason, Stop::Shutdown) {
             tracing::info!(%reason, "stopped leading");
         } else {
             // Not ours to keep: guards see it unprotected at once.
-            active.term.ends.set(Instant::now().min(active.ends_at));
+            active.unprotect(Instant::now());
             tracing::warn!(%reason, "lost the Lease: stopped leading");
         }
         self.publish();
@@ -731,11 +413,12 @@ impl Runner {
 
     fn publish(&self) {
         let next = LeaderState {
-            leader: match &self.view {
-                View::Present(observed) => observed.holder().map(str::to_owned),
-                _ => None,
-            },
-            term: self.term.as_ref().map(|active| active.term.clone()),
+            leader: self.schedule.leader().map(str::to_owned),
+            term: self
+                .schedule
+                .term
+                .as_ref()
+                .map(|active| active.term.clone()),
             since: Instant::now(),
         };
         let me = self.me();
@@ -755,7 +438,7 @@ impl Runner {
         });
     }
 
-    // === Shutdown ===
+    // === Shut down ===
 
     async fn shutdown(mut self) -> Result<ShutdownOutcome, Error> {
         if let Some(active) = self.stop_leading(&Stop::Shutdown) {
@@ -783,8 +466,8 @@ impl Runner {
     async fn drain(&mut self, active: ActiveTerm) {
         let settings = Arc::clone(&self.settings);
         let until = record::after(Instant::now(), settings.drain_timeout);
-        self.draining = Some(active);
-        while let Some(active) = self.draining.as_mut() {
+        self.schedule.draining = Some(active);
+        while let Some(active) = self.schedule.draining.as_mut() {
             let (ends_at, renew_at) = (active.ends_at, active.renew_at.min(active.ends_at));
             tokio::select! {
                 biased;
@@ -805,36 +488,18 @@ impl Runner {
                 }
                 () = sleep_until(renew_at) => {}
             }
-            if matches!(self.view, View::Unknown) {
-                self.read_for_drain(ends_at).await;
+            if matches!(self.schedule.view, View::Unknown) {
+                self.read_for_drain().await;
             }
-            if matches!(self.renew().await, Renewed::Lost) && !matches!(self.view, View::Unknown) {
+            if matches!(self.renew().await, Renewed::Lost)
+                && !matches!(self.schedule.view, View::Unknown)
+            {
                 tracing::warn!("the Lease is no longer ours while leader work drains");
                 break;
             }
         }
-        // From here on the work is not protected.
-        if let Some(active) = self.draining.take() {
-            active.term.ends.set(Instant::now().min(active.ends_at));
-        }
-    }
-
-    /// A read during the drain (after a conflict), bounded by the term.
-    async fn read_for_drain(&mut self, ends_at: Instant) {
-        let timeout = ends_at
-            .saturating_duration_since(Instant::now())
-            .min(self.settings.request_timeout)
-            .max(Duration::from_millis(1));
-        match self.api.get(timeout).await {
-            Ok(Some(lease)) => {
-                self.answered();
-                self.observe(lease, Instant::now());
-            }
-            Ok(None) => {
-                self.answered();
-                self.observe_missing(None);
-            }
-            Err(error) => self.failed(&error),
+        if let Some(active) = self.schedule.draining.take() {
+            active.unprotect(Instant::now());
         }
     }
 
@@ -844,23 +509,25 @@ impl Runner {
     async fn release(&mut self) -> Result<ShutdownOutcome, Error> {
         let timeout = self.settings.request_timeout;
         for _ in 0..2 {
-            if matches!(self.view, View::Unknown) {
+            if matches!(self.schedule.view, View::Unknown) {
                 match self.api.get(timeout).await? {
                     Some(lease) => self.observe(lease, Instant::now()),
-                    None => self.observe_missing(None),
+                    None => self.observe_missing(None, Instant::now()),
                 }
             }
-            let View::Present(observed) = &self.view else {
+            let Some(lease) = self.schedule.lease().cloned() else {
                 return Ok(ShutdownOutcome::NotHolding);
             };
-            let record = observed.term_record();
-            if observed.holder() != Some(self.me()) || !self.written.contains(&record) {
+            let spec = record::spec_of(&lease);
+            if record::holder(spec) != Some(self.me())
+                || !self.schedule.wrote(&TermRecord::of(spec))
+            {
                 return Ok(ShutdownOutcome::NotHolding);
             }
-            let spec = record::release(record::spec_of(&observed.lease), self.settings.clock.now());
+            let spec = record::release(spec, self.settings.clock.now());
             match self
                 .api
-                .replace(Action::Release, &observed.lease, spec, timeout)
+                .replace(LeaseOperation::Release, &lease, spec, timeout)
                 .await
             {
                 Ok(lease) => {
@@ -868,12 +535,12 @@ impl Runner {
                     self.observe(lease, Instant::now());
                     return Ok(ShutdownOutcome::Released);
                 }
-                Err(Error::Conflict { .. }) => self.view = View::Unknown,
+                Err(Error::Conflict { .. }) => self.schedule.forget_view(),
                 Err(error) => return Err(error),
             }
         }
         Err(Error::Conflict {
-            action: Action::Release,
+            operation: LeaseOperation::Release,
             namespace: self.api.namespace().to_owned(),
             name: self.api.name().to_owned(),
         })

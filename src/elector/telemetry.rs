@@ -1,59 +1,42 @@
 //! What the loop reports besides its state: the stamps health checks read,
-//! and metrics when they are configured.
+//! and metrics and Kubernetes Events when they are configured.
+//!
+//! One code path whatever the features: without `metrics` or `events`, the
+//! reporters are the uninhabited stand-ins of `off`, so their `Option`s are
+//! always `None` and the calls compile to nothing (as tokio's metrics
+//! `mock.rs`, client-go's `noMetrics`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::Shared;
 use crate::api::LeaseApi;
+use crate::config::Settings;
+use crate::shared::{RenewFailure, Shared};
+
 #[cfg(feature = "events")]
 use crate::events::{EventSink, Note};
 #[cfg(feature = "metrics")]
 use crate::metrics::LeaseMetrics;
-
-/// Why a renew failed (the `reason` label of the failure counter).
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub(crate) enum RenewFailure {
-    /// The Lease changed since it was read.
-    Conflict,
-    /// The request failed or timed out.
-    Error,
-}
+#[cfg(not(feature = "metrics"))]
+use off::LeaseMetrics;
+#[cfg(not(feature = "events"))]
+use off::{EventSink, Note};
 
 #[derive(Debug)]
 pub(super) struct Telemetry {
     shared: Arc<Shared>,
-    #[cfg(feature = "metrics")]
     metrics: Option<LeaseMetrics>,
-    #[cfg(feature = "events")]
     events: Option<EventSink>,
 }
 
-// Without the metrics feature, some reports go nowhere.
-#[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
 impl Telemetry {
-    pub(super) fn new(shared: Arc<Shared>, settings: &super::Settings, api: &LeaseApi) -> Self {
-        #[cfg(not(any(feature = "metrics", feature = "events")))]
-        let _ = (settings, api);
+    pub(super) fn new(shared: Arc<Shared>, settings: &Settings, api: &LeaseApi) -> Self {
         Self {
             shared,
-            #[cfg(feature = "metrics")]
-            metrics: settings
-                .metrics
-                .as_ref()
-                .map(|metrics| metrics.for_lease(api.name())),
-            #[cfg(feature = "events")]
-            events: settings.events.clone().map(|controller| {
-                EventSink::spawn(
-                    api.client(),
-                    api.namespace(),
-                    api.name(),
-                    &settings.identity,
-                    controller,
-                )
-            }),
+            metrics: lease_metrics(settings, api),
+            events: event_sink(settings, api),
         }
     }
 
@@ -71,33 +54,22 @@ impl Telemetry {
         uid: Option<&str>,
     ) {
         self.shared.set_renewed(sent);
-        #[cfg(feature = "events")]
         if let Some(events) = &self.events {
             events.send(Note::BecameLeader {
                 uid: uid.map(str::to_owned),
             });
         }
-        #[cfg(not(feature = "events"))]
-        let _ = uid;
-        let handover = free_since.map(|since| since.elapsed());
-        #[cfg(feature = "metrics")]
         if let Some(metrics) = &self.metrics {
-            metrics.started_leading(handover);
+            metrics.started_leading(free_since.map(|since| since.elapsed()));
         }
-        #[cfg(not(feature = "metrics"))]
-        let _ = handover;
     }
 
     pub(super) fn stopped_leading(&self, uid: Option<&str>) {
-        #[cfg(feature = "events")]
         if let Some(events) = &self.events {
             events.send(Note::StoppedLeading {
                 uid: uid.map(str::to_owned),
             });
         }
-        #[cfg(not(feature = "events"))]
-        let _ = uid;
-        #[cfg(feature = "metrics")]
         if let Some(metrics) = &self.metrics {
             metrics.stopped_leading();
         }
@@ -106,32 +78,94 @@ impl Telemetry {
     /// A renew sent at `sent` succeeded.
     pub(super) fn renewed(&self, sent: Instant) {
         self.shared.set_renewed(sent);
-        let round_trip: Duration = sent.elapsed();
-        #[cfg(feature = "metrics")]
         if let Some(metrics) = &self.metrics {
-            metrics.renewed(round_trip);
+            metrics.renewed(sent.elapsed());
         }
-        #[cfg(not(feature = "metrics"))]
-        let _ = round_trip;
-    }
-
-    /// Records what is still queued (events), for at most `patience`.
-    #[cfg_attr(not(feature = "events"), allow(clippy::unused_async))]
-    pub(super) async fn close(&mut self, patience: Duration) {
-        #[cfg(feature = "events")]
-        if let Some(events) = self.events.take() {
-            events.close(patience).await;
-        }
-        #[cfg(not(feature = "events"))]
-        let _ = patience;
     }
 
     pub(super) fn renew_failed(&self, reason: RenewFailure) {
-        #[cfg(feature = "metrics")]
         if let Some(metrics) = &self.metrics {
             metrics.renew_failed(reason);
         }
-        #[cfg(not(feature = "metrics"))]
-        let _ = reason;
+    }
+
+    /// Records what is still queued (events), for at most `patience`.
+    pub(super) async fn close(&mut self, patience: Duration) {
+        if let Some(events) = self.events.take() {
+            events.close(patience).await;
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+fn lease_metrics(settings: &Settings, api: &LeaseApi) -> Option<LeaseMetrics> {
+    let metrics = settings.reporting.metrics.as_ref()?;
+    Some(metrics.for_lease(api.name()))
+}
+
+#[cfg(not(feature = "metrics"))]
+fn lease_metrics(_: &Settings, _: &LeaseApi) -> Option<LeaseMetrics> {
+    None
+}
+
+#[cfg(feature = "events")]
+fn event_sink(settings: &Settings, api: &LeaseApi) -> Option<EventSink> {
+    let controller = settings.reporting.events.clone()?;
+    Some(EventSink::spawn(
+        api.client(),
+        api.namespace(),
+        api.name(),
+        &settings.identity,
+        controller,
+    ))
+}
+
+#[cfg(not(feature = "events"))]
+fn event_sink(_: &Settings, _: &LeaseApi) -> Option<EventSink> {
+    None
+}
+
+/// Stand-ins for the reporters of features that are off: they cannot be
+/// made, so code that would use them never runs.
+#[cfg(not(all(feature = "metrics", feature = "events")))]
+#[allow(dead_code, clippy::unused_self, clippy::unused_async)]
+mod off {
+    use std::time::Duration;
+
+    use crate::shared::RenewFailure;
+
+    #[derive(Debug)]
+    pub(super) enum LeaseMetrics {}
+
+    impl LeaseMetrics {
+        pub(super) fn started_leading(&self, _: Option<Duration>) {
+            match *self {}
+        }
+        pub(super) fn stopped_leading(&self) {
+            match *self {}
+        }
+        pub(super) fn renewed(&self, _: Duration) {
+            match *self {}
+        }
+        pub(super) fn renew_failed(&self, _: RenewFailure) {
+            match *self {}
+        }
+    }
+
+    #[derive(Debug)]
+    pub(super) enum EventSink {}
+
+    pub(super) enum Note {
+        BecameLeader { uid: Option<String> },
+        StoppedLeading { uid: Option<String> },
+    }
+
+    impl EventSink {
+        pub(super) fn send(&self, _: Note) {
+            match *self {}
+        }
+        pub(super) async fn close(self, _: Duration) {
+            match self {}
+        }
     }
 }

@@ -31,140 +31,175 @@ pub(super) enum Update {
 /// The longest pause between two attempts to establish the watch.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-pub(super) async fn run(
+/// The watch task: where it resumes from, and whether the runner was told
+/// it is up.
+pub(super) struct Watcher {
     api: LeaseApi,
     updates: mpsc::Sender<Update>,
-    token: CancellationToken,
     retry_period: Duration,
     request_timeout: Duration,
-) {
-    let mut backoff = retry_period;
-    let mut version: Option<String> = None;
-    let mut healthy = false;
-    loop {
-        let started = tokio::time::Instant::now();
-        let established = token
-            .run_until_cancelled(watch_once(
-                &api,
-                &updates,
-                &mut version,
-                &mut healthy,
-                request_timeout,
-            ))
-            .await;
-        match established {
-            None => return,
-            Some(Ok(())) => {
-                backoff = retry_period;
-                // A watch that ends as soon as it starts must not become a hot loop.
-                let calm = started + retry_period;
-                if token
-                    .run_until_cancelled(tokio::time::sleep_until(calm))
-                    .await
-                    .is_none()
-                {
-                    return;
-                }
-            }
-            Some(Err(error)) => {
-                if healthy || backoff == retry_period {
-                    let forbidden = is_forbidden(&error);
-                    let error = &error as &dyn std::error::Error;
-                    if forbidden {
-                        tracing::warn!(
-                            error,
-                            "watching the Lease is forbidden; polling every {retry_period:?} instead (grant `watch` on leases for instant handovers)"
-                        );
-                    } else {
-                        tracing::warn!(
-                            error,
-                            "watching the Lease failed; polling every {retry_period:?} until the watch is back"
-                        );
-                    }
-                }
-                healthy = false;
-                if updates.send(Update::Healthy(false)).await.is_err() {
-                    return;
-                }
-                if token
-                    .run_until_cancelled(tokio::time::sleep(backoff))
-                    .await
-                    .is_none()
-                {
-                    return;
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-        }
-    }
+    /// The `resourceVersion` to resume from; `None`: list first.
+    version: Option<String>,
+    /// Whether the runner was last told the watch is established.
+    healthy: bool,
 }
 
-/// Lists (when there is no version to resume from), then watches until the
-/// stream ends. `Ok` means the watch was established and ended normally.
-async fn watch_once(
-    api: &LeaseApi,
-    updates: &mpsc::Sender<Update>,
-    version: &mut Option<String>,
-    healthy: &mut bool,
-    request_timeout: Duration,
-) -> Result<(), crate::Error> {
-    let from = if let Some(v) = version.clone() {
-        v
-    } else {
-        let (lease, list_version) = api.list(request_timeout).await?;
-        let update = match lease {
-            Some(lease) => Update::Lease(Box::new(lease)),
-            None => Update::Missing {
-                version: Some(list_version.clone()),
-            },
-        };
-        if updates.send(update).await.is_err() {
-            return Ok(());
-        }
-        list_version
-    };
-    let stream = api.watch(&from, request_timeout).await?;
-    if !*healthy {
-        *healthy = true;
-        tracing::debug!("watching the Lease");
-        if updates.send(Update::Healthy(true)).await.is_err() {
-            return Ok(());
+/// How one watch ended.
+enum Ended {
+    /// It was established and ended (timeout, broken stream, error event):
+    /// resume from where it was.
+    Normally,
+    /// The runner is gone: stop.
+    Closed,
+}
+
+impl Watcher {
+    pub(super) fn new(
+        api: LeaseApi,
+        updates: mpsc::Sender<Update>,
+        retry_period: Duration,
+        request_timeout: Duration,
+    ) -> Self {
+        Self {
+            api,
+            updates,
+            retry_period,
+            request_timeout,
+            version: None,
+            healthy: false,
         }
     }
-    *version = Some(from);
-    let mut stream = std::pin::pin!(stream);
-    while let Some(event) = stream.next().await {
-        let update = match event {
+
+    /// Watches until `token` is cancelled or the runner is gone: re-watches
+    /// after a watch ends (no faster than once a retry period), and backs off
+    /// (doubling, up to a minute) while watches cannot be established.
+    pub(super) async fn run(mut self, token: CancellationToken) {
+        let mut backoff = self.retry_period;
+        loop {
+            let started = tokio::time::Instant::now();
+            let pause = match token.run_until_cancelled(self.watch_once()).await {
+                None | Some(Ok(Ended::Closed)) => return,
+                Some(Ok(Ended::Normally)) => {
+                    backoff = self.retry_period;
+                    // A watch that ends as soon as it starts must not become a hot loop.
+                    (started + self.retry_period)
+                        .saturating_duration_since(tokio::time::Instant::now())
+                }
+                Some(Err(error)) => {
+                    if self.healthy || backoff == self.retry_period {
+                        self.warn(&error);
+                    }
+                    self.healthy = false;
+                    if self.updates.send(Update::Healthy(false)).await.is_err() {
+                        return;
+                    }
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    pause
+                }
+            };
+            if token
+                .run_until_cancelled(tokio::time::sleep(pause))
+                .await
+                .is_none()
+            {
+                return;
+            }
+        }
+    }
+
+    fn warn(&self, error: &crate::error::Error) {
+        let retry_period = self.retry_period;
+        let forbidden = is_forbidden(error);
+        let error = error as &dyn std::error::Error;
+        if forbidden {
+            tracing::warn!(
+                error,
+                "watching the Lease is forbidden; polling every {retry_period:?} instead (grant `watch` on leases for instant handovers)"
+            );
+        } else {
+            tracing::warn!(
+                error,
+                "watching the Lease failed; polling every {retry_period:?} until the watch is back"
+            );
+        }
+    }
+
+    /// Sends `update` to the runner; `false` when it is gone.
+    async fn send(&self, update: Update) -> bool {
+        self.updates.send(update).await.is_ok()
+    }
+
+    /// Lists (when there is no version to resume from), then watches until
+    /// the stream ends.
+    async fn watch_once(&mut self) -> Result<Ended, crate::error::Error> {
+        let from = if let Some(v) = self.version.clone() {
+            v
+        } else {
+            let (lease, list_version) = self.api.list(self.request_timeout).await?;
+            let update = match lease {
+                Some(lease) => Update::Lease(Box::new(lease)),
+                None => Update::Missing {
+                    version: Some(list_version.clone()),
+                },
+            };
+            if !self.send(update).await {
+                return Ok(Ended::Closed);
+            }
+            list_version
+        };
+        let stream = self.api.watch(&from, self.request_timeout).await?;
+        if !self.healthy {
+            self.healthy = true;
+            tracing::debug!("watching the Lease");
+            if !self.send(Update::Healthy(true)).await {
+                return Ok(Ended::Closed);
+            }
+        }
+        self.version = Some(from);
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            let Some(update) = self.update_of(event) else {
+                return Ok(Ended::Normally);
+            };
+            if !self.send(update).await {
+                return Ok(Ended::Closed);
+            }
+        }
+        Ok(Ended::Normally)
+    }
+
+    /// What a watch event tells the runner, keeping the version to resume
+    /// from; `None` when the watch has ended (an error event, a broken
+    /// stream).
+    fn update_of(&mut self, event: Result<WatchEvent<Lease>, kube::Error>) -> Option<Update> {
+        match event {
             Ok(WatchEvent::Added(lease) | WatchEvent::Modified(lease)) => {
-                version.clone_from(&lease.metadata.resource_version);
-                Update::Lease(Box::new(lease))
+                self.version.clone_from(&lease.metadata.resource_version);
+                Some(Update::Lease(Box::new(lease)))
             }
             Ok(WatchEvent::Deleted(lease)) => {
-                version.clone_from(&lease.metadata.resource_version);
-                Update::Missing {
+                self.version.clone_from(&lease.metadata.resource_version);
+                Some(Update::Missing {
                     version: lease.metadata.resource_version,
-                }
+                })
             }
             Ok(WatchEvent::Bookmark(bookmark)) => {
-                *version = Some(bookmark.metadata.resource_version);
-                Update::Progress
+                self.version = Some(bookmark.metadata.resource_version);
+                Some(Update::Progress)
             }
             Ok(WatchEvent::Error(status)) => {
                 // 410 Gone: our version is too old; list again.
                 tracing::debug!(code = status.code, reason = %status.reason, "watch ended with an error event");
                 if status.code == 410 {
-                    *version = None;
+                    self.version = None;
                 }
-                return Ok(());
+                None
             }
             Err(error) => {
                 tracing::debug!(%error, "watch stream broke");
-                return Ok(());
+                None
             }
-        };
-        if updates.send(update).await.is_err() {
-            return Ok(());
         }
     }
-    Ok(())
 }

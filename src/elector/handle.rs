@@ -1,0 +1,248 @@
+//! The handle of a running elector: what its users hold.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::leadership::{Leadership, unprotected};
+use crate::error::Error;
+use crate::health::HealthCheck;
+use crate::shared::Shared;
+use crate::state::{self, LeaderEvents, LeaderState};
+
+// === impl ElectorHandle ===
+
+/// The handle of a running elector.
+///
+/// Dropping it shuts the elector down (stop leading, release the Lease), as
+/// cancelling its token does; [`ElectorHandle::shutdown`] does the same and
+/// waits for it.
+#[must_use = "dropping the handle shuts the elector down"]
+#[derive(Debug)]
+pub struct ElectorHandle {
+    pub(super) identity: Arc<str>,
+    pub(super) lease_duration: Duration,
+    pub(super) drain_timeout: Duration,
+    pub(super) state: watch::Receiver<LeaderState>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) token: CancellationToken,
+    pub(super) task: JoinHandle<Result<ShutdownOutcome, Error>>,
+    pub(super) _shutdown_on_drop: DropGuard,
+}
+
+impl ElectorHandle {
+    /// The identity this elector writes as `holderIdentity`.
+    #[must_use]
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// Waits until this elector leads, and returns a guard for the term.
+    ///
+    /// # Errors
+    /// [`Error::Stopped`] if the elector stops before it leads.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future loses nothing, and a later call sees
+    /// the current term.
+    pub async fn became_leader(&self) -> Result<Leadership, Error> {
+        let mut state = self.state.clone();
+        loop {
+            let term = state.borrow_and_update().term.clone();
+            if let Some(term) = term
+                && !term.token.is_cancelled()
+                && let Some(drain) = self.shared.drain_for(term.id)
+            {
+                return Ok(Leadership {
+                    identity: Arc::clone(&self.identity),
+                    term,
+                    _drain: drain,
+                });
+            }
+            state.changed().await.map_err(|_| Error::Stopped)?;
+        }
+    }
+
+    /// Runs `work` for each term this elector leads, until the elector stops.
+    ///
+    /// For each term, `work` gets the term's [`Leadership`] guard and must
+    /// return soon after [`Leadership::token`] is cancelled. Since the guard
+    /// lives as long as `work` keeps it, a shutdown releases the Lease only
+    /// after `work` has returned (up to the drain timeout, renewing the Lease
+    /// meanwhile). Work still running a drain timeout after its term ended is
+    /// dropped: by then the Lease may be someone else's. If `work` returns
+    /// while its term still holds, the next term runs it again: a term runs
+    /// the work once.
+    ///
+    /// With a kube-runtime `Controller`, scope it to the term with
+    /// `graceful_shutdown_on`: reconciles in flight finish before the stream
+    /// ends, and so before the Lease is released. (kube-runtime 5's
+    /// Controller does not end at all when its graceful shutdown starts
+    /// before its first list has completed, say for a term that ends at
+    /// once; the drain timeout bounds that case too.)
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # use futures::StreamExt;
+    /// # use k8s_openapi::api::core::v1::ConfigMap;
+    /// # use kube::runtime::{Controller, controller::Action, watcher};
+    /// # async fn reconcile(_: Arc<ConfigMap>, _: Arc<()>) -> Result<Action, kube::Error> {
+    /// #     Ok(Action::await_change())
+    /// # }
+    /// # fn error_policy(_: Arc<ConfigMap>, _: &kube::Error, _: Arc<()>) -> Action {
+    /// #     Action::await_change()
+    /// # }
+    /// # async fn run(client: kube::Client, elector: kube_elector::ElectorHandle) {
+    /// elector
+    ///     .run_while_leading(|leadership| {
+    ///         let api = kube::Api::<ConfigMap>::default_namespaced(client.clone());
+    ///         async move {
+    ///             Controller::new(api, watcher::Config::default())
+    ///                 .graceful_shutdown_on(leadership.token().clone().cancelled_owned())
+    ///                 .run(reconcile, error_policy, Arc::new(()))
+    ///                 .for_each(|_| async {})
+    ///                 .await;
+    ///             drop(leadership); // the Lease may be released from here on
+    ///         }
+    ///     })
+    ///     .await;
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops the running `work` future (and the guard it
+    /// holds) at its current await point; nothing of the elector is lost.
+    pub async fn run_while_leading<F, Fut>(&self, mut work: F)
+    where
+        F: FnMut(Leadership) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        while let Ok(leadership) = self.became_leader().await {
+            let term = leadership.term().clone();
+            let drain_timeout = self.drain_timeout;
+            // Once the term has ended, the work may finish within the drain
+            // timeout, but never past the moment the elector can no longer
+            // keep other replicas out (its deadline, which renews during a
+            // shutdown's drain extend): then it is dropped.
+            let overdue = async {
+                term.token.cancelled().await;
+                tokio::select! {
+                    () = tokio::time::sleep(drain_timeout) => "the drain timeout",
+                    () = unprotected(&term) => "the end of the term's protection",
+                }
+            };
+            tokio::select! {
+                () = work(leadership) => {}
+                why = overdue => tracing::warn!(
+                    identity = %self.identity,
+                    "leader work did not return by {why} (drain timeout {drain_timeout:?}) after its term ended; dropped it",
+                ),
+            }
+            term.token.cancelled().await;
+        }
+    }
+
+    /// Whether this elector leads now.
+    #[must_use]
+    pub fn is_leader(&self) -> bool {
+        self.state.borrow().is_leader()
+    }
+
+    /// The current state: who leads, whether this elector does, its term.
+    #[must_use]
+    pub fn state(&self) -> LeaderState {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver of the state, woken on each change of leader or term.
+    #[must_use]
+    pub fn subscribe(&self) -> watch::Receiver<LeaderState> {
+        self.state.clone()
+    }
+
+    /// The events of this elector, starting with those that describe the
+    /// current state; see [`LeaderEvents`].
+    pub fn events(&self) -> LeaderEvents {
+        state::events(self.state.clone())
+    }
+
+    /// A liveness check for a `/healthz` probe, as client-go's
+    /// `HealthzAdaptor`: unhealthy while this elector believes it leads but
+    /// its last successful renew was sent more than the lease duration plus
+    /// `tolerance` ago (its task is stuck), or when its task ended without
+    /// being shut down. Followers are healthy. See [`HealthCheck`].
+    #[must_use]
+    pub fn health_check(&self, tolerance: Duration) -> HealthCheck {
+        HealthCheck::new(
+            self.state.clone(),
+            Arc::clone(&self.shared),
+            self.token.clone(),
+            self.lease_duration.saturating_add(tolerance),
+        )
+    }
+
+    /// The token that shuts this elector down when cancelled.
+    #[must_use]
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
+    /// Shuts the elector down and waits for it: it stops leading, lets leader
+    /// work drain (up to the drain timeout), releases the Lease if it holds
+    /// it, and ends.
+    ///
+    /// # Errors
+    /// The release failed (the Lease then expires on its own), or the task
+    /// ended abnormally ([`Error::Task`]).
+    ///
+    /// # Cancel safety
+    /// Not cancel safe in the sense that the shutdown goes on in the
+    /// background if this future is dropped; only its outcome is lost.
+    pub async fn shutdown(self) -> Result<ShutdownOutcome, Error> {
+        let Self {
+            task,
+            _shutdown_on_drop: guard,
+            ..
+        } = self;
+        guard.disarm().cancel();
+        task.await.map_err(Error::Task)?
+    }
+
+    /// Waits for the elector to end (after its token is cancelled), without
+    /// cancelling it.
+    ///
+    /// # Errors
+    /// As [`ElectorHandle::shutdown`].
+    ///
+    /// # Cancel safety
+    /// As [`ElectorHandle::shutdown`]: the handle is consumed, and if the
+    /// future is dropped before the elector ended, the elector shuts down in
+    /// the background (it is never left running detached).
+    pub async fn join(self) -> Result<ShutdownOutcome, Error> {
+        let Self {
+            task,
+            _shutdown_on_drop: guard,
+            ..
+        } = self;
+        // The guard stays armed while we wait: if this future is dropped,
+        // the elector shuts down instead of running on detached.
+        let outcome = task.await.map_err(Error::Task);
+        guard.disarm();
+        outcome?
+    }
+}
+
+/// How an elector ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ShutdownOutcome {
+    /// It held the Lease and released it: the next leader need not wait.
+    Released,
+    /// It did not hold the Lease; there was nothing to release.
+    NotHolding,
+    /// Releasing is turned off (`release_on_cancel(false)`).
+    ReleaseSkipped,
+}

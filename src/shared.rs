@@ -1,0 +1,59 @@
+//! What an elector's task shares with its handle and its reporters: the
+//! drain channel of the current term, the stamps health checks read, and
+//! why renews fail (for metrics). Neither side depends on the other.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Why a renew failed (the `reason` label of the failure counter).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub(crate) enum RenewFailure {
+    /// The Lease changed since it was read.
+    Conflict,
+    /// The request failed or timed out.
+    Error,
+}
+
+/// State shared between the task and its handle.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// The current term's id and the sender its guards clone; shutdown waits
+    /// until every clone is dropped.
+    drain: Mutex<Option<(u64, mpsc::Sender<()>)>>,
+    /// When the last successful acquire or renew was sent (health checks).
+    renewed: Mutex<Option<Instant>>,
+    /// Whether the task has read the Lease (or learnt it is missing) once.
+    observed: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn set_renewed(&self, sent: Instant) {
+        *self.renewed.lock().unwrap_or_else(PoisonError::into_inner) = Some(sent);
+    }
+
+    pub(crate) fn renewed(&self) -> Option<Instant> {
+        *self.renewed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn set_observed(&self) {
+        self.observed.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn has_observed(&self) -> bool {
+        self.observed.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_drain(&self, slot: Option<(u64, mpsc::Sender<()>)>) {
+        *self.drain.lock().unwrap_or_else(PoisonError::into_inner) = slot;
+    }
+
+    pub(crate) fn drain_for(&self, term: u64) -> Option<mpsc::Sender<()>> {
+        let slot = self.drain.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.as_ref()
+            .filter(|(id, _)| *id == term)
+            .map(|(_, tx)| tx.clone())
+    }
+}

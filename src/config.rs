@@ -278,11 +278,7 @@ impl ElectorConfig {
                 retry_period: self.retry_period,
             });
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError { problems })
-        }
+        ConfigError::from_problems(problems)
     }
 
     /// `leaseDurationSeconds` to write; only meaningful once validated.
@@ -315,6 +311,9 @@ pub(crate) struct Settings {
     pub(crate) drain_timeout: Duration,
     /// Take a live Lease that names this identity in a term it did not start.
     pub(crate) adopt_own_lease: bool,
+    /// Whether this elector campaigns (`false`: an observer, which never
+    /// writes).
+    pub(crate) campaign: bool,
     pub(crate) clock: Arc<dyn WallClock>,
     // Empty, and so unread, without the optional features.
     #[cfg_attr(not(any(feature = "metrics", feature = "events")), allow(dead_code))]
@@ -351,6 +350,7 @@ impl ElectorConfig {
             release_on_cancel: self.release_on_cancel,
             drain_timeout: self.drain_timeout,
             adopt_own_lease: self.adopt_own_lease,
+            campaign: true,
             clock: Arc::clone(&self.clock),
             reporting: self.reporting.clone(),
         };
@@ -436,6 +436,15 @@ impl ConfigError {
     #[must_use]
     pub fn problems(&self) -> &[ConfigProblem] {
         &self.problems
+    }
+
+    /// `Ok` when there is no problem.
+    pub(crate) fn from_problems(problems: Vec<ConfigProblem>) -> Result<(), Self> {
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Self { problems })
+        }
     }
 
     pub(crate) fn single(problem: ConfigProblem) -> Self {

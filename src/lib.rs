@@ -118,7 +118,9 @@ pub mod testing;
 
 pub use clock::{SkewedClock, SystemClock, WallClock};
 pub use config::{ConfigError, ConfigProblem, ElectorConfig};
-pub use elector::{ElectorHandle, LeaderElector, Leadership, ShutdownOutcome};
+pub use elector::{
+    ElectorHandle, LeaderElector, LeaderObserver, Leadership, ObserverHandle, ShutdownOutcome,
+};
 pub use error::{Error, LeaseOperation};
 pub use health::{HealthCheck, Unhealthy};
 pub use lock::{LeaseLock, LeaseLockParams, LeaseLockResult};

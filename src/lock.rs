@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::api::LeaseApi;
 use crate::clock::{SystemClock, WallClock};
-use crate::config::{ConfigError, ConfigProblem};
+use crate::config::{ConfigError, ConfigProblem, dns1123_label, dns1123_subdomain};
 use crate::error::{Error, LeaseOperation};
 use crate::record::{self, Observed, Own, TermRecord, Verdict};
 
@@ -144,6 +144,48 @@ impl LeaseLock {
             state: Mutex::default(),
             clock: Box::new(SystemClock),
         }
+    }
+
+    /// A lock on Lease `params.lease_name` in `namespace`, refusing up front
+    /// what [`new`](Self::new) would only report on the first call: a TTL
+    /// that is not a whole, positive number of seconds, an invalid Lease
+    /// name or namespace, an empty holder id.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] listing every problem.
+    pub fn try_new(
+        client: Client,
+        namespace: &str,
+        params: LeaseLockParams,
+    ) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        for (field, value, check) in [
+            (
+                "lease_name",
+                &params.lease_name,
+                dns1123_subdomain as fn(&str) -> Result<(), String>,
+            ),
+            ("namespace", &namespace.to_owned(), dns1123_label),
+        ] {
+            if let Err(reason) = check(value) {
+                problems.push(ConfigProblem::InvalidName {
+                    field,
+                    value: value.clone(),
+                    reason,
+                });
+            }
+        }
+        if params.holder_id.is_empty() {
+            problems.push(ConfigProblem::EmptyIdentity);
+        }
+        let ttl = params.lease_ttl;
+        if ttl.is_zero() || ttl.subsec_nanos() != 0 || ttl.as_secs() > i32::MAX as u64 {
+            problems.push(ConfigProblem::LeaseDurationNotWholeSeconds {
+                lease_duration: ttl,
+            });
+        }
+        ConfigError::from_problems(problems)?;
+        Ok(Self::new(client, namespace, params))
     }
 
     /// The same lock, writing times from `clock` (for tests of skew).

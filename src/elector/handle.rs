@@ -120,6 +120,33 @@ impl ElectorHandle {
         F: FnMut(Leadership) -> Fut,
         Fut: Future<Output = ()>,
     {
+        let result: Result<(), std::convert::Infallible> = self
+            .try_run_while_leading(|leadership| {
+                let term = work(leadership);
+                async move {
+                    term.await;
+                    Ok(())
+                }
+            })
+            .await;
+        let Ok(()) = result;
+    }
+
+    /// As [`run_while_leading`](Self::run_while_leading), for work that can
+    /// fail: the first term whose work returns an error ends the loop, and
+    /// the error is returned (the elector keeps running; shut it down if the
+    /// error means the process should stop).
+    ///
+    /// # Errors
+    /// The error the work returned.
+    ///
+    /// # Cancel safety
+    /// As [`run_while_leading`](Self::run_while_leading).
+    pub async fn try_run_while_leading<F, Fut, E>(&self, mut work: F) -> Result<(), E>
+    where
+        F: FnMut(Leadership) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+    {
         while let Ok(leadership) = self.became_leader().await {
             let term = leadership.term().clone();
             let drain_timeout = self.drain_timeout;
@@ -135,7 +162,7 @@ impl ElectorHandle {
                 }
             };
             tokio::select! {
-                () = work(leadership) => {}
+                result = work(leadership) => result?,
                 why = overdue => tracing::warn!(
                     identity = %self.identity,
                     "leader work did not return by {why} (drain timeout {drain_timeout:?}) after its term ended; dropped it",
@@ -143,6 +170,7 @@ impl ElectorHandle {
             }
             term.token.cancelled().await;
         }
+        Ok(())
     }
 
     /// Whether this elector leads now.

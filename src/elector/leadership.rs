@@ -89,6 +89,13 @@ impl Leadership {
         self.term.deadline()
     }
 
+    /// A future that completes when the term's token is cancelled and owns
+    /// what it needs (`'static`): for kube-runtime's
+    /// `Controller::graceful_shutdown_on`, without `.token().clone()`.
+    pub fn cancelled_owned(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.term.token.clone().cancelled_owned()
+    }
+
     /// Completes when leadership ends: the token is cancelled, or the term's
     /// deadline passes.
     ///

@@ -3,6 +3,7 @@
 
 mod handle;
 mod leadership;
+mod observer;
 mod runner;
 mod schedule;
 mod telemetry;
@@ -10,6 +11,7 @@ mod watcher;
 
 pub use handle::{ElectorHandle, ShutdownOutcome};
 pub use leadership::Leadership;
+pub use observer::{LeaderObserver, ObserverHandle};
 
 use std::sync::Arc;
 

@@ -88,6 +88,11 @@ impl Runner {
                     self.settings.retry_period
                 );
             }
+            if !self.schedule.campaigns() {
+                // An observer's view of who leads also changes when a
+                // holder expires, without any event.
+                self.publish();
+            }
             match self.schedule.next_step(now) {
                 Step::Read => self.read().await,
                 Step::Write(Verdict::Renew) => self.renew_in_loop().await,
@@ -220,6 +225,13 @@ impl Runner {
             _ => return,
         };
         let sent = Instant::now();
+        if let Some((holder, silent)) = self.schedule.other_holder_silent_for(sent) {
+            tracing::info!(
+                %holder,
+                "{holder} has not renewed the Lease for {silent:.1?} (its lease is {:?}): taking the Lease",
+                previous.as_ref().and_then(|l| record::lease_duration(record::spec_of(l))),
+            );
+        }
         let timeout = self.schedule.request_timeout(sent);
         let spec = record::acquire(
             previous.as_ref().map(record::spec_of),
@@ -412,14 +424,20 @@ impl Runner {
     }
 
     fn publish(&self) {
+        let now = Instant::now();
+        let leader = if self.schedule.campaigns() {
+            self.schedule.leader()
+        } else {
+            self.schedule.live_leader(now)
+        };
         let next = LeaderState {
-            leader: self.schedule.leader().map(str::to_owned),
+            leader: leader.map(str::to_owned),
             term: self
                 .schedule
                 .term
                 .as_ref()
                 .map(|active| active.term.clone()),
-            since: Instant::now(),
+            since: now,
         };
         let me = self.me();
         self.state.send_if_modified(|current| {
@@ -508,6 +526,11 @@ impl Runner {
     /// is unknown (a write cut off by the shutdown may have landed).
     async fn release(&mut self) -> Result<ShutdownOutcome, Error> {
         let timeout = self.settings.request_timeout;
+        if !self.schedule.wrote_anything() {
+            // It never wrote the Lease, so it cannot hold it (whether the
+            // server was ever reached or not).
+            return Ok(ShutdownOutcome::NotHolding);
+        }
         for _ in 0..2 {
             if matches!(self.schedule.view, View::Unknown) {
                 match self.api.get(timeout).await? {

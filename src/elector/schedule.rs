@@ -127,6 +127,7 @@ pub(super) struct Shortened {
 struct Timing {
     identity: String,
     adopt_own_lease: bool,
+    campaign: bool,
     lease_duration: Duration,
     renew_deadline: Duration,
     retry_period: Duration,
@@ -168,6 +169,7 @@ impl Schedule {
             timing: Timing {
                 identity: settings.identity.clone(),
                 adopt_own_lease: settings.adopt_own_lease,
+                campaign: settings.campaign,
                 lease_duration: settings.lease_duration,
                 renew_deadline: settings.renew_deadline,
                 retry_period: settings.retry_period,
@@ -215,6 +217,36 @@ impl Schedule {
     /// Whether `record` is one this elector wrote.
     pub(super) fn wrote(&self, record: &TermRecord) -> bool {
         self.written.contains(record)
+    }
+
+    /// Whether this elector ever sent a write (so that it may hold the
+    /// Lease without knowing it).
+    pub(super) fn wrote_anything(&self) -> bool {
+        !self.written.is_empty()
+    }
+
+    /// Another holder, and how long its record has been seen unchanged.
+    pub(super) fn other_holder_silent_for(&self, now: Instant) -> Option<(&str, Duration)> {
+        let View::Present(observed) = &self.view else {
+            return None;
+        };
+        let holder = observed.holder().filter(|h| *h != self.me())?;
+        Some((holder, now.saturating_duration_since(observed.observed_at)))
+    }
+
+    /// Who leads at `now`, as an observer judges it: the holder, while its
+    /// record has not expired by the same rules candidates follow (counted
+    /// from the observation, on the local clock).
+    pub(super) fn live_leader(&self, now: Instant) -> Option<&str> {
+        match &self.view {
+            View::Present(observed) => observed.holder().filter(|_| now < observed.expires_at()),
+            _ => None,
+        }
+    }
+
+    /// Whether this schedule campaigns (an observer does not).
+    pub(super) fn campaigns(&self) -> bool {
+        self.timing.campaign
     }
 
     /// The holder of the Lease as last observed.
@@ -290,6 +322,10 @@ impl Schedule {
                 return self.not_before(now, at, Step::Write(verdict));
             }
             (Verdict::Wait { expires_at, .. }, _) => *expires_at,
+            // An observer never writes: it waits for the next change.
+            (Verdict::Create | Verdict::Acquire, _) if !self.timing.campaign => {
+                record::after(now, Duration::from_secs(86_400))
+            }
             (Verdict::Create | Verdict::Acquire, _) => {
                 return self.not_before(now, self.write_after, Step::Write(verdict));
             }
@@ -585,6 +621,7 @@ mod tests {
             release_on_cancel: true,
             drain_timeout: Duration::from_secs(5),
             adopt_own_lease: false,
+            campaign: true,
             clock: Arc::new(SystemClock),
             reporting: crate::config::Reporting::default(),
         }
@@ -714,6 +751,34 @@ mod tests {
         s.read_answered(later);
         assert_eq!(s.next_step(later), Step::Wait(later + RETRY));
         assert!(!s.newly_distrusted(later), "said once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_observer_never_writes_and_sees_an_expired_holder_as_no_leader() {
+        let now = Instant::now();
+        let mut s = Schedule::new(
+            &Settings {
+                campaign: false,
+                ..settings()
+            },
+            now,
+        );
+        s.watch_connected(true, now);
+        assert_eq!(s.observe_missing(None, now).map(|_| ()), None);
+        assert!(matches!(s.next_step(now), Step::Wait(_)), "no create");
+        s.observe(held_by("other", 5), now);
+        assert_eq!(s.live_leader(now), Some("other"));
+        for _ in 0..8 {
+            advance(RETRY).await;
+            s.watch_progress(Instant::now());
+        }
+        let later = Instant::now();
+        assert_eq!(
+            s.live_leader(later),
+            None,
+            "expired by the observed-time rule"
+        );
+        assert!(matches!(s.next_step(later), Step::Wait(_)), "no acquire");
     }
 
     #[tokio::test(start_paused = true)]

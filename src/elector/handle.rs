@@ -173,6 +173,63 @@ impl ElectorHandle {
         Ok(())
     }
 
+    /// Runs `work` for each term this elector leads (as
+    /// [`try_run_while_leading`](Self::try_run_while_leading)) until the
+    /// process gets SIGTERM or SIGINT (Ctrl-C; only that one outside Unix),
+    /// then shuts the elector down: the term ends, the work finishes (it is
+    /// dropped after the drain timeout), the Lease is released, and the
+    /// outcome returned.
+    /// The usual `main` of a replicated operator.
+    ///
+    /// ```no_run
+    /// use kube_elector::{ElectorConfig, LeaderElector};
+    ///
+    /// # async fn run() -> anyhow::Result<()> {
+    /// let client = kube::Client::try_default().await?;
+    /// let elector = LeaderElector::new(client, ElectorConfig::new("my-operator"))?.spawn();
+    /// elector
+    ///     .run_until_signal(|leadership| async move {
+    ///         // Leader-only work, until the term ends.
+    ///         leadership.lost().await;
+    ///         anyhow::Ok(())
+    ///     })
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// The error the work returned (the elector is shut down all the same),
+    /// or the shutdown's ([`ElectorHandle::shutdown`]).
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops the handle: the elector shuts down in the
+    /// background.
+    pub async fn run_until_signal<F, Fut, E>(self, work: F) -> Result<ShutdownOutcome, E>
+    where
+        F: FnMut(Leadership) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+        E: From<Error>,
+    {
+        let worked = {
+            let running = self.try_run_while_leading(work);
+            tokio::pin!(running);
+            tokio::select! {
+                result = &mut running => result,
+                () = shutdown_signal() => {
+                    tracing::info!(identity = %self.identity, "shutdown signal: ending the term, draining, releasing");
+                    // The work sees its term end and finishes (within the
+                    // drain timeout); the loop then ends with the elector.
+                    self.token.cancel();
+                    running.await
+                }
+            }
+        };
+        let outcome = self.shutdown().await;
+        worked?;
+        Ok(outcome?)
+    }
+
     /// Whether this elector leads now.
     #[must_use]
     pub fn is_leader(&self) -> bool {
@@ -260,6 +317,43 @@ impl ElectorHandle {
         let outcome = task.await.map_err(Error::Task);
         guard.disarm();
         outcome?
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (only Ctrl-C outside Unix); never, if
+/// the signal handlers cannot be installed (said in the logs).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            (Err(error), _) | (_, Err(error)) => {
+                let error = &error as &dyn std::error::Error;
+                tracing::warn!(
+                    error,
+                    "cannot listen for SIGTERM/SIGINT; run_until_signal runs until the work ends"
+                );
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    if let Err(error) = tokio::signal::ctrl_c().await {
+        let error = &error as &dyn std::error::Error;
+        tracing::warn!(
+            error,
+            "cannot listen for Ctrl-C; run_until_signal runs until the work ends"
+        );
+        std::future::pending::<()>().await;
     }
 }
 

@@ -5,6 +5,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod names;
+mod settings;
+
+pub(crate) use names::{dns1123_label, dns1123_subdomain};
+pub(crate) use settings::{Reporting, Settings};
+
 use crate::clock::{SystemClock, WallClock};
 
 /// Configuration of a [`LeaderElector`](crate::LeaderElector).
@@ -293,135 +299,6 @@ fn longer_than_jittered(renew_deadline: Duration, retry_period: Duration) -> boo
     renew_deadline.as_nanos() * 5 > retry_period.as_nanos() * 6
 }
 
-// === Resolved settings ===
-
-/// The parts of the configuration the loop uses, with defaults resolved.
-#[derive(Debug)]
-pub(crate) struct Settings {
-    pub(crate) identity: String,
-    pub(crate) lease_duration_secs: i32,
-    /// `lease_duration_secs` as a duration.
-    pub(crate) lease_duration: Duration,
-    pub(crate) renew_deadline: Duration,
-    pub(crate) retry_period: Duration,
-    /// The longest one request may take (a leader's requests also end at
-    /// its renew deadline).
-    pub(crate) request_timeout: Duration,
-    pub(crate) release_on_cancel: bool,
-    pub(crate) drain_timeout: Duration,
-    /// Take a live Lease that names this identity in a term it did not start.
-    pub(crate) adopt_own_lease: bool,
-    /// Whether this elector campaigns (`false`: an observer, which never
-    /// writes).
-    pub(crate) campaign: bool,
-    pub(crate) clock: Arc<dyn WallClock>,
-    // Empty, and so unread, without the optional features.
-    #[cfg_attr(not(any(feature = "metrics", feature = "events")), allow(dead_code))]
-    pub(crate) reporting: Reporting,
-}
-
-impl ElectorConfig {
-    /// Validates the configuration and resolves its defaults once: the
-    /// namespace (`POD_NAMESPACE`, the service-account namespace file, or
-    /// `client_default`), the identity (`POD_NAME` or the hostname, plus a
-    /// random suffix), the duration in whole seconds, the request timeout.
-    pub(crate) fn resolve(&self, client_default: &str) -> Result<(String, Settings), ConfigError> {
-        self.validate()?;
-        let namespace = if let Some(ns) = self.namespace.clone() {
-            ns
-        } else {
-            let ns = default_namespace(client_default);
-            dns1123_label(&ns).map_err(|reason| {
-                ConfigError::single(ConfigProblem::InvalidName {
-                    field: "namespace",
-                    value: ns.clone(),
-                    reason,
-                })
-            })?;
-            ns
-        };
-        let settings = Settings {
-            identity: self.identity.clone().unwrap_or_else(default_identity),
-            lease_duration_secs: self.lease_duration_secs(),
-            lease_duration: self.lease_duration,
-            renew_deadline: self.renew_deadline,
-            retry_period: self.retry_period,
-            request_timeout: crate::record::attempt_timeout(self.renew_deadline, self.retry_period),
-            release_on_cancel: self.release_on_cancel,
-            drain_timeout: self.drain_timeout,
-            adopt_own_lease: self.adopt_own_lease,
-            campaign: true,
-            clock: Arc::clone(&self.clock),
-            reporting: self.reporting.clone(),
-        };
-        Ok((namespace, settings))
-    }
-}
-
-/// Where a pod finds its namespace.
-const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
-
-fn default_namespace(client_default: &str) -> String {
-    std::env::var("POD_NAMESPACE")
-        .ok()
-        .filter(|ns| !ns.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
-                .ok()
-                .map(|ns| ns.trim().to_owned())
-                .filter(|ns| !ns.is_empty())
-        })
-        .unwrap_or_else(|| client_default.to_owned())
-}
-
-/// `POD_NAME` or the hostname, plus a random suffix so that two processes on
-/// one host (or a restarted pod) never share an identity.
-fn default_identity() -> String {
-    let base = std::env::var("POD_NAME")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "kube-elector".to_owned());
-    format!("{base}_{}", random_suffix())
-}
-
-fn random_suffix() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    // RandomState is seeded from the OS per process; mixing in the time and
-    // an address separates electors within one process too.
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    hasher.write_usize(std::ptr::from_ref(&hasher).addr());
-    let mut n = hasher.finish();
-    let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..6)
-        .map(|_| {
-            let c = alphabet[usize::try_from(n % 27).unwrap_or(0)];
-            n /= 27;
-            char::from(c)
-        })
-        .collect()
-}
-
-/// What an elector reports besides its state, by optional feature: the one
-/// place where the configuration depends on features.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Reporting {
-    /// Prometheus metrics (opt-in: they need the caller's registry).
-    #[cfg(feature = "metrics")]
-    pub(crate) metrics: Option<crate::metrics::ElectorMetrics>,
-    /// Kubernetes Events, as this controller (opt-in: they need RBAC on
-    /// events.k8s.io).
-    #[cfg(feature = "events")]
-    pub(crate) events: Option<String>,
-}
-
 // === Errors ===
 
 /// A configuration that cannot work, with every problem found.
@@ -514,50 +391,6 @@ pub enum ConfigProblem {
         /// The retry period given.
         retry_period: Duration,
     },
-}
-
-// === Names ===
-
-/// A DNS-1123 subdomain, as Kubernetes requires for object names.
-pub(crate) fn dns1123_subdomain(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if name.len() > 253 {
-        return Err("must be no more than 253 characters".into());
-    }
-    name.split('.').try_for_each(|part| {
-        label_chars(part).map_err(|e| {
-            format!(
-                "{e} (a lowercase RFC 1123 subdomain: labels of a-z, 0-9 and '-', separated by '.')"
-            )
-        })
-    })
-}
-
-/// A DNS-1123 label, as Kubernetes requires for namespaces.
-pub(crate) fn dns1123_label(name: &str) -> Result<(), String> {
-    if name.len() > 63 {
-        return Err("must be no more than 63 characters".into());
-    }
-    label_chars(name).map_err(|e| format!("{e} (a lowercase RFC 1123 label: a-z, 0-9 and '-')"))
-}
-
-fn label_chars(label: &str) -> Result<(), String> {
-    let bytes = label.as_bytes();
-    if bytes.is_empty() {
-        return Err("must not have an empty part".into());
-    }
-    if let Some(c) = label
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-    {
-        return Err(format!("contains {c:?}"));
-    }
-    if bytes[0] == b'-' || bytes[bytes.len() - 1] == b'-' {
-        return Err("must start and end with a letter or digit".into());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,133 @@
+//! The last phase of an elector's task: stop leading, let the leader work
+//! drain while renews keep others out, release the Lease.
+
+use std::sync::Arc;
+
+use tokio::time::{Instant, sleep_until};
+
+use super::{Renewed, Runner};
+use crate::elector::ShutdownOutcome;
+use crate::elector::schedule::{ActiveTerm, Stop, View};
+use crate::error::{Error, LeaseOperation};
+use crate::record::{self, TermRecord};
+
+impl Runner {
+    pub(super) async fn shutdown(mut self) -> Result<ShutdownOutcome, Error> {
+        if let Some(active) = self.stop_leading(&Stop::Shutdown) {
+            self.drain(active).await;
+        }
+        if !self.settings.release_on_cancel {
+            self.telemetry.close(self.settings.request_timeout).await;
+            return Ok(ShutdownOutcome::ReleaseSkipped);
+        }
+        let outcome = self.release().await;
+        self.publish();
+        self.telemetry.close(self.settings.request_timeout).await;
+        outcome
+    }
+
+    /// Waits (up to the drain timeout) until every guard of the ended term is
+    /// dropped, renewing the Lease meanwhile as a leader would, so that leader
+    /// work still running keeps every other replica out.
+    ///
+    /// That protection lasts only while renews succeed: the drain also ends
+    /// at the term's deadline (the renew deadline after the last renew that
+    /// succeeded), since from then on another replica may lead. Work still
+    /// running then is unprotected; the guards' deadline says so and
+    /// `run_while_leading` drops its work.
+    async fn drain(&mut self, active: ActiveTerm) {
+        let settings = Arc::clone(&self.settings);
+        let until = record::after(Instant::now(), settings.drain_timeout);
+        self.schedule.draining = Some(active);
+        while let Some(active) = self.schedule.draining.as_mut() {
+            let (ends_at, renew_at) = (active.ends_at, active.renew_at.min(active.ends_at));
+            tokio::select! {
+                biased;
+                _ = active.drained.recv() => break,
+                () = sleep_until(until) => {
+                    tracing::warn!(
+                        "leader work did not finish within the drain timeout ({:?}); releasing the Lease anyway",
+                        settings.drain_timeout
+                    );
+                    break;
+                }
+                () = sleep_until(ends_at) => {
+                    tracing::warn!(
+                        "leader work still runs, but the Lease could not be renewed within the renew deadline: \
+                         from now on another replica may lead, so the work is no longer protected"
+                    );
+                    break;
+                }
+                () = sleep_until(renew_at) => {}
+            }
+            if matches!(self.schedule.view, View::Unknown) {
+                self.read_for_drain().await;
+            }
+            if matches!(self.renew().await, Renewed::Lost)
+                && !matches!(self.schedule.view, View::Unknown)
+            {
+                tracing::warn!("the Lease is no longer ours while leader work drains");
+                break;
+            }
+        }
+        if let Some(active) = self.schedule.draining.take() {
+            active.unprotect(Instant::now());
+        }
+    }
+
+    /// Releases the Lease if it carries a record this elector wrote:
+    /// conditional on the version we read, and re-read first when the view
+    /// is unknown (a write cut off by the shutdown may have landed).
+    async fn release(&mut self) -> Result<ShutdownOutcome, Error> {
+        let timeout = self.settings.request_timeout;
+        if !self.schedule.wrote_anything() {
+            // It never wrote the Lease, so it cannot hold it (whether the
+            // server was ever reached or not).
+            return Ok(ShutdownOutcome::NotHolding);
+        }
+        for _ in 0..2 {
+            if matches!(self.schedule.view, View::Unknown) {
+                match self.api.get(timeout).await? {
+                    Some(lease) => self.observe(lease, Instant::now()),
+                    None => self.observe_missing(None, Instant::now()),
+                }
+            }
+            let Some(lease) = self.schedule.lease().cloned() else {
+                return Ok(ShutdownOutcome::NotHolding);
+            };
+            let spec = record::spec_of(&lease);
+            if record::holder(spec) != Some(self.me())
+                || !self.schedule.wrote(&TermRecord::of(spec))
+            {
+                return Ok(ShutdownOutcome::NotHolding);
+            }
+            let spec = record::release(spec, self.settings.clock.now());
+            match self
+                .api
+                .replace(LeaseOperation::Release, &lease, spec, timeout)
+                .await
+            {
+                Ok(lease) => {
+                    tracing::info!("released the Lease");
+                    self.observe(lease, Instant::now());
+                    return Ok(ShutdownOutcome::Released);
+                }
+                Err(Error::Conflict { .. }) => self.schedule.forget_view(),
+                Err(error) => return Err(error),
+            }
+        }
+        Err(Error::Conflict {
+            operation: LeaseOperation::Release,
+            namespace: self.api.namespace().to_owned(),
+            name: self.api.name().to_owned(),
+        })
+    }
+
+    /// A read during the drain (after a conflict), not cut off by the token
+    /// (it is cancelled already) but bounded by the term.
+    async fn read_for_drain(&mut self) {
+        let timeout = self.schedule.request_timeout(Instant::now());
+        let result = self.api.get(timeout).await;
+        self.read_answered(result, Instant::now());
+    }
+}

@@ -1,0 +1,246 @@
+//! The schedule under paused time.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::coordination::v1::LeaseSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use tokio::time::advance;
+
+use super::*;
+use crate::clock::SystemClock;
+
+const LEASE: Duration = Duration::from_secs(2);
+const DEADLINE: Duration = Duration::from_secs(1);
+const RETRY: Duration = Duration::from_millis(250);
+
+fn settings() -> Settings {
+    Settings {
+        identity: "me".into(),
+        lease_duration_secs: 2,
+        lease_duration: LEASE,
+        renew_deadline: DEADLINE,
+        retry_period: RETRY,
+        request_timeout: record::attempt_timeout(DEADLINE, RETRY),
+        release_on_cancel: true,
+        drain_timeout: Duration::from_secs(5),
+        adopt_own_lease: false,
+        campaign: true,
+        clock: Arc::new(SystemClock),
+        reporting: crate::config::Reporting::default(),
+    }
+}
+
+fn lease(spec: LeaseSpec, rv: u64) -> Lease {
+    Lease {
+        metadata: ObjectMeta {
+            name: Some("l".into()),
+            resource_version: Some(rv.to_string()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(spec),
+    }
+}
+
+fn held_by(holder: &str, rv: u64) -> Lease {
+    lease(
+        LeaseSpec {
+            holder_identity: Some(holder.into()),
+            lease_duration_seconds: Some(2),
+            ..LeaseSpec::default()
+        },
+        rv,
+    )
+}
+
+/// A schedule that leads, with its term started by a write sent now.
+fn leading() -> Schedule {
+    let now = Instant::now();
+    let mut s = Schedule::new(&settings(), now);
+    let spec = record::acquire(None, "me", 2, jiff::Timestamp::now());
+    s.remember(TermRecord::of(&spec));
+    s.observe(lease(spec, 1), now);
+    assert!(s.start_term(now, now, mpsc::channel(1).1).is_some());
+    s
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_term_ends_at_the_renew_deadline_unless_a_renew_extends_it() {
+    let s = leading();
+    let sent = Instant::now();
+    advance(Duration::from_millis(999)).await;
+    assert!(!s.term_over(Instant::now()));
+    advance(Duration::from_millis(1)).await;
+    assert!(s.term_over(Instant::now()));
+    // A renew sent half-way extends the term to its own deadline.
+    let mut s2 = leading();
+    advance(DEADLINE / 2).await;
+    let renew_sent = Instant::now();
+    s2.renewed(renew_sent, true, renew_sent);
+    advance(DEADLINE / 2).await;
+    assert!(!s2.term_over(Instant::now()));
+    assert!(s.term.as_ref().unwrap().ends_at == sent + DEADLINE);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renew_that_changed_nothing_does_not_extend_the_term() {
+    let mut s = leading();
+    let end = s.term.as_ref().unwrap().ends_at;
+    advance(RETRY).await;
+    let now = Instant::now();
+    s.renewed(now, false, now + RETRY);
+    assert_eq!(s.term.as_ref().unwrap().ends_at, end);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_leader_renews_every_retry_period() {
+    let s = leading();
+    let now = Instant::now();
+    assert_eq!(s.next_step(now), Step::Wait(now + RETRY));
+    advance(RETRY).await;
+    assert_eq!(s.next_step(Instant::now()), Step::Write(Verdict::Renew));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_renew_is_retried_at_once_another_failure_a_retry_period_later() {
+    let mut s = leading();
+    advance(RETRY).await;
+    let now = Instant::now();
+    let at = s.retry_at(true, now);
+    s.renewed(now, false, at);
+    assert_eq!(s.next_step(now), Step::Write(Verdict::Renew));
+    let at = s.retry_at(false, now);
+    s.renewed(now, false, at);
+    assert_eq!(s.next_step(now), Step::Wait(now + RETRY));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_request_backs_off_a_retry_period_before_the_next_write() {
+    let now = Instant::now();
+    let mut s = Schedule::new(&settings(), now);
+    s.back_off(now);
+    assert_eq!(s.next_step(now), Step::Wait(now + RETRY));
+    advance(RETRY).await;
+    assert_eq!(s.next_step(Instant::now()), Step::Read);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_follower_arms_one_timer_at_observed_plus_lease_duration() {
+    let now = Instant::now();
+    let mut s = Schedule::new(&settings(), now);
+    s.watch_connected(true, now);
+    s.observe(held_by("other", 5), now);
+    // The watch must show progress within three retry periods; the
+    // takeover timer is at observed + lease.
+    assert_eq!(s.next_step(now), Step::Wait(now + RETRY * 3));
+    for _ in 0..8 {
+        advance(RETRY).await;
+        s.watch_progress(Instant::now());
+    }
+    assert_eq!(s.next_step(Instant::now()), Step::Write(Verdict::Acquire));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_watch_of_a_held_lease_turns_into_polling() {
+    let now = Instant::now();
+    let mut s = Schedule::new(&settings(), now);
+    s.watch_connected(true, now);
+    s.observe(held_by("other", 5), now);
+    s.read_answered(now);
+    assert!(!s.newly_distrusted(now));
+    advance(RETRY * 3).await;
+    let later = Instant::now();
+    assert!(s.newly_distrusted(later), "three silent retry periods");
+    assert_eq!(s.next_step(later), Step::Read);
+    s.read_answered(later);
+    assert_eq!(s.next_step(later), Step::Wait(later + RETRY));
+    assert!(!s.newly_distrusted(later), "said once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_observer_never_writes_and_sees_an_expired_holder_as_no_leader() {
+    let now = Instant::now();
+    let mut s = Schedule::new(
+        &Settings {
+            campaign: false,
+            ..settings()
+        },
+        now,
+    );
+    s.watch_connected(true, now);
+    assert_eq!(s.observe_missing(None, now).map(|_| ()), None);
+    assert!(matches!(s.next_step(now), Step::Wait(_)), "no create");
+    s.observe(held_by("other", 5), now);
+    assert_eq!(s.live_leader(now), Some("other"));
+    for _ in 0..8 {
+        advance(RETRY).await;
+        s.watch_progress(Instant::now());
+    }
+    let later = Instant::now();
+    assert_eq!(
+        s.live_leader(later),
+        None,
+        "expired by the observed-time rule"
+    );
+    assert!(matches!(s.next_step(later), Step::Wait(_)), "no acquire");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_older_than_what_was_seen_is_not_newer() {
+    let now = Instant::now();
+    let mut s = Schedule::new(&settings(), now);
+    s.observe(held_by("other", 7), now);
+    assert!(!s.is_newer(Some("6")));
+    assert!(!s.is_newer(Some("7")));
+    assert!(s.is_newer(Some("8")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn polls_that_find_the_record_unchanged_do_not_postpone_the_takeover() {
+    let now = Instant::now();
+    let mut s = Schedule::new(&settings(), now);
+    s.observe(held_by("gone", 5), now);
+    assert!(
+        !s.is_stale(Some("5")),
+        "the same version again is not stale"
+    );
+    assert!(s.is_stale(Some("4")));
+    for _ in 0..8 {
+        advance(RETRY).await;
+        let now = Instant::now();
+        s.read_answered(now);
+        s.observe(held_by("gone", 5), now);
+    }
+    assert_eq!(s.next_step(Instant::now()), Step::Write(Verdict::Acquire));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shortened_lease_shortens_the_term_and_renews_at_once() {
+    let mut s = leading();
+    let observed = s.lease().cloned().unwrap();
+    let mut edited = observed.clone();
+    edited.spec.as_mut().unwrap().lease_duration_seconds = Some(1);
+    edited.metadata.resource_version = Some("2".into());
+    let now = Instant::now();
+    let seen = s.observe(edited, now);
+    assert!(seen.stop.is_none());
+    assert_eq!(
+        seen.shortened,
+        Some(Shortened {
+            recorded: Some(Duration::from_secs(1))
+        })
+    );
+    assert_eq!(s.term.as_ref().unwrap().ends_at, now + DEADLINE / 2);
+    assert_eq!(s.next_step(now), Step::Write(Verdict::Renew));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_after_the_renew_deadline_starts_no_term() {
+    let now = Instant::now();
+    let mut s = Schedule::new(&settings(), now);
+    s.observe(held_by("me", 1), now);
+    advance(DEADLINE).await;
+    assert!(
+        s.start_term(now, Instant::now(), mpsc::channel(1).1)
+            .is_none()
+    );
+}

@@ -93,7 +93,7 @@ async fn run_controller(elector: Arc<ElectorHandle>, api: Api<Lease>) {
             let api = api.clone();
             async move {
                 println!("{} leads: starting its controller", leadership.identity());
-                let stop = leadership.token().clone().cancelled_owned();
+                let stop = leadership.cancelled_owned();
                 let identity = leadership.identity().to_owned();
                 let ctx = Arc::new(Context {
                     api: api.clone(),

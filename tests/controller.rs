@@ -136,7 +136,7 @@ impl Replica {
                 .run_while_leading(|leadership| {
                     let controller =
                         Controller::new(api.clone(), watcher::Config::default().labels(&selector))
-                            .graceful_shutdown_on(leadership.token().clone().cancelled_owned());
+                            .graceful_shutdown_on(leadership.cancelled_owned());
                     let ctx = Arc::new(Context {
                         leadership,
                         probe: Arc::clone(&probe),

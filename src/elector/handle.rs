@@ -28,9 +28,10 @@ pub struct ElectorHandle {
     pub(super) drain_timeout: Duration,
     pub(super) state: watch::Receiver<LeaderState>,
     pub(super) shared: Arc<Shared>,
-    pub(super) token: CancellationToken,
     pub(super) task: JoinHandle<Result<ShutdownOutcome, Error>>,
-    pub(super) _shutdown_on_drop: DropGuard,
+    /// The token that shuts the elector down, cancelled when the handle is
+    /// dropped (disarmed only by `shutdown` and `join`, once they own it).
+    pub(super) shutdown_on_drop: DropGuard,
 }
 
 impl ElectorHandle {
@@ -101,7 +102,7 @@ impl ElectorHandle {
     ///         let api = kube::Api::<ConfigMap>::default_namespaced(client.clone());
     ///         async move {
     ///             Controller::new(api, watcher::Config::default())
-    ///                 .graceful_shutdown_on(leadership.token().clone().cancelled_owned())
+    ///                 .graceful_shutdown_on(leadership.cancelled_owned())
     ///                 .run(reconcile, error_policy, Arc::new(()))
     ///                 .for_each(|_| async {})
     ///                 .await;
@@ -220,7 +221,7 @@ impl ElectorHandle {
                     tracing::info!(identity = %self.identity, "shutdown signal: ending the term, draining, releasing");
                     // The work sees its term end and finishes (within the
                     // drain timeout); the loop then ends with the elector.
-                    self.token.cancel();
+                    self.shutdown_on_drop.token().cancel();
                     running.await
                 }
             }
@@ -264,7 +265,7 @@ impl ElectorHandle {
         HealthCheck::new(
             self.state.clone(),
             Arc::clone(&self.shared),
-            self.token.clone(),
+            self.shutdown_on_drop.token().clone(),
             self.lease_duration.saturating_add(tolerance),
         )
     }
@@ -272,7 +273,7 @@ impl ElectorHandle {
     /// The token that shuts this elector down when cancelled.
     #[must_use]
     pub fn cancellation_token(&self) -> CancellationToken {
-        self.token.clone()
+        self.shutdown_on_drop.token().clone()
     }
 
     /// Shuts the elector down and waits for it: it stops leading, lets leader
@@ -289,7 +290,7 @@ impl ElectorHandle {
     pub async fn shutdown(self) -> Result<ShutdownOutcome, Error> {
         let Self {
             task,
-            _shutdown_on_drop: guard,
+            shutdown_on_drop: guard,
             ..
         } = self;
         guard.disarm().cancel();
@@ -309,7 +310,7 @@ impl ElectorHandle {
     pub async fn join(self) -> Result<ShutdownOutcome, Error> {
         let Self {
             task,
-            _shutdown_on_drop: guard,
+            shutdown_on_drop: guard,
             ..
         } = self;
         // The guard stays armed while we wait: if this future is dropped,

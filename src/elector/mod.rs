@@ -143,9 +143,8 @@ impl LeaderElector {
             drain_timeout: self.settings.drain_timeout,
             state: state_rx,
             shared,
-            token: token.clone(),
             task,
-            _shutdown_on_drop: token.drop_guard(),
+            shutdown_on_drop: token.drop_guard(),
         }
     }
 }

@@ -22,6 +22,5 @@ pub mod migrating_from_kube_leader_election {}
 #[doc = include_str!("../docs/guide/migrating_from_kube_lease_manager.md")]
 pub mod migrating_from_kube_lease_manager {}
 
-#[cfg(feature = "testing")]
 #[doc = include_str!("../docs/guide/testing.md")]
 pub mod testing {}

@@ -81,9 +81,6 @@
 //!   `warn`; the steady state logs nothing at `info`.
 //!
 //! # Features
-//! - `testing`: [`testing::LeaseApiServer`], an in-process Kubernetes API
-//!   server for Leases with fault injection, to test leader-gated code with
-//!   the real `kube::Client` and no cluster.
 //! - `metrics`: [`ElectorMetrics`], Prometheus metrics through
 //!   `prometheus-client`.
 //! - `events`: [`ElectorConfig::record_events`], Kubernetes Events on the
@@ -110,10 +107,6 @@ mod lock;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod record;
-
-#[cfg(feature = "testing")]
-#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
-pub mod testing;
 
 pub use clock::{SkewedClock, SystemClock, WallClock};
 pub use config::{ConfigError, ConfigProblem, ElectorConfig};

@@ -14,11 +14,11 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
-use super::faults::Flag;
-use super::http::{Body, Dropped, LeaseRequest, Shared};
-use super::selector::Selector;
-use super::status::{self, ApiError};
-use super::store::Event;
+use crate::faults::Flag;
+use crate::http::{Body, Dropped, LeaseRequest, Shared};
+use crate::selector::Selector;
+use crate::status::{self, ApiError};
+use crate::store::Event;
 
 /// kube-apiserver's `--min-request-timeout` default, for watches that give none.
 const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);

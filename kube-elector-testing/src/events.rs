@@ -8,9 +8,9 @@ use std::sync::{Mutex, PoisonError};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::faults::FaultTarget;
-use super::status::{self, ApiError};
-use super::store::{make_uid, merge_patch};
+use crate::faults::FaultTarget;
+use crate::status::{self, ApiError};
+use crate::store::{make_uid, merge_patch};
 
 const GROUP: &str = "events.k8s.io";
 const RESOURCE: &str = "events";

@@ -22,7 +22,7 @@
 //!
 //! ```
 //! use k8s_openapi::api::coordination::v1::Lease;
-//! use kube_elector::testing::{FaultTarget, LeaseApiServer, Verb};
+//! use kube_elector_testing::{FaultTarget, LeaseApiServer, Verb};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
@@ -49,7 +49,7 @@
 //!   "write_answer_delay_ms": N, "stale_reads": B}` (absent keys change
 //!   nothing; a zero duration clears), or `{"clear": true}`.
 //!
-//! Run it standalone with `cargo run --features testing --example lease-apiserver`.
+//! Run it standalone with `cargo run -p kube-elector-testing --example lease-apiserver`.
 
 mod admin;
 mod answers;

@@ -16,12 +16,12 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::events::{Events, Request as EventRequest};
-use super::faults::{FaultTarget, Faults, Flag, Verb};
-use super::selector::Selector;
-use super::status::{self, ApiError};
-use super::store::{PatchKind, Store};
-use super::{admin, answers, discovery, watch};
+use crate::events::{Events, Request as EventRequest};
+use crate::faults::{FaultTarget, Faults, Flag, Verb};
+use crate::selector::Selector;
+use crate::status::{self, ApiError};
+use crate::store::{PatchKind, Store};
+use crate::{admin, answers, discovery, watch};
 
 /// kube-apiserver's default limit on request bodies (3 MiB).
 pub(crate) const MAX_BODY: usize = 3 * 1024 * 1024;

@@ -8,9 +8,9 @@ use hyper::Method;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use super::answers::Snapshot;
-use super::faults::{Delay, Flag, Verb};
-use super::http::{Body, MAX_BODY, Shared, json_response, target_of};
+use crate::answers::Snapshot;
+use crate::faults::{Delay, Flag, Verb};
+use crate::http::{Body, MAX_BODY, Shared, json_response, target_of};
 
 pub(crate) async fn handle(
     shared: &Shared,

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use hyper::Response;
 use serde_json::Value;
 
-use super::http::{Body, Dropped, Shared};
-use super::status::{self, ApiError};
-use super::store::Store;
+use crate::http::{Body, Dropped, Shared};
+use crate::status::{self, ApiError};
+use crate::store::Store;
 
 /// The answer to a write of `client`, once the write was applied (or
 /// refused): dropped with the connection, delayed, or as it is.
@@ -21,7 +21,7 @@ pub(crate) async fn write_answer(
     answer: Response<Body>,
 ) -> Result<Response<Body>, Dropped> {
     let faults = shared.faults.snapshot();
-    if faults.flagged(super::faults::Flag::LoseWriteAnswers, client) {
+    if faults.flagged(crate::faults::Flag::LoseWriteAnswers, client) {
         return Err(Dropped);
     }
     let delay = faults.write_answer_delay(client);

@@ -10,8 +10,8 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
-use super::fields::{self, Operation};
-use super::status::{self, ApiError};
+use crate::fields::{self, Operation};
+use crate::status::{self, ApiError};
 
 /// How many past events a watch can resume from.
 const HISTORY: usize = 10_000;
@@ -554,7 +554,7 @@ fn unchanged(current: &Value, next: &Value) -> bool {
 /// normalizes its `MicroTime`s to six fractional digits.
 fn validate(object: &Value, name: &str) -> Result<(), ApiError> {
     let mut causes = Vec::new();
-    if let Err(reason) = crate::config::dns1123_subdomain(name) {
+    if let Err(reason) = dns1123_subdomain(name) {
         causes.push((
             "metadata.name".to_owned(),
             format!("Invalid value: {name:?}: {reason}"),
@@ -621,6 +621,41 @@ fn validate(object: &Value, name: &str) -> Result<(), ApiError> {
     } else {
         Err(status::invalid(name, &causes))
     }
+}
+
+/// A DNS-1123 subdomain, as kube-apiserver requires for the names of Leases
+/// (the server's own check, worded as the elector's config check words it).
+fn dns1123_subdomain(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > 253 {
+        return Err("must be no more than 253 characters".into());
+    }
+    name.split('.').try_for_each(|part| {
+        label_chars(part).map_err(|e| {
+            format!(
+                "{e} (a lowercase RFC 1123 subdomain: labels of a-z, 0-9 and '-', separated by '.')"
+            )
+        })
+    })
+}
+
+fn label_chars(label: &str) -> Result<(), String> {
+    let bytes = label.as_bytes();
+    if bytes.is_empty() {
+        return Err("must not have an empty part".into());
+    }
+    if let Some(c) = label
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!("contains {c:?}"));
+    }
+    if bytes[0] == b'-' || bytes[bytes.len() - 1] == b'-' {
+        return Err("must start and end with a letter or digit".into());
+    }
+    Ok(())
 }
 
 fn decode_error(detail: &str) -> ApiError {
@@ -867,6 +902,19 @@ mod tests {
             validate(&lease(json!({})), "Bad_Name").unwrap_err().code,
             422
         );
+    }
+
+    #[test]
+    fn names_must_be_dns_1123_subdomains() {
+        assert!(dns1123_subdomain("kube-controller-manager").is_ok());
+        assert!(dns1123_subdomain("a.b-c.d").is_ok());
+        assert!(dns1123_subdomain("").is_err());
+        assert!(dns1123_subdomain("a..b").is_err());
+        assert!(dns1123_subdomain("a-").is_err());
+        assert!(dns1123_subdomain("-a").is_err());
+        assert!(dns1123_subdomain("A").is_err());
+        assert!(dns1123_subdomain(&"a".repeat(253)).is_ok());
+        assert!(dns1123_subdomain(&"a".repeat(254)).is_err());
     }
 
     #[test]

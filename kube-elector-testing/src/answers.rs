@@ -7,7 +7,7 @@ use hyper::Response;
 use serde_json::Value;
 
 use crate::http::{Body, Dropped, Shared};
-use crate::status::{self, ApiError};
+use crate::status::{ApiError, LEASES};
 use crate::store::Store;
 
 /// The answer to a write of `client`, once the write was applied (or
@@ -69,7 +69,7 @@ impl Snapshot {
         self.objects
             .get(&(ns.to_owned(), name.to_owned()))
             .cloned()
-            .ok_or_else(|| status::not_found(name))
+            .ok_or_else(|| LEASES.not_found(name))
     }
 
     /// As [`Store::list`], at the snapshot's version.

@@ -5,15 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
 
-use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::faults::FaultTarget;
-use crate::status::{self, ApiError};
-use crate::store::{make_uid, merge_patch};
-
-const GROUP: &str = "events.k8s.io";
-const RESOURCE: &str = "events";
+use crate::meta::{creation_timestamp, make_uid};
+use crate::patch::merge_patch;
+use crate::status::{self, ApiError, EVENTS};
 
 /// The Events of one server.
 #[derive(Debug, Default)]
@@ -70,78 +67,96 @@ impl Events {
         request: Request<'_>,
     ) -> Result<(u16, Value), ApiError> {
         let mut inner = self.lock();
-        let writes = matches!(request, Request::Create { .. } | Request::Patch { .. });
-        if writes
-            && inner.forbidden.iter().any(|t| {
-                matches!(t, FaultTarget::All) || *t == FaultTarget::Client(client.to_owned())
-            })
-        {
-            return Err(forbidden(client, &request));
-        }
         match request {
-            Request::List { namespace } => {
-                let items: Vec<Value> = inner
-                    .items
-                    .iter()
-                    .filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
-                    .map(|(_, item)| item.clone())
-                    .collect();
-                Ok((
-                    200,
-                    json!({
-                        "kind": "EventList",
-                        "apiVersion": "events.k8s.io/v1",
-                        "metadata": { "resourceVersion": inner.version.to_string() },
-                        "items": items,
-                    }),
-                ))
-            }
+            Request::List { namespace } => Ok((200, inner.list(namespace))),
             Request::Get { namespace, name } => inner
                 .items
                 .get(&(namespace.to_owned(), name.to_owned()))
                 .map(|item| (200, item.clone()))
-                .ok_or_else(|| not_found(name)),
+                .ok_or_else(|| EVENTS.not_found(name)),
             Request::Create { namespace, body } => {
-                let mut event = checked(body, namespace)?;
-                let name = event["metadata"]["name"].as_str().unwrap_or("").to_owned();
-                let key = (namespace.to_owned(), name.clone());
-                if inner.items.contains_key(&key) {
-                    return Err(already_exists(&name));
-                }
-                inner.version += 1;
-                let version = inner.version;
-                let meta = &mut event["metadata"];
-                meta["namespace"] = json!(namespace);
-                meta["uid"] = json!(make_uid(version, version));
-                meta["resourceVersion"] = json!(version.to_string());
-                meta["creationTimestamp"] =
-                    json!(Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
-                inner.items.insert(key, event.clone());
-                Ok((201, event))
+                inner.check_allowed(client, "create", namespace)?;
+                inner.create(namespace, body).map(|event| (201, event))
             }
             Request::Patch {
                 namespace,
                 name,
                 body,
             } => {
-                let key = (namespace.to_owned(), name.to_owned());
-                let Some(current) = inner.items.get(&key).cloned() else {
-                    return Err(not_found(name));
-                };
-                let mut next = current.clone();
-                merge_patch(&mut next, &body);
-                // Server-filled fields are the server's.
-                for field in ["uid", "creationTimestamp", "namespace", "name"] {
-                    next["metadata"][field] = current["metadata"][field].clone();
-                }
-                let next = checked(next, namespace)?;
-                inner.version += 1;
-                let mut next = next;
-                next["metadata"]["resourceVersion"] = json!(inner.version.to_string());
-                inner.items.insert(key, next.clone());
-                Ok((200, next))
+                inner.check_allowed(client, "patch", namespace)?;
+                inner
+                    .patch(namespace, name, &body)
+                    .map(|event| (200, event))
             }
         }
+    }
+}
+
+// === impl Inner ===
+
+impl Inner {
+    /// 403 for a write of a client whose Event writes are refused.
+    fn check_allowed(&self, client: &str, verb: &str, namespace: &str) -> Result<(), ApiError> {
+        let refused = self
+            .forbidden
+            .iter()
+            .any(|t| matches!(t, FaultTarget::All) || *t == FaultTarget::Client(client.to_owned()));
+        if refused {
+            return Err(EVENTS.forbidden(client, verb, Some(namespace), None));
+        }
+        Ok(())
+    }
+
+    fn list(&self, namespace: Option<&str>) -> Value {
+        let items: Vec<Value> = self
+            .items
+            .iter()
+            .filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
+            .map(|(_, item)| item.clone())
+            .collect();
+        json!({
+            "kind": "EventList",
+            "apiVersion": "events.k8s.io/v1",
+            "metadata": { "resourceVersion": self.version.to_string() },
+            "items": items,
+        })
+    }
+
+    fn create(&mut self, namespace: &str, body: Value) -> Result<Value, ApiError> {
+        let mut event = checked(body, namespace)?;
+        let name = event["metadata"]["name"].as_str().unwrap_or("").to_owned();
+        let key = (namespace.to_owned(), name.clone());
+        if self.items.contains_key(&key) {
+            return Err(EVENTS.already_exists(&name));
+        }
+        self.version += 1;
+        let version = self.version;
+        let meta = &mut event["metadata"];
+        meta["namespace"] = json!(namespace);
+        meta["uid"] = json!(make_uid(version, version));
+        meta["resourceVersion"] = json!(version.to_string());
+        meta["creationTimestamp"] = json!(creation_timestamp());
+        self.items.insert(key, event.clone());
+        Ok(event)
+    }
+
+    /// A merge patch, as kube-runtime's `Recorder` sends to bump a series.
+    fn patch(&mut self, namespace: &str, name: &str, body: &Value) -> Result<Value, ApiError> {
+        let key = (namespace.to_owned(), name.to_owned());
+        let Some(current) = self.items.get(&key).cloned() else {
+            return Err(EVENTS.not_found(name));
+        };
+        let mut next = current.clone();
+        merge_patch(&mut next, body);
+        // Server-filled fields are the server's.
+        for field in ["uid", "creationTimestamp", "namespace", "name"] {
+            next["metadata"][field] = current["metadata"][field].clone();
+        }
+        let mut next = checked(next, namespace)?;
+        self.version += 1;
+        next["metadata"]["resourceVersion"] = json!(self.version.to_string());
+        self.items.insert(key, next.clone());
+        Ok(next)
     }
 }
 
@@ -197,57 +212,16 @@ fn checked(mut body: Value, namespace: &str) -> Result<Value, ApiError> {
     }
 }
 
-fn details(name: &str) -> Value {
-    json!({ "name": name, "group": GROUP, "kind": RESOURCE })
-}
-
-fn not_found(name: &str) -> ApiError {
-    status::failure(
-        404,
-        "NotFound",
-        format!("{RESOURCE}.{GROUP} \"{name}\" not found"),
-        Some(details(name)),
-    )
-}
-
-fn already_exists(name: &str) -> ApiError {
-    status::failure(
-        409,
-        "AlreadyExists",
-        format!("{RESOURCE}.{GROUP} \"{name}\" already exists"),
-        Some(details(name)),
-    )
-}
-
+/// 422 Invalid for an Event. Unlike kube-apiserver (and [`Resource::invalid`]),
+/// the causes are always in brackets and all `FieldValueRequired`, as this
+/// server has always answered.
+///
+/// [`Resource::invalid`]: crate::status::Resource::invalid
 fn invalid(name: &str, causes: &[(String, String)]) -> ApiError {
     let list: Vec<String> = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect();
-    let mut d = details(name);
-    d["kind"] = json!("Event");
-    d["causes"] = causes
+    let causes: Vec<Value> = causes
         .iter()
         .map(|(field, message)| json!({ "reason": "FieldValueRequired", "message": message, "field": field }))
         .collect();
-    status::failure(
-        422,
-        "Invalid",
-        format!("Event.{GROUP} \"{name}\" is invalid: [{}]", list.join(", ")),
-        Some(d),
-    )
-}
-
-fn forbidden(user: &str, request: &Request<'_>) -> ApiError {
-    let (verb, namespace) = match request {
-        Request::Create { namespace, .. } => ("create", *namespace),
-        Request::Patch { namespace, .. } => ("patch", *namespace),
-        Request::List { namespace } => ("list", namespace.unwrap_or("")),
-        Request::Get { namespace, .. } => ("get", *namespace),
-    };
-    status::failure(
-        403,
-        "Forbidden",
-        format!(
-            "{RESOURCE}.{GROUP} is forbidden: User \"{user}\" cannot {verb} resource \"{RESOURCE}\" in API group \"{GROUP}\" in the namespace \"{namespace}\""
-        ),
-        Some(json!({ "group": GROUP, "kind": RESOURCE })),
-    )
+    EVENTS.invalid_listed(name, &format!("[{}]", list.join(", ")), &causes)
 }

@@ -58,9 +58,12 @@ mod events;
 mod faults;
 mod fields;
 mod http;
+mod meta;
+mod patch;
 mod selector;
 mod status;
 mod store;
+mod validate;
 mod watch;
 
 use std::io::Write as _;

@@ -6,12 +6,14 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
-use jiff::Timestamp;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use crate::fields::{self, Operation};
-use crate::status::{self, ApiError};
+use crate::meta::{creation_timestamp, make_uid, meta_mut, object_name, version_of};
+use crate::patch::{self, PatchKind};
+use crate::status::{self, ApiError, LEASES};
+use crate::validate::{checked_object, normalize, validate};
 
 /// How many past events a watch can resume from.
 const HISTORY: usize = 10_000;
@@ -80,15 +82,6 @@ impl Default for Store {
     }
 }
 
-/// How a patch body is to be read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum PatchKind {
-    Merge,
-    StrategicMerge,
-    Json,
-    Apply { force: bool },
-}
-
 impl Store {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
@@ -103,7 +96,7 @@ impl Store {
             .objects
             .get(&(ns.to_owned(), name.to_owned()))
             .cloned()
-            .ok_or_else(|| status::not_found(name))
+            .ok_or_else(|| LEASES.not_found(name))
     }
 
     /// Objects in `ns` (all namespaces if `None`) that `keep` accepts, and
@@ -170,7 +163,7 @@ impl Store {
     pub(crate) fn create(&self, ns: &str, body: Value, manager: &str) -> Result<Value, ApiError> {
         let mut object = checked_object(body, ns)?;
         let name = object_name(&object).ok_or_else(|| {
-            status::invalid(
+            LEASES.invalid(
                 "",
                 &[(
                     "metadata.name".into(),
@@ -182,7 +175,7 @@ impl Store {
         let mut inner = self.lock();
         let key = (ns.to_owned(), name.clone());
         if inner.objects.contains_key(&key) {
-            return Err(status::already_exists(&name));
+            return Err(LEASES.already_exists(&name));
         }
         inner.uids += 1;
         let uid = make_uid(inner.uids, inner.version);
@@ -191,10 +184,7 @@ impl Store {
             meta.remove("resourceVersion");
             meta.insert("namespace".into(), json!(ns));
             meta.insert("uid".into(), json!(uid));
-            meta.insert(
-                "creationTimestamp".into(),
-                json!(Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
-            );
+            meta.insert("creationTimestamp".into(), json!(creation_timestamp()));
             meta.remove("deletionTimestamp");
             meta.remove("generation");
         }
@@ -233,7 +223,7 @@ impl Store {
                 .and_then(|o| o["metadata"]["uid"].as_str())
                 .unwrap_or("");
             if stored != uid {
-                return Err(status::uid_precondition(ns, name, uid, stored));
+                return Err(LEASES.uid_precondition(ns, name, uid, stored));
             }
         }
         let Some(current) = inner.objects.get(&key) else {
@@ -241,7 +231,7 @@ impl Store {
             return match self.create(ns, object, manager) {
                 Ok(created) => Ok((created, true)),
                 // Created by someone else in between: a conflict.
-                Err(e) if e.code == 409 => Err(status::conflict(name)),
+                Err(e) if e.code == 409 => Err(LEASES.conflict(name)),
                 Err(e) => Err(e),
             };
         };
@@ -257,6 +247,8 @@ impl Store {
         ))
     }
 
+    /// PATCH: server-side apply, or a merge or JSON patch of the stored
+    /// object.
     pub(crate) fn patch(
         &self,
         ns: &str,
@@ -265,26 +257,33 @@ impl Store {
         patch: Value,
         manager: &str,
     ) -> Result<Value, ApiError> {
+        match kind {
+            PatchKind::Apply { force } => self.apply(ns, name, patch, manager, force),
+            PatchKind::Merge | PatchKind::StrategicMerge => {
+                self.edit(ns, name, manager, |current| patch::merged(current, &patch))
+            }
+            PatchKind::Json => self.edit(ns, name, manager, |current| {
+                patch::json_patch(current, &patch)
+            }),
+        }
+    }
+
+    /// A patch that `edit` applies to the stored object, under the lock.
+    fn edit(
+        &self,
+        ns: &str,
+        name: &str,
+        manager: &str,
+        edit: impl FnOnce(&Value) -> Result<Value, ApiError>,
+    ) -> Result<Value, ApiError> {
         let mut inner = self.lock();
         let key = (ns.to_owned(), name.to_owned());
-        let current = inner.objects.get(&key).cloned();
-        if let PatchKind::Apply { force } = kind {
-            drop(inner);
-            return self.apply(ns, name, current, patch, manager, force);
-        }
-        let current = current.ok_or_else(|| status::not_found(name))?;
-        let mut patched = match kind {
-            PatchKind::Merge | PatchKind::StrategicMerge => {
-                if !patch.is_object() {
-                    return Err(status::bad_request("the patch must be a JSON object"));
-                }
-                let mut target = current.clone();
-                merge_patch(&mut target, &patch);
-                target
-            }
-            PatchKind::Json => json_patch(&current, &patch)?,
-            PatchKind::Apply { .. } => unreachable_apply(),
-        };
+        let current = inner
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| LEASES.not_found(name))?;
+        let mut patched = edit(&current)?;
         // A resourceVersion in the patch makes it conditional.
         check_precondition(&current, &patched, name)?;
         if object_name(&patched).as_deref() != Some(name) {
@@ -302,15 +301,16 @@ impl Store {
         Ok(inner.commit(&self.events, key, Change::Modified, patched))
     }
 
+    /// Server-side apply of `config`; creates the object if it is missing.
     fn apply(
         &self,
         ns: &str,
         name: &str,
-        current: Option<Value>,
         config: Value,
         manager: &str,
         force: bool,
     ) -> Result<Value, ApiError> {
+        let current = self.get(ns, name).ok();
         let config = checked_object(config, ns)?;
         if let Some(config_name) = object_name(&config)
             && config_name != name
@@ -323,7 +323,7 @@ impl Store {
             check_precondition(current, &config, name)?;
         }
         let applied = fields::apply(current.as_ref(), &config, manager, force)
-            .map_err(|conflicts| status::apply_conflict(name, &conflicts))?;
+            .map_err(|conflicts| LEASES.apply_conflict(name, &conflicts))?;
         let mut applied = applied;
         meta_mut(&mut applied).insert("name".into(), json!(name));
         meta_mut(&mut applied).insert("namespace".into(), json!(ns));
@@ -346,7 +346,7 @@ impl Store {
                 let mut inner = self.lock();
                 let key = (ns.to_owned(), name.to_owned());
                 if inner.objects.get(&key).map(version_of) != Some(version_of(&current)) {
-                    return Err(status::conflict(name));
+                    return Err(LEASES.conflict(name));
                 }
                 let applied = carry_server_fields(&current, applied);
                 if unchanged(&current, &applied) {
@@ -368,16 +368,16 @@ impl Store {
         let current = inner
             .objects
             .get(&key)
-            .ok_or_else(|| status::not_found(name))?;
+            .ok_or_else(|| LEASES.not_found(name))?;
         if let Some(rv) = precondition
             && current["metadata"]["resourceVersion"].as_str() != Some(rv)
         {
-            return Err(status::conflict(name));
+            return Err(LEASES.conflict(name));
         }
         let uid = current["metadata"]["uid"].as_str().unwrap_or("").to_owned();
         let object = current.clone();
         inner.commit(&self.events, key, Change::Deleted, object);
-        Ok(status::deleted(name, &uid))
+        Ok(LEASES.deleted(name, &uid))
     }
 }
 
@@ -427,92 +427,13 @@ impl Inner {
     }
 }
 
-fn unreachable_apply() -> Value {
-    Value::Null
-}
-
-pub(crate) fn version_of(object: &Value) -> u64 {
-    object["metadata"]["resourceVersion"]
-        .as_str()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-pub(crate) fn object_name(object: &Value) -> Option<String> {
-    object["metadata"]["name"]
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .map(str::to_owned)
-}
-
-fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
-    if !object["metadata"].is_object() {
-        object["metadata"] = json!({});
-    }
-    object["metadata"]
-        .as_object_mut()
-        .expect("metadata is an object")
-}
-
-/// A UUID-shaped identifier, unique per server (the counter) and across
-/// servers (the start time).
-pub(crate) fn make_uid(n: u64, version: u64) -> String {
-    let t = Timestamp::now().as_nanosecond().unsigned_abs();
-    let low = u64::try_from(t & u128::from(u64::MAX)).unwrap_or(0);
-    format!(
-        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-        low >> 32,
-        low & 0xffff,
-        n & 0xfff,
-        version & 0xfff,
-        n & 0xffff_ffff_ffff
-    )
-}
-
-/// Checks the envelope: a JSON object of kind Lease in the path's namespace.
-fn checked_object(body: Value, ns: &str) -> Result<Value, ApiError> {
-    let Value::Object(_) = &body else {
-        return Err(status::bad_request(
-            "Object 'Kind' is missing in the request body: not a JSON object",
-        ));
-    };
-    match body.get("kind").and_then(Value::as_str) {
-        None | Some("Lease") => {}
-        Some(other) => {
-            return Err(status::bad_request(format!(
-                "the kind of the object ({other}) does not match the resource (Lease)"
-            )));
-        }
-    }
-    match body.get("apiVersion").and_then(Value::as_str) {
-        None | Some("coordination.k8s.io/v1") => {}
-        Some(other) => {
-            return Err(status::bad_request(format!(
-                "the API version in the data ({other}) does not match the expected API version (coordination.k8s.io/v1)"
-            )));
-        }
-    }
-    if let Some(obj_ns) = body["metadata"]["namespace"].as_str()
-        && !obj_ns.is_empty()
-        && obj_ns != ns
-    {
-        return Err(status::bad_request(
-            "the namespace of the provided object does not match the namespace sent on the request",
-        ));
-    }
-    let mut body = body;
-    body["apiVersion"] = json!("coordination.k8s.io/v1");
-    body["kind"] = json!("Lease");
-    Ok(body)
-}
-
 /// 409 if `incoming` names a resourceVersion other than the current one.
 fn check_precondition(current: &Value, incoming: &Value, name: &str) -> Result<(), ApiError> {
     match incoming["metadata"]["resourceVersion"].as_str() {
         Some(rv)
             if !rv.is_empty() && Some(rv) != current["metadata"]["resourceVersion"].as_str() =>
         {
-            Err(status::conflict(name))
+            Err(LEASES.conflict(name))
         }
         _ => Ok(()),
     }
@@ -546,380 +467,4 @@ fn unchanged(current: &Value, next: &Value) -> bool {
         v
     };
     strip(current) == strip(next)
-}
-
-// === Validation ===
-
-/// Validates a Lease the way kube-apiserver decodes and validates it, and
-/// normalizes its `MicroTime`s to six fractional digits.
-fn validate(object: &Value, name: &str) -> Result<(), ApiError> {
-    let mut causes = Vec::new();
-    if let Err(reason) = dns1123_subdomain(name) {
-        causes.push((
-            "metadata.name".to_owned(),
-            format!("Invalid value: {name:?}: {reason}"),
-        ));
-    }
-    let spec = &object["spec"];
-    if !spec.is_null() && !spec.is_object() {
-        return Err(decode_error("spec must be an object"));
-    }
-    for (field, min) in [("leaseDurationSeconds", 1), ("leaseTransitions", 0)] {
-        match &spec[field] {
-            Value::Null => {}
-            Value::Number(n) => match n.as_i64().and_then(|v| i32::try_from(v).ok()) {
-                Some(v) if v < min => {
-                    let rule = if min == 1 {
-                        "must be greater than 0"
-                    } else {
-                        "must be greater than or equal to 0"
-                    };
-                    causes.push((
-                        format!("spec.{field}"),
-                        format!("Invalid value: {v}: {rule}"),
-                    ));
-                }
-                Some(_) => {}
-                None => return Err(decode_error(&format!("spec.{field}: {n} is not an int32"))),
-            },
-            other => {
-                return Err(decode_error(&format!(
-                    "spec.{field}: cannot unmarshal {} into an int32",
-                    type_name(other)
-                )));
-            }
-        }
-    }
-    for field in ["acquireTime", "renewTime"] {
-        match &spec[field] {
-            Value::Null => {}
-            Value::String(s) => {
-                if s.parse::<Timestamp>().is_err() {
-                    return Err(decode_error(&format!(
-                        "parsing time {s:?} as \"2006-01-02T15:04:05.000000Z07:00\": cannot parse {s:?}"
-                    )));
-                }
-            }
-            other => {
-                return Err(decode_error(&format!(
-                    "spec.{field}: cannot unmarshal {} into a time",
-                    type_name(other)
-                )));
-            }
-        }
-    }
-    for field in ["holderIdentity", "strategy", "preferredHolder"] {
-        if !(spec[field].is_null() || spec[field].is_string()) {
-            return Err(decode_error(&format!(
-                "spec.{field}: cannot unmarshal {} into a string",
-                type_name(&spec[field])
-            )));
-        }
-    }
-    if causes.is_empty() {
-        Ok(())
-    } else {
-        Err(status::invalid(name, &causes))
-    }
-}
-
-/// A DNS-1123 subdomain, as kube-apiserver requires for the names of Leases
-/// (the server's own check, worded as the elector's config check words it).
-fn dns1123_subdomain(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if name.len() > 253 {
-        return Err("must be no more than 253 characters".into());
-    }
-    name.split('.').try_for_each(|part| {
-        label_chars(part).map_err(|e| {
-            format!(
-                "{e} (a lowercase RFC 1123 subdomain: labels of a-z, 0-9 and '-', separated by '.')"
-            )
-        })
-    })
-}
-
-fn label_chars(label: &str) -> Result<(), String> {
-    let bytes = label.as_bytes();
-    if bytes.is_empty() {
-        return Err("must not have an empty part".into());
-    }
-    if let Some(c) = label
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-    {
-        return Err(format!("contains {c:?}"));
-    }
-    if bytes[0] == b'-' || bytes[bytes.len() - 1] == b'-' {
-        return Err("must start and end with a letter or digit".into());
-    }
-    Ok(())
-}
-
-fn decode_error(detail: &str) -> ApiError {
-    status::bad_request(format!(
-        "Lease in version \"v1\" cannot be handled as a Lease: {detail}"
-    ))
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-/// Rewrites the `MicroTime`s of a valid Lease as kube-apiserver serializes them.
-pub(crate) fn normalize(object: &mut Value) {
-    for field in ["acquireTime", "renewTime"] {
-        if let Some(s) = object["spec"][field].as_str()
-            && let Ok(t) = s.parse::<Timestamp>()
-        {
-            object["spec"][field] = json!(micro_time(t));
-        }
-    }
-}
-
-/// A `MicroTime` as Kubernetes writes it: UTC, six fractional digits.
-pub(crate) fn micro_time(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
-}
-
-// === Patches ===
-
-/// RFC 7386 JSON merge patch (strategic merge patch is the same for Leases,
-/// which have no merge-keyed lists of their own).
-pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(patch) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = json!({});
-    }
-    let map = target.as_object_mut().expect("just made an object");
-    for (key, value) in patch {
-        if key.starts_with('$') {
-            continue; // strategic merge directives: nothing to do for Leases
-        }
-        if value.is_null() {
-            map.remove(key);
-        } else {
-            merge_patch(map.entry(key.clone()).or_insert(Value::Null), value);
-        }
-    }
-}
-
-/// RFC 6902 JSON patch: add, remove, replace, test, copy, move.
-fn json_patch(current: &Value, patch: &Value) -> Result<Value, ApiError> {
-    let Value::Array(ops) = patch else {
-        return Err(status::bad_request(
-            "a JSON patch must be an array of operations",
-        ));
-    };
-    let mut doc = current.clone();
-    for op in ops {
-        let kind = op["op"].as_str().unwrap_or("");
-        let target = op["path"]
-            .as_str()
-            .ok_or_else(|| status::bad_request("JSON patch operation without a path"))?;
-        match kind {
-            "add" | "replace" => {
-                let value = op
-                    .get("value")
-                    .cloned()
-                    .ok_or_else(|| status::bad_request("missing value"))?;
-                if kind == "replace" && doc.pointer(target).is_none() {
-                    return Err(status::invalid_patch(&format!(
-                        "replace operation does not apply: doc is missing key: {target}"
-                    )));
-                }
-                set_pointer(&mut doc, target, value)?;
-            }
-            "remove" => {
-                remove_pointer(&mut doc, target)?;
-            }
-            "test" => {
-                if doc.pointer(target) != op.get("value") {
-                    return Err(status::invalid_patch(&format!(
-                        "testing value {target} failed"
-                    )));
-                }
-            }
-            "copy" | "move" => {
-                let from = op["from"]
-                    .as_str()
-                    .ok_or_else(|| status::bad_request("missing from"))?;
-                let value = doc
-                    .pointer(from)
-                    .cloned()
-                    .ok_or_else(|| status::invalid_patch(&format!("missing path {from}")))?;
-                if kind == "move" {
-                    remove_pointer(&mut doc, from)?;
-                }
-                set_pointer(&mut doc, target, value)?;
-            }
-            other => {
-                return Err(status::bad_request(format!(
-                    "unexpected JSON patch operation {other:?}"
-                )));
-            }
-        }
-    }
-    Ok(doc)
-}
-
-fn split_pointer(path: &str) -> Result<(String, String), ApiError> {
-    let (parent, last) = path
-        .rsplit_once('/')
-        .ok_or_else(|| status::bad_request(format!("invalid JSON pointer {path:?}")))?;
-    Ok((
-        parent.to_owned(),
-        last.replace("~1", "/").replace("~0", "~"),
-    ))
-}
-
-fn set_pointer(doc: &mut Value, path: &str, value: Value) -> Result<(), ApiError> {
-    let (parent, last) = split_pointer(path)?;
-    match doc.pointer_mut(&parent) {
-        Some(Value::Object(map)) => {
-            map.insert(last, value);
-            Ok(())
-        }
-        Some(Value::Array(items)) => {
-            if last == "-" {
-                items.push(value);
-                return Ok(());
-            }
-            let i: usize = last
-                .parse()
-                .map_err(|_| status::invalid_patch("bad array index"))?;
-            if i > items.len() {
-                return Err(status::invalid_patch("array index out of bounds"));
-            }
-            items.insert(i, value);
-            Ok(())
-        }
-        _ => Err(status::invalid_patch(&format!(
-            "doc is missing path: {path}"
-        ))),
-    }
-}
-
-fn remove_pointer(doc: &mut Value, path: &str) -> Result<(), ApiError> {
-    let (parent, last) = split_pointer(path)?;
-    let removed = match doc.pointer_mut(&parent) {
-        Some(Value::Object(map)) => map.remove(&last).is_some(),
-        Some(Value::Array(items)) => match last.parse::<usize>() {
-            Ok(i) if i < items.len() => {
-                items.remove(i);
-                true
-            }
-            _ => false,
-        },
-        _ => false,
-    };
-    if removed {
-        Ok(())
-    } else {
-        Err(status::invalid_patch(&format!(
-            "remove operation does not apply: doc is missing path: {path}"
-        )))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn merge_patch_follows_rfc_7386() {
-        let mut doc = json!({"a": {"b": 1, "c": 2}, "d": 3});
-        merge_patch(&mut doc, &json!({"a": {"b": null, "e": 4}, "d": [1]}));
-        assert_eq!(doc, json!({"a": {"c": 2, "e": 4}, "d": [1]}));
-    }
-
-    #[test]
-    fn json_patch_applies_operations_in_order() {
-        let doc = json!({"spec": {"holderIdentity": "a"}});
-        let patched = json_patch(
-            &doc,
-            &json!([
-                {"op": "test", "path": "/spec/holderIdentity", "value": "a"},
-                {"op": "replace", "path": "/spec/holderIdentity", "value": "b"},
-                {"op": "add", "path": "/spec/leaseTransitions", "value": 3}
-            ]),
-        )
-        .unwrap();
-        assert_eq!(
-            patched,
-            json!({"spec": {"holderIdentity": "b", "leaseTransitions": 3}})
-        );
-        assert!(
-            json_patch(
-                &doc,
-                &json!([{"op": "test", "path": "/spec/holderIdentity", "value": "x"}])
-            )
-            .is_err()
-        );
-    }
-
-    #[test]
-    fn validation_refuses_what_kube_apiserver_refuses() {
-        let lease = |spec: Value| json!({"metadata": {"name": "l"}, "spec": spec});
-        assert!(validate(&lease(json!({"leaseDurationSeconds": 1})), "l").is_ok());
-        assert_eq!(
-            validate(&lease(json!({"leaseDurationSeconds": 0})), "l")
-                .unwrap_err()
-                .code,
-            422
-        );
-        assert_eq!(
-            validate(&lease(json!({"leaseTransitions": -1})), "l")
-                .unwrap_err()
-                .code,
-            422
-        );
-        assert_eq!(
-            validate(&lease(json!({"renewTime": "garbage"})), "l")
-                .unwrap_err()
-                .code,
-            400
-        );
-        assert_eq!(
-            validate(&lease(json!({"holderIdentity": 5})), "l")
-                .unwrap_err()
-                .code,
-            400
-        );
-        assert_eq!(
-            validate(&lease(json!({})), "Bad_Name").unwrap_err().code,
-            422
-        );
-    }
-
-    #[test]
-    fn names_must_be_dns_1123_subdomains() {
-        assert!(dns1123_subdomain("kube-controller-manager").is_ok());
-        assert!(dns1123_subdomain("a.b-c.d").is_ok());
-        assert!(dns1123_subdomain("").is_err());
-        assert!(dns1123_subdomain("a..b").is_err());
-        assert!(dns1123_subdomain("a-").is_err());
-        assert!(dns1123_subdomain("-a").is_err());
-        assert!(dns1123_subdomain("A").is_err());
-        assert!(dns1123_subdomain(&"a".repeat(253)).is_ok());
-        assert!(dns1123_subdomain(&"a".repeat(254)).is_err());
-    }
-
-    #[test]
-    fn micro_times_have_six_fractional_digits() {
-        let t: Timestamp = "2026-11-24T14:00:00Z".parse().unwrap();
-        assert_eq!(micro_time(t), "2026-11-24T14:00:00.000000Z");
-    }
 }

@@ -6,7 +6,8 @@
 //!   `retry_period`.
 //! - [`migrating_from_kube_leader_election`] and
 //!   [`migrating_from_kube_lease_manager`]: moving over from the peer crates.
-//! - [`testing`]: testing leader-gated code against the embedded API server.
+//! - [`testing`]: testing leader-gated code against the embedded API server
+//!   (the `kube-elector-testing` crate).
 //!
 //! The pages hold no items; their examples are compiled and run as doctests.
 

@@ -65,7 +65,8 @@
 //! choose the durations](guide::durations), how to migrate from
 //! [kube-leader-election](guide::migrating_from_kube_leader_election) and
 //! [kube-lease-manager](guide::migrating_from_kube_lease_manager), and how to
-//! test leader-gated code against the embedded API server.
+//! [test leader-gated code](guide::testing) against the embedded API server
+//! of the `kube-elector-testing` crate.
 //!
 //! # Observability
 //! - [`ElectorHandle::health_check`] gives a [`HealthCheck`] for `/healthz`

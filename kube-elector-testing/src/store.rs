@@ -52,10 +52,13 @@ pub(crate) struct WatchStart {
     pub(crate) live: broadcast::Receiver<Event>,
 }
 
+/// Objects by namespace and name.
+pub(crate) type Objects = BTreeMap<(String, String), Value>;
+
 #[derive(Debug, Default)]
 struct Inner {
     version: u64,
-    objects: BTreeMap<(String, String), Value>,
+    objects: Objects,
     history: VecDeque<Event>,
     /// Events at or below this version are no longer in `history`.
     compacted: u64,
@@ -92,11 +95,7 @@ impl Store {
     }
 
     pub(crate) fn get(&self, ns: &str, name: &str) -> Result<Value, ApiError> {
-        self.lock()
-            .objects
-            .get(&(ns.to_owned(), name.to_owned()))
-            .cloned()
-            .ok_or_else(|| LEASES.not_found(name))
+        get_in(&self.lock().objects, ns, name)
     }
 
     /// Objects in `ns` (all namespaces if `None`) that `keep` accepts, and
@@ -107,15 +106,13 @@ impl Store {
         keep: impl Fn(&Value) -> bool,
     ) -> (Vec<Value>, u64) {
         let inner = self.lock();
-        let items = inner
-            .objects
-            .iter()
-            .filter(|((n, _), _)| ns.is_none_or(|ns| ns == n))
-            .map(|(_, v)| v)
-            .filter(|v| keep(v))
-            .cloned()
-            .collect();
-        (items, inner.version)
+        (list_in(&inner.objects, ns, keep), inner.version)
+    }
+
+    /// Every object, and the version they are at.
+    pub(crate) fn objects(&self) -> (Objects, u64) {
+        let inner = self.lock();
+        (inner.objects.clone(), inner.version)
     }
 
     /// Events after `from` (or, with `None`, ADDED events for what exists
@@ -425,6 +422,29 @@ impl Inner {
         let _ = events.send(event);
         object
     }
+}
+
+/// The object `name` in `ns`, or 404.
+pub(crate) fn get_in(objects: &Objects, ns: &str, name: &str) -> Result<Value, ApiError> {
+    objects
+        .get(&(ns.to_owned(), name.to_owned()))
+        .cloned()
+        .ok_or_else(|| LEASES.not_found(name))
+}
+
+/// The objects in `ns` (all namespaces if `None`) that `keep` accepts.
+pub(crate) fn list_in(
+    objects: &Objects,
+    ns: Option<&str>,
+    keep: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    objects
+        .iter()
+        .filter(|((n, _), _)| ns.is_none_or(|ns| ns == n))
+        .map(|(_, v)| v)
+        .filter(|v| keep(v))
+        .cloned()
+        .collect()
 }
 
 /// 409 if `incoming` names a resourceVersion other than the current one.

@@ -3,10 +3,11 @@
 
 Every implementation runs as separate processes that speak the line protocol
 of bench/protocol.rs (client-go through interop/cmd/client-go-elector), against
-one embedded Lease API server process (the lease-apiserver example), whose
-/_testing endpoint injects faults and counts requests per client. Prints a
-markdown table, then the same figures as `figure,implementation,value,unit`
-lines. Figures, not asserts: nothing here fails on a slow number.
+one embedded Lease API server process (the lease-apiserver example of the
+kube-elector-testing crate), whose /_testing endpoint injects faults and
+counts requests per client. Prints a markdown table, then the same figures as
+`figure,implementation,value,unit` lines. Figures, not asserts: nothing here
+fails on a slow number.
 
 Usage: bench.py --server BIN --impl NAME=BIN [--impl ...] [--quick] [--seed N]
                 [--only partition|rolling] [--rounds N]

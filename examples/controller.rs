@@ -24,8 +24,8 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
-use kube_elector::testing::LeaseApiServer;
 use kube_elector::{ElectorConfig, ElectorHandle, LeaderElector, Leadership};
+use kube_elector_testing::LeaseApiServer;
 
 const LABEL: &str = "example.kube-elector.io/managed";
 const ANNOTATION: &str = "example.kube-elector.io/reconciled-by";

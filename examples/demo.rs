@@ -26,8 +26,8 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube_elector::testing::LeaseApiServer;
 use kube_elector::{ElectorConfig, ElectorHandle, LeaderElector, LeaderEvent};
+use kube_elector_testing::LeaseApiServer;
 use tokio::time::Instant;
 
 const LEASE: Duration = Duration::from_secs(2);

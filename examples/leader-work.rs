@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use kube_elector::testing::LeaseApiServer;
 use kube_elector::{ElectorConfig, LeaderElector};
+use kube_elector_testing::LeaseApiServer;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]

@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use kube_elector::testing::LeaseApiServer;
 use kube_elector::{LeaseLock, LeaseLockParams};
+use kube_elector_testing::LeaseApiServer;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

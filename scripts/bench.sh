@@ -14,7 +14,7 @@ target="$root/bench/target"   # shared by the bench crates; each has its own Car
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 log "building the lease-apiserver and the elector processes (release)"
-cargo build -q --release --features testing --example lease-apiserver
+cargo build -q --release -p kube-elector-testing --example lease-apiserver
 for crate in kube-elector-process peers/kube-leader-election peers/kube-lease-manager; do
   cargo build -q --release --locked --manifest-path "bench/$crate/Cargo.toml" --target-dir "$target"
 done

@@ -155,8 +155,8 @@ run_suite() {
   fi
   local threads=()
   [ -n "$E2E_TEST_THREADS" ] && threads=(--test-threads "$E2E_TEST_THREADS")
-  log "$label: cargo test --features testing --test $t"
-  setsid env "$@" cargo test --features testing --test "$t" -- "${threads[@]}" &
+  log "$label: cargo test -p kube-elector --test $t"
+  setsid env "$@" cargo test -p kube-elector --test "$t" -- "${threads[@]}" &
   test_group=$!
   local status=0
   wait "$test_group" || status=$?

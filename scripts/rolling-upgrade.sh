@@ -34,7 +34,7 @@ fi
 
 started=$(date +%s)
 log "building the lease-apiserver and the old and new elector processes (release)"
-cargo build -q --release --features testing --example lease-apiserver
+cargo build -q --release -p kube-elector-testing --example lease-apiserver
 cargo build -q --release --locked --manifest-path bench/kube-elector-process/Cargo.toml \
   --target-dir "$root/bench/target"
 cargo build -q --release --locked --manifest-path "$old_src/bench/kube-elector-process/Cargo.toml" \

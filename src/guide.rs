@@ -6,7 +6,8 @@
 //!   `retry_period`.
 //! - [`migrating_from_kube_leader_election`] and
 //!   [`migrating_from_kube_lease_manager`]: moving over from the peer crates.
-//! - [`testing`]: testing leader-gated code against the embedded API server.
+//! - [`testing`]: testing leader-gated code against the embedded API server
+//!   (the `kube-elector-testing` crate).
 //!
 //! The pages hold no items; their examples are compiled and run as doctests.
 
@@ -22,6 +23,5 @@ pub mod migrating_from_kube_leader_election {}
 #[doc = include_str!("../docs/guide/migrating_from_kube_lease_manager.md")]
 pub mod migrating_from_kube_lease_manager {}
 
-#[cfg(feature = "testing")]
 #[doc = include_str!("../docs/guide/testing.md")]
 pub mod testing {}

@@ -65,7 +65,8 @@
 //! choose the durations](guide::durations), how to migrate from
 //! [kube-leader-election](guide::migrating_from_kube_leader_election) and
 //! [kube-lease-manager](guide::migrating_from_kube_lease_manager), and how to
-//! test leader-gated code against the embedded API server.
+//! [test leader-gated code](guide::testing) against the embedded API server
+//! of the `kube-elector-testing` crate.
 //!
 //! # Observability
 //! - [`ElectorHandle::health_check`] gives a [`HealthCheck`] for `/healthz`
@@ -81,9 +82,6 @@
 //!   `warn`; the steady state logs nothing at `info`.
 //!
 //! # Features
-//! - `testing`: [`testing::LeaseApiServer`], an in-process Kubernetes API
-//!   server for Leases with fault injection, to test leader-gated code with
-//!   the real `kube::Client` and no cluster.
 //! - `metrics`: [`ElectorMetrics`], Prometheus metrics through
 //!   `prometheus-client`.
 //! - `events`: [`ElectorConfig::record_events`], Kubernetes Events on the
@@ -111,10 +109,6 @@ mod metrics;
 mod record;
 mod shared;
 mod state;
-
-#[cfg(feature = "testing")]
-#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
-pub mod testing;
 
 pub use clock::{SkewedClock, SystemClock, WallClock};
 pub use config::{ConfigError, ConfigProblem, ElectorConfig};

@@ -13,11 +13,11 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
-use kube_elector::testing::{FaultTarget, LeaseApiServer, Verb};
 use kube_elector::{
     ElectorConfig, ElectorHandle, LeaderElector, LeaseLock, LeaseLockParams, ShutdownOutcome,
     WallClock,
 };
+use kube_elector_testing::{FaultTarget, LeaseApiServer, Verb};
 use tokio::time::{Instant, timeout};
 
 use support::client_faults::ClientFaults;

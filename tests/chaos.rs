@@ -38,10 +38,10 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
-use kube_elector::testing::{FaultTarget, LeaseApiServer};
 use kube_elector::{
     ElectorConfig, ElectorHandle, ElectorMetrics, LeaderElector, SkewedClock, WallClock,
 };
+use kube_elector_testing::{FaultTarget, LeaseApiServer};
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
-use kube_elector::testing::FaultTarget;
 use kube_elector::{ElectorConfig, ElectorHandle, LeaderElector, ShutdownOutcome};
+use kube_elector_testing::FaultTarget;
 use tokio::time::timeout;
 
 use support::Target;

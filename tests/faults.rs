@@ -8,7 +8,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube_elector::testing::{FaultTarget, LeaseApiServer, Verb};
+use kube_elector_testing::{FaultTarget, LeaseApiServer, Verb};
 use serde_json::json;
 use tokio::time::{Instant, timeout};
 

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use kube_elector::testing::LeaseApiServer;
+use kube_elector_testing::LeaseApiServer;
 
 fn kubectl_available() -> bool {
     Command::new("kubectl")

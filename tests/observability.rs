@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube_elector::testing::FaultTarget;
 use kube_elector::{
     ElectorConfig, ElectorHandle, ElectorMetrics, LeaderElector, LeaderEvent, LeaderEvents,
     Unhealthy,
 };
+use kube_elector_testing::FaultTarget;
 use prometheus_client::registry::Registry;
 use tokio::time::timeout;
 

@@ -10,8 +10,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use kube_elector::testing::{FaultTarget, LeaseApiServer};
 use kube_elector::{ElectorConfig, ElectorHandle, LeaderElector};
+use kube_elector_testing::{FaultTarget, LeaseApiServer};
 use tokio::time::timeout;
 
 use support::Target;
@@ -73,7 +73,7 @@ fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "kube_elector=trace,kube_elector::testing=off",
+            "kube_elector=trace,kube_elector_testing=off",
         ))
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_ansi(false)

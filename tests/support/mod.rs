@@ -11,7 +11,7 @@ pub mod scrape;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube_elector::testing::LeaseApiServer;
+use kube_elector_testing::LeaseApiServer;
 
 /// The environment variable that points the suite at a real API server.
 pub const KUBECONFIG_ENV: &str = "KUBE_ELECTOR_TEST_KUBECONFIG";

@@ -14,11 +14,11 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
-use super::faults::Flag;
-use super::http::{Body, Dropped, LeaseRequest, Shared};
-use super::selector::Selector;
-use super::status::{self, ApiError};
-use super::store::Event;
+use crate::faults::{FaultState, Flag};
+use crate::http::{Body, Dropped, LeaseRequest, Shared};
+use crate::selector::Selector;
+use crate::status::{self, ApiError};
+use crate::store::Event;
 
 /// kube-apiserver's `--min-request-timeout` default, for watches that give none.
 const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
@@ -102,8 +102,9 @@ struct Pending {
     line: Bytes,
 }
 
-/// The client went away.
-struct Closed;
+/// The watch is over: the client went away, or a fault or the timeout
+/// ended it.
+struct Ended;
 
 struct WatchStream {
     shared: Arc<Shared>,
@@ -162,19 +163,85 @@ impl WatchStream {
 
     /// Sends, in order, every pending line whose arrival plus `delay` has
     /// passed; returns when the next one is due.
-    async fn send_due(&mut self, delay: Duration) -> Result<Option<Instant>, Closed> {
+    async fn send_due(&mut self, delay: Duration) -> Result<Option<Instant>, Ended> {
         while let Some(next) = self.pending.front() {
             let due = next.arrived + delay;
             if due > Instant::now() {
                 return Ok(Some(due));
             }
             if let Some(next) = self.pending.pop_front() {
-                self.tx.send(Ok(next.line)).await.map_err(|_| Closed)?;
+                self.tx.send(Ok(next.line)).await.map_err(|_| Ended)?;
             }
         }
         Ok(None)
     }
 
+    /// Queues what the watch starts with: its backlog, or (a watch that
+    /// starts broken) its error alone.
+    fn start(&mut self, backlog: &[Event], failed: bool) {
+        if failed {
+            self.push(watch_error_line());
+        } else {
+            for event in backlog {
+                if let Some(line) = self.event_line(event) {
+                    self.push(line);
+                }
+            }
+        }
+    }
+
+    /// Waits while the client is partitioned, hung or refused; `Ended` when
+    /// the watch is over: a partition that heals and a refusal break the
+    /// stream, as a lost connection would, and the timeout or a shutdown
+    /// end it.
+    async fn sit_out(
+        &self,
+        faults: &mut tokio::sync::watch::Receiver<FaultState>,
+        state: &FaultState,
+        end: Instant,
+    ) -> Result<(), Ended> {
+        let heals = state.heals;
+        let client = self.client.clone();
+        let lifted = faults.wait_for(|s| !cut_off(s, &client));
+        let healed = tokio::select! {
+            r = lifted => r.map_or(true, |s| s.heals != heals),
+            () = tokio::time::sleep_until(end) => return Err(Ended),
+            () = self.shared.shutdown.cancelled() => return Err(Ended),
+        };
+        if healed || state.refused(&self.client) {
+            let _ = self.tx.send(Err(std::io::Error::other(Dropped))).await;
+            return Err(Ended);
+        }
+        Ok(())
+    }
+
+    /// Queues a live event; `Ended` when the watch fell too far behind.
+    fn receive(
+        &mut self,
+        received: Result<Event, broadcast::error::RecvError>,
+    ) -> Result<(), Ended> {
+        match received {
+            Ok(event) => {
+                if event.version > self.last
+                    && let Some(text) = self.event_line(&event)
+                    && !self.push_live(text)
+                {
+                    return Err(Ended);
+                }
+                Ok(())
+            }
+            // Too slow to keep up: end the watch; the client starts anew.
+            Err(broadcast::error::RecvError::Lagged(_) | broadcast::error::RecvError::Closed) => {
+                Err(Ended)
+            }
+        }
+    }
+
+    /// Sends the backlog, then live events and bookmarks, until the timeout,
+    /// the client or a fault ends the watch. Each turn applies the faults as
+    /// they are now, sends what is due, then waits for the next thing to
+    /// happen. (Longer than most: the `select!` arms share the loop's state,
+    /// `failed`, `ending` and the timers; the steps are the methods above.)
     async fn run(
         mut self,
         backlog: Vec<Event>,
@@ -183,17 +250,8 @@ impl WatchStream {
         bookmarks: bool,
     ) {
         let mut faults = self.shared.faults.subscribe();
-        // A watch that starts broken sends its error alone.
         let mut failed = faults.borrow().flagged(Flag::WatchError, &self.client);
-        if failed {
-            self.push(watch_error_line());
-        } else {
-            for event in &backlog {
-                if let Some(line) = self.event_line(event) {
-                    self.push(line);
-                }
-            }
-        }
+        self.start(&backlog, failed);
         let end = Instant::now() + timeout;
         // Set once nothing more is to be received: the watch ends when the
         // pending lines are sent.
@@ -201,25 +259,10 @@ impl WatchStream {
         let mut tick = tokio::time::interval(BOOKMARK_EVERY);
         tick.reset();
         loop {
-            // A partitioned or hung client gets nothing; a partition that heals
-            // breaks the stream, as a lost connection would.
+            // A partitioned or hung client gets nothing.
             let state = faults.borrow_and_update().clone();
-            if state.partitioned(&self.client)
-                || state.hung(&self.client)
-                || state.refused(&self.client)
-            {
-                let heals = state.heals;
-                let client = self.client.clone();
-                let lifted = faults.wait_for(|s| {
-                    !(s.partitioned(&client) || s.hung(&client) || s.refused(&client))
-                });
-                let healed = tokio::select! {
-                    r = lifted => r.map_or(true, |s| s.heals != heals),
-                    () = tokio::time::sleep_until(end) => return,
-                    () = self.shared.shutdown.cancelled() => return,
-                };
-                if healed || state.refused(&self.client) {
-                    let _ = self.tx.send(Err(std::io::Error::other(Dropped))).await;
+            if cut_off(&state, &self.client) {
+                if self.sit_out(&mut faults, &state, end).await.is_err() {
                     return;
                 }
                 continue;
@@ -244,18 +287,11 @@ impl WatchStream {
             }
             let receiving = !ending;
             tokio::select! {
-                received = live.recv(), if receiving => match received {
-                    Ok(event) => {
-                        if event.version > self.last
-                            && let Some(text) = self.event_line(&event)
-                            && !self.push_live(text)
-                        {
-                            return;
-                        }
+                received = live.recv(), if receiving => {
+                    if self.receive(received).is_err() {
+                        return;
                     }
-                    // Too slow to keep up: end the watch; the client starts anew.
-                    Err(broadcast::error::RecvError::Lagged(_) | broadcast::error::RecvError::Closed) => return,
-                },
+                }
                 _ = faults.changed() => {}
                 _ = tick.tick(), if bookmarks && receiving => {
                     let bookmark = self.bookmark_line();
@@ -276,6 +312,11 @@ impl WatchStream {
             }
         }
     }
+}
+
+/// Whether `client` gets nothing at all: partitioned, hung or refused.
+fn cut_off(state: &FaultState, client: &str) -> bool {
+    state.partitioned(client) || state.hung(client) || state.refused(client)
 }
 
 fn watch_error_line() -> Bytes {

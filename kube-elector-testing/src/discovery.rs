@@ -10,30 +10,8 @@ pub(crate) fn document(method: &Method, segments: &[&str]) -> Option<Value> {
     if method != Method::GET {
         return None;
     }
-    let group_version = json!({ "groupVersion": "coordination.k8s.io/v1", "version": "v1" });
-    let group = json!({
-        "name": "coordination.k8s.io",
-        "versions": [group_version],
-        "preferredVersion": group_version,
-    });
-    let events_version = json!({ "groupVersion": "events.k8s.io/v1", "version": "v1" });
-    let events_group = json!({
-        "name": "events.k8s.io",
-        "versions": [events_version],
-        "preferredVersion": events_version,
-    });
     Some(match segments {
-        ["version"] => json!({
-            "major": "1",
-            "minor": "34",
-            "gitVersion": format!("{VERSION}+kube-elector-embedded"),
-            "gitCommit": "0000000000000000000000000000000000000000",
-            "gitTreeState": "clean",
-            "buildDate": "2026-01-01T00:00:00Z",
-            "goVersion": "n/a",
-            "compiler": "rustc",
-            "platform": "linux/amd64",
-        }),
+        ["version"] => version(),
         ["api"] => json!({
             "kind": "APIVersions",
             "versions": ["v1"],
@@ -47,45 +25,35 @@ pub(crate) fn document(method: &Method, segments: &[&str]) -> Option<Value> {
         ["apis"] => json!({
             "kind": "APIGroupList",
             "apiVersion": "v1",
-            "groups": [group, events_group],
+            "groups": [group("coordination.k8s.io"), group("events.k8s.io")],
         }),
-        ["apis", "coordination.k8s.io"] => {
-            let mut group = group;
+        ["apis", name @ ("coordination.k8s.io" | "events.k8s.io")] => {
+            let mut group = group(name);
             group["kind"] = json!("APIGroup");
             group["apiVersion"] = json!("v1");
             group
         }
-        ["apis", "coordination.k8s.io", "v1"] => json!({
-            "kind": "APIResourceList",
-            "apiVersion": "v1",
-            "groupVersion": "coordination.k8s.io/v1",
-            "resources": [{
+        ["apis", "coordination.k8s.io", "v1"] => resources(
+            "coordination.k8s.io/v1",
+            &json!({
                 "name": "leases",
                 "singularName": "lease",
                 "namespaced": true,
                 "kind": "Lease",
                 "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
-            }],
-        }),
-        ["apis", "events.k8s.io"] => {
-            let mut group = events_group;
-            group["kind"] = json!("APIGroup");
-            group["apiVersion"] = json!("v1");
-            group
-        }
-        ["apis", "events.k8s.io", "v1"] => json!({
-            "kind": "APIResourceList",
-            "apiVersion": "v1",
-            "groupVersion": "events.k8s.io/v1",
-            "resources": [{
+            }),
+        ),
+        ["apis", "events.k8s.io", "v1"] => resources(
+            "events.k8s.io/v1",
+            &json!({
                 "name": "events",
                 "singularName": "event",
                 "namespaced": true,
                 "kind": "Event",
                 "shortNames": ["ev"],
                 "verbs": ["create", "get", "list", "patch"],
-            }],
-        }),
+            }),
+        ),
         ["openapi", "v3"] => json!({
             "paths": {
                 "apis/coordination.k8s.io/v1": {
@@ -95,6 +63,41 @@ pub(crate) fn document(method: &Method, segments: &[&str]) -> Option<Value> {
         }),
         ["openapi", "v3", "apis", "coordination.k8s.io", "v1"] => openapi_v3(),
         _ => return None,
+    })
+}
+
+/// `/version`.
+fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": "34",
+        "gitVersion": format!("{VERSION}+kube-elector-embedded"),
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "n/a",
+        "compiler": "rustc",
+        "platform": "linux/amd64",
+    })
+}
+
+/// An API group served at version v1 only, as `/apis` lists it.
+fn group(name: &str) -> Value {
+    let version = json!({ "groupVersion": format!("{name}/v1"), "version": "v1" });
+    json!({
+        "name": name,
+        "versions": [version],
+        "preferredVersion": version,
+    })
+}
+
+/// The resources of a group version: here, one each.
+fn resources(group_version: &str, resource: &Value) -> Value {
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": group_version,
+        "resources": [resource],
     })
 }
 

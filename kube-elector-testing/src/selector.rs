@@ -2,8 +2,8 @@
 
 use serde_json::Value;
 
-use super::http::LeaseRequest;
-use super::status::{self, ApiError};
+use crate::http::LeaseRequest;
+use crate::status::{self, ApiError};
 
 /// `fieldSelector` (`metadata.name`, `metadata.namespace`; `=`, `==`, `!=`)
 /// and `labelSelector` (equality only).

@@ -241,20 +241,8 @@ pub(crate) fn apply(
     let wanted = leaves(config);
     let empty = json!({});
     let base = current.unwrap_or(&empty);
-    let mut conflicts = Vec::new();
-    for ((other, _), paths) in &owners {
-        if other == manager {
-            continue;
-        }
-        for p in paths.intersection(&wanted) {
-            if get(base, p) != get(config, p) {
-                conflicts.push((other.clone(), display(p)));
-            }
-        }
-    }
+    let conflicts = conflicts(&owners, manager, &wanted, base, config);
     if !conflicts.is_empty() && !force {
-        conflicts.sort();
-        conflicts.dedup();
         return Err(conflicts);
     }
     let mut result = base.clone();
@@ -295,6 +283,31 @@ pub(crate) fn apply(
     }
     write_owners(&mut result, &owners, &BTreeSet::from([key]));
     Ok(result)
+}
+
+/// The fields, as `(manager, field)`, that `config` would change in `base`
+/// although a manager other than `manager` owns them; sorted, once each.
+fn conflicts(
+    owners: &Owners,
+    manager: &str,
+    wanted: &BTreeSet<Path>,
+    base: &Value,
+    config: &Value,
+) -> Vec<(String, String)> {
+    let mut conflicts = Vec::new();
+    for ((other, _), paths) in owners {
+        if other == manager {
+            continue;
+        }
+        for p in paths.intersection(wanted) {
+            if get(base, p) != get(config, p) {
+                conflicts.push((other.clone(), display(p)));
+            }
+        }
+    }
+    conflicts.sort();
+    conflicts.dedup();
+    conflicts
 }
 
 fn set(value: &mut Value, path: &Path, leaf: Value) {

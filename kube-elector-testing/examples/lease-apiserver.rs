@@ -2,18 +2,18 @@
 //! languages' clients and benchmark harnesses.
 //!
 //! ```text
-//! cargo run --features testing --example lease-apiserver -- --port 0 [--kubeconfig FILE]
+//! cargo run -p kube-elector-testing --example lease-apiserver -- --port 0 [--kubeconfig FILE]
 //! ```
 //!
 //! Prints `listening on http://127.0.0.1:PORT` and `kubeconfig: FILE`, then
 //! serves until interrupted (Ctrl-C or SIGTERM). Faults and request counts are
-//! at `/_testing/*` (see the `kube_elector::testing` docs).
+//! at `/_testing/*` (see the crate docs).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use kube_elector::testing::LeaseApiServer;
+use kube_elector_testing::LeaseApiServer;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

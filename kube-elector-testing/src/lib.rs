@@ -1,4 +1,7 @@
-//! An embedded Kubernetes API server for `coordination.k8s.io/v1` Leases.
+//! An embedded Kubernetes API server for `coordination.k8s.io/v1` Leases,
+//! for tests of leader election (kube-elector's, and users' tests of their
+//! leader-gated code). It does not depend on kube-elector: the fake does not
+//! borrow from the code it judges.
 //!
 //! [`LeaseApiServer`] answers the Lease API the way kube-apiserver does, over
 //! real HTTP on 127.0.0.1, so the real [`kube::Client`] (or `kubectl`, or a
@@ -22,7 +25,7 @@
 //!
 //! ```
 //! use k8s_openapi::api::coordination::v1::Lease;
-//! use kube_elector::testing::{FaultTarget, LeaseApiServer, Verb};
+//! use kube_elector_testing::{FaultTarget, LeaseApiServer, Verb};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
@@ -37,6 +40,25 @@
 //! # }
 //! ```
 //!
+//! # Other processes
+//! kubectl, client-go programs and harnesses in other languages reach the
+//! server through a kubeconfig that names their identity:
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use kube_elector_testing::LeaseApiServer;
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let server = LeaseApiServer::start().await?;
+//! server.write_kubeconfig(Path::new("embedded.kubeconfig"), "kubectl")?;
+//! // KUBECONFIG=embedded.kubeconfig kubectl get leases -w
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The `lease-apiserver` example serves it standalone:
+//! `cargo run -p kube-elector-testing --example lease-apiserver -- --port 0`.
+//!
 //! # The admin endpoint
 //! Processes that cannot call these methods reach the same controls over
 //! HTTP on the same port:
@@ -48,8 +70,6 @@
 //!   "watch_black_hole": B, "watch_error": B, "lose_write_answers": B,
 //!   "write_answer_delay_ms": N, "stale_reads": B}` (absent keys change
 //!   nothing; a zero duration clears), or `{"clear": true}`.
-//!
-//! Run it standalone with `cargo run --features testing --example lease-apiserver`.
 
 mod admin;
 mod answers;
@@ -58,9 +78,12 @@ mod events;
 mod faults;
 mod fields;
 mod http;
+mod meta;
+mod patch;
 mod selector;
 mod status;
 mod store;
+mod validate;
 mod watch;
 
 use std::io::Write as _;

@@ -8,9 +8,9 @@ use hyper::Method;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use super::answers::Snapshot;
-use super::faults::{Delay, Flag, Verb};
-use super::http::{Body, MAX_BODY, Shared, json_response, target_of};
+use crate::answers::Snapshot;
+use crate::faults::{Delay, Flag, Verb};
+use crate::http::{Body, MAX_BODY, Shared, respond, target_of};
 
 pub(crate) async fn handle(
     shared: &Shared,
@@ -25,11 +25,11 @@ pub(crate) async fn handle(
                 .iter()
                 .map(|(client, verb, count)| json!({ "client": client, "verb": verb.as_str(), "count": count }))
                 .collect();
-            json_response(200, &json!({ "total": counts.total(), "requests": rows }))
+            respond(200, &json!({ "total": counts.total(), "requests": rows }))
         }
         (&Method::POST, "/reset") => {
             shared.faults.reset_counts();
-            json_response(200, &json!({ "reset": true }))
+            respond(200, &json!({ "reset": true }))
         }
         (&Method::POST, "/faults") => {
             let body = http_body_util::Limited::new(req.into_body(), MAX_BODY)
@@ -39,13 +39,13 @@ pub(crate) async fn handle(
                 .and_then(|b| serde_json::from_slice::<Value>(&b.to_bytes()).ok());
             match body {
                 Some(spec) => match apply_faults(shared, &spec) {
-                    Ok(()) => json_response(200, &json!({ "ok": true })),
-                    Err(message) => json_response(400, &json!({ "error": message })),
+                    Ok(()) => respond(200, &json!({ "ok": true })),
+                    Err(message) => respond(400, &json!({ "error": message })),
                 },
-                None => json_response(400, &json!({ "error": "the body must be a JSON object" })),
+                None => respond(400, &json!({ "error": "the body must be a JSON object" })),
             }
         }
-        _ => json_response(404, &json!({ "error": "unknown admin path" })),
+        _ => respond(404, &json!({ "error": "unknown admin path" })),
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::answers::Snapshot;
+use crate::answers::Snapshot;
 
 /// Which clients a fault applies to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -15,7 +15,7 @@ use super::answers::Snapshot;
 pub enum FaultTarget {
     /// Every client.
     All,
-    /// The client with this identity (see [`LeaseApiServer::client_for`](super::LeaseApiServer::client_for)).
+    /// The client with this identity (see [`LeaseApiServer::client_for`](crate::LeaseApiServer::client_for)).
     Client(String),
 }
 

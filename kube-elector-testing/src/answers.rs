@@ -1,14 +1,12 @@
 //! Faults in what answers say and when they arrive: write answers lost or
 //! late after the write was applied, reads answered from an old snapshot.
 
-use std::collections::BTreeMap;
-
 use hyper::Response;
 use serde_json::Value;
 
-use super::http::{Body, Dropped, Shared};
-use super::status::{self, ApiError};
-use super::store::Store;
+use crate::http::{Body, Dropped, Shared};
+use crate::status::ApiError;
+use crate::store::{Objects, Store, get_in, list_in};
 
 /// The answer to a write of `client`, once the write was applied (or
 /// refused): dropped with the connection, delayed, or as it is.
@@ -21,7 +19,7 @@ pub(crate) async fn write_answer(
     answer: Response<Body>,
 ) -> Result<Response<Body>, Dropped> {
     let faults = shared.faults.snapshot();
-    if faults.flagged(super::faults::Flag::LoseWriteAnswers, client) {
+    if faults.flagged(crate::faults::Flag::LoseWriteAnswers, client) {
         return Err(Dropped);
     }
     let delay = faults.write_answer_delay(client);
@@ -37,26 +35,14 @@ pub(crate) async fn write_answer(
 /// The Leases as they were at one `resourceVersion`, for stale reads.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
-    objects: BTreeMap<(String, String), Value>,
+    objects: Objects,
     version: u64,
 }
 
 impl Snapshot {
     /// The store as it is now.
     pub(crate) fn of(store: &Store) -> Self {
-        let (items, version) = store.list(None, |_| true);
-        let objects = items
-            .into_iter()
-            .map(|object| {
-                let key = |field: &str| {
-                    object["metadata"][field]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned()
-                };
-                ((key("namespace"), key("name")), object)
-            })
-            .collect();
+        let (objects, version) = store.objects();
         Self { objects, version }
     }
 
@@ -66,10 +52,7 @@ impl Snapshot {
 
     /// As [`Store::get`], at the snapshot's version.
     pub(crate) fn get(&self, ns: &str, name: &str) -> Result<Value, ApiError> {
-        self.objects
-            .get(&(ns.to_owned(), name.to_owned()))
-            .cloned()
-            .ok_or_else(|| status::not_found(name))
+        get_in(&self.objects, ns, name)
     }
 
     /// As [`Store::list`], at the snapshot's version.
@@ -78,14 +61,6 @@ impl Snapshot {
         ns: Option<&str>,
         keep: impl Fn(&Value) -> bool,
     ) -> (Vec<Value>, u64) {
-        let items = self
-            .objects
-            .iter()
-            .filter(|((n, _), _)| ns.is_none_or(|ns| ns == n))
-            .map(|(_, v)| v)
-            .filter(|v| keep(v))
-            .cloned()
-            .collect();
-        (items, self.version)
+        (list_in(&self.objects, ns, keep), self.version)
     }
 }

@@ -1,0 +1,254 @@
+//! The HTTP side: the accept loop, the faults every request of a client
+//! meets, and routing to the admin endpoint, the Lease paths
+//! (`leases.rs`), the Event paths (`events.rs`) and discovery.
+
+mod events;
+mod leases;
+mod query;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use leases::LeaseRequest;
+
+use crate::events::Events;
+use crate::faults::{FaultTarget, Faults, Flag};
+use crate::status::{self, ApiError};
+use crate::store::Store;
+use crate::{admin, discovery};
+
+/// kube-apiserver's default limit on request bodies (3 MiB).
+pub(crate) const MAX_BODY: usize = 3 * 1024 * 1024;
+
+pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// Everything one server owns.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) store: Store,
+    pub(crate) events: Events,
+    pub(crate) faults: Faults,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The connection is dropped without an answer (a refused or partitioned client).
+#[derive(Debug)]
+pub(crate) struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by fault injection")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let accepted = tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _peer)) = accepted else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let token = shared.shutdown.clone();
+            let service = service_fn(move |req| handle(Arc::clone(&shared), req));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                () = token.cancelled() => {}
+            }
+        });
+    }
+}
+
+// === Routing ===
+
+/// Where a path leads.
+enum Route<'a> {
+    Leases {
+        namespace: Option<&'a str>,
+        name: Option<&'a str>,
+    },
+    /// `/apis/events.k8s.io/v1/{rest}`, `rest` not empty.
+    Events(&'a [&'a str]),
+    /// Discovery, or nothing.
+    Other,
+}
+
+fn route<'a>(segments: &'a [&'a str]) -> Route<'a> {
+    match segments {
+        ["apis", "events.k8s.io", "v1", rest @ ..] if !rest.is_empty() => Route::Events(rest),
+        ["apis", "coordination.k8s.io", "v1", rest @ ..] => match rest {
+            ["leases"] => Route::Leases {
+                namespace: None,
+                name: None,
+            },
+            ["namespaces", ns, "leases"] => Route::Leases {
+                namespace: Some(ns),
+                name: None,
+            },
+            ["namespaces", ns, "leases", name] => Route::Leases {
+                namespace: Some(ns),
+                name: Some(name),
+            },
+            _ => Route::Other,
+        },
+        _ => Route::Other,
+    }
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Dropped> {
+    let path = req.uri().path().trim_end_matches('/').to_owned();
+    let query = query::parse_query(req.uri().query().unwrap_or(""));
+    let client = client_of(&req);
+
+    if let Some(rest) = path.strip_prefix("/_testing") {
+        let method = req.method().clone();
+        return Ok(admin::handle(&shared, &method, rest, req).await);
+    }
+
+    // Faults apply to every request of the client, discovery included.
+    connection_faults(&shared, &client).await?;
+
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match route(&segments) {
+        Route::Events(rest) => {
+            let method = req.method().clone();
+            Ok(events::route(&shared, &client, &method, rest, req)
+                .await
+                .unwrap_or_else(|e| error(&e)))
+        }
+        Route::Leases { namespace, name } => {
+            leases::route(shared, client, namespace, name, query, req).await
+        }
+        Route::Other => Ok(match discovery::document(req.method(), &segments) {
+            Some(doc) => respond(200, &doc),
+            None => error(&status::no_route()),
+        }),
+    }
+}
+
+/// Refused, partitioned, hung and slow clients: dropped, held (then
+/// dropped, or let through) or delayed before anything else happens.
+async fn connection_faults(shared: &Shared, client: &str) -> Result<(), Dropped> {
+    let faults = shared.faults.snapshot();
+    if faults.refused(client) {
+        return Err(Dropped);
+    }
+    if faults.partitioned(client) {
+        hold_until(shared, client, Flag::Partitioned).await;
+        return Err(Dropped);
+    }
+    if faults.hung(client) {
+        hold_until(shared, client, Flag::Hung).await;
+    }
+    let latency = shared.faults.snapshot().latency(client);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    Ok(())
+}
+
+/// Holds a request while `flag` applies to `client` (or the server shuts down).
+async fn hold_until(shared: &Shared, client: &str, flag: Flag) {
+    let mut faults = shared.faults.subscribe();
+    let lifted = faults.wait_for(|s| !s.flagged(flag, client));
+    tokio::select! {
+        _ = lifted => {}
+        () = shared.shutdown.cancelled() => {}
+    }
+}
+
+/// Who sent a request: its bearer token, else the user it impersonates
+/// (client-go sends no bearer token over plain HTTP, but does send
+/// `Impersonate-User` for a kubeconfig user with `as:`), else anonymous.
+fn client_of(req: &Request<Incoming>) -> String {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    header(AUTHORIZATION.as_str())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| header("impersonate-user"))
+        .unwrap_or("system:anonymous")
+        .to_owned()
+}
+
+/// Used by the admin endpoint.
+pub(crate) fn target_of(name: &str) -> FaultTarget {
+    if name.is_empty() || name == "all" || name == "*" {
+        FaultTarget::All
+    } else {
+        FaultTarget::Client(name.to_owned())
+    }
+}
+
+// === Bodies ===
+
+pub(crate) fn respond(code: u16, body: &Value) -> Response<Body> {
+    let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+    let mut response = Response::new(
+        Full::new(bytes)
+            .map_err(|e: Infallible| match e {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() =
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        "application/json".parse().expect("static header"),
+    );
+    response
+}
+
+fn error(e: &ApiError) -> Response<Body> {
+    respond(e.code, &e.body)
+}
+
+/// Reads a JSON body: at most [`MAX_BODY`] bytes; for POST and PUT only
+/// `application/json` (kube-apiserver also takes YAML and protobuf, which no
+/// client of this server sends).
+async fn json_body(req: Request<Incoming>, check_type: bool) -> Result<Value, ApiError> {
+    if check_type {
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        if media != "application/json" && !media.is_empty() {
+            return Err(status::unsupported_body_type(&content_type));
+        }
+    }
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|_| status::too_large(MAX_BODY))?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| {
+        status::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+    })
+}

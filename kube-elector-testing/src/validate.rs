@@ -1,0 +1,265 @@
+//! What kube-apiserver refuses in a Lease: the envelope (kind, apiVersion,
+//! namespace), what does not decode (400) and what does not validate (422);
+//! and how it writes the `MicroTime`s it accepts.
+//!
+//! The checks are this server's own, not the elector's: the fake must not
+//! borrow from the code it judges.
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use crate::status::{self, ApiError, LEASES};
+
+/// Checks the envelope: a JSON object of kind Lease in the path's namespace.
+pub(crate) fn checked_object(body: Value, ns: &str) -> Result<Value, ApiError> {
+    let Value::Object(_) = &body else {
+        return Err(status::bad_request(
+            "Object 'Kind' is missing in the request body: not a JSON object",
+        ));
+    };
+    match body.get("kind").and_then(Value::as_str) {
+        None | Some("Lease") => {}
+        Some(other) => {
+            return Err(status::bad_request(format!(
+                "the kind of the object ({other}) does not match the resource (Lease)"
+            )));
+        }
+    }
+    match body.get("apiVersion").and_then(Value::as_str) {
+        None | Some("coordination.k8s.io/v1") => {}
+        Some(other) => {
+            return Err(status::bad_request(format!(
+                "the API version in the data ({other}) does not match the expected API version (coordination.k8s.io/v1)"
+            )));
+        }
+    }
+    if let Some(obj_ns) = body["metadata"]["namespace"].as_str()
+        && !obj_ns.is_empty()
+        && obj_ns != ns
+    {
+        return Err(status::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    let mut body = body;
+    body["apiVersion"] = json!("coordination.k8s.io/v1");
+    body["kind"] = json!("Lease");
+    Ok(body)
+}
+
+/// Validates a Lease named `name` the way kube-apiserver decodes and
+/// validates it: 400 for what does not decode, 422 listing every invalid
+/// field otherwise.
+pub(crate) fn validate(object: &Value, name: &str) -> Result<(), ApiError> {
+    let mut causes = Vec::new();
+    if let Err(reason) = dns1123_subdomain(name) {
+        causes.push((
+            "metadata.name".to_owned(),
+            format!("Invalid value: {name:?}: {reason}"),
+        ));
+    }
+    let spec = &object["spec"];
+    if !spec.is_null() && !spec.is_object() {
+        return Err(decode_error("spec must be an object"));
+    }
+    check_int32s(spec, &mut causes)?;
+    check_times(spec)?;
+    check_strings(spec)?;
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(LEASES.invalid(name, &causes))
+    }
+}
+
+/// `leaseDurationSeconds` (> 0) and `leaseTransitions` (>= 0): out of range
+/// is a cause, not an int32 a decode error.
+fn check_int32s(spec: &Value, causes: &mut Vec<(String, String)>) -> Result<(), ApiError> {
+    for (field, min) in [("leaseDurationSeconds", 1), ("leaseTransitions", 0)] {
+        match &spec[field] {
+            Value::Null => {}
+            Value::Number(n) => match n.as_i64().and_then(|v| i32::try_from(v).ok()) {
+                Some(v) if v < min => {
+                    let rule = if min == 1 {
+                        "must be greater than 0"
+                    } else {
+                        "must be greater than or equal to 0"
+                    };
+                    causes.push((
+                        format!("spec.{field}"),
+                        format!("Invalid value: {v}: {rule}"),
+                    ));
+                }
+                Some(_) => {}
+                None => return Err(decode_error(&format!("spec.{field}: {n} is not an int32"))),
+            },
+            other => {
+                return Err(decode_error(&format!(
+                    "spec.{field}: cannot unmarshal {} into an int32",
+                    type_name(other)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `acquireTime` and `renewTime` must decode as `MicroTime`s.
+fn check_times(spec: &Value) -> Result<(), ApiError> {
+    for field in ["acquireTime", "renewTime"] {
+        match &spec[field] {
+            Value::Null => {}
+            Value::String(s) => {
+                if s.parse::<Timestamp>().is_err() {
+                    return Err(decode_error(&format!(
+                        "parsing time {s:?} as \"2006-01-02T15:04:05.000000Z07:00\": cannot parse {s:?}"
+                    )));
+                }
+            }
+            other => {
+                return Err(decode_error(&format!(
+                    "spec.{field}: cannot unmarshal {} into a time",
+                    type_name(other)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_strings(spec: &Value) -> Result<(), ApiError> {
+    for field in ["holderIdentity", "strategy", "preferredHolder"] {
+        if !(spec[field].is_null() || spec[field].is_string()) {
+            return Err(decode_error(&format!(
+                "spec.{field}: cannot unmarshal {} into a string",
+                type_name(&spec[field])
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A DNS-1123 subdomain, as kube-apiserver requires for the names of Leases.
+fn dns1123_subdomain(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > 253 {
+        return Err("must be no more than 253 characters".into());
+    }
+    name.split('.').try_for_each(|part| {
+        label_chars(part).map_err(|e| {
+            format!(
+                "{e} (a lowercase RFC 1123 subdomain: labels of a-z, 0-9 and '-', separated by '.')"
+            )
+        })
+    })
+}
+
+fn label_chars(label: &str) -> Result<(), String> {
+    let bytes = label.as_bytes();
+    if bytes.is_empty() {
+        return Err("must not have an empty part".into());
+    }
+    if let Some(c) = label
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!("contains {c:?}"));
+    }
+    if bytes[0] == b'-' || bytes[bytes.len() - 1] == b'-' {
+        return Err("must start and end with a letter or digit".into());
+    }
+    Ok(())
+}
+
+fn decode_error(detail: &str) -> ApiError {
+    status::bad_request(format!(
+        "Lease in version \"v1\" cannot be handled as a Lease: {detail}"
+    ))
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Rewrites the `MicroTime`s of a valid Lease as kube-apiserver serializes them.
+pub(crate) fn normalize(object: &mut Value) {
+    for field in ["acquireTime", "renewTime"] {
+        if let Some(s) = object["spec"][field].as_str()
+            && let Ok(t) = s.parse::<Timestamp>()
+        {
+            object["spec"][field] = json!(micro_time(t));
+        }
+    }
+}
+
+/// A `MicroTime` as Kubernetes writes it: UTC, six fractional digits.
+fn micro_time(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_refuses_what_kube_apiserver_refuses() {
+        let lease = |spec: Value| json!({"metadata": {"name": "l"}, "spec": spec});
+        assert!(validate(&lease(json!({"leaseDurationSeconds": 1})), "l").is_ok());
+        assert_eq!(
+            validate(&lease(json!({"leaseDurationSeconds": 0})), "l")
+                .unwrap_err()
+                .code,
+            422
+        );
+        assert_eq!(
+            validate(&lease(json!({"leaseTransitions": -1})), "l")
+                .unwrap_err()
+                .code,
+            422
+        );
+        assert_eq!(
+            validate(&lease(json!({"renewTime": "garbage"})), "l")
+                .unwrap_err()
+                .code,
+            400
+        );
+        assert_eq!(
+            validate(&lease(json!({"holderIdentity": 5})), "l")
+                .unwrap_err()
+                .code,
+            400
+        );
+        assert_eq!(
+            validate(&lease(json!({})), "Bad_Name").unwrap_err().code,
+            422
+        );
+    }
+
+    #[test]
+    fn names_must_be_dns_1123_subdomains() {
+        assert!(dns1123_subdomain("kube-controller-manager").is_ok());
+        assert!(dns1123_subdomain("a.b-c.d").is_ok());
+        assert!(dns1123_subdomain("").is_err());
+        assert!(dns1123_subdomain("a..b").is_err());
+        assert!(dns1123_subdomain("a-").is_err());
+        assert!(dns1123_subdomain("-a").is_err());
+        assert!(dns1123_subdomain("A").is_err());
+        assert!(dns1123_subdomain(&"a".repeat(253)).is_ok());
+        assert!(dns1123_subdomain(&"a".repeat(254)).is_err());
+    }
+
+    #[test]
+    fn micro_times_have_six_fractional_digits() {
+        let t: Timestamp = "2026-11-24T14:00:00Z".parse().unwrap();
+        assert_eq!(micro_time(t), "2026-11-24T14:00:00.000000Z");
+    }
+}

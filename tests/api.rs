@@ -6,10 +6,10 @@ mod support;
 
 use std::time::Duration;
 
-use kube_elector::testing::{FaultTarget, LeaseApiServer};
 use kube_elector::{
     ConfigProblem, ElectorConfig, LeaderElector, LeaseLock, LeaseLockParams, ShutdownOutcome,
 };
+use kube_elector_testing::{FaultTarget, LeaseApiServer};
 use tokio::time::timeout;
 
 const PATIENCE: Duration = Duration::from_secs(20);

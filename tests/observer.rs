@@ -6,8 +6,8 @@ mod support;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube_elector::testing::{LeaseApiServer, Verb};
 use kube_elector::{ElectorConfig, LeaderElector, LeaderEvent, LeaderObserver};
+use kube_elector_testing::{LeaseApiServer, Verb};
 use tokio::time::timeout;
 
 const PATIENCE: Duration = Duration::from_secs(20);

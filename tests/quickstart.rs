@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use kube_elector::testing::LeaseApiServer;
+use kube_elector_testing::LeaseApiServer;
 
 #[path = "../examples/quickstart.rs"]
 #[allow(dead_code, unreachable_pub)]

@@ -338,6 +338,57 @@ impl LeaseApiServer {
         self.shared.faults.reset_counts();
     }
 
+    // === Leases, for assertions ===
+
+    /// Who holds Lease `namespace/name` now: `None` when it is missing or
+    /// free (an empty or absent `holderIdentity`). Read from the store
+    /// directly: no request, nothing counted.
+    #[must_use]
+    pub fn holder(&self, namespace: &str, name: &str) -> Option<String> {
+        let lease = self.shared.store.get(namespace, name).ok()?;
+        lease["spec"]["holderIdentity"]
+            .as_str()
+            .filter(|holder| !holder.is_empty())
+            .map(str::to_owned)
+    }
+
+    /// Waits until Lease `namespace/name` is held (by anyone other than
+    /// `not`, if given) and returns the holder, or `None` after `patience`.
+    /// It waits for the store's own change events, so it needs no polling
+    /// and works under `#[tokio::test(start_paused = true)]` as well.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn wait_for_holder(
+        &self,
+        namespace: &str,
+        name: &str,
+        not: Option<&str>,
+        patience: Duration,
+    ) -> Option<String> {
+        let wanted = |holder: Option<String>| holder.filter(|h| Some(h.as_str()) != not);
+        let wait = async {
+            loop {
+                // Subscribe before reading, so that no change falls between.
+                let mut changes = self
+                    .shared
+                    .store
+                    .watch(Some(namespace), Some(name), Some(u64::MAX))
+                    .ok();
+                if let Some(holder) = wanted(self.holder(namespace, name)) {
+                    return holder;
+                }
+                match changes.as_mut() {
+                    Some(changes) => {
+                        let _ = changes.live.recv().await;
+                    }
+                    None => tokio::task::yield_now().await,
+                }
+            }
+        };
+        tokio::time::timeout(patience, wait).await.ok()
+    }
+
     /// The newest `resourceVersion`.
     #[must_use]
     pub fn resource_version(&self) -> u64 {

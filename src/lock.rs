@@ -234,24 +234,16 @@ impl LeaseLock {
             }
             (observed, verdict)
         };
+        let previous = record::spec_of(&observed.lease);
         let me = &self.params.holder_id;
-        let spec = record::spec_of(&observed.lease);
-        let (action, spec) = match verdict {
-            Verdict::Renew => (
-                LeaseOperation::Renew,
-                record::renew(spec, me, secs, self.clock.now()),
-            ),
-            Verdict::Acquire | Verdict::Create => (
-                LeaseOperation::Acquire,
-                record::acquire(Some(spec), me, secs, self.clock.now()),
-            ),
-            Verdict::Wait { holder, .. } => {
-                tracing::debug!(%holder, "the Lease is held and has not expired");
-                return Ok(LeaseLockResult {
-                    lease: Some(observed.lease),
-                    ..LeaseLockResult::default()
-                });
-            }
+        let Some((action, spec)) =
+            record::write_for(&verdict, Some(previous), me, secs, self.clock.now())
+        else {
+            tracing::debug!("the Lease is held and has not expired");
+            return Ok(LeaseLockResult {
+                lease: Some(observed.lease),
+                ..LeaseLockResult::default()
+            });
         };
         self.lock_state().remember(TermRecord::of(&spec));
         let sent = Instant::now();
@@ -292,7 +284,15 @@ impl LeaseLock {
             tracing::debug!(%holder, "the Lease was deleted while held; waiting out its holder's term");
             return Ok(LeaseLockResult::default());
         }
-        let spec = record::acquire(None, &self.params.holder_id, secs, self.clock.now());
+        let Some((_, spec)) = record::write_for(
+            &Verdict::Create,
+            None,
+            &self.params.holder_id,
+            secs,
+            self.clock.now(),
+        ) else {
+            return Ok(LeaseLockResult::default());
+        };
         self.lock_state().remember(TermRecord::of(&spec));
         let sent = Instant::now();
         match self.api.create(spec, budget.left()).await {

@@ -11,6 +11,8 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use tokio::time::Instant;
 
+use crate::error::LeaseOperation;
+
 /// A Lease as this replica observed it, and when.
 ///
 /// `observed_at` is the local monotonic instant at which the record (the
@@ -338,6 +340,33 @@ pub(crate) fn acquire(
         renew_time: Some(MicroTime(now)),
         lease_transitions: Some(transitions),
         ..previous.cloned().unwrap_or_default()
+    }
+}
+
+/// The write a verdict calls for, and the spec it writes, computed from the
+/// record the verdict judged (`previous`: `None` for a missing Lease): a
+/// create or acquire starts a term, a renew keeps it. `None` for a wait.
+pub(crate) fn write_for(
+    verdict: &Verdict,
+    previous: Option<&LeaseSpec>,
+    me: &str,
+    lease_duration_secs: i32,
+    now: Timestamp,
+) -> Option<(LeaseOperation, LeaseSpec)> {
+    match (verdict, previous) {
+        (Verdict::Wait { .. }, _) => None,
+        (Verdict::Renew, Some(previous)) => Some((
+            LeaseOperation::Renew,
+            renew(previous, me, lease_duration_secs, now),
+        )),
+        (Verdict::Create, _) | (Verdict::Acquire | Verdict::Renew, None) => Some((
+            LeaseOperation::Create,
+            acquire(None, me, lease_duration_secs, now),
+        )),
+        (Verdict::Acquire, Some(previous)) => Some((
+            LeaseOperation::Acquire,
+            acquire(Some(previous), me, lease_duration_secs, now),
+        )),
     }
 }
 
@@ -806,6 +835,25 @@ mod tests {
             acquire(Some(&negative), "me", 1, now).lease_transitions,
             Some(1)
         );
+    }
+
+    #[test]
+    fn each_verdict_writes_what_it_judged() {
+        let now: Timestamp = "2026-11-24T14:00:00Z".parse().unwrap();
+        let held = acquire(None, "me", 15, now);
+        let wait = Verdict::Wait {
+            holder: "x".into(),
+            expires_at: Instant::now(),
+        };
+        assert_eq!(write_for(&wait, Some(&held), "me", 15, now), None);
+        let (op, spec) = write_for(&Verdict::Renew, Some(&held), "me", 15, now).unwrap();
+        assert_eq!(op, LeaseOperation::Renew);
+        assert_eq!(TermRecord::of(&spec), TermRecord::of(&held));
+        let (op, spec) = write_for(&Verdict::Acquire, Some(&held), "me", 15, now).unwrap();
+        assert_eq!(op, LeaseOperation::Acquire);
+        assert_eq!(spec.lease_transitions, Some(1));
+        let (op, _) = write_for(&Verdict::Create, None, "me", 15, now).unwrap();
+        assert_eq!(op, LeaseOperation::Create);
     }
 
     #[test]

@@ -227,12 +227,15 @@ impl Runner {
             );
         }
         let timeout = self.schedule.request_timeout(sent);
-        let spec = record::acquire(
+        let Some((_, spec)) = record::write_for(
+            &verdict,
             previous.as_ref().map(record::spec_of),
             &settings.identity,
             settings.lease_duration_secs,
             settings.clock.now(),
-        );
+        ) else {
+            return;
+        };
         self.schedule.remember(TermRecord::of(&spec));
         let request = match &previous {
             None => futures::future::Either::Left(self.api.create(spec, timeout)),
@@ -296,12 +299,15 @@ impl Runner {
             return Renewed::Lost;
         };
         let sent = Instant::now();
-        let spec = record::renew(
-            record::spec_of(&based_on),
+        let Some((_, spec)) = record::write_for(
+            &Verdict::Renew,
+            Some(record::spec_of(&based_on)),
             &settings.identity,
             settings.lease_duration_secs,
             settings.clock.now(),
-        );
+        ) else {
+            return Renewed::Lost;
+        };
         let timeout = self.schedule.request_timeout(sent);
         let result = self
             .api

@@ -113,7 +113,8 @@ mod state;
 pub use clock::{SkewedClock, SystemClock, WallClock};
 pub use config::{ConfigError, ConfigProblem, ElectorConfig};
 pub use elector::{
-    ElectorHandle, LeaderElector, LeaderObserver, Leadership, ObserverHandle, ShutdownOutcome,
+    ElectorHandle, ElectorView, LeaderElector, LeaderObserver, Leadership, ObserverHandle,
+    ShutdownOutcome,
 };
 pub use error::{Error, LeaseOperation};
 pub use health::{HealthCheck, Unhealthy};

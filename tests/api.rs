@@ -103,3 +103,38 @@ async fn shutting_down_an_elector_that_never_reached_the_server_is_not_an_error(
         ShutdownOutcome::NotHolding
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_of_one_elector_wait_and_work_in_other_tasks_while_the_handle_owns_it() {
+    let server = LeaseApiServer::start().await.unwrap();
+    let lease = support::unique_name("views");
+    let elector = LeaderElector::new(server.client_for("a"), config(&lease, "a"))
+        .unwrap()
+        .spawn();
+    let (waiter, worker) = (elector.view(), elector.view());
+    let leader_seen = tokio::spawn(async move {
+        waiter
+            .became_leader()
+            .await
+            .map(|l| l.identity().to_owned())
+    });
+    let work_loop = tokio::spawn(async move {
+        worker
+            .run_while_leading(|leadership| async move { leadership.lost().await })
+            .await;
+    });
+    assert_eq!(
+        timeout(PATIENCE, leader_seen)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap(),
+        "a"
+    );
+    // The owner shuts the elector down; every view sees it stop.
+    assert_eq!(elector.shutdown().await.unwrap(), ShutdownOutcome::Released);
+    timeout(PATIENCE, work_loop)
+        .await
+        .expect("the work loop ends with the elector")
+        .unwrap();
+}

@@ -712,6 +712,9 @@ fn public_handles_are_send_and_sync() {
     fn check<T: Send + Sync>() {}
     fn send<T: Send>() {}
     check::<ElectorHandle>();
+    check::<kube_elector::ElectorView>();
+    check::<kube_elector::LeaderObserver>();
+    check::<kube_elector::ObserverHandle>();
     check::<kube_elector::Leadership>();
     check::<kube_elector::LeaderState>();
     check::<kube_elector::LeaseLock>();

@@ -23,18 +23,28 @@ use crate::state::{self, LeaderEvents, LeaderState};
 #[must_use = "dropping the handle shuts the elector down"]
 #[derive(Debug)]
 pub struct ElectorHandle {
-    pub(super) identity: Arc<str>,
+    /// What every clone of the view can see and do.
+    pub(super) view: ElectorView,
     pub(super) lease_duration: Duration,
-    pub(super) drain_timeout: Duration,
-    pub(super) state: watch::Receiver<LeaderState>,
-    pub(super) shared: Arc<Shared>,
     pub(super) task: JoinHandle<Result<ShutdownOutcome, Error>>,
     /// The token that shuts the elector down, cancelled when the handle is
     /// dropped (disarmed only by `shutdown` and `join`, once they own it).
     pub(super) shutdown_on_drop: DropGuard,
 }
 
-impl ElectorHandle {
+/// What a running elector shows and lets its users do, short of stopping it:
+/// cheap to clone, for every task that waits to lead, runs leader work or
+/// watches the state, while one [`ElectorHandle`] owns the elector (and
+/// shuts it down when dropped). From [`ElectorHandle::view`].
+#[derive(Clone, Debug)]
+pub struct ElectorView {
+    pub(super) identity: Arc<str>,
+    pub(super) drain_timeout: Duration,
+    pub(super) state: watch::Receiver<LeaderState>,
+    pub(super) shared: Arc<Shared>,
+}
+
+impl ElectorView {
     /// The identity this elector writes as `holderIdentity`.
     #[must_use]
     pub fn identity(&self) -> &str {
@@ -174,6 +184,112 @@ impl ElectorHandle {
         Ok(())
     }
 
+    /// Whether this elector leads now.
+    #[must_use]
+    pub fn is_leader(&self) -> bool {
+        self.state.borrow().is_leader()
+    }
+
+    /// The current state: who leads, whether this elector does, its term.
+    #[must_use]
+    pub fn state(&self) -> LeaderState {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver of the state, woken on each change of leader or term.
+    #[must_use]
+    pub fn subscribe(&self) -> watch::Receiver<LeaderState> {
+        self.state.clone()
+    }
+
+    /// The events of this elector, starting with those that describe the
+    /// current state; see [`LeaderEvents`].
+    pub fn events(&self) -> LeaderEvents {
+        state::events(self.state.clone())
+    }
+}
+
+// === impl ElectorHandle ===
+
+impl ElectorHandle {
+    /// A view of this elector that can be cloned and sent to other tasks:
+    /// they can wait to lead, run leader work and follow the state, while
+    /// this handle alone stops the elector.
+    #[must_use]
+    pub fn view(&self) -> ElectorView {
+        self.view.clone()
+    }
+
+    /// The identity this elector writes as `holderIdentity`.
+    #[must_use]
+    pub fn identity(&self) -> &str {
+        self.view.identity()
+    }
+
+    /// Waits until this elector leads, and returns a guard for the term; see
+    /// [`ElectorView::became_leader`].
+    ///
+    /// # Errors
+    /// [`Error::Stopped`] if the elector stops before it leads.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn became_leader(&self) -> Result<Leadership, Error> {
+        self.view.became_leader().await
+    }
+
+    /// Runs `work` for each term this elector leads, until the elector
+    /// stops; see [`ElectorView::run_while_leading`].
+    ///
+    /// # Cancel safety
+    /// As [`ElectorView::run_while_leading`].
+    pub async fn run_while_leading<F, Fut>(&self, work: F)
+    where
+        F: FnMut(Leadership) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        self.view.run_while_leading(work).await;
+    }
+
+    /// As [`run_while_leading`](Self::run_while_leading), for work that can
+    /// fail; see [`ElectorView::try_run_while_leading`].
+    ///
+    /// # Errors
+    /// The error the work returned.
+    ///
+    /// # Cancel safety
+    /// As [`ElectorView::run_while_leading`].
+    pub async fn try_run_while_leading<F, Fut, E>(&self, work: F) -> Result<(), E>
+    where
+        F: FnMut(Leadership) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+    {
+        self.view.try_run_while_leading(work).await
+    }
+
+    /// Whether this elector leads now.
+    #[must_use]
+    pub fn is_leader(&self) -> bool {
+        self.view.is_leader()
+    }
+
+    /// The current state: who leads, whether this elector does, its term.
+    #[must_use]
+    pub fn state(&self) -> LeaderState {
+        self.view.state()
+    }
+
+    /// A receiver of the state, woken on each change of leader or term.
+    #[must_use]
+    pub fn subscribe(&self) -> watch::Receiver<LeaderState> {
+        self.view.subscribe()
+    }
+
+    /// The events of this elector; see [`ElectorView::events`].
+    pub fn events(&self) -> LeaderEvents {
+        self.view.events()
+    }
+
     /// Runs `work` for each term this elector leads (as
     /// [`try_run_while_leading`](Self::try_run_while_leading)) until the
     /// process gets SIGTERM or SIGINT (Ctrl-C; only that one outside Unix),
@@ -218,7 +334,7 @@ impl ElectorHandle {
             tokio::select! {
                 result = &mut running => result,
                 () = shutdown_signal() => {
-                    tracing::info!(identity = %self.identity, "shutdown signal: ending the term, draining, releasing");
+                    tracing::info!(identity = %self.view.identity, "shutdown signal: ending the term, draining, releasing");
                     // The work sees its term end and finishes (within the
                     // drain timeout); the loop then ends with the elector.
                     self.shutdown_on_drop.token().cancel();
@@ -231,30 +347,6 @@ impl ElectorHandle {
         Ok(outcome?)
     }
 
-    /// Whether this elector leads now.
-    #[must_use]
-    pub fn is_leader(&self) -> bool {
-        self.state.borrow().is_leader()
-    }
-
-    /// The current state: who leads, whether this elector does, its term.
-    #[must_use]
-    pub fn state(&self) -> LeaderState {
-        self.state.borrow().clone()
-    }
-
-    /// A receiver of the state, woken on each change of leader or term.
-    #[must_use]
-    pub fn subscribe(&self) -> watch::Receiver<LeaderState> {
-        self.state.clone()
-    }
-
-    /// The events of this elector, starting with those that describe the
-    /// current state; see [`LeaderEvents`].
-    pub fn events(&self) -> LeaderEvents {
-        state::events(self.state.clone())
-    }
-
     /// A liveness check for a `/healthz` probe, as client-go's
     /// `HealthzAdaptor`: unhealthy while this elector believes it leads but
     /// its last successful renew was sent more than the lease duration plus
@@ -263,8 +355,8 @@ impl ElectorHandle {
     #[must_use]
     pub fn health_check(&self, tolerance: Duration) -> HealthCheck {
         HealthCheck::new(
-            self.state.clone(),
-            Arc::clone(&self.shared),
+            self.view.state.clone(),
+            Arc::clone(&self.view.shared),
             self.shutdown_on_drop.token().clone(),
             self.lease_duration.saturating_add(tolerance),
         )

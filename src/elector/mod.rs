@@ -9,7 +9,7 @@ mod schedule;
 mod telemetry;
 mod watcher;
 
-pub use handle::{ElectorHandle, ShutdownOutcome};
+pub use handle::{ElectorHandle, ElectorView, ShutdownOutcome};
 pub use leadership::Leadership;
 pub use observer::{LeaderObserver, ObserverHandle};
 
@@ -138,11 +138,13 @@ impl LeaderElector {
         );
         let task = tokio::spawn(runner.run().instrument(span));
         ElectorHandle {
-            identity: Arc::from(self.settings.identity.as_str()),
+            view: ElectorView {
+                identity: Arc::from(self.settings.identity.as_str()),
+                drain_timeout: self.settings.drain_timeout,
+                state: state_rx,
+                shared,
+            },
             lease_duration: self.settings.lease_duration,
-            drain_timeout: self.settings.drain_timeout,
-            state: state_rx,
-            shared,
             task,
             shutdown_on_drop: token.drop_guard(),
         }

@@ -111,7 +111,7 @@ mod shared;
 mod state;
 
 pub use clock::{SkewedClock, SystemClock, WallClock};
-pub use config::{ConfigError, ConfigProblem, ElectorConfig};
+pub use config::{ConfigError, ConfigProblem, ElectorConfig, OverdueWork};
 pub use elector::{
     ElectorHandle, ElectorView, LeaderElector, LeaderObserver, Leadership, ObserverHandle,
     ShutdownOutcome,

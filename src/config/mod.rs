@@ -40,6 +40,7 @@ pub struct ElectorConfig {
     pub(crate) retry_period: Duration,
     pub(crate) release_on_cancel: bool,
     pub(crate) drain_timeout: Duration,
+    pub(crate) overdue_work: OverdueWork,
     pub(crate) adopt_own_lease: bool,
     pub(crate) clock: Arc<dyn WallClock>,
     pub(crate) reporting: Reporting,
@@ -66,6 +67,9 @@ impl Default for ElectorConfig {
             // Bounded so a stuck leader task cannot hold up shutdown for long;
             // the Lease stays ours (still renewed) while work drains.
             drain_timeout: Duration::from_secs(5),
+            // Dropping the work's future is what a library can do without
+            // deciding for the application; exiting is opt-in.
+            overdue_work: OverdueWork::Drop,
             // client-go takes a Lease that names its identity at once; that is
             // unsafe when two instances share an identity (a `StatefulSet` pod
             // and its replacement), so kube-elector waits it out by default.
@@ -88,6 +92,7 @@ impl fmt::Debug for ElectorConfig {
             .field("retry_period", &self.retry_period)
             .field("release_on_cancel", &self.release_on_cancel)
             .field("drain_timeout", &self.drain_timeout)
+            .field("overdue_work", &self.overdue_work)
             .field("adopt_own_lease", &self.adopt_own_lease)
             .field("clock", &self.clock)
             .finish_non_exhaustive()
@@ -169,6 +174,19 @@ impl ElectorConfig {
     #[must_use]
     pub fn drain_timeout(mut self, d: Duration) -> Self {
         self.drain_timeout = d;
+        self
+    }
+
+    /// What [`run_while_leading`](crate::ElectorHandle::run_while_leading)
+    /// does with leader work that has not returned by the drain timeout
+    /// after its term ended (or by the end of the term's protection, if
+    /// sooner): drop its future (the default), or end the process, as
+    /// controller-runtime does when leadership is lost. Dropping a future
+    /// does not stop the tasks it spawned; ending the process does, and so
+    /// bounds unprotected leader work to the drain timeout.
+    #[must_use]
+    pub fn on_overdue_work(mut self, overdue: OverdueWork) -> Self {
+        self.overdue_work = overdue;
         self
     }
 
@@ -291,6 +309,19 @@ impl ElectorConfig {
     pub(crate) fn lease_duration_secs(&self) -> i32 {
         i32::try_from(self.lease_duration.as_secs()).unwrap_or(i32::MAX)
     }
+}
+
+/// What becomes of leader work still running past its grace; see
+/// [`ElectorConfig::on_overdue_work`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OverdueWork {
+    /// Drop the work's future (tasks it spawned keep running).
+    #[default]
+    Drop,
+    /// Log an error and end the process with exit code 1, so that
+    /// Kubernetes restarts it and nothing of the old term outlives it.
+    ExitProcess,
 }
 
 /// client-go's rule, `renew_deadline > JitterFactor (1.2) × retry_period`,

@@ -21,6 +21,7 @@ pub(crate) struct Settings {
     pub(crate) request_timeout: Duration,
     pub(crate) release_on_cancel: bool,
     pub(crate) drain_timeout: Duration,
+    pub(crate) overdue_work: super::OverdueWork,
     /// Take a live Lease that names this identity in a term it did not start.
     pub(crate) adopt_own_lease: bool,
     /// Whether this elector campaigns (`false`: an observer, which never
@@ -61,6 +62,7 @@ impl ElectorConfig {
             request_timeout: crate::record::attempt_timeout(self.renew_deadline, self.retry_period),
             release_on_cancel: self.release_on_cancel,
             drain_timeout: self.drain_timeout,
+            overdue_work: self.overdue_work,
             adopt_own_lease: self.adopt_own_lease,
             campaign: true,
             clock: Arc::clone(&self.clock),

@@ -8,6 +8,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::leadership::{Leadership, unprotected};
+use crate::config::OverdueWork;
 use crate::error::Error;
 use crate::health::HealthCheck;
 use crate::shared::Shared;
@@ -40,6 +41,7 @@ pub struct ElectorHandle {
 pub struct ElectorView {
     pub(super) identity: Arc<str>,
     pub(super) drain_timeout: Duration,
+    pub(super) overdue_work: OverdueWork,
     pub(super) state: watch::Receiver<LeaderState>,
     pub(super) shared: Arc<Shared>,
 }
@@ -174,10 +176,19 @@ impl ElectorView {
             };
             tokio::select! {
                 result = work(leadership) => result?,
-                why = overdue => tracing::warn!(
-                    identity = %self.identity,
-                    "leader work did not return by {why} (drain timeout {drain_timeout:?}) after its term ended; dropped it",
-                ),
+                why = overdue => {
+                    if self.overdue_work == OverdueWork::ExitProcess {
+                        tracing::error!(
+                            identity = %self.identity,
+                            "leader work did not return by {why} (drain timeout {drain_timeout:?}) after its term ended; ending the process"
+                        );
+                        std::process::exit(1);
+                    }
+                    tracing::warn!(
+                        identity = %self.identity,
+                        "leader work did not return by {why} (drain timeout {drain_timeout:?}) after its term ended; dropped it",
+                    );
+                }
             }
             term.token.cancelled().await;
         }

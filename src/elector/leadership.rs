@@ -23,7 +23,7 @@ pub(super) async fn unprotected(term: &Term) {
 
 // === impl Leadership ===
 
-/// A term of leadership, returned by [`ElectorHandle::became_leader`].
+/// A term of leadership, returned by [`ElectorHandle::became_leader`](crate::ElectorHandle::became_leader).
 ///
 /// Its [`token`](Leadership::token) is cancelled the moment leadership ends:
 /// scope leader-only work to it. On shutdown the elector waits (up to its

@@ -141,6 +141,7 @@ impl LeaderElector {
             view: ElectorView {
                 identity: Arc::from(self.settings.identity.as_str()),
                 drain_timeout: self.settings.drain_timeout,
+                overdue_work: self.settings.overdue_work,
                 state: state_rx,
                 shared,
             },

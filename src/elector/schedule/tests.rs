@@ -23,6 +23,7 @@ fn settings() -> Settings {
         request_timeout: record::attempt_timeout(DEADLINE, RETRY),
         release_on_cancel: true,
         drain_timeout: Duration::from_secs(5),
+        overdue_work: crate::config::OverdueWork::Drop,
         adopt_own_lease: false,
         campaign: true,
         clock: Arc::new(SystemClock),

@@ -25,16 +25,10 @@ use support::recorder::Recorder;
 
 const LEASE: Duration = Duration::from_secs(2);
 const RENEW_DEADLINE: Duration = Duration::from_secs(1);
-const RETRY: Duration = Duration::from_millis(250);
 const PATIENCE: Duration = Duration::from_secs(20);
 
 fn config(lease: &str, identity: &str) -> ElectorConfig {
-    ElectorConfig::new(lease)
-        .namespace("default")
-        .identity(identity)
-        .lease_duration(LEASE)
-        .renew_deadline(RENEW_DEADLINE)
-        .retry_period(RETRY)
+    support::short_config(lease, identity)
 }
 
 fn slow_config(lease: &str, identity: &str) -> ElectorConfig {
@@ -206,20 +200,31 @@ async fn a_frozen_wall_clock_still_renews_a_record_followers_observe() {
 
 // === 3. Shared identities ===
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_with_one_identity_never_lead_at_once() {
-    let server = LeaseApiServer::start().await.unwrap();
-    let name = support::unique_name("twins");
+/// An old instance of `pod-0` leads and is partitioned; a new instance with
+/// the same identity (`new_config`) starts and leads; the old one heals.
+async fn twins(
+    server: &LeaseApiServer,
+    name: &str,
+    new_config: ElectorConfig,
+) -> (Recorder, ElectorHandle, ElectorHandle) {
     let recorder = Recorder::default();
-    let old = spawn(&server, config(&name, "pod-0"), "pod-0-old");
+    let old = spawn(server, config(name, "pod-0"), "pod-0-old");
     recorder.watch(&old);
     drop(leads(&old, "old").await);
     server.partition(client("pod-0-old"));
     // The replacement pod starts with the same name while the old one runs.
-    let new = spawn(&server, config(&name, "pod-0"), "pod-0-new");
+    let new = spawn(server, new_config, "pod-0-new");
     recorder.watch(&new);
     drop(leads(&new, "new").await);
     server.heal(client("pod-0-old"));
+    (recorder, old, new)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_with_one_identity_never_lead_at_once() {
+    let server = LeaseApiServer::start().await.unwrap();
+    let name = support::unique_name("twins");
+    let (recorder, old, new) = twins(&server, &name, config(&name, "pod-0")).await;
     no_overlap_for(&recorder, LEASE * 2).await;
     assert!(
         new.is_leader() && !old.is_leader(),
@@ -236,19 +241,8 @@ async fn two_instances_with_one_identity_never_lead_at_once() {
 async fn adopting_a_twins_lease_overlaps_at_most_until_the_old_instances_deadline() {
     let server = LeaseApiServer::start().await.unwrap();
     let name = support::unique_name("adopt");
-    let recorder = Recorder::default();
-    let old = spawn(&server, config(&name, "pod-0"), "pod-0-old");
-    recorder.watch(&old);
-    drop(leads(&old, "old").await);
-    server.partition(client("pod-0-old"));
-    let new = spawn(
-        &server,
-        config(&name, "pod-0").adopt_own_lease(true),
-        "pod-0-new",
-    );
-    recorder.watch(&new);
-    drop(leads(&new, "new").await);
-    server.heal(client("pod-0-old"));
+    let adopting = config(&name, "pod-0").adopt_own_lease(true);
+    let (recorder, old, new) = twins(&server, &name, adopting).await;
     tokio::time::sleep(LEASE * 2).await;
     assert!(new.is_leader() && !old.is_leader());
     let terms = recorder.intervals();

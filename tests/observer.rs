@@ -13,12 +13,7 @@ use tokio::time::timeout;
 const PATIENCE: Duration = Duration::from_secs(20);
 
 fn config(lease: &str, identity: &str) -> ElectorConfig {
-    ElectorConfig::new(lease)
-        .namespace("default")
-        .identity(identity)
-        .lease_duration(Duration::from_secs(2))
-        .renew_deadline(Duration::from_secs(1))
-        .retry_period(Duration::from_millis(250))
+    support::short_config(lease, identity)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

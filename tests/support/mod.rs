@@ -127,3 +127,15 @@ pub async fn wait_sees_leader(
     .unwrap_or_else(|_| panic!("not within {patience:?}: an elector sees {leader} lead"))
     .expect("the elector runs");
 }
+
+/// The short timings most tests use, so that elections happen within a
+/// test's patience: lease 2 s, renew deadline 1 s, retry 250 ms, in the
+/// `default` namespace.
+pub fn short_config(lease: &str, identity: &str) -> kube_elector::ElectorConfig {
+    kube_elector::ElectorConfig::new(lease)
+        .namespace("default")
+        .identity(identity)
+        .lease_duration(std::time::Duration::from_secs(2))
+        .renew_deadline(std::time::Duration::from_secs(1))
+        .retry_period(std::time::Duration::from_millis(250))
+}

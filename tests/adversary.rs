@@ -164,7 +164,7 @@ async fn an_outside_clear_of_the_holder_overlaps_at_most_the_leaders_watch_lag()
     .await;
     let term = recorder.term_of("b", false).await;
     let a_term = recorder.term_of("a", true).await;
-    let overlap = a_term.end.unwrap().saturating_duration_since(term.start);
+    let overlap = Recorder::overlap_between(&a_term, &term);
     // The bound measured: the injected lag, plus room for scheduling.
     let bound = lag + Duration::from_millis(250);
     eprintln!("overlap after an outside clear with a {lag:?} watch lag: {overlap:?}");
@@ -251,10 +251,7 @@ async fn adopting_a_twins_lease_overlaps_at_most_until_the_old_instances_deadlin
         2,
         "the old instance led again after the heal: {terms:#?}"
     );
-    let overlap = terms[0]
-        .end
-        .expect("the old term ended")
-        .saturating_duration_since(terms[1].start);
+    let overlap = Recorder::overlap_between(&terms[0], &terms[1]);
     eprintln!("overlap while adopting a twin's Lease: {overlap:?}");
     assert!(
         overlap <= RENEW_DEADLINE,

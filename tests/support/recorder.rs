@@ -103,6 +103,15 @@ impl Recorder {
         all.clone()
     }
 
+    /// How long `earlier` (which must have ended) still believed it led
+    /// after `later` started: the overlap of two terms, zero if none.
+    pub fn overlap_between(earlier: &Interval, later: &Interval) -> Duration {
+        earlier
+            .end
+            .expect("the earlier term ended")
+            .saturating_duration_since(later.start)
+    }
+
     /// A description of the first moment two electors believed they led, if any.
     pub fn overlap(&self) -> Option<String> {
         let mut all = self.intervals();

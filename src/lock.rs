@@ -213,7 +213,7 @@ impl LeaseLock {
     /// [`step_down`](Self::step_down)) before the TTL runs out.
     pub async fn try_acquire_or_renew(&self) -> Result<LeaseLockResult, Error> {
         let secs = self.ttl_secs()?;
-        let validity = validity(self.params.lease_ttl);
+        let validity = record::lock_validity(self.params.lease_ttl);
         let budget = Budget(record::after(Instant::now(), validity));
         let read_at = Instant::now();
         let Some(lease) = self.api.get(budget.left()).await? else {
@@ -393,7 +393,10 @@ impl LeaseLock {
             .filter(|(held, _)| *held == record)
             .map(|(_, until)| *until);
         let until = if changed {
-            Some(record::after(sent, validity(self.params.lease_ttl)))
+            Some(record::after(
+                sent,
+                record::lock_validity(self.params.lease_ttl),
+            ))
         } else {
             previous
         };
@@ -407,12 +410,6 @@ impl LeaseLock {
             valid_until: until.filter(|_| acquired),
         }
     }
-}
-
-/// How long a term of a lock is valid after its write was sent: two thirds
-/// of the TTL, client-go's ratio of renew deadline to lease duration.
-fn validity(ttl: Duration) -> Duration {
-    ttl / 3 * 2
 }
 
 /// The time left for one call, shared by its requests.

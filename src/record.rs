@@ -312,6 +312,14 @@ pub(crate) fn watch_silence(retry_period: Duration) -> Duration {
     retry_period.saturating_mul(3)
 }
 
+/// How long a term of a polled `LeaseLock` is valid after the write that
+/// took or renewed it was sent: two thirds of the TTL (client-go's ratio of
+/// renew deadline to lease duration), so that it ends before any other lock
+/// may count the TTL as run out from its own, later observation.
+pub(crate) fn lock_validity(ttl: Duration) -> Duration {
+    ttl / 3 * 2
+}
+
 /// How long one request may take: two attempts fit within the time a leader
 /// has for a renew (the renew deadline less the retry period it waited), so
 /// one hung request does not cost the term.
@@ -579,6 +587,13 @@ mod tests {
         assert!(!watch_trusted(true, t0, true, silence, later));
         assert!(watch_trusted(true, t0, false, silence, later));
         assert!(!watch_trusted(false, t0, false, silence, t0));
+    }
+
+    #[test]
+    fn a_lock_term_ends_well_before_its_ttl() {
+        let ttl = Duration::from_secs(15);
+        assert_eq!(lock_validity(ttl), Duration::from_secs(10));
+        assert!(lock_validity(Duration::from_secs(1)) < Duration::from_secs(1));
     }
 
     #[test]

@@ -112,18 +112,28 @@ impl WallClock for FrozenClock {
 
 // === 1. Outside writers ===
 
+/// `a` leads and `b` follows (lease 4 s, renew deadline 3 s, retry 2 s),
+/// both recorded.
+async fn leader_and_follower(
+    server: &LeaseApiServer,
+    name: &str,
+) -> (Recorder, ElectorHandle, ElectorHandle) {
+    let recorder = Recorder::default();
+    let a = spawn(server, slow_config(name, "a"), "a");
+    recorder.watch(&a);
+    drop(leads(&a, "a").await);
+    let b = spawn(server, slow_config(name, "b"), "b");
+    recorder.watch(&b);
+    support::wait_sees_leader(&mut b.subscribe(), "a", PATIENCE).await;
+    (recorder, a, b)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_never_counts_on_more_than_the_duration_the_lease_records() {
     let server = LeaseApiServer::start().await.unwrap();
     let name = support::unique_name("shortened");
     let api = leases(&server);
-    let recorder = Recorder::default();
-    let a = spawn(&server, slow_config(&name, "a"), "a");
-    recorder.watch(&a);
-    drop(leads(&a, "a").await);
-    let b = spawn(&server, slow_config(&name, "b"), "b");
-    recorder.watch(&b);
-    support::wait_sees_leader(&mut b.subscribe(), "a", PATIENCE).await;
+    let (recorder, a, b) = leader_and_follower(&server, &name).await;
     // The leader hears of the edit 600 ms late; the follower at once.
     server.delay_watch(client("a"), Duration::from_millis(600));
     let before = api.get(&name).await.unwrap();
@@ -150,13 +160,7 @@ async fn an_outside_clear_of_the_holder_overlaps_at_most_the_leaders_watch_lag()
     let server = LeaseApiServer::start().await.unwrap();
     let name = support::unique_name("cleared");
     let api = leases(&server);
-    let recorder = Recorder::default();
-    let a = spawn(&server, slow_config(&name, "a"), "a");
-    recorder.watch(&a);
-    drop(leads(&a, "a").await);
-    let b = spawn(&server, slow_config(&name, "b"), "b");
-    recorder.watch(&b);
-    support::wait_sees_leader(&mut b.subscribe(), "a", PATIENCE).await;
+    let (recorder, a, b) = leader_and_follower(&server, &name).await;
     server.delay_watch(client("a"), lag);
     outside_edit(&api, &name, |spec| {
         spec.holder_identity = Some(String::new());

@@ -102,15 +102,9 @@ impl Leadership {
     /// # Cancel safety
     /// Cancel safe.
     pub async fn lost(&self) {
-        loop {
-            let deadline = self.term.deadline();
-            tokio::select! {
-                () = self.term.token.cancelled() => return,
-                () = tokio::time::sleep_until(deadline) => {}
-            }
-            if !self.term.is_leading() {
-                return;
-            }
+        tokio::select! {
+            () = self.term.token.cancelled() => {}
+            () = unprotected(&self.term) => {}
         }
     }
 }

@@ -7,14 +7,18 @@ use std::time::Duration;
 use futures::Stream;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{ListParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{ListParams, ObjectList, PostParams, WatchEvent, WatchParams};
 use kube::{Api, Client};
 use tracing::Instrument;
 
 use crate::error::{Error, LeaseOperation};
+use crate::record;
 
 /// How long one watch request may stay open (as kube-runtime's watcher).
 const WATCH_TIMEOUT_SECS: u32 = 290;
+
+/// How many Leases one page of a namespace's list carries.
+const LIST_PAGE: u32 = 500;
 
 /// One Lease, addressed by namespace and name.
 #[derive(Clone)]
@@ -87,6 +91,37 @@ impl LeaseApi {
         .await
     }
 
+    /// One page (up to `LIST_PAGE` Leases) of every Lease in the namespace,
+    /// for a watch of the whole namespace; `continue_from` is the previous
+    /// page's continue token.
+    pub(crate) async fn list_namespace(
+        &self,
+        continue_from: Option<&str>,
+        timeout: Duration,
+    ) -> Result<ObjectList<Lease>, Error> {
+        let mut params = ListParams::default().limit(LIST_PAGE);
+        if let Some(token) = continue_from {
+            params = params.continue_token(token);
+        }
+        self.bounded(LeaseOperation::Watch, timeout, self.api.list(&params))
+            .await
+    }
+
+    /// Watches every Lease in the namespace from `version`.
+    pub(crate) async fn watch_namespace(
+        &self,
+        version: &str,
+        timeout: Duration,
+    ) -> Result<impl Stream<Item = Result<WatchEvent<Lease>, kube::Error>> + use<>, Error> {
+        let params = WatchParams::default().timeout(WATCH_TIMEOUT_SECS);
+        self.bounded(
+            LeaseOperation::Watch,
+            timeout,
+            self.api.watch(&params, version),
+        )
+        .await
+    }
+
     /// Creates the Lease with `spec`. A Lease that exists already is a
     /// [`Error::Conflict`].
     pub(crate) async fn create(&self, spec: LeaseSpec, timeout: Duration) -> Result<Lease, Error> {
@@ -107,14 +142,18 @@ impl LeaseApi {
     }
 
     /// Replaces the spec of `based_on` with `spec`, conditional on the
-    /// `resourceVersion` of `based_on`. A newer Lease, or none, is a
-    /// [`Error::Conflict`]; so is an object without a `resourceVersion`,
-    /// since writing it would not be conditional.
+    /// `resourceVersion` of `based_on`, and sets the successor annotation to
+    /// `successor` (a release that names one) or removes it (every other
+    /// write: the name has served its purpose once the Lease is written
+    /// again). A newer Lease, or none, is a [`Error::Conflict`]; so is an
+    /// object without a `resourceVersion`, since writing it would not be
+    /// conditional.
     pub(crate) async fn replace(
         &self,
         operation: LeaseOperation,
         based_on: &Lease,
         spec: LeaseSpec,
+        successor: Option<String>,
         timeout: Duration,
     ) -> Result<Lease, Error> {
         if based_on
@@ -126,8 +165,10 @@ impl LeaseApi {
         {
             return Err(self.conflict(operation));
         }
+        let mut metadata = based_on.metadata.clone();
+        record::set_successor(&mut metadata, successor);
         let lease = Lease {
-            metadata: based_on.metadata.clone(),
+            metadata,
             spec: Some(spec),
         };
         self.bounded(

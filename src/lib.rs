@@ -103,6 +103,7 @@ mod error;
 mod events;
 pub mod guide;
 mod health;
+mod hub;
 mod lock;
 #[cfg(feature = "metrics")]
 mod metrics;
@@ -118,8 +119,10 @@ pub use elector::{
 };
 pub use error::{Error, LeaseOperation};
 pub use health::{HealthCheck, Unhealthy};
+pub use hub::LeaseHub;
 pub use lock::{LeaseLock, LeaseLockParams, LeaseLockResult};
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use metrics::ElectorMetrics;
+pub use record::SUCCESSOR_ANNOTATION;
 pub use state::{LeaderEvent, LeaderEvents, LeaderState, Term};

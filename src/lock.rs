@@ -249,7 +249,7 @@ impl LeaseLock {
         let sent = Instant::now();
         match self
             .api
-            .replace(action, &observed.lease, spec, budget.left())
+            .replace(action, &observed.lease, spec, None, budget.left())
             .await
         {
             Ok(lease) => {
@@ -335,7 +335,7 @@ impl LeaseLock {
         let spec = record::release(record::spec_of(&lease), self.clock.now());
         let released = self
             .api
-            .replace(LeaseOperation::Release, &lease, spec, timeout)
+            .replace(LeaseOperation::Release, &lease, spec, None, timeout)
             .await?;
         let mut state = self.lock_state();
         state.term = None;

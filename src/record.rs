@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use tokio::time::Instant;
 
 use crate::error::LeaseOperation;
@@ -433,6 +433,85 @@ pub(crate) fn release(previous: &LeaseSpec, now: Timestamp) -> LeaseSpec {
     }
 }
 
+// === Naming a successor ===
+
+/// The annotation in which a releasing leader names who takes over.
+///
+/// An annotation, not `spec.preferredHolder`: kube-apiserver drops
+/// `preferredHolder` (and `strategy`) while its `CoordinatedLeaderElection`
+/// gate is off, rejects it without `strategy` while the gate is on, and
+/// client-go's writes rebuild the spec; an annotation survives all three.
+/// Its value is `<leaseTransitions>/<identity>`: the name applies only to
+/// the record it was written with, so a later term (any acquire raises
+/// `leaseTransitions`, client-go's too) makes a stale name inert even if a
+/// peer carries the annotation along.
+pub const SUCCESSOR_ANNOTATION: &str = "kube-elector.io/successor";
+
+/// The value of [`SUCCESSOR_ANNOTATION`] naming `identity` on a release
+/// that keeps `spec`'s `leaseTransitions`.
+pub(crate) fn successor_value(spec: &LeaseSpec, identity: &str) -> String {
+    format!("{}/{identity}", transitions(spec))
+}
+
+/// Who the Lease names as its successor, if the name was written with the
+/// record it carries now (and the Lease is free to take: a held Lease has
+/// no successor yet).
+pub(crate) fn successor(lease: &Lease) -> Option<&str> {
+    let value = lease
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(SUCCESSOR_ANNOTATION)?;
+    let (recorded, identity) = value.split_once('/')?;
+    let spec = spec_of(lease);
+    (recorded.parse::<i32>().ok()? == transitions(spec) && !identity.is_empty()).then_some(identity)
+}
+
+/// Sets the successor annotation of `metadata` to `value`, or removes it.
+pub(crate) fn set_successor(metadata: &mut ObjectMeta, value: Option<String>) {
+    match value {
+        Some(value) => {
+            metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(SUCCESSOR_ANNOTATION.to_owned(), value);
+        }
+        None => {
+            if let Some(annotations) = metadata.annotations.as_mut() {
+                annotations.remove(SUCCESSOR_ANNOTATION);
+                if annotations.is_empty() {
+                    metadata.annotations = None;
+                }
+            }
+        }
+    }
+}
+
+/// How long a candidate waits, once the Lease is free to take (released,
+/// expired or missing), before it writes: the named successor at once; when
+/// none is named, the first candidate in line at once; everyone else a
+/// bound (`grace`) later, and when a name is out, the first in line after
+/// `grace` and the rest after twice that. So one release or expiry costs
+/// one write per process whatever the number of candidates in it, and a
+/// successor that never comes is replaced after `grace` (by one candidate,
+/// then, if it does not come either, by the rest: no one waits forever).
+/// Deferring only delays a write; every write stays conditional, so the
+/// order of the line decides nothing about safety.
+pub(crate) fn deferral(
+    named: Option<&str>,
+    me: &str,
+    first_in_line: bool,
+    grace: Duration,
+) -> Duration {
+    match named {
+        Some(named) if named == me => Duration::ZERO,
+        Some(_) if first_in_line => grace,
+        Some(_) => grace.saturating_mul(2),
+        None if first_in_line => Duration::ZERO,
+        None => grace,
+    }
+}
+
 /// Whether resourceVersion `a` is newer than `b`.
 ///
 /// resourceVersions are opaque to clients, but every kube-apiserver (and the
@@ -453,7 +532,6 @@ pub(crate) fn is_newer(a: Option<&str>, b: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn lease(holder: Option<&str>, duration: Option<i32>, rv: &str) -> Lease {
         Lease {

@@ -3,11 +3,12 @@
 
 mod handle;
 mod leadership;
+pub(crate) mod mailbox;
 mod observer;
 mod runner;
 mod schedule;
 mod telemetry;
-mod watcher;
+pub(crate) mod watcher;
 
 pub use handle::{ElectorHandle, ElectorView, ShutdownOutcome};
 pub use leadership::Leadership;
@@ -16,14 +17,16 @@ pub use observer::{LeaderObserver, ObserverHandle};
 use std::sync::Arc;
 
 use kube::Client;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::api::LeaseApi;
 use crate::config::{ConfigError, ElectorConfig, Settings};
+use crate::hub::LeaseHub;
 use crate::shared::Shared;
 use crate::state::LeaderState;
+use mailbox::Inbox;
 
 /// A validated elector, ready to be spawned.
 ///
@@ -50,6 +53,9 @@ pub struct LeaderElector {
     namespace: String,
     lease_name: String,
     settings: Arc<Settings>,
+    /// The hub whose namespace watch this elector joins; `None`: it
+    /// watches its own Lease.
+    hub: Option<LeaseHub>,
 }
 
 impl std::fmt::Debug for LeaderElector {
@@ -58,6 +64,7 @@ impl std::fmt::Debug for LeaderElector {
             .field("namespace", &self.namespace)
             .field("lease_name", &self.lease_name)
             .field("settings", &self.settings)
+            .field("shared_watch", &self.hub.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -79,7 +86,16 @@ impl LeaderElector {
             namespace,
             lease_name: config.lease_name,
             settings: Arc::new(settings),
+            hub: None,
         })
+    }
+
+    /// Watches through `hub` instead of alone.
+    pub(crate) fn in_hub(self, hub: LeaseHub) -> Self {
+        Self {
+            hub: Some(hub),
+            ..self
+        }
     }
 
     /// The identity this elector writes as `holderIdentity`.
@@ -107,7 +123,7 @@ impl LeaderElector {
         let api = LeaseApi::new(self.client, &self.namespace, &self.lease_name);
         let (state_tx, state_rx) = watch::channel(LeaderState::initial());
         let shared = Arc::new(Shared::default());
-        let (updates_tx, updates_rx) = mpsc::channel(16);
+        let (inbox, mailbox) = Inbox::new();
 
         let span = tracing::info_span!(
             "leader_election",
@@ -115,16 +131,27 @@ impl LeaderElector {
             namespace = %self.namespace,
             identity = %self.settings.identity,
         );
-        tokio::spawn(
-            watcher::Watcher::new(
-                api.clone(),
-                updates_tx,
-                self.settings.retry_period,
-                self.settings.request_timeout,
-            )
-            .run(token.child_token())
-            .instrument(span.clone()),
-        );
+        let line = if let Some(hub) = &self.hub {
+            Some(hub.join(
+                &self.namespace,
+                &self.lease_name,
+                &self.settings.identity,
+                self.settings.campaign,
+                mailbox,
+            ))
+        } else {
+            tokio::spawn(
+                watcher::Watcher::new(
+                    api.clone(),
+                    mailbox,
+                    self.settings.retry_period,
+                    self.settings.request_timeout,
+                )
+                .run(token.child_token())
+                .instrument(span.clone()),
+            );
+            None
+        };
         let telemetry =
             span.in_scope(|| telemetry::Telemetry::new(Arc::clone(&shared), &self.settings, &api));
         let runner = runner::Runner::new(
@@ -134,7 +161,7 @@ impl LeaderElector {
             Arc::clone(&shared),
             state_tx,
             token.clone(),
-            updates_rx,
+            runner::Feed { inbox, line },
         );
         let task = tokio::spawn(runner.run().instrument(span));
         ElectorHandle {

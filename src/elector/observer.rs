@@ -54,8 +54,16 @@ impl LeaderObserver {
                 namespace,
                 lease_name: config.lease_name,
                 settings: Arc::new(settings),
+                hub: None,
             },
         })
+    }
+
+    /// Watches through `hub` instead of alone.
+    pub(crate) fn in_hub(self, hub: crate::LeaseHub) -> Self {
+        Self {
+            elector: self.elector.in_hub(hub),
+        }
     }
 
     /// Starts following, until the handle is dropped or shut down.

@@ -10,14 +10,16 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::WatchEvent;
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
 use tokio_util::sync::CancellationToken;
 
+use super::mailbox::Mailbox;
 use crate::api::{LeaseApi, is_forbidden};
 
 /// What the watch saw.
 #[derive(Debug)]
-pub(super) enum Update {
+pub(crate) enum Update {
     /// The Lease as it is now.
     Lease(Box<Lease>),
     /// There is no Lease (as of this `resourceVersion`, if known).
@@ -33,9 +35,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// The watch task: where it resumes from, and whether the runner was told
 /// it is up.
-pub(super) struct Watcher {
+pub(crate) struct Watcher {
     api: LeaseApi,
-    updates: mpsc::Sender<Update>,
+    updates: Arc<Mailbox>,
     retry_period: Duration,
     request_timeout: Duration,
     /// The `resourceVersion` to resume from; `None`: list first.
@@ -54,9 +56,9 @@ enum Ended {
 }
 
 impl Watcher {
-    pub(super) fn new(
+    pub(crate) fn new(
         api: LeaseApi,
-        updates: mpsc::Sender<Update>,
+        updates: Arc<Mailbox>,
         retry_period: Duration,
         request_timeout: Duration,
     ) -> Self {
@@ -73,7 +75,7 @@ impl Watcher {
     /// Watches until `token` is cancelled or the runner is gone: re-watches
     /// after a watch ends (no faster than once a retry period), and backs off
     /// (doubling, up to a minute) while watches cannot be established.
-    pub(super) async fn run(mut self, token: CancellationToken) {
+    pub(crate) async fn run(mut self, token: CancellationToken) {
         let mut backoff = self.retry_period;
         loop {
             let started = tokio::time::Instant::now();
@@ -90,7 +92,7 @@ impl Watcher {
                         self.warn(&error);
                     }
                     self.healthy = false;
-                    if self.updates.send(Update::Healthy(false)).await.is_err() {
+                    if !self.send(Update::Healthy(false)) {
                         return;
                     }
                     let pause = backoff;
@@ -126,8 +128,8 @@ impl Watcher {
     }
 
     /// Sends `update` to the runner; `false` when it is gone.
-    async fn send(&self, update: Update) -> bool {
-        self.updates.send(update).await.is_ok()
+    fn send(&self, update: Update) -> bool {
+        self.updates.post(update)
     }
 
     /// Lists (when there is no version to resume from), then watches until
@@ -143,7 +145,7 @@ impl Watcher {
                     version: Some(list_version.clone()),
                 },
             };
-            if !self.send(update).await {
+            if !self.send(update) {
                 return Ok(Ended::Closed);
             }
             list_version
@@ -152,7 +154,7 @@ impl Watcher {
         if !self.healthy {
             self.healthy = true;
             tracing::debug!("watching the Lease");
-            if !self.send(Update::Healthy(true)).await {
+            if !self.send(Update::Healthy(true)) {
                 return Ok(Ended::Closed);
             }
         }
@@ -162,7 +164,7 @@ impl Watcher {
             let Some(update) = self.update_of(event) else {
                 return Ok(Ended::Normally);
             };
-            if !self.send(update).await {
+            if !self.send(update) {
                 return Ok(Ended::Closed);
             }
         }

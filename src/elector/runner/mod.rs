@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use tokio::sync::{mpsc, watch};
+
+use super::mailbox::Inbox;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +23,7 @@ use super::watcher::Update;
 use crate::api::LeaseApi;
 use crate::config::Settings;
 use crate::error::{Error, LeaseOperation};
+use crate::hub::Membership;
 use crate::record::{self, TermRecord, Verdict};
 use crate::shared::{RenewFailure, Shared};
 use crate::state::LeaderState;
@@ -36,13 +39,43 @@ enum Renewed {
     Failed,
 }
 
+/// Where an elector hears of changes: its own watch, or a hub's
+/// namespace watch, where it also stands in line with the other candidates
+/// for its Lease in this process.
+#[derive(Debug)]
+pub(super) struct Feed {
+    pub(super) inbox: Inbox,
+    pub(super) line: Option<Membership>,
+}
+
+impl Feed {
+    /// Whether this elector is first in line for its Lease, not counting
+    /// the successor `named`; alone, it always is.
+    fn first_in_line(&self, named: Option<&str>) -> bool {
+        self.line
+            .as_ref()
+            .is_none_or(|line| line.first_in_line(named))
+    }
+
+    fn set_leading(&self, leading: bool) {
+        if let Some(line) = &self.line {
+            line.set_leading(leading);
+        }
+    }
+
+    /// Whom to name as successor on release: the next candidate in line.
+    fn successor(&self) -> Option<std::sync::Arc<str>> {
+        self.line.as_ref().and_then(Membership::successor)
+    }
+}
+
 pub(super) struct Runner {
     api: LeaseApi,
     settings: Arc<Settings>,
     shared: Arc<Shared>,
     state: watch::Sender<LeaderState>,
     token: CancellationToken,
-    updates: mpsc::Receiver<Update>,
+    feed: Feed,
     telemetry: Telemetry,
     schedule: Schedule,
     /// Requests that failed in a row: the first is a warning, the rest are
@@ -58,7 +91,7 @@ impl Runner {
         shared: Arc<Shared>,
         state: watch::Sender<LeaderState>,
         token: CancellationToken,
-        updates: mpsc::Receiver<Update>,
+        feed: Feed,
     ) -> Self {
         let schedule = Schedule::new(&settings, Instant::now());
         Self {
@@ -67,7 +100,7 @@ impl Runner {
             shared,
             state,
             token,
-            updates,
+            feed,
             telemetry,
             schedule,
             failures: 0,
@@ -95,6 +128,8 @@ impl Runner {
                 // holder expires, without any event.
                 self.publish();
             }
+            let in_line = self.feed.first_in_line(self.schedule.named_successor());
+            self.schedule.set_first_in_line(in_line);
             match self.schedule.next_step(now) {
                 Step::Read => self.read().await,
                 Step::Write(Verdict::Renew) => self.renew_in_loop().await,
@@ -106,7 +141,7 @@ impl Runner {
                     tokio::select! {
                         biased;
                         () = self.token.cancelled() => {}
-                        Some(update) = self.updates.recv() => self.on_update(update),
+                        update = self.feed.inbox.recv() => self.on_update(update),
                         () = sleep_until(until) => {}
                     }
                 }
@@ -237,6 +272,7 @@ impl Runner {
                 LeaseOperation::Acquire,
                 lease,
                 spec,
+                None,
                 timeout,
             )),
         };
@@ -317,7 +353,7 @@ impl Runner {
         let timeout = self.schedule.request_timeout(sent);
         let result = self
             .api
-            .replace(LeaseOperation::Renew, &based_on, spec, timeout)
+            .replace(LeaseOperation::Renew, &based_on, spec, None, timeout)
             .await;
         let now = Instant::now();
         match result {
@@ -404,6 +440,7 @@ impl Runner {
         }
         let uid = lease.and_then(|l| l.metadata.uid.clone());
         self.shared.set_drain(Some((term.id, drain)));
+        self.feed.set_leading(true);
         let free_since = self.schedule.free_since.take();
         self.telemetry
             .started_leading(sent, free_since, uid.as_deref());
@@ -416,6 +453,7 @@ impl Runner {
     fn stop_leading(&mut self, reason: &Stop) -> Option<ActiveTerm> {
         let active = self.schedule.stop_term()?;
         self.shared.set_drain(None);
+        self.feed.set_leading(false);
         let uid = self.schedule.lease().and_then(|l| l.metadata.uid.clone());
         self.telemetry.stopped_leading(uid.as_deref());
         if matches!(reason, Stop::Shutdown) {

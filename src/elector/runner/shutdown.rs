@@ -101,14 +101,23 @@ impl Runner {
             {
                 return Ok(ShutdownOutcome::NotHolding);
             }
+            let successor = self.feed.successor();
+            let named = successor
+                .as_deref()
+                .map(|identity| record::successor_value(spec, identity));
             let spec = record::release(spec, self.settings.clock.now());
             match self
                 .api
-                .replace(LeaseOperation::Release, &lease, spec, timeout)
+                .replace(LeaseOperation::Release, &lease, spec, named, timeout)
                 .await
             {
                 Ok(lease) => {
-                    tracing::info!("released the Lease");
+                    match successor.as_deref() {
+                        Some(successor) => {
+                            tracing::info!(%successor, "released the Lease, naming {successor} to take it");
+                        }
+                        None => tracing::info!("released the Lease"),
+                    }
                     self.observe(lease, Instant::now());
                     return Ok(ShutdownOutcome::Released);
                 }

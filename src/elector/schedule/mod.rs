@@ -84,6 +84,10 @@ pub(super) struct Schedule {
     /// When this elector first found the Lease free to take, since it last
     /// saw it held by another (for the handover metric).
     pub(super) free_since: Option<Instant>,
+    /// Whether this elector is first in line among the candidates it
+    /// knows of (alone, it always is): only the first writes at once when
+    /// the Lease comes free without naming a successor.
+    first_in_line: bool,
 }
 
 impl Schedule {
@@ -111,6 +115,7 @@ impl Schedule {
             write_after: now,
             poll_at: now,
             free_since: None,
+            first_in_line: true,
         }
     }
 
@@ -188,6 +193,42 @@ impl Schedule {
         }
     }
 
+    /// The successor the observed Lease names, if the name applies to the
+    /// record it carries.
+    pub(super) fn named_successor(&self) -> Option<&str> {
+        match &self.view {
+            View::Present(observed) => record::successor(&observed.lease),
+            _ => None,
+        }
+    }
+
+    pub(super) fn set_first_in_line(&mut self, first: bool) {
+        self.first_in_line = first;
+    }
+
+    /// The earliest this candidate writes to take the Lease: when it came
+    /// free (released, expired, missing), plus its place in line (see
+    /// `record::deferral`). A Lease that carries our own record is ours
+    /// to take at once.
+    fn take_at(&self) -> Instant {
+        let came_free = match &self.view {
+            View::Present(observed) => match observed.holder() {
+                None => observed.observed_at,
+                Some(holder) if holder == self.me() => return self.write_after,
+                Some(_) => observed.expires_at(),
+            },
+            View::Missing { since } => *since,
+            View::Unknown => return self.write_after,
+        };
+        let wait = record::deferral(
+            self.named_successor(),
+            self.me(),
+            self.first_in_line,
+            self.timing.retry_period,
+        );
+        self.write_after.max(record::after(came_free, wait))
+    }
+
     // === Watch health ===
 
     fn silence(&self) -> Duration {
@@ -250,7 +291,7 @@ impl Schedule {
                 record::after(now, Duration::from_secs(86_400))
             }
             (Verdict::Create | Verdict::Acquire, _) => {
-                return self.not_before(now, self.write_after, Step::Write(verdict));
+                return self.not_before(now, self.take_at(), Step::Write(verdict));
             }
             // `judge` renews only while leading; should that change, poll.
             (Verdict::Renew, None) => now + self.timing.retry_period,

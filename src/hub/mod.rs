@@ -1,0 +1,220 @@
+//! One watch per namespace, shared by every elector and observer made
+//! through a [`LeaseHub`], and the line of candidates that keeps a release
+//! from turning into a herd of writes.
+
+mod namespace;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use kube::Client;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ConfigError, ElectorConfig};
+use crate::elector::mailbox::Mailbox;
+use crate::elector::{LeaderElector, LeaderObserver};
+use namespace::Namespace;
+
+/// Electors and observers that share one `kube::Client`: one watch per
+/// namespace serves them all, and candidates for the same Lease stand in
+/// one line.
+///
+/// Without a hub every elector watches its own Lease (one connection each).
+/// Through a hub, a process that leads 10,000 Leases in a namespace holds
+/// one watch of that namespace, demultiplexed to each elector by name; and
+/// the candidates it runs for one Lease do not all write when that Lease is
+/// released or expires: a releasing leader names the next in line as its
+/// successor (see [`SUCCESSOR_ANNOTATION`](crate::SUCCESSOR_ANNOTATION)),
+/// and only the first in line writes at once.
+///
+/// The watch covers every Lease of the namespace (a field selector cannot
+/// select a set of names, and a label would miss Leases created by others).
+/// Where that is forbidden (a Role that grants `list` and `watch` only with
+/// `resourceNames`), each elector falls back to watching its own Lease,
+/// and, where that is forbidden too, to polling; the namespace watch is
+/// tried again with backoff and taken back when it works.
+///
+/// ```no_run
+/// use kube_elector::{ElectorConfig, LeaseHub};
+///
+/// # async fn run() -> anyhow::Result<()> {
+/// let hub = LeaseHub::new(kube::Client::try_default().await?);
+/// let handles: Vec<_> = (0..100)
+///     .map(|i| hub.elector(ElectorConfig::new(format!("tenant-{i}"))).map(|e| e.spawn()))
+///     .collect::<Result<_, _>>()?;
+/// # drop(handles);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct LeaseHub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    namespaces: Mutex<HashMap<String, Arc<Namespace>>>,
+}
+
+impl std::fmt::Debug for LeaseHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let namespaces = self
+            .inner
+            .namespaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        f.debug_struct("LeaseHub")
+            .field("namespaces", &namespaces)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LeaseHub {
+    /// A hub whose electors and observers send their requests through `client`.
+    #[must_use]
+    pub fn new(client: Client) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                namespaces: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The client the hub's electors use.
+    #[must_use]
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// An elector that watches through this hub. Validates `config` as
+    /// [`LeaderElector::new`] does.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] listing every invalid value.
+    pub fn elector(&self, config: ElectorConfig) -> Result<LeaderElector, ConfigError> {
+        LeaderElector::new(self.inner.client.clone(), config).map(|e| e.in_hub(self.clone()))
+    }
+
+    /// An observer that watches through this hub. Validates `config` as
+    /// [`LeaderObserver::new`] does.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] listing every invalid value.
+    pub fn observer(&self, config: ElectorConfig) -> Result<LeaderObserver, ConfigError> {
+        LeaderObserver::new(self.inner.client.clone(), config).map(|o| o.in_hub(self.clone()))
+    }
+
+    /// Joins the watch of `namespace` for the Lease `name`: updates go to
+    /// `mailbox` until the returned membership is dropped.
+    pub(crate) fn join(
+        &self,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+        campaigns: bool,
+        mailbox: Arc<Mailbox>,
+    ) -> Membership {
+        let member = Arc::new(Member {
+            name: name.to_owned(),
+            identity: Arc::from(identity),
+            campaigns,
+            leading: AtomicBool::new(false),
+            mailbox,
+            own_watch: Mutex::new(None),
+        });
+        let mut namespaces = self
+            .inner
+            .namespaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let ns = namespaces
+            .entry(namespace.to_owned())
+            .or_insert_with(|| Namespace::start(self.inner.client.clone(), namespace));
+        ns.admit(&member);
+        Membership {
+            hub: Arc::clone(&self.inner),
+            namespace: Arc::clone(ns),
+            member,
+        }
+    }
+}
+
+/// One elector's or observer's place in a namespace's watch.
+#[derive(Debug)]
+pub(crate) struct Member {
+    name: String,
+    identity: Arc<str>,
+    campaigns: bool,
+    leading: AtomicBool,
+    mailbox: Arc<Mailbox>,
+    /// Its own watch of its Lease, while the namespace watch is forbidden.
+    own_watch: Mutex<Option<CancellationToken>>,
+}
+
+impl Member {
+    fn stop_own_watch(&self) {
+        if let Some(token) = self
+            .own_watch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            token.cancel();
+        }
+    }
+}
+
+/// Held by an elector's task: leaves the watch (and the line) when dropped.
+pub(crate) struct Membership {
+    hub: Arc<Inner>,
+    namespace: Arc<Namespace>,
+    member: Arc<Member>,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership")
+            .field("lease", &self.member.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Membership {
+    /// Says whether this member leads now: a leader is not in line.
+    pub(crate) fn set_leading(&self, leading: bool) {
+        self.member.leading.store(leading, Ordering::Release);
+    }
+
+    /// Whether this member is the first candidate in line for its Lease,
+    /// not counting leaders and the successor `named`.
+    pub(crate) fn first_in_line(&self, named: Option<&str>) -> bool {
+        self.namespace
+            .first_in_line(&self.member.name, named)
+            .is_some_and(|first| Arc::ptr_eq(&first, &self.member))
+    }
+
+    /// The candidate to name as successor when this member releases its
+    /// Lease: the first other candidate in line in this process.
+    pub(crate) fn successor(&self) -> Option<Arc<str>> {
+        self.namespace
+            .first_in_line(&self.member.name, Some(&self.member.identity))
+            .map(|m| Arc::clone(&m.identity))
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.member.stop_own_watch();
+        let mut namespaces = self
+            .hub
+            .namespaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.namespace.leave(&self.member) {
+            namespaces.remove(self.namespace.name());
+        }
+    }
+}

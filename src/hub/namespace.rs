@@ -1,0 +1,350 @@
+//! The watch of one namespace's Leases, and the members it serves.
+//!
+//! The task lists the namespace (a page at a time), watches it from the
+//! list's `resourceVersion`, resumes after a watch ends and lists again
+//! after 410 Gone, as the per-Lease watch does. Each event goes to the
+//! members watching that Lease's name, in order; bookmarks and health go
+//! to every member. Where listing or watching the namespace is forbidden,
+//! every member gets a watch of its own Lease instead, until the namespace
+//! watch works again.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Client;
+use kube::api::WatchEvent;
+use tokio_util::sync::CancellationToken;
+
+use super::Member;
+use crate::api::{LeaseApi, is_forbidden};
+use crate::elector::watcher::{Update, Watcher};
+use crate::error::Error;
+
+/// The shortest pause between two watches, and the first backoff.
+const RETRY: Duration = Duration::from_secs(1);
+/// The longest pause between two attempts while the watch fails.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a list page or the start of a watch may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Cadence and timeout of the per-Lease watches that stand in while the
+/// namespace watch is forbidden.
+const OWN_WATCH_RETRY: Duration = Duration::from_secs(2);
+
+/// How the members learn of changes now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// The namespace watch is being established (members poll).
+    Connecting,
+    /// The namespace watch is up.
+    Watching,
+    /// The namespace watch is forbidden: each member watches its own Lease.
+    PerLease,
+}
+
+#[derive(Debug)]
+struct Members {
+    by_name: HashMap<String, Vec<Arc<Member>>>,
+    mode: Mode,
+}
+
+pub(super) struct Namespace {
+    name: String,
+    client: Client,
+    members: Mutex<Members>,
+    token: CancellationToken,
+}
+
+impl std::fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namespace")
+            .field("name", &self.name)
+            .field("members", &self.members)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Namespace {
+    /// Starts watching `namespace` (in a task that ends when the last
+    /// member leaves).
+    pub(super) fn start(client: Client, namespace: &str) -> Arc<Self> {
+        let ns = Arc::new(Self {
+            name: namespace.to_owned(),
+            client,
+            members: Mutex::new(Members {
+                by_name: HashMap::new(),
+                mode: Mode::Connecting,
+            }),
+            token: CancellationToken::new(),
+        });
+        let span = tracing::info_span!("lease_watch", namespace = %namespace);
+        let task = Arc::clone(&ns);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let token = task.token.clone();
+                token.run_until_cancelled(task.run()).await;
+            },
+            span,
+        ));
+        ns
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn members(&self) -> MutexGuard<'_, Members> {
+        self.members.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds `member`, telling it at once how changes will reach it.
+    pub(super) fn admit(&self, member: &Arc<Member>) {
+        let mut members = self.members();
+        match members.mode {
+            Mode::Watching => {
+                member.mailbox.post(Update::Healthy(true));
+            }
+            Mode::PerLease => self.watch_own(member),
+            Mode::Connecting => {}
+        }
+        members
+            .by_name
+            .entry(member.name.clone())
+            .or_default()
+            .push(Arc::clone(member));
+    }
+
+    /// Removes `member`; `true` (and the watch stops) when none is left.
+    pub(super) fn leave(&self, member: &Arc<Member>) -> bool {
+        let mut members = self.members();
+        if let Some(list) = members.by_name.get_mut(&member.name) {
+            list.retain(|m| !Arc::ptr_eq(m, member));
+            if list.is_empty() {
+                members.by_name.remove(&member.name);
+            }
+        }
+        let empty = members.by_name.is_empty();
+        if empty {
+            self.token.cancel();
+        }
+        empty
+    }
+
+    /// The first candidate in line for `name`: the earliest to join that
+    /// campaigns, does not lead, and is not `except`.
+    pub(super) fn first_in_line(&self, name: &str, except: Option<&str>) -> Option<Arc<Member>> {
+        self.members()
+            .by_name
+            .get(name)?
+            .iter()
+            .find(|m| {
+                m.campaigns
+                    && !m.leading.load(Ordering::Acquire)
+                    && except != Some(m.identity.as_ref())
+            })
+            .cloned()
+    }
+
+    // === The watch ===
+
+    async fn run(&self) {
+        let api = LeaseApi::new(self.client.clone(), &self.name, "*");
+        let mut version = None;
+        let mut backoff = RETRY;
+        let mut failing = false;
+        loop {
+            let started = tokio::time::Instant::now();
+            let pause = match self.watch_once(&api, &mut version).await {
+                Ok(()) => {
+                    backoff = RETRY;
+                    failing = false;
+                    (started + RETRY).saturating_duration_since(tokio::time::Instant::now())
+                }
+                Err(error) => {
+                    self.failed(&error, !failing);
+                    failing = true;
+                    version = None;
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    pause
+                }
+            };
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// The namespace watch could not be established: members fall back.
+    fn failed(&self, error: &Error, first: bool) {
+        let forbidden = is_forbidden(error);
+        let mut members = self.members();
+        let error = error as &dyn std::error::Error;
+        if forbidden && members.mode != Mode::PerLease {
+            tracing::warn!(
+                error,
+                "watching the namespace's Leases is forbidden; each elector watches its own Lease instead \
+                 (grant `list` and `watch` on leases in the namespace for one shared watch)"
+            );
+            members.mode = Mode::PerLease;
+            for member in members.by_name.values().flatten() {
+                member.mailbox.post(Update::Healthy(false));
+                self.watch_own(member);
+            }
+        } else if !forbidden {
+            if first {
+                tracing::warn!(
+                    error,
+                    "watching the namespace's Leases failed; electors poll until the watch is back"
+                );
+            }
+            if members.mode == Mode::Watching {
+                members.mode = Mode::Connecting;
+                for member in members.by_name.values().flatten() {
+                    member.mailbox.post(Update::Healthy(false));
+                }
+            }
+        }
+    }
+
+    /// Starts `member`'s own watch of its Lease (while the namespace watch
+    /// is forbidden).
+    fn watch_own(&self, member: &Arc<Member>) {
+        let token = self.token.child_token();
+        let api = LeaseApi::new(self.client.clone(), &self.name, &member.name);
+        let watcher = Watcher::new(
+            api,
+            Arc::clone(&member.mailbox),
+            OWN_WATCH_RETRY,
+            REQUEST_TIMEOUT,
+        );
+        let previous = member
+            .own_watch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(token.clone());
+        if let Some(previous) = previous {
+            previous.cancel();
+        }
+        tokio::spawn(tracing::Instrument::in_current_span(watcher.run(token)));
+    }
+
+    /// The watch is established: members that watched their own Leases stop
+    /// (the namespace watch listed everything before this), and every
+    /// member hears that the watch is up.
+    fn established(&self) {
+        let mut members = self.members();
+        if members.mode == Mode::Watching {
+            return;
+        }
+        if members.mode == Mode::PerLease {
+            tracing::info!("watching the namespace's Leases again");
+        } else {
+            tracing::debug!("watching the namespace's Leases");
+        }
+        members.mode = Mode::Watching;
+        for member in members.by_name.values().flatten() {
+            member.stop_own_watch();
+            member.mailbox.post(Update::Healthy(true));
+        }
+    }
+
+    /// Lists (when there is no version to resume from), then watches until
+    /// the stream ends; `version` is where the next watch resumes.
+    async fn watch_once(&self, api: &LeaseApi, version: &mut Option<String>) -> Result<(), Error> {
+        let from = match version.clone() {
+            Some(from) => from,
+            None => self.list(api).await?,
+        };
+        let stream = api.watch_namespace(&from, REQUEST_TIMEOUT).await?;
+        self.established();
+        *version = Some(from);
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(WatchEvent::Added(lease) | WatchEvent::Modified(lease)) => {
+                    version.clone_from(&lease.metadata.resource_version);
+                    self.deliver_lease(lease);
+                }
+                Ok(WatchEvent::Deleted(lease)) => {
+                    version.clone_from(&lease.metadata.resource_version);
+                    let name = lease.metadata.name.unwrap_or_default();
+                    self.deliver(&name, || Update::Missing {
+                        version: lease.metadata.resource_version.clone(),
+                    });
+                }
+                Ok(WatchEvent::Bookmark(bookmark)) => {
+                    *version = Some(bookmark.metadata.resource_version);
+                    for member in self.members().by_name.values().flatten() {
+                        member.mailbox.post(Update::Progress);
+                    }
+                }
+                Ok(WatchEvent::Error(status)) => {
+                    tracing::debug!(code = status.code, reason = %status.reason, "namespace watch ended with an error event");
+                    if status.code == 410 {
+                        *version = None;
+                    }
+                    return Ok(());
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "namespace watch stream broke");
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Lists every Lease of the namespace and tells each member what its
+    /// Lease is now (or that it is missing); returns the list's version.
+    async fn list(&self, api: &LeaseApi) -> Result<String, Error> {
+        let mut leases: HashMap<String, Lease> = HashMap::new();
+        let mut continue_from: Option<String> = None;
+        let version = loop {
+            let page = api
+                .list_namespace(continue_from.as_deref(), REQUEST_TIMEOUT)
+                .await?;
+            let version = page.metadata.resource_version.clone().unwrap_or_default();
+            // Every Lease, not only those watched now: a member may join
+            // while later pages are read.
+            for lease in page.items {
+                if let Some(name) = lease.metadata.name.clone() {
+                    leases.insert(name, lease);
+                }
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(next) => continue_from = Some(next),
+                None => break version,
+            }
+        };
+        let members = self.members();
+        for (name, list) in &members.by_name {
+            for member in list {
+                member.mailbox.post(match leases.get(name) {
+                    Some(lease) => Update::Lease(Box::new(lease.clone())),
+                    None => Update::Missing {
+                        version: Some(version.clone()),
+                    },
+                });
+            }
+        }
+        Ok(version)
+    }
+
+    fn deliver_lease(&self, lease: Lease) {
+        let Some(name) = lease.metadata.name.clone() else {
+            return;
+        };
+        self.deliver(&name, || Update::Lease(Box::new(lease.clone())));
+    }
+
+    /// Posts `update()` to every member watching `name`.
+    fn deliver(&self, name: &str, update: impl Fn() -> Update) {
+        if let Some(list) = self.members().by_name.get(name) {
+            for member in list {
+                member.mailbox.post(update());
+            }
+        }
+    }
+}

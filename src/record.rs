@@ -552,6 +552,65 @@ mod tests {
         Observed::update(None, lease(holder, duration, "1"), at)
     }
 
+    fn released(transitions: i32, annotation: Option<&str>) -> Lease {
+        let mut lease = lease(Some(""), Some(1), "7");
+        lease.spec.as_mut().unwrap().lease_transitions = Some(transitions);
+        if let Some(value) = annotation {
+            set_successor(&mut lease.metadata, Some(value.to_owned()));
+        }
+        lease
+    }
+
+    #[test]
+    fn a_successor_name_applies_only_to_the_record_it_was_written_with() {
+        let spec = spec_of(&released(4, None)).clone();
+        let value = successor_value(&spec, "next/one");
+        assert_eq!(value, "4/next/one");
+        assert_eq!(successor(&released(4, Some(&value))), Some("next/one"));
+        // A later term (an acquire raised leaseTransitions) makes it inert,
+        // even when a peer carried the annotation along.
+        assert_eq!(successor(&released(5, Some(&value))), None);
+        for garbage in ["", "4", "4/", "x/next", "/next", "-1/next"] {
+            assert_eq!(successor(&released(4, Some(garbage))), None, "{garbage:?}");
+        }
+        assert_eq!(successor(&released(4, None)), None);
+    }
+
+    #[test]
+    fn setting_and_clearing_the_successor_keeps_other_annotations() {
+        let mut meta = ObjectMeta::default();
+        set_successor(&mut meta, None);
+        assert_eq!(meta.annotations, None);
+        meta.annotations = Some([("other".to_owned(), "x".to_owned())].into());
+        set_successor(&mut meta, Some("1/a".into()));
+        assert_eq!(meta.annotations.as_ref().unwrap().len(), 2);
+        set_successor(&mut meta, None);
+        assert_eq!(
+            meta.annotations,
+            Some([("other".to_owned(), "x".to_owned())].into())
+        );
+        meta.annotations = Some([(SUCCESSOR_ANNOTATION.to_owned(), "1/a".into())].into());
+        set_successor(&mut meta, None);
+        assert_eq!(meta.annotations, None, "no empty map is left behind");
+    }
+
+    #[test]
+    fn only_the_named_or_else_the_first_in_line_writes_at_once() {
+        let grace = Duration::from_millis(500);
+        let d = |named, first| deferral(named, "me", first, grace);
+        assert_eq!(d(Some("me"), false), Duration::ZERO);
+        assert_eq!(d(Some("me"), true), Duration::ZERO);
+        assert_eq!(d(Some("other"), true), grace);
+        assert_eq!(d(Some("other"), false), grace * 2);
+        assert_eq!(d(None, true), Duration::ZERO);
+        assert_eq!(d(None, false), grace);
+        assert_eq!(
+            deferral(Some("other"), "me", false, Duration::MAX),
+            Duration::MAX,
+            "saturates"
+        );
+    }
+
     #[test]
     fn missing_lease_is_created() {
         assert_eq!(

@@ -1,4 +1,5 @@
-//! Randomized fault schedules over five electors on the embedded server.
+//! Randomized fault schedules over five electors on the embedded server,
+//! and over a crowd: six candidates in each of three processes (hubs).
 //!
 //! Invariants, checked throughout: no two electors believe they lead at one
 //! instant; and once the faults stop, a leader exists within a lease
@@ -39,7 +40,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use kube_elector::{
-    ElectorConfig, ElectorHandle, ElectorMetrics, LeaderElector, SkewedClock, WallClock,
+    ElectorConfig, ElectorHandle, ElectorMetrics, LeaderElector, LeaseHub, SkewedClock, WallClock,
 };
 use kube_elector_testing::{FaultTarget, LeaseApiServer};
 use prometheus_client::registry::Registry;
@@ -115,9 +116,14 @@ struct Chaos {
     server: LeaseApiServer,
     lease: String,
     recorder: Recorder,
-    /// Each elector with the client id its faults are aimed at (two electors
-    /// may share an identity, never a client).
+    /// Each elector with its label: the client id its faults are aimed at,
+    /// or, in a crowd, `<client>#<n>` (two electors may share an identity,
+    /// never a label).
     electors: Vec<(String, ElectorHandle)>,
+    /// In a crowd: the "processes", each a hub on its own client, whose
+    /// electors share one watch and stand in one line; faults aimed at an
+    /// elector hit its whole process.
+    hubs: Vec<(String, LeaseHub)>,
     /// Each elector's own metrics registry, by client id.
     registries: Vec<(String, Registry)>,
     spawned: usize,
@@ -138,7 +144,12 @@ impl Chaos {
 
     fn spawn(&mut self) {
         self.spawned += 1;
-        let client = format!("chaos-{}", self.spawned);
+        let hub =
+            (!self.hubs.is_empty()).then(|| self.hubs[self.spawned % self.hubs.len()].clone());
+        let client = match &hub {
+            Some((process, _)) => format!("{process}#{}", self.spawned),
+            None => format!("chaos-{}", self.spawned),
+        };
         // Now and then a twin: a second instance with a running elector's
         // identity (a StatefulSet pod and its replacement).
         let twin = !self.electors.is_empty() && self.rng.below(6) == 0;
@@ -161,9 +172,11 @@ impl Chaos {
             .metrics(ElectorMetrics::new(&mut registry))
             .record_events("kube-elector-chaos");
         self.registries.push((client.clone(), registry));
-        let handle = LeaderElector::new(self.server.client_for(&client), config)
-            .unwrap()
-            .spawn();
+        let elector = match &hub {
+            Some((_, hub)) => hub.elector(config),
+            None => LeaderElector::new(self.server.client_for(&client), config),
+        };
+        let handle = elector.unwrap().spawn();
         self.recorder.watch_as(&handle, &client);
         self.note(&format!(
             "spawn {client} as {identity}{} with {described}",
@@ -246,7 +259,7 @@ impl Chaos {
     }
 
     async fn step(&mut self, api: &Api<Lease>) {
-        let target = |id: String| FaultTarget::Client(id);
+        let target = |id: String| FaultTarget::Client(process_of(&id));
         let hold = self.rng.millis(300, 2500);
         let kind = self.rng.below(16);
         match kind {
@@ -341,7 +354,7 @@ impl Chaos {
     /// The faults of the adversarial fault model: late, silent and failing
     /// watches, lost and late answers, stale reads, outside duration edits.
     async fn newer_fault(&mut self, kind: u64, hold: Duration, api: &Api<Lease>) {
-        let target = |id: String| FaultTarget::Client(id);
+        let target = |id: String| FaultTarget::Client(process_of(&id));
         match kind {
             8 => {
                 let who = self.pick();
@@ -406,13 +419,40 @@ impl Chaos {
     }
 }
 
-async fn run(seed: u64, duration: Duration) {
+/// The client a label's faults are aimed at: in a crowd, its process's.
+fn process_of(label: &str) -> String {
+    label.split('#').next().unwrap_or(label).to_owned()
+}
+
+/// How many electors a run starts: five alone, or a crowd of `per_process`
+/// in each of three processes.
+#[derive(Clone, Copy, Debug)]
+enum Cast {
+    Alone,
+    Crowd { per_process: usize },
+}
+
+async fn run(seed: u64, duration: Duration, cast: Cast) {
     let server = LeaseApiServer::start().await.unwrap();
     let api: Api<Lease> = Api::namespaced(server.client_for("chaos-admin"), "default");
+    let (hubs, electors) = match cast {
+        Cast::Alone => (Vec::new(), 5),
+        Cast::Crowd { per_process } => (
+            (1..=3)
+                .map(|p| {
+                    let process = format!("chaos-p{p}");
+                    let hub = LeaseHub::new(server.client_for(&process));
+                    (process, hub)
+                })
+                .collect(),
+            3 * per_process,
+        ),
+    };
     let mut chaos = Chaos {
         server,
         lease: support::unique_name("chaos"),
         recorder: Recorder::default(),
+        hubs,
         electors: Vec::new(),
         registries: Vec::new(),
         spawned: 0,
@@ -422,7 +462,7 @@ async fn run(seed: u64, duration: Duration) {
         deleted_at: None,
         spawned_at: None,
     };
-    for _ in 0..5 {
+    for _ in 0..electors {
         chaos.spawn();
     }
     let end = Instant::now() + duration;
@@ -458,7 +498,7 @@ async fn run(seed: u64, duration: Duration) {
         panic!("seed {seed}: two leaders at once\n{}\n{overlap}", chaos.log);
     }
     eprintln!(
-        "seed {seed}: {} terms over {:?}, no overlap",
+        "seed {seed} ({cast:?}): {} terms over {:?}, no overlap",
         chaos.recorder.intervals().len(),
         chaos.started.elapsed()
     );
@@ -481,6 +521,17 @@ fn seeds() -> (Vec<u64>, Duration) {
 async fn randomized_faults_never_yield_two_leaders_and_a_leader_returns() {
     let (seeds, duration) = seeds();
     for seed in seeds {
-        run(seed, duration).await;
+        run(seed, duration, Cast::Alone).await;
+    }
+}
+
+/// Many candidates per process, sharing a watch and a line through a hub:
+/// the herd-free handover (a named successor, the others deferring) under
+/// the same faults. Half the seeds and half the time of the plain run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_of_candidates_in_three_processes_never_yields_two_leaders() {
+    let (seeds, duration) = seeds();
+    for seed in seeds.into_iter().step_by(2) {
+        run(seed, duration / 2, Cast::Crowd { per_process: 6 }).await;
     }
 }

@@ -56,7 +56,8 @@ pub(crate) async fn handle(
 ///   (`delay_watch`, `black_hole_watch`, `fail_watch`);
 /// - `"lose_write_answers": B`, `"write_answer_delay_ms": N`,
 ///   `"stale_reads": B` (`lose_write_answers`, `delay_write_answers`,
-///   `stale_reads`).
+///   `stale_reads`);
+/// - `"names_only": B` (`restrict_to_names`).
 ///
 /// Durations in milliseconds, zero clears; absent keys leave their fault as
 /// it is.
@@ -86,6 +87,7 @@ fn apply_faults(shared: &Shared, spec: &Value) -> Result<(), String> {
         ("watch_black_hole", Flag::WatchBlackHole),
         ("watch_error", Flag::WatchError),
         ("lose_write_answers", Flag::LoseWriteAnswers),
+        ("names_only", Flag::NamesOnly),
     ] {
         if let Some(on) = spec[key].as_bool() {
             faults.set_flag(flag, target.clone(), on);

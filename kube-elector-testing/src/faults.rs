@@ -156,6 +156,7 @@ pub(crate) struct FaultState {
     watch_black_hole: BTreeSet<FaultTarget>,
     watch_error: BTreeSet<FaultTarget>,
     lose_write_answers: BTreeSet<FaultTarget>,
+    names_only: BTreeSet<FaultTarget>,
     write_answer_delay: BTreeMap<FaultTarget, Duration>,
     /// The store as it was when `stale_reads` was set for the target.
     stale_reads: BTreeMap<FaultTarget, Arc<Snapshot>>,
@@ -233,6 +234,7 @@ impl FaultState {
             Flag::WatchBlackHole => &self.watch_black_hole,
             Flag::WatchError => &self.watch_error,
             Flag::LoseWriteAnswers => &self.lose_write_answers,
+            Flag::NamesOnly => &self.names_only,
         }
     }
 
@@ -244,6 +246,7 @@ impl FaultState {
             Flag::WatchBlackHole => &mut self.watch_black_hole,
             Flag::WatchError => &mut self.watch_error,
             Flag::LoseWriteAnswers => &mut self.lose_write_answers,
+            Flag::NamesOnly => &mut self.names_only,
         }
     }
 
@@ -407,6 +410,7 @@ pub(crate) enum Flag {
     WatchBlackHole,
     WatchError,
     LoseWriteAnswers,
+    NamesOnly,
 }
 
 /// Faults that delay something by a duration.

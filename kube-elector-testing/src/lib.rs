@@ -288,6 +288,15 @@ impl LeaseApiServer {
         self.shared.faults.set_flag(Flag::WatchError, target, on);
     }
 
+    /// Lets `target` list and watch Leases only by name (or, with `on:
+    /// false`, lifts it): a list or watch without a `metadata.name=` field
+    /// selector is answered 403 Forbidden, as kube-apiserver answers a
+    /// client whose Role grants `list` and `watch` only with
+    /// `resourceNames`.
+    pub fn restrict_to_names(&self, target: FaultTarget, on: bool) {
+        self.shared.faults.set_flag(Flag::NamesOnly, target, on);
+    }
+
     /// Loses the answers to `target`'s Lease writes (create, update, patch,
     /// delete), or with `on: false` delivers them again: each write is
     /// applied as usual (committed, `resourceVersion` raised, watch events

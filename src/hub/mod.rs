@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ConfigError, ElectorConfig};
 use crate::elector::mailbox::Mailbox;
 use crate::elector::{LeaderElector, LeaderObserver};
+#[cfg(test)]
+use namespace::Mode;
 use namespace::Namespace;
 
 /// Electors and observers that share one `kube::Client`: one watch per
@@ -218,3 +220,6 @@ impl Drop for Membership {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

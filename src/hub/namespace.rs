@@ -36,7 +36,7 @@ const OWN_WATCH_RETRY: Duration = Duration::from_secs(2);
 
 /// How the members learn of changes now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
+pub(super) enum Mode {
     /// The namespace watch is being established (members poll).
     Connecting,
     /// The namespace watch is up.
@@ -46,16 +46,16 @@ enum Mode {
 }
 
 #[derive(Debug)]
-struct Members {
+pub(super) struct Members {
     by_name: HashMap<String, Vec<Arc<Member>>>,
-    mode: Mode,
+    pub(super) mode: Mode,
 }
 
 pub(super) struct Namespace {
     name: String,
     client: Client,
     members: Mutex<Members>,
-    token: CancellationToken,
+    pub(super) token: CancellationToken,
 }
 
 impl std::fmt::Debug for Namespace {
@@ -96,7 +96,7 @@ impl Namespace {
         &self.name
     }
 
-    fn members(&self) -> MutexGuard<'_, Members> {
+    pub(super) fn members(&self) -> MutexGuard<'_, Members> {
         self.members.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -265,7 +265,7 @@ impl Namespace {
             match event {
                 Ok(WatchEvent::Added(lease) | WatchEvent::Modified(lease)) => {
                     version.clone_from(&lease.metadata.resource_version);
-                    self.deliver_lease(lease);
+                    self.deliver_lease(&lease);
                 }
                 Ok(WatchEvent::Deleted(lease)) => {
                     version.clone_from(&lease.metadata.resource_version);
@@ -332,11 +332,10 @@ impl Namespace {
         Ok(version)
     }
 
-    fn deliver_lease(&self, lease: Lease) {
-        let Some(name) = lease.metadata.name.clone() else {
-            return;
-        };
-        self.deliver(&name, || Update::Lease(Box::new(lease.clone())));
+    fn deliver_lease(&self, lease: &Lease) {
+        if let Some(name) = lease.metadata.name.as_deref() {
+            self.deliver(name, || Update::Lease(Box::new(lease.clone())));
+        }
     }
 
     /// Posts `update()` to every member watching `name`.

@@ -10,7 +10,7 @@ use hyper::{Method, Request, Response};
 use serde_json::{Value, json};
 
 use super::{Body, Dropped, Shared, error, json_body, respond};
-use crate::faults::Verb;
+use crate::faults::{Flag, Verb};
 use crate::patch::PatchKind;
 use crate::selector::Selector;
 use crate::status::{self, ApiError, LEASES};
@@ -59,7 +59,13 @@ pub(super) async fn route(
         // which would hide the fault from the code under test.
         return Ok(error(&status::injected()));
     }
-    if shared.faults.snapshot().forbidden(&client, verb) {
+    let by_name = query
+        .iter()
+        .any(|(k, v)| k == "fieldSelector" && v.starts_with("metadata.name="));
+    let names_only = matches!(verb, Verb::List | Verb::Watch)
+        && !by_name
+        && shared.faults.snapshot().flagged(Flag::NamesOnly, &client);
+    if names_only || shared.faults.snapshot().forbidden(&client, verb) {
         return Ok(error(&LEASES.forbidden(
             &client,
             verb.as_str(),

@@ -112,11 +112,10 @@ impl Runner {
                 .await
             {
                 Ok(lease) => {
-                    match successor.as_deref() {
-                        Some(successor) => {
-                            tracing::info!(%successor, "released the Lease, naming {successor} to take it");
-                        }
-                        None => tracing::info!("released the Lease"),
+                    if let Some(successor) = successor.as_deref() {
+                        tracing::info!(%successor, "released the Lease, naming {successor} to take it");
+                    } else {
+                        tracing::info!("released the Lease");
                     }
                     self.observe(lease, Instant::now());
                     return Ok(ShutdownOutcome::Released);

@@ -1,0 +1,200 @@
+//! Many candidates through one `LeaseHub`: a release names the next in
+//! line, so a handover costs a constant number of requests whatever the
+//! number of candidates; a named successor that never comes is replaced
+//! after a bound by one candidate, not by a herd.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::Api;
+use kube::api::PostParams;
+use kube_elector::{ElectorHandle, LeaseHub, SUCCESSOR_ANNOTATION};
+use kube_elector_testing::Verb;
+
+use support::{Target, short_config, skip, unique_name, wait_sees_leader};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn candidate(i: usize) -> String {
+    format!("candidate-{i:02}")
+}
+
+/// Spawns candidates `from..to` through `hub`, in order (the order of the line).
+fn spawn(hub: &LeaseHub, lease: &str, from: usize, to: usize) -> Vec<ElectorHandle> {
+    (from..to)
+        .map(|i| {
+            hub.elector(short_config(lease, &candidate(i)))
+                .expect("valid config")
+                .spawn()
+        })
+        .collect()
+}
+
+/// Waits until every one of `handles` sees a leader other than `old`, and
+/// returns whom the last one sees.
+async fn all_see_new(handles: &[ElectorHandle], old: &str) -> String {
+    let mut seen = String::new();
+    for handle in handles {
+        let mut state = handle.subscribe();
+        let now = tokio::time::timeout(
+            PATIENCE,
+            state.wait_for(|s| s.leader.as_deref().is_some_and(|l| l != old)),
+        )
+        .await
+        .expect("every candidate sees a new leader in time")
+        .expect("the elector runs");
+        seen.clone_from(now.leader.as_ref().expect("a leader"));
+    }
+    seen
+}
+
+async fn all_see(handles: &[ElectorHandle], leader: &str) {
+    for handle in handles {
+        wait_sees_leader(&mut handle.subscribe(), leader, PATIENCE).await;
+    }
+}
+
+/// The writes and reads `client` sent (watches are long-lived and not
+/// counted).
+fn requests_of(server: &kube_elector_testing::LeaseApiServer, client: &str) -> (u64, u64) {
+    let counts = server.requests();
+    let writes = [Verb::Create, Verb::Update, Verb::Patch, Verb::Delete]
+        .into_iter()
+        .map(|v| counts.get(client, v))
+        .sum();
+    (
+        writes,
+        counts.get(client, Verb::Get) + counts.get(client, Verb::List),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handover_among_fifty_candidates_sends_a_constant_number_of_requests() {
+    let target = Target::new().await;
+    let Some(server) = target.embedded() else {
+        return skip("request counters of the embedded server");
+    };
+    let hub = LeaseHub::new(server.client_for("process"));
+    let lease = unique_name("herd");
+    let leader = spawn(&hub, &lease, 0, 1).remove(0);
+    drop(
+        tokio::time::timeout(PATIENCE, leader.became_leader())
+            .await
+            .expect("the first candidate leads in time")
+            .expect("it leads"),
+    );
+    let followers = spawn(&hub, &lease, 1, 50);
+    all_see(&followers, &candidate(0)).await;
+
+    server.reset_counts();
+    leader.shutdown().await.expect("a clean shutdown");
+    let new = all_see_new(&followers, &candidate(0)).await;
+    let (writes, reads) = requests_of(server, "process");
+    assert!(
+        writes <= 3 && reads <= 2,
+        "one handover among 50 candidates sent {writes} writes and {reads} reads \
+         (the release, the successor's acquire, perhaps its first renew; no herd)"
+    );
+    assert_eq!(
+        new,
+        candidate(1),
+        "the first in line was named, and took it"
+    );
+    for follower in followers {
+        follower.shutdown().await.expect("a clean shutdown");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_successor_that_never_comes_is_replaced_by_the_first_in_line_alone() {
+    let target = Target::new().await;
+    let Some(server) = target.embedded() else {
+        return skip("request counters of the embedded server");
+    };
+    let hub = LeaseHub::new(server.client_for("process"));
+    let lease = unique_name("ghost");
+    let api: Api<Lease> = Api::namespaced(target.client_for("outside"), target.namespace());
+    // Held by someone outside the hub, so that every candidate waits.
+    let held = Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some(lease.clone()),
+            ..Default::default()
+        },
+        spec: Some(k8s_openapi::api::coordination::v1::LeaseSpec {
+            holder_identity: Some("outsider".into()),
+            lease_duration_seconds: Some(60),
+            renew_time: Some(MicroTime(jiff::Timestamp::now())),
+            lease_transitions: Some(3),
+            ..Default::default()
+        }),
+    };
+    let mut held = api.create(&PostParams::default(), &held).await.unwrap();
+    let candidates = spawn(&hub, &lease, 0, 10);
+    all_see(&candidates, "outsider").await;
+
+    server.reset_counts();
+    // The outsider releases, naming a successor that does not exist.
+    let spec = held.spec.as_mut().unwrap();
+    spec.holder_identity = Some(String::new());
+    spec.lease_duration_seconds = Some(1);
+    held.metadata.annotations = Some(BTreeMap::from([(
+        SUCCESSOR_ANNOTATION.to_owned(),
+        "3/ghost".to_owned(),
+    )]));
+    api.replace(&lease, &PostParams::default(), &held)
+        .await
+        .unwrap();
+    // After the bound, the first in line takes it, and no one else tries.
+    let new = all_see_new(&candidates, "outsider").await;
+    let (writes, _) = requests_of(server, "process");
+    assert!(
+        writes <= 2,
+        "replacing a successor that never came sent {writes} writes from ten candidates"
+    );
+    assert_eq!(new, candidate(0), "the first in line took it");
+    let taken = api.get(&lease).await.unwrap();
+    assert!(
+        !taken
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key(SUCCESSOR_ANNOTATION),
+        "the acquire clears the successor's name"
+    );
+    for candidate in candidates {
+        candidate.shutdown().await.expect("a clean shutdown");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_through_a_hub_names_the_next_in_line() {
+    let target = Target::new().await;
+    let hub = LeaseHub::new(target.client_for("process"));
+    let lease = unique_name("named");
+    let leader = spawn(&hub, &lease, 0, 1).remove(0);
+    drop(
+        tokio::time::timeout(PATIENCE, leader.became_leader())
+            .await
+            .expect("the first candidate leads in time")
+            .expect("it leads"),
+    );
+    let followers = spawn(&hub, &lease, 1, 4);
+    all_see(&followers, &candidate(0)).await;
+    let api: Api<Lease> = Api::namespaced(target.client_for("outside"), target.namespace());
+    let mut changes = followers[0].subscribe();
+    leader.shutdown().await.expect("a clean shutdown");
+    wait_sees_leader(&mut changes, &candidate(1), PATIENCE).await;
+    let lease_now = api.get(&lease).await.unwrap();
+    assert_eq!(
+        lease_now.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some(candidate(1).as_str()),
+        "the first in line took the Lease"
+    );
+    for follower in followers {
+        follower.shutdown().await.expect("a clean shutdown");
+    }
+}

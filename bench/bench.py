@@ -573,6 +573,82 @@ def scale(server, binary, counts):
     return rows
 
 
+def _driven(server, binary, client, mode_flags):
+    """Starts a benchmark-mode process as `client`; yields its JSON lines,
+    each with a function that answers it (the process waits for that)."""
+    kubeconfig = server.kubeconfig(client)
+    proc = subprocess.Popen(
+        [binary, "--kubeconfig", kubeconfig, "--lease-name", client, "--identity", client,
+         "--lease-duration-ms", str(LEASE_MS), "--renew-deadline-ms", str(RENEW_MS),
+         "--retry-period-ms", str(RETRY_MS)] + mode_flags,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def answer():
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+    try:
+        for line in proc.stdout:
+            if line.startswith("{"):
+                yield json.loads(line), answer
+    finally:
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _requests_of(server, client, verbs=None):
+    """Requests `client` sent so far (watches are long-lived: counted apart)."""
+    rows = server.requests()["requests"]
+    return sum(r["count"] for r in rows if r["client"] == client
+               and (r["verb"] != "watch" if verbs is None else r["verb"] in verbs))
+
+
+def herd(server, impl, binary, n, rounds):
+    """N candidates on one Lease in one process; per graceful handover, the
+    requests the process sent (from the moment all candidates see the old
+    leader until all see the new one) and the time from the start of the
+    old leader's shutdown to the new leader's start, measured in-process."""
+    client = f"herd-{impl}-{n}"
+    rows, before = [], 0
+    for ev, answer in _driven(server, binary, client, ["--herd", str(n), "--rounds", str(rounds)]):
+        if ev.get("event") == "herd_ready":
+            before = _requests_of(server, client)
+            answer()
+        elif ev.get("event") == "herd_handover":
+            rows.append((ev["ms"], _requests_of(server, client) - before))
+            answer()
+        elif ev.get("event") == "herd_done":
+            break
+    print(f"# herd {impl} N={n}: " + ", ".join(f"{ms:.1f} ms/{req} req" for ms, req in rows),
+          file=sys.stderr, flush=True)
+    return rows
+
+
+def many(server, impl, binary, n, window_ms):
+    """N Leases led by one process: memory and CPU over the window, and the
+    requests per second and watch connections the server counted in it."""
+    client = f"many-{impl}-{n}"
+    row, before, watches = None, 0, 0
+    for ev, answer in _driven(server, binary, client, ["--many", str(n), "--window-ms", str(window_ms)]):
+        if ev.get("event") == "many_ready":
+            before = _requests_of(server, client)
+            watches = _requests_of(server, client, {"watch"})
+            answer()
+        elif ev.get("event") == "many":
+            row = dict(ev)
+            row["req_per_s"] = (_requests_of(server, client) - before) / (window_ms / 1000)
+            row["watches"] = watches
+            print(f"# many {impl}: {row}", file=sys.stderr, flush=True)
+            answer()
+            break
+    return row
+
+
 # === Main ===
 
 def main():
@@ -582,7 +658,7 @@ def main():
     parser.add_argument("--impl", action="append", default=[], help="NAME=BINARY")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--only", choices=["partition", "rolling"],
+    parser.add_argument("--only", choices=["partition", "rolling", "herd", "many"],
                         help="run just this scenario (a targeted measurement, or the rolling-upgrade check)")
     parser.add_argument("--rolling-rounds", type=int, help="rounds of the rolling scenario (default 10, 6 quick)")
     parser.add_argument("--lease-duration-ms", type=int, default=LEASE_MS)
@@ -597,6 +673,10 @@ def main():
     chaos_seconds = 15 if args.quick else 60
     scale_counts = [10, 100] if args.quick else [10, 100, 1000]
     rolling_rounds = args.rolling_rounds or (6 if args.quick else 10)
+    herd_counts = [10, 100] if args.quick else [10, 100, 1000]
+    herd_rounds = 3 if args.quick else 10
+    many_count = 1000 if args.quick else 10000
+    herd_impls = [n for n in impls if n in ("kube-elector", "client-go")]
     rolling_ok, rolling_lines = True, []
 
     figures = []  # (figure, implementation, value, unit)
@@ -645,6 +725,30 @@ def main():
                     figures += [(f"scale_{n}_rss", "kube-elector", row["rss_kib"] / 1024, "MiB"),
                                 (f"scale_{n}_cpu", "kube-elector", row["cpu_share"] * 100, "% of a core"),
                                 (f"scale_{n}_leading", "kube-elector", row["leading"], "count")]
+            if args.only in (None, "herd"):
+                for name in herd_impls:
+                    for n in herd_counts:
+                        rows = attempt("herd", herd, server, name, impls[name], n, herd_rounds) or []
+                        ms = [r[0] for r in rows]
+                        req = [r[1] for r in rows]
+                        figures += [(f"herd_{n}_handover_median", name, statistics.median(ms) if ms else float("nan"), "ms"),
+                                    (f"herd_{n}_handover_p99", name, percentile(ms, 99) if ms else float("nan"), "ms"),
+                                    (f"herd_{n}_requests_median", name, statistics.median(req) if req else float("nan"), "count"),
+                                    (f"herd_{n}_requests_max", name, max(req) if req else float("nan"), "count")]
+            if args.only in (None, "many"):
+                # The durations guide's figures for many Leases: lease 60 s,
+                # renew deadline 40 s, retry 10 s (1,000 renews/s at 10,000).
+                saved = (LEASE_MS, RENEW_MS, RETRY_MS)
+                LEASE_MS, RENEW_MS, RETRY_MS = 60000, 40000, 10000
+                for name in herd_impls:
+                    row = attempt("many", many, server, name, impls[name], many_count, 20000)
+                    if row:
+                        figures += [(f"many_leases_{many_count}_rss", name, row["rss_kib"] / 1024, "MiB"),
+                                    (f"many_leases_{many_count}_cpu", name, row["cpu_share"] * 100, "% of a core"),
+                                    (f"many_leases_{many_count}_leading", name, row["leading"], "count"),
+                                    (f"many_leases_{many_count}_watches", name, row["watches"], "count"),
+                                    (f"many_leases_{many_count}_requests", name, row["req_per_s"], "req/s")]
+                LEASE_MS, RENEW_MS, RETRY_MS = saved
             mixed = rolling_participants(impls)
             if args.only in (None, "rolling") and mixed:
                 print(f"# rolling: {', '.join(mixed)} on one Lease", file=sys.stderr)

@@ -16,6 +16,14 @@ pub struct Args {
     pub retry_period: Duration,
     /// kube-elector only: run this many electors on as many Leases.
     pub scale: usize,
+    /// Herd mode: this many candidates on one Lease in one process...
+    pub herd: usize,
+    /// ...handing over this many times.
+    pub rounds: usize,
+    /// Many-Leases mode: this many Leases led by one process...
+    pub many: usize,
+    /// ...measured over this window.
+    pub window: Duration,
 }
 
 pub fn parse() -> Args {
@@ -28,6 +36,10 @@ pub fn parse() -> Args {
         renew_deadline: Duration::from_secs(10),
         retry_period: Duration::from_secs(2),
         scale: 0,
+        herd: 0,
+        rounds: 10,
+        many: 0,
+        window: Duration::from_secs(20),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -42,6 +54,10 @@ pub fn parse() -> Args {
             "--renew-deadline-ms" => args.renew_deadline = ms(),
             "--retry-period-ms" => args.retry_period = ms(),
             "--scale" => args.scale = value.parse().expect("a count"),
+            "--herd" => args.herd = value.parse().expect("a count"),
+            "--rounds" => args.rounds = value.parse().expect("a count"),
+            "--many" => args.many = value.parse().expect("a count"),
+            "--window-ms" => args.window = ms(),
             _ => eprintln!("ignoring unknown flag {flag}"),
         }
     }
@@ -65,7 +81,21 @@ pub fn emit(implementation: &str, identity: &str, event: &str, leader: &str) {
     let _ = out.flush();
 }
 
-fn quote(s: &str) -> String {
+/// Prints one line of a benchmark mode (a JSON object), flushed, and waits
+/// for the harness to answer with a line on stdin (it reads the server's
+/// request counters meanwhile).
+#[allow(dead_code)] // the benchmark modes of kube-elector only
+pub fn step(json: &str) {
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{json}");
+        let _ = out.flush();
+    }
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+}
+
+pub fn quote(s: &str) -> String {
     let mut q = String::from("\"");
     for c in s.chars() {
         match c {

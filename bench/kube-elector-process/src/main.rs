@@ -1,6 +1,8 @@
 //! kube-elector as a benchmark process, speaking bench/protocol.rs. With
 //! `--scale N` it runs N electors on N Leases instead and reports its resident
-//! memory and CPU use in steady state as `scale` lines.
+//! memory and CPU use in steady state as `scale` lines; `--herd N` hands one
+//! Lease over among N candidates of one `LeaseHub`, `--many N` leads N Leases
+//! through one (see bench/README.md).
 
 #[path = "../../protocol.rs"]
 mod protocol;
@@ -8,7 +10,7 @@ mod protocol;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube_elector::{ElectorConfig, LeaderElector, LeaderEvent};
+use kube_elector::{ElectorConfig, ElectorHandle, LeaderElector, LeaderEvent, LeaseHub};
 use tokio::signal::unix::{SignalKind, signal};
 
 const IMPL: &str = "kube-elector";
@@ -31,6 +33,12 @@ async fn main() {
     };
     if args.scale > 0 {
         return scale(&args, client, elector_config).await;
+    }
+    if args.herd > 0 {
+        return herd(&args, client, elector_config).await;
+    }
+    if args.many > 0 {
+        return many(&args, client, elector_config).await;
     }
     protocol::emit(IMPL, &args.identity, "ready", "");
     let handle = LeaderElector::new(client, elector_config(&args.lease_name, &args.identity))
@@ -109,6 +117,101 @@ async fn scale(
     for h in handles {
         let _ = h.shutdown().await;
     }
+}
+
+/// How long any one wait of a benchmark mode may take.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Waits until `handle` sees `leader` lead.
+async fn sees(handle: &ElectorHandle, leader: &str) {
+    let mut state = handle.subscribe();
+    tokio::time::timeout(PATIENCE, state.wait_for(|s| s.leader.as_deref() == Some(leader)))
+        .await
+        .expect("every candidate sees the leader in time")
+        .expect("the elector runs");
+}
+
+/// N candidates of one hub on one Lease; each round, the leader shuts down
+/// gracefully and the time until the next one leads is reported, while the
+/// harness counts the requests in between.
+async fn herd(args: &protocol::Args, client: kube::Client, config: impl Fn(&str, &str) -> ElectorConfig) {
+    let hub = LeaseHub::new(client);
+    let spawn = |i: usize| {
+        hub.elector(config(&args.lease_name, &format!("{}-{i}", args.identity)))
+            .expect("valid config")
+            .spawn()
+    };
+    let mut candidates: Vec<ElectorHandle> = (0..args.herd).map(spawn).collect();
+    for round in 0..args.rounds {
+        let leader = {
+            let leads = candidates.iter().map(|c| Box::pin(c.became_leader()));
+            let (leadership, _, _) = tokio::time::timeout(PATIENCE, futures::future::select_all(leads))
+                .await
+                .expect("a candidate leads in time");
+            leadership.expect("it leads").identity().to_owned()
+        };
+        for c in &candidates {
+            sees(c, &leader).await;
+        }
+        protocol::step(&format!(
+            "{{\"event\":\"herd_ready\",\"round\":{round},\"leader\":{}}}",
+            protocol::quote(&leader)
+        ));
+        let i = candidates.iter().position(|c| c.identity() == leader).expect("the leader is a candidate");
+        let old = candidates.remove(i);
+        let started = tokio::time::Instant::now();
+        let shutdown = tokio::spawn(old.shutdown());
+        let leads = candidates.iter().map(|c| Box::pin(c.became_leader()));
+        let (leadership, _, _) = tokio::time::timeout(PATIENCE, futures::future::select_all(leads))
+            .await
+            .expect("a new leader in time");
+        let took = started.elapsed();
+        let new = leadership.expect("it leads").identity().to_owned();
+        for c in &candidates {
+            sees(c, &new).await;
+        }
+        let _ = shutdown.await;
+        protocol::step(&format!(
+            "{{\"event\":\"herd_handover\",\"round\":{round},\"ms\":{:.3},\"leader\":{}}}",
+            took.as_secs_f64() * 1000.0,
+            protocol::quote(&new)
+        ));
+        candidates.push(spawn(args.herd + round));
+    }
+    println!("{{\"event\":\"herd_done\"}}");
+    futures::future::join_all(candidates.into_iter().map(ElectorHandle::shutdown)).await;
+}
+
+/// N Leases, each with one elector, all through one hub (one watch of the
+/// namespace): memory, CPU and, counted by the harness, requests and
+/// watches in steady state.
+async fn many(args: &protocol::Args, client: kube::Client, config: impl Fn(&str, &str) -> ElectorConfig) {
+    let hub = LeaseHub::new(client);
+    let handles: Vec<_> = (0..args.many)
+        .map(|i| {
+            hub.elector(config(&format!("{}-{i}", args.lease_name), &format!("{}-{i}", args.identity)))
+                .expect("valid config")
+                .spawn()
+        })
+        .collect();
+    for h in &handles {
+        let _ = tokio::time::timeout(Duration::from_secs(600), h.became_leader()).await;
+    }
+    protocol::step(&format!("{{\"event\":\"many_ready\",\"electors\":{}}}", args.many));
+    let (cpu0, t0) = (cpu_seconds(), std::time::Instant::now());
+    tokio::time::sleep(args.window).await;
+    let cpu = (cpu_seconds() - cpu0) / t0.elapsed().as_secs_f64();
+    let leading = handles.iter().filter(|h| h.is_leader()).count();
+    protocol::step(&format!(
+        "{{\"event\":\"many\",\"electors\":{},\"leading\":{leading},\"rss_kib\":{},\"cpu_share\":{cpu:.4}}}",
+        args.many,
+        rss_kib()
+    ));
+    let _ = tokio::time::timeout(
+        Duration::from_secs(30),
+        futures::future::join_all(handles.into_iter().map(ElectorHandle::shutdown)),
+    )
+    .await;
 }
 
 fn rss_kib() -> u64 {

@@ -79,6 +79,9 @@ pub(super) struct Schedule {
     distrusted: bool,
     /// No write (acquire or create) before this, after a failed one.
     write_after: Instant,
+    /// No create before this, after a create conflicted (someone else
+    /// created the Lease): a lagging cache may still say it is missing.
+    create_after: Instant,
     /// When a follower polls next while the watch is not trusted.
     poll_at: Instant,
     /// When this elector first found the Lease free to take, since it last
@@ -113,6 +116,7 @@ impl Schedule {
             progress: now,
             distrusted: false,
             write_after: now,
+            create_after: now,
             poll_at: now,
             free_since: None,
             first_in_line: true,
@@ -210,15 +214,20 @@ impl Schedule {
     /// free (released, expired, missing), plus its place in line (see
     /// `record::deferral`). A Lease that carries our own record is ours
     /// to take at once.
-    fn take_at(&self) -> Instant {
+    fn take_at(&self, verdict: &Verdict) -> Instant {
+        let not_before = if *verdict == Verdict::Create {
+            self.write_after.max(self.create_after)
+        } else {
+            self.write_after
+        };
         let came_free = match &self.view {
             View::Present(observed) => match observed.holder() {
                 None => observed.observed_at,
-                Some(holder) if holder == self.me() => return self.write_after,
+                Some(holder) if holder == self.me() => return not_before,
                 Some(_) => observed.expires_at(),
             },
             View::Missing { since } => *since,
-            View::Unknown => return self.write_after,
+            View::Unknown => return not_before,
         };
         let wait = record::deferral(
             self.named_successor(),
@@ -226,7 +235,7 @@ impl Schedule {
             self.first_in_line,
             self.timing.retry_period,
         );
-        self.write_after.max(record::after(came_free, wait))
+        not_before.max(record::after(came_free, wait))
     }
 
     // === Watch health ===
@@ -291,7 +300,7 @@ impl Schedule {
                 record::after(now, Duration::from_secs(86_400))
             }
             (Verdict::Create | Verdict::Acquire, _) => {
-                return self.not_before(now, self.take_at(), Step::Write(verdict));
+                return self.not_before(now, self.take_at(&verdict), Step::Write(verdict));
             }
             // `judge` renews only while leading; should that change, poll.
             (Verdict::Renew, None) => now + self.timing.retry_period,
@@ -451,7 +460,7 @@ impl Schedule {
     pub(super) fn write_conflicted(&mut self, verdict: &Verdict, now: Instant) {
         self.view = View::Unknown;
         if *verdict == Verdict::Create {
-            self.back_off(now);
+            self.create_after = now + self.timing.retry_period;
         }
     }
 

@@ -245,3 +245,78 @@ async fn an_answer_after_the_renew_deadline_starts_no_term() {
             .is_none()
     );
 }
+
+/// A released Lease (holder ""), naming `successor` if given.
+fn released(rv: u64, successor: Option<&str>) -> Lease {
+    let mut lease = lease(
+        LeaseSpec {
+            holder_identity: Some(String::new()),
+            lease_duration_seconds: Some(1),
+            lease_transitions: Some(2),
+            ..LeaseSpec::default()
+        },
+        rv,
+    );
+    if let Some(successor) = successor {
+        let value = record::successor_value(record::spec_of(&lease), successor);
+        record::set_successor(&mut lease.metadata, Some(value));
+    }
+    lease
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_named_successor_takes_a_release_at_once_and_the_others_defer_by_place() {
+    let now = Instant::now();
+    let mut named = Schedule::new(&settings(), now);
+    named.watch_connected(true, now);
+    named.set_first_in_line(false);
+    named.observe(released(5, Some("me")), now);
+    assert_eq!(named.next_step(now), Step::Write(Verdict::Acquire));
+
+    let mut first = Schedule::new(&settings(), now);
+    first.watch_connected(true, now);
+    first.set_first_in_line(true);
+    first.observe(released(5, Some("other")), now);
+    assert_eq!(first.next_step(now), Step::Wait(now + RETRY));
+
+    let mut rest = Schedule::new(&settings(), now);
+    rest.watch_connected(true, now);
+    rest.set_first_in_line(false);
+    rest.observe(released(5, Some("other")), now);
+    assert_eq!(rest.next_step(now), Step::Wait(now + RETRY * 2));
+    advance(RETRY * 2).await;
+    assert_eq!(
+        rest.next_step(Instant::now()),
+        Step::Write(Verdict::Acquire),
+        "after the bound, it may take it"
+    );
+
+    // No successor named: the first in line at once, the rest a bound later.
+    first.observe(released(6, None), now);
+    assert_eq!(first.next_step(now), Step::Write(Verdict::Acquire));
+    let mut second = Schedule::new(&settings(), now);
+    second.watch_connected(true, now);
+    second.set_first_in_line(false);
+    second.observe(released(6, None), now);
+    assert_eq!(second.next_step(now), Step::Wait(now + RETRY));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_conflicted_create_delays_creates_only() {
+    let now = Instant::now();
+    let mut s = Schedule::new(&settings(), now);
+    s.watch_connected(true, now);
+    s.observe_missing(None, now);
+    assert_eq!(s.next_step(now), Step::Write(Verdict::Create));
+    s.write_conflicted(&Verdict::Create, now);
+    assert_eq!(s.next_step(now), Step::Read, "read at once who created it");
+    s.observe_missing(None, now);
+    assert_eq!(
+        s.next_step(now),
+        Step::Wait(now + RETRY),
+        "a lagging read that still says missing does not become a loop of creates"
+    );
+    // The creator released it (it is named): take it at once.
+    s.observe(released(9, Some("me")), now);
+    assert_eq!(s.next_step(now), Step::Write(Verdict::Acquire));
+}

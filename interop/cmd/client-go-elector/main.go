@@ -8,6 +8,9 @@
 // --release-on-cancel=true (the default) client-go releases the Lease, and
 // the program prints "exited" and exits 0 once the elector has returned.
 // SIGKILL simply kills it, as a crash would.
+//
+// --herd and --many are benchmark modes with many electors in the one
+// process, driven by a harness over stdin (herd.go).
 package main
 
 import (
@@ -127,12 +130,39 @@ func main() {
 		release     = flag.Bool("release-on-cancel", true, "ReleaseOnCancel: release the Lease on SIGTERM/SIGINT")
 		exitOnLost  = flag.Bool("exit-on-lost", false, "exit (status 1, after an exited line) when leadership is lost, instead of campaigning again")
 		contentType = flag.String("content-type", "application/json", "wire format of requests: application/json, or application/vnd.kubernetes.protobuf (client-go's usual default; real API servers only)")
+		herdN       = flag.Int("herd", 0, "benchmark: run N candidates on --lease-name, identities <identity>-<i>, and hand over --rounds times (see herd.go)")
+		rounds      = flag.Int("rounds", 1, "with --herd: number of graceful handovers")
+		manyN       = flag.Int("many", 0, "benchmark: run N electors, each alone on Lease <lease-name>-<i> as <identity>-<i> (see herd.go)")
+		windowMs    = flag.Int("window-ms", 5000, "with --many: measuring window in milliseconds")
 	)
 	klog.InitFlags(nil) // -v=N etc.: client-go's own logs go to stderr
 	flag.Parse()
 	if *leaseName == "" || *identity == "" {
 		fmt.Fprintln(os.Stderr, "client-go-elector: --lease-name and --identity are required")
 		os.Exit(2)
+	}
+	if *herdN != 0 || *manyN != 0 {
+		t := timing{
+			namespace: *namespace,
+			lease:     time.Duration(*leaseMs) * time.Millisecond,
+			renew:     time.Duration(*renewMs) * time.Millisecond,
+			retry:     time.Duration(*retryMs) * time.Millisecond,
+		}
+		switch {
+		case *herdN != 0 && *manyN != 0:
+			fail(2, "--herd and --many exclude each other")
+		case *herdN != 0:
+			if *herdN < 2 || *rounds < 0 {
+				fail(2, "--herd needs at least 2 candidates and --rounds at least 0")
+			}
+			// client-go's default client-side limits (QPS 5, burst 10).
+			runHerd(sharedClient(*kubeconfig, *contentType, 0, 0), t, *leaseName, *identity, *herdN, *rounds)
+		default:
+			if *manyN < 1 || *windowMs < 1 {
+				fail(2, "--many and --window-ms must be positive")
+			}
+			runMany(sharedClient(*kubeconfig, *contentType, manyQPS, manyBurst), t, *leaseName, *identity, *manyN, time.Duration(*windowMs)*time.Millisecond)
+		}
 	}
 	rep := &reporter{identity: *identity}
 

@@ -2,6 +2,7 @@
 //! conditional on the `resourceVersion` it was based on.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
@@ -9,6 +10,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ListParams, ObjectList, PostParams, WatchEvent, WatchParams};
 use kube::{Api, Client};
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::error::{Error, LeaseOperation};
@@ -26,6 +28,9 @@ pub(crate) struct LeaseApi {
     api: Api<Lease>,
     namespace: String,
     name: String,
+    /// Shared by the electors of a hub: how many of their requests may be
+    /// in flight at once (each is a connection over HTTP/1).
+    limit: Option<Arc<Semaphore>>,
 }
 
 impl std::fmt::Debug for LeaseApi {
@@ -40,6 +45,16 @@ impl LeaseApi {
             api: Api::namespaced(client, namespace),
             namespace: namespace.to_owned(),
             name: name.to_owned(),
+            limit: None,
+        }
+    }
+
+    /// Sends at most as many requests at once as `limit` has permits
+    /// (waiting for one counts within each request's timeout).
+    pub(crate) fn limited(self, limit: Arc<Semaphore>) -> Self {
+        Self {
+            limit: Some(limit),
+            ..self
         }
     }
 
@@ -201,6 +216,14 @@ impl LeaseApi {
         request: impl Future<Output = Result<T, kube::Error>>,
     ) -> Result<T, Error> {
         let span = tracing::debug_span!("lease_request", action = %operation, ?timeout);
+        let request = async {
+            // A closed semaphore never happens (no one closes it); then no limit.
+            let _permit = match &self.limit {
+                Some(limit) => limit.acquire().await.ok(),
+                None => None,
+            };
+            request.await
+        };
         match tokio::time::timeout(timeout, request)
             .instrument(span)
             .await

@@ -120,7 +120,10 @@ impl LeaderElector {
     /// Outside a Tokio runtime.
     pub fn spawn_with_token(self, token: &CancellationToken) -> ElectorHandle {
         let token = token.child_token();
-        let api = LeaseApi::new(self.client, &self.namespace, &self.lease_name);
+        let mut api = LeaseApi::new(self.client, &self.namespace, &self.lease_name);
+        if let Some(hub) = &self.hub {
+            api = api.limited(hub.limit());
+        }
         let (state_tx, state_rx) = watch::channel(LeaderState::initial());
         let shared = Arc::new(Shared::default());
         let (inbox, mailbox) = Inbox::new();

@@ -5,10 +5,12 @@
 mod namespace;
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use kube::Client;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, ElectorConfig};
@@ -57,7 +59,15 @@ pub struct LeaseHub {
 struct Inner {
     client: Client,
     namespaces: Mutex<HashMap<String, Arc<Namespace>>>,
+    /// How many requests the hub's electors may have in flight at once.
+    limit: Arc<Semaphore>,
 }
+
+/// How many requests a hub's electors send at once by default: enough for
+/// thousands of renews a second at loopback round trips, few enough that a
+/// burst (10,000 electors starting together) does not open thousands of
+/// HTTP/1 connections, which the client's pool then keeps.
+const MAX_IN_FLIGHT: usize = 32;
 
 impl std::fmt::Debug for LeaseHub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -74,15 +84,33 @@ impl std::fmt::Debug for LeaseHub {
 }
 
 impl LeaseHub {
-    /// A hub whose electors and observers send their requests through `client`.
+    /// A hub whose electors and observers send their requests through
+    /// `client`, at most 32 at once.
     #[must_use]
     pub fn new(client: Client) -> Self {
+        Self::with_max_requests_in_flight(
+            client,
+            NonZeroUsize::new(MAX_IN_FLIGHT).unwrap_or(NonZeroUsize::MIN),
+        )
+    }
+
+    /// A hub whose electors send at most `max` requests at once (a request
+    /// waiting for its turn counts within its timeout, and a leader counts
+    /// its term from before the wait).
+    #[must_use]
+    pub fn with_max_requests_in_flight(client: Client, max: NonZeroUsize) -> Self {
         Self {
             inner: Arc::new(Inner {
                 client,
                 namespaces: Mutex::new(HashMap::new()),
+                limit: Arc::new(Semaphore::new(max.get())),
             }),
         }
+    }
+
+    /// The shared limit on requests in flight.
+    pub(crate) fn limit(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.inner.limit)
     }
 
     /// The client the hub's electors use.
@@ -132,9 +160,9 @@ impl LeaseHub {
             .namespaces
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let ns = namespaces
-            .entry(namespace.to_owned())
-            .or_insert_with(|| Namespace::start(self.inner.client.clone(), namespace));
+        let ns = namespaces.entry(namespace.to_owned()).or_insert_with(|| {
+            Namespace::start(self.inner.client.clone(), namespace, self.limit())
+        });
         ns.admit(&member);
         Membership {
             hub: Arc::clone(&self.inner),

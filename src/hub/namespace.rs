@@ -17,12 +17,14 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Client;
 use kube::api::WatchEvent;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::Member;
 use crate::api::{LeaseApi, is_forbidden};
 use crate::elector::watcher::{Update, Watcher};
 use crate::error::Error;
+use crate::record;
 
 /// The shortest pause between two watches, and the first backoff.
 const RETRY: Duration = Duration::from_secs(1);
@@ -56,6 +58,7 @@ pub(super) struct Namespace {
     client: Client,
     members: Mutex<Members>,
     pub(super) token: CancellationToken,
+    limit: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Namespace {
@@ -70,7 +73,7 @@ impl std::fmt::Debug for Namespace {
 impl Namespace {
     /// Starts watching `namespace` (in a task that ends when the last
     /// member leaves).
-    pub(super) fn start(client: Client, namespace: &str) -> Arc<Self> {
+    pub(super) fn start(client: Client, namespace: &str, limit: Arc<Semaphore>) -> Arc<Self> {
         let ns = Arc::new(Self {
             name: namespace.to_owned(),
             client,
@@ -79,6 +82,7 @@ impl Namespace {
                 mode: Mode::Connecting,
             }),
             token: CancellationToken::new(),
+            limit,
         });
         let span = tracing::info_span!("lease_watch", namespace = %namespace);
         let task = Arc::clone(&ns);
@@ -151,7 +155,8 @@ impl Namespace {
     // === The watch ===
 
     async fn run(&self) {
-        let api = LeaseApi::new(self.client.clone(), &self.name, "*");
+        let api =
+            LeaseApi::new(self.client.clone(), &self.name, "*").limited(Arc::clone(&self.limit));
         let mut version = None;
         let mut backoff = RETRY;
         let mut failing = false;
@@ -212,7 +217,8 @@ impl Namespace {
     /// is forbidden).
     fn watch_own(&self, member: &Arc<Member>) {
         let token = self.token.child_token();
-        let api = LeaseApi::new(self.client.clone(), &self.name, &member.name);
+        let api = LeaseApi::new(self.client.clone(), &self.name, &member.name)
+            .limited(Arc::clone(&self.limit));
         let watcher = Watcher::new(
             api,
             Arc::clone(&member.mailbox),
@@ -261,15 +267,27 @@ impl Namespace {
         self.established();
         *version = Some(from);
         let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
+        let mut held = Held::default();
+        let ended = loop {
+            let event = tokio::select! {
+                event = stream.next() => event,
+                () = held.due() => {
+                    held.flush_due(tokio::time::Instant::now());
+                    continue;
+                }
+            };
+            let Some(event) = event else {
+                break Ok(());
+            };
             match event {
                 Ok(WatchEvent::Added(lease) | WatchEvent::Modified(lease)) => {
                     version.clone_from(&lease.metadata.resource_version);
-                    self.deliver_lease(&lease);
+                    self.deliver_lease(&lease, &mut held);
                 }
                 Ok(WatchEvent::Deleted(lease)) => {
                     version.clone_from(&lease.metadata.resource_version);
                     let name = lease.metadata.name.unwrap_or_default();
+                    held.flush(&name);
                     self.deliver(&name, || Update::Missing {
                         version: lease.metadata.resource_version.clone(),
                     });
@@ -285,15 +303,16 @@ impl Namespace {
                     if status.code == 410 {
                         *version = None;
                     }
-                    return Ok(());
+                    break Ok(());
                 }
                 Err(error) => {
                     tracing::debug!(%error, "namespace watch stream broke");
-                    return Ok(());
+                    break Ok(());
                 }
             }
-        }
-        Ok(())
+        };
+        held.flush_all();
+        ended
     }
 
     /// Lists every Lease of the namespace and tells each member what its
@@ -332,10 +351,39 @@ impl Namespace {
         Ok(version)
     }
 
-    fn deliver_lease(&self, lease: &Lease) {
-        if let Some(name) = lease.metadata.name.as_deref() {
-            self.deliver(name, || Update::Lease(Box::new(lease.clone())));
+    /// Posts `lease` to the members watching it, after any change of it
+    /// still held. A release that names a successor among them goes to the
+    /// successor (and to members that lead) at once, and to the other
+    /// candidates only with the next change of the Lease (the successor's
+    /// acquire, normally a millisecond later) or after `HOLD`: they defer
+    /// to the successor anyway, and a thousand of them woken at once would
+    /// delay the one that acts.
+    fn deliver_lease(&self, lease: &Lease, held: &mut Held) {
+        let Some(name) = lease.metadata.name.as_deref() else {
+            return;
+        };
+        held.flush(name);
+        let members = self.members();
+        let Some(list) = members.by_name.get(name) else {
+            return;
+        };
+        let successor = record::successor(lease);
+        let named = |m: &Arc<Member>| Some(m.identity.as_ref()) == successor;
+        if !list.iter().any(named) {
+            for member in list {
+                member.mailbox.post(Update::Lease(Box::new(lease.clone())));
+            }
+            return;
         }
+        let mut waiting = Vec::new();
+        for member in list {
+            if named(member) || member.leading.load(Ordering::Acquire) {
+                member.mailbox.post(Update::Lease(Box::new(lease.clone())));
+            } else {
+                waiting.push(Arc::clone(member));
+            }
+        }
+        held.hold(name, lease.clone(), waiting);
     }
 
     /// Posts `update()` to every member watching `name`.
@@ -344,6 +392,61 @@ impl Namespace {
             for member in list {
                 member.mailbox.post(update());
             }
+        }
+    }
+}
+
+/// How long a release that names a local successor is held back from the
+/// other candidates, at most.
+const HOLD: Duration = Duration::from_millis(100);
+
+/// Releases held back from the candidates that defer to a named successor,
+/// by Lease name: the Lease, who waits for it, and until when.
+#[derive(Default)]
+struct Held(HashMap<String, (Lease, Vec<Arc<Member>>, tokio::time::Instant)>);
+
+impl Held {
+    fn hold(&mut self, name: &str, lease: Lease, waiting: Vec<Arc<Member>>) {
+        let until = tokio::time::Instant::now() + HOLD;
+        self.0.insert(name.to_owned(), (lease, waiting, until));
+    }
+
+    /// Completes when the earliest hold is due (never, when none is).
+    async fn due(&self) {
+        match self.0.values().map(|(_, _, until)| *until).min() {
+            Some(until) => tokio::time::sleep_until(until).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn deliver((lease, waiting, _): (Lease, Vec<Arc<Member>>, tokio::time::Instant)) {
+        for member in waiting {
+            member.mailbox.post(Update::Lease(Box::new(lease.clone())));
+        }
+    }
+
+    /// Delivers what is held for `name`, if anything (before its next change).
+    fn flush(&mut self, name: &str) {
+        if let Some(held) = self.0.remove(name) {
+            Self::deliver(held);
+        }
+    }
+
+    fn flush_due(&mut self, now: tokio::time::Instant) {
+        let due: Vec<String> = self
+            .0
+            .iter()
+            .filter(|(_, (_, _, until))| *until <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            self.flush(&name);
+        }
+    }
+
+    fn flush_all(&mut self) {
+        for (_, held) in self.0.drain() {
+            Self::deliver(held);
         }
     }
 }

@@ -125,16 +125,23 @@ const PATIENCE: Duration = Duration::from_secs(120);
 /// Waits until `handle` sees `leader` lead.
 async fn sees(handle: &ElectorHandle, leader: &str) {
     let mut state = handle.subscribe();
-    tokio::time::timeout(PATIENCE, state.wait_for(|s| s.leader.as_deref() == Some(leader)))
-        .await
-        .expect("every candidate sees the leader in time")
-        .expect("the elector runs");
+    tokio::time::timeout(
+        PATIENCE,
+        state.wait_for(|s| s.leader.as_deref() == Some(leader)),
+    )
+    .await
+    .expect("every candidate sees the leader in time")
+    .expect("the elector runs");
 }
 
 /// N candidates of one hub on one Lease; each round, the leader shuts down
 /// gracefully and the time until the next one leads is reported, while the
 /// harness counts the requests in between.
-async fn herd(args: &protocol::Args, client: kube::Client, config: impl Fn(&str, &str) -> ElectorConfig) {
+async fn herd(
+    args: &protocol::Args,
+    client: kube::Client,
+    config: impl Fn(&str, &str) -> ElectorConfig,
+) {
     let hub = LeaseHub::new(client);
     let spawn = |i: usize| {
         hub.elector(config(&args.lease_name, &format!("{}-{i}", args.identity)))
@@ -145,9 +152,10 @@ async fn herd(args: &protocol::Args, client: kube::Client, config: impl Fn(&str,
     for round in 0..args.rounds {
         let leader = {
             let leads = candidates.iter().map(|c| Box::pin(c.became_leader()));
-            let (leadership, _, _) = tokio::time::timeout(PATIENCE, futures::future::select_all(leads))
-                .await
-                .expect("a candidate leads in time");
+            let (leadership, _, _) =
+                tokio::time::timeout(PATIENCE, futures::future::select_all(leads))
+                    .await
+                    .expect("a candidate leads in time");
             leadership.expect("it leads").identity().to_owned()
         };
         for c in &candidates {
@@ -157,16 +165,38 @@ async fn herd(args: &protocol::Args, client: kube::Client, config: impl Fn(&str,
             "{{\"event\":\"herd_ready\",\"round\":{round},\"leader\":{}}}",
             protocol::quote(&leader)
         ));
-        let i = candidates.iter().position(|c| c.identity() == leader).expect("the leader is a candidate");
+        let i = candidates
+            .iter()
+            .position(|c| c.identity() == leader)
+            .expect("the leader is a candidate");
         let old = candidates.remove(i);
+        // One task per candidate, each woken by its own state only (a
+        // select over a thousand futures would poll them all at every change).
+        let (first_tx, mut first) = tokio::sync::mpsc::unbounded_channel();
+        let watchers: Vec<_> = candidates
+            .iter()
+            .map(|c| {
+                let (view, first_tx) = (c.view(), first_tx.clone());
+                tokio::spawn(async move {
+                    if let Ok(leadership) = view.became_leader().await {
+                        let _ = first_tx.send((
+                            tokio::time::Instant::now(),
+                            leadership.identity().to_owned(),
+                        ));
+                    }
+                })
+            })
+            .collect();
         let started = tokio::time::Instant::now();
         let shutdown = tokio::spawn(old.shutdown());
-        let leads = candidates.iter().map(|c| Box::pin(c.became_leader()));
-        let (leadership, _, _) = tokio::time::timeout(PATIENCE, futures::future::select_all(leads))
+        let (at, new) = tokio::time::timeout(PATIENCE, first.recv())
             .await
-            .expect("a new leader in time");
-        let took = started.elapsed();
-        let new = leadership.expect("it leads").identity().to_owned();
+            .expect("a new leader in time")
+            .expect("a candidate leads");
+        let took = at - started;
+        for watcher in watchers {
+            watcher.abort();
+        }
         for c in &candidates {
             sees(c, &new).await;
         }
@@ -185,19 +215,29 @@ async fn herd(args: &protocol::Args, client: kube::Client, config: impl Fn(&str,
 /// N Leases, each with one elector, all through one hub (one watch of the
 /// namespace): memory, CPU and, counted by the harness, requests and
 /// watches in steady state.
-async fn many(args: &protocol::Args, client: kube::Client, config: impl Fn(&str, &str) -> ElectorConfig) {
+async fn many(
+    args: &protocol::Args,
+    client: kube::Client,
+    config: impl Fn(&str, &str) -> ElectorConfig,
+) {
     let hub = LeaseHub::new(client);
     let handles: Vec<_> = (0..args.many)
         .map(|i| {
-            hub.elector(config(&format!("{}-{i}", args.lease_name), &format!("{}-{i}", args.identity)))
-                .expect("valid config")
-                .spawn()
+            hub.elector(config(
+                &format!("{}-{i}", args.lease_name),
+                &format!("{}-{i}", args.identity),
+            ))
+            .expect("valid config")
+            .spawn()
         })
         .collect();
     for h in &handles {
         let _ = tokio::time::timeout(Duration::from_secs(600), h.became_leader()).await;
     }
-    protocol::step(&format!("{{\"event\":\"many_ready\",\"electors\":{}}}", args.many));
+    protocol::step(&format!(
+        "{{\"event\":\"many_ready\",\"electors\":{}}}",
+        args.many
+    ));
     let (cpu0, t0) = (cpu_seconds(), std::time::Instant::now());
     tokio::time::sleep(args.window).await;
     let cpu = (cpu_seconds() - cpu0) / t0.elapsed().as_secs_f64();

@@ -40,12 +40,12 @@ const (
 	manyWait = 600 * time.Second // until all of --many lead
 	manyExit = 30 * time.Second  // --many: longest wait for the Runs at the end
 
-	// --many raises client-go's client-side rate limiter of the shared
-	// Clientset (default QPS 5, burst 10): N electors renew N Leases every
-	// retry period through that one limiter, so with the defaults 200
-	// electors could not even acquire their Leases in time, and an operator
-	// that leads many Leases from one process must raise these limits the
-	// same way.
+	// --many and --herd raise client-go's client-side rate limiter of the
+	// shared Clientset (default QPS 5, burst 10): N electors renew N Leases
+	// (or N followers poll one) every retry period through that one
+	// limiter, so with the defaults 200 electors could not even acquire
+	// their Leases in time, and an operator that runs many electors from one
+	// process must raise these limits the same way.
 	manyQPS   = 100000
 	manyBurst = 100000
 )

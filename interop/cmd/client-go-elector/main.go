@@ -156,7 +156,7 @@ func main() {
 				fail(2, "--herd needs at least 2 candidates and --rounds at least 0")
 			}
 			// client-go's default client-side limits (QPS 5, burst 10).
-			runHerd(sharedClient(*kubeconfig, *contentType, 0, 0), t, *leaseName, *identity, *herdN, *rounds)
+			runHerd(sharedClient(*kubeconfig, *contentType, manyQPS, manyBurst), t, *leaseName, *identity, *herdN, *rounds)
 		default:
 			if *manyN < 1 || *windowMs < 1 {
 				fail(2, "--many and --window-ms must be positive")

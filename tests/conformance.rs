@@ -740,14 +740,39 @@ fn assert_invalid(code: u16, body: &Value, field: &str, reason: &str, message: &
     );
 }
 
+/// Sends `body` and checks that it is refused for a `preferredHolder`
+/// without a `strategy`.
+async fn assert_refuses_preferred_holder(
+    target: &Target,
+    method: &str,
+    name: Option<&str>,
+    body: &Value,
+    content_type: &str,
+) {
+    let client = target.client_for("admin");
+    let (code, status) = raw(
+        &client,
+        method,
+        &leases_path(target, name),
+        Some(body),
+        content_type,
+    )
+    .await;
+    assert_invalid(
+        code,
+        &status,
+        "spec.preferredHolder",
+        "FieldValueForbidden",
+        "Forbidden: may only be specified if `strategy` is defined",
+    );
+}
+
 #[tokio::test]
 async fn gate_on_refuses_a_preferred_holder_without_a_strategy() {
     let Some(target) = Target::with_coordinated_leader_election(true).await else {
         return;
     };
-    let client = target.client_for("admin");
     let leases = api(&target, "admin");
-    let forbidden = "Forbidden: may only be specified if `strategy` is defined";
 
     // Create.
     let name = support::unique_name("gate-on-invalid");
@@ -756,21 +781,7 @@ async fn gate_on_refuses_a_preferred_holder_without_a_strategy() {
         "metadata": {"name": name},
         "spec": {"holderIdentity": "a", "preferredHolder": "b"}
     });
-    let (code, status) = raw(
-        &client,
-        "POST",
-        &leases_path(&target, None),
-        Some(&body),
-        "application/json",
-    )
-    .await;
-    assert_invalid(
-        code,
-        &status,
-        "spec.preferredHolder",
-        "FieldValueForbidden",
-        forbidden,
-    );
+    assert_refuses_preferred_holder(&target, "POST", None, &body, "application/json").await;
     assert!(
         leases.get_opt(&name).await.unwrap().is_none(),
         "nothing was stored"
@@ -785,37 +796,17 @@ async fn gate_on_refuses_a_preferred_holder_without_a_strategy() {
     // Update (PUT and merge patch) of a Lease without a strategy.
     let mut next = created.clone();
     next.spec.as_mut().unwrap().preferred_holder = Some("b".into());
-    let (code, status) = raw(
-        &client,
-        "PUT",
-        &leases_path(&target, Some(&name)),
-        Some(&serde_json::to_value(&next).unwrap()),
-        "application/json",
-    )
-    .await;
-    assert_invalid(
-        code,
-        &status,
-        "spec.preferredHolder",
-        "FieldValueForbidden",
-        forbidden,
-    );
+    let body = serde_json::to_value(&next).unwrap();
+    assert_refuses_preferred_holder(&target, "PUT", Some(&name), &body, "application/json").await;
     let merge = json!({"spec": {"preferredHolder": "b"}});
-    let (code, status) = raw(
-        &client,
+    assert_refuses_preferred_holder(
+        &target,
         "PATCH",
-        &leases_path(&target, Some(&name)),
-        Some(&merge),
+        Some(&name),
+        &merge,
         "application/merge-patch+json",
     )
     .await;
-    assert_invalid(
-        code,
-        &status,
-        "spec.preferredHolder",
-        "FieldValueForbidden",
-        forbidden,
-    );
     let stored = leases.get(&name).await.unwrap();
     assert_eq!(
         stored.metadata.resource_version,
@@ -831,21 +822,15 @@ async fn gate_on_refuses_a_preferred_holder_without_a_strategy() {
         )
         .await
         .unwrap();
-    let (code, status) = raw(
-        &client,
+    let unset = json!({"spec": {"strategy": null}});
+    assert_refuses_preferred_holder(
+        &target,
         "PATCH",
-        &leases_path(&target, Some(&name)),
-        Some(&json!({"spec": {"strategy": null}})),
+        Some(&name),
+        &unset,
         "application/merge-patch+json",
     )
     .await;
-    assert_invalid(
-        code,
-        &status,
-        "spec.preferredHolder",
-        "FieldValueForbidden",
-        forbidden,
-    );
 
     // A strategy must be one Kubernetes defines, or prefixed; the field path
     // names `strategy` twice, as kube-apiserver's validation does.
@@ -856,7 +841,7 @@ async fn gate_on_refuses_a_preferred_holder_without_a_strategy() {
         "spec": {"holderIdentity": "a", "strategy": "NoSuchStrategy"}
     });
     let (code, status) = raw(
-        &client,
+        &target.client_for("admin"),
         "POST",
         &leases_path(&target, None),
         Some(&body),

@@ -2,10 +2,15 @@
 # Runs the Rust test suites against a real kube-apiserver (built here from
 # the k8s.io/kubernetes Go module, on an embedded etcd), with client-go's own
 # elector as a peer, then the client-go interop against the embedded server.
+# The apiserver runs twice: with the CoordinatedLeaderElection feature gate
+# on, then, restarted afresh, with it off, as a default-configured
+# Kubernetes 1.33-1.37 cluster; the suites run against each (the deploy/
+# check against the first only).
 #
 #   scripts/e2e-real.sh                              # build what is missing, start, test, stop
 #   KUBECONFIG=~/.kube/config scripts/e2e-real.sh    # the cluster of that file instead
 #   E2E_TESTS="conformance" scripts/e2e-real.sh      # just some suites
+#   E2E_GATES=off scripts/e2e-real.sh                # one apiserver, gate off
 #
 # Exits 0 only if every suite passed. Whatever it started, it stops.
 set -euo pipefail
@@ -13,6 +18,14 @@ set -euo pipefail
 # Test targets (tests/<name>.rs) run against the real server; a missing file
 # is skipped with a note.
 E2E_TESTS=${E2E_TESTS:-"conformance elector lease_lock observability tracing controller events interop"}
+# The CoordinatedLeaderElection gate of each apiserver started here, in
+# order ("on", "off"): the first runs E2E_TESTS (and the deploy/ check),
+# each later one E2E_LATER_GATE_TESTS. Not used with KUBECONFIG.
+E2E_GATES=${E2E_GATES:-"on off"}
+# Test targets run against the apiservers after the first (default: those
+# of E2E_TESTS; the whole second run takes about a minute once built). A
+# shorter set that still covers the gate: "conformance interop". Empty: none.
+E2E_LATER_GATE_TESTS=${E2E_LATER_GATE_TESTS-$E2E_TESTS}
 # Test targets run once more against the embedded server, with client-go
 # (set it empty for none).
 E2E_EMBEDDED_TESTS=${E2E_EMBEDDED_TESTS-"interop"}
@@ -26,7 +39,9 @@ E2E_TEST_THREADS=${E2E_TEST_THREADS:-}
 
 cd "$(dirname "$0")/.."
 root=$(pwd)
-out="$root/target/interop"
+# Beside cargo's builds: CARGO_TARGET_DIR's, else target/.
+cargo_target=${CARGO_TARGET_DIR:-$root/target}
+out="$cargo_target/interop"
 apiserver="$out/kube-apiserver-etcd"
 elector="$out/client-go-elector"
 apiserver_log="$out/apiserver.log"
@@ -60,7 +75,7 @@ cleanup() {
     wait "$apiserver_pid" 2>/dev/null || true
   fi
   if [ "$status" -ne 0 ] && [ -s "$apiserver_log" ]; then
-    echo "--- last 40 lines of target/interop/apiserver.log"
+    echo "--- last 40 lines of $apiserver_log"
     tail -n 40 "$apiserver_log" || true
   fi
   rm -rf "$workdir"
@@ -73,26 +88,34 @@ trap 'exit 143' TERM
 # --- build what is missing (cached: only when a Go file, go.mod or go.sum
 # of that program is newer than its binary).
 if [ -n "${KUBECONFIG:-}" ]; then
-  interop/build.sh client-go-elector
+  OUT_DIR="$out" interop/build.sh client-go-elector
 else
-  interop/build.sh apiserver client-go-elector
+  OUT_DIR="$out" interop/build.sh apiserver client-go-elector
 fi
 export KUBE_ELECTOR_CLIENT_GO_ELECTOR="$elector"
 
-# --- the target: the cluster of KUBECONFIG, or a real apiserver started here.
-if [ -n "${KUBECONFIG:-}" ]; then
-  kubeconfig=${KUBECONFIG%%:*} # the test suites read one file
-  log "using the cluster of KUBECONFIG ($kubeconfig)"
-  unset KUBE_ELECTOR_TEST_KUBECONFIG_NOWATCH
-else
-  log "starting kube-apiserver with embedded etcd (log: target/interop/apiserver.log)"
+# --- the real apiserver, one per gate mode, each on fresh etcd data.
+# start_apiserver on|off: starts it, waits for READY, sets kubeconfig and
+# the suites' environment (the nowatch user, the gate it has).
+start_apiserver() {
+  local gate=$1 flag started
+  case $gate in
+    on) flag=true ;;
+    off) flag=false ;;
+    *) log "E2E_GATES: unknown gate mode $gate (on | off)"; exit 2 ;;
+  esac
+  apiserver_log="$out/apiserver-gate-$gate.log"
+  local dir="$workdir/gate-$gate"
+  mkdir -p "$dir"
+  log "starting kube-apiserver with embedded etcd, CoordinatedLeaderElection $gate (--coordinated-leader-election=$flag; log: $apiserver_log)"
   started=$SECONDS
-  "$apiserver" --data-dir "$workdir/data" \
-    --kubeconfig "$workdir/admin.kubeconfig" \
-    --kubeconfig-nowatch "$workdir/nowatch.kubeconfig" \
-    >"$workdir/ready" 2>"$apiserver_log" &
+  "$apiserver" --data-dir "$dir/data" \
+    --kubeconfig "$dir/admin.kubeconfig" \
+    --kubeconfig-nowatch "$dir/nowatch.kubeconfig" \
+    --coordinated-leader-election="$flag" \
+    >"$dir/ready" 2>"$apiserver_log" &
   apiserver_pid=$!
-  while ! grep -q '^READY ' "$workdir/ready" 2>/dev/null; do
+  while ! grep -q '^READY ' "$dir/ready" 2>/dev/null; do
     if ! kill -0 "$apiserver_pid" 2>/dev/null; then
       log "kube-apiserver exited before it was ready"
       exit 1
@@ -103,10 +126,19 @@ else
     fi
     sleep 0.1
   done
-  log "$(grep '^READY ' "$workdir/ready") (after $((SECONDS - started))s)"
-  kubeconfig="$workdir/admin.kubeconfig"
-  export KUBE_ELECTOR_TEST_KUBECONFIG_NOWATCH="$workdir/nowatch.kubeconfig"
-fi
+  log "$(grep '^READY ' "$dir/ready") (after $((SECONDS - started))s)"
+  kubeconfig="$dir/admin.kubeconfig"
+  export KUBE_ELECTOR_TEST_KUBECONFIG_NOWATCH="$dir/nowatch.kubeconfig"
+  export KUBE_ELECTOR_TEST_COORDINATED_LEADER_ELECTION="$flag"
+}
+
+stop_apiserver() {
+  [ -n "$apiserver_pid" ] || return 0
+  log "stopping kube-apiserver (pid $apiserver_pid)"
+  stop_pid "$apiserver_pid"
+  wait "$apiserver_pid" 2>/dev/null || true
+  apiserver_pid=
+}
 
 # --- deploy/: every manifest passes a server-side dry run; the namespace and
 # RBAC are applied for real, and an elector runs as the manifests' service
@@ -124,7 +156,7 @@ deploy_check() {
   KUBECONFIG="$kubeconfig" \
     KUBE_RS_DEBUG_IMPERSONATE_USER=system:serviceaccount:kube-elector-demo:kube-elector-demo \
     POD_NAME=demo-0 POD_NAMESPACE=kube-elector-demo LEASE_NAME="e2e-replica-$$" \
-    target/debug/examples/demo --replica >"$out" 2>&1 &
+    "$cargo_target/debug/examples/demo" --replica >"$out" 2>&1 &
   local pid=$! waited=0
   until grep -q "started leading" "$out"; do
     if ! kill -0 "$pid" 2>/dev/null || [ "$waited" -ge 300 ]; then
@@ -171,23 +203,63 @@ run_suite() {
   fi
 }
 
-if [ "$E2E_DEPLOY" = 1 ]; then
-  if deploy_check; then
-    passed+=("real/deploy-manifests")
-    run_suite real deploy KUBE_ELECTOR_TEST_KUBECONFIG="$kubeconfig" KUBE_ELECTOR_TEST_DEPLOY=1
-  else
-    failed+=("real/deploy-manifests")
+# real_suites LABEL TESTS: the deploy/ check (if asked) and TESTS against
+# the server of $kubeconfig.
+real_suites() {
+  local label=$1 tests=$2 deploy=$3
+  if [ "$deploy" = 1 ]; then
+    if deploy_check; then
+      passed+=("$label/deploy-manifests")
+      run_suite "$label" deploy KUBE_ELECTOR_TEST_KUBECONFIG="$kubeconfig" KUBE_ELECTOR_TEST_DEPLOY=1
+    else
+      failed+=("$label/deploy-manifests")
+    fi
+    if [ -n "${KUBECONFIG:-}" ]; then # a cluster of the user's: leave it as found
+      kubectl --kubeconfig "$kubeconfig" delete -f deploy/namespace.yaml --wait=false >/dev/null 2>&1 || true
+    fi
   fi
-  if [ -n "${KUBECONFIG:-}" ]; then # a cluster of the user's: leave it as found
-    kubectl --kubeconfig "$kubeconfig" delete -f deploy/namespace.yaml --wait=false >/dev/null 2>&1 || true
-  fi
+  for t in $tests; do
+    run_suite "$label" "$t" KUBE_ELECTOR_TEST_KUBECONFIG="$kubeconfig"
+  done
+}
+
+if [ -n "${KUBECONFIG:-}" ]; then
+  kubeconfig=${KUBECONFIG%%:*} # the test suites read one file
+  unset KUBE_ELECTOR_TEST_KUBECONFIG_NOWATCH
+  case ${KUBE_ELECTOR_TEST_COORDINATED_LEADER_ELECTION:-} in
+    true) gate="CoordinatedLeaderElection on (KUBE_ELECTOR_TEST_COORDINATED_LEADER_ELECTION=true)" ;;
+    false) gate="CoordinatedLeaderElection off (KUBE_ELECTOR_TEST_COORDINATED_LEADER_ELECTION=false)" ;;
+    *) gate="CoordinatedLeaderElection unknown: the gate's tests skip (set KUBE_ELECTOR_TEST_COORDINATED_LEADER_ELECTION=true or false as the cluster has it)" ;;
+  esac
+  log "using the cluster of KUBECONFIG ($kubeconfig); $gate"
+  real_suites real "$E2E_TESTS" "$E2E_DEPLOY"
+else
+  read -r -a gates <<<"$E2E_GATES"
+  [ ${#gates[@]} -gt 0 ] || { log "E2E_GATES is empty"; exit 2; }
+  for i in "${!gates[@]}"; do
+    gate=${gates[$i]}
+    if [ "$i" -eq 0 ]; then
+      tests=$E2E_TESTS deploy=$E2E_DEPLOY what="the suites of E2E_TESTS"
+      [ "$deploy" = 1 ] && what="$what and the deploy/ check"
+    elif [ "$E2E_LATER_GATE_TESTS" = "$E2E_TESTS" ]; then
+      tests=$E2E_LATER_GATE_TESTS deploy=0 what="the same suites (not the deploy/ check)"
+    else
+      tests=$E2E_LATER_GATE_TESTS deploy=0 what="a subset (E2E_LATER_GATE_TESTS)"
+    fi
+    log "=== gate run $((i + 1)) of ${#gates[@]}: CoordinatedLeaderElection $gate; $what: ${tests:-none}"
+    gate_started=$SECONDS
+    start_apiserver "$gate"
+    real_suites "real-gate-$gate" "$tests" "$deploy"
+    stop_apiserver
+    log "=== gate run $((i + 1)) (CoordinatedLeaderElection $gate) took $((SECONDS - gate_started))s"
+  done
+  unset KUBE_ELECTOR_TEST_COORDINATED_LEADER_ELECTION
 fi
-for t in $E2E_TESTS; do
-  run_suite real "$t" KUBE_ELECTOR_TEST_KUBECONFIG="$kubeconfig"
-done
 # client-go beside kube-elector on the embedded server as well.
+# (The embedded server's gate is each test's choice: its default is off.)
 for t in $E2E_EMBEDDED_TESTS; do
-  run_suite embedded "$t" -u KUBE_ELECTOR_TEST_KUBECONFIG -u KUBE_ELECTOR_TEST_KUBECONFIG_NOWATCH
+  run_suite embedded "$t" -u KUBE_ELECTOR_TEST_KUBECONFIG -u KUBE_ELECTOR_TEST_KUBECONFIG_NOWATCH \
+    -u KUBE_ELECTOR_TEST_COORDINATED_LEADER_ELECTION
 done
 
 log "suites passed: ${passed[*]:-none}"

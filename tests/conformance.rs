@@ -465,6 +465,398 @@ async fn micro_times_come_back_with_microseconds() {
     assert_eq!(body["spec"]["renewTime"], "2026-11-24T14:00:00.123456Z");
 }
 
+// === Coordinated leader election: the feature gate ===
+//
+// `spec.strategy` and `spec.preferredHolder` belong to the
+// CoordinatedLeaderElection feature gate (beta, off by default in
+// Kubernetes 1.33 to 1.37). Off, kube-apiserver drops them before it
+// validates a Lease; on, it keeps them and refuses a preferredHolder
+// without a strategy. Against a real server these tests run only in the
+// gate mode that KUBE_ELECTOR_TEST_COORDINATED_LEADER_ELECTION names.
+
+fn coordinated(name: &str, strategy: Option<&str>, preferred: Option<&str>) -> Lease {
+    let mut lease = lease(name, "a");
+    let spec = lease.spec.as_mut().unwrap();
+    spec.strategy = strategy.map(Into::into);
+    spec.preferred_holder = preferred.map(Into::into);
+    lease
+}
+
+/// `(strategy, preferredHolder)` of a Lease.
+fn coordination_of(lease: &Lease) -> (Option<&str>, Option<&str>) {
+    let spec = lease.spec.as_ref();
+    (
+        spec.and_then(|s| s.strategy.as_deref()),
+        spec.and_then(|s| s.preferred_holder.as_deref()),
+    )
+}
+
+/// A server-side apply configuration of a whole Lease spec.
+fn apply_config(name: &str, spec: &Value) -> Patch<Value> {
+    Patch::Apply(json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+}
+
+#[tokio::test]
+async fn gate_off_drops_strategy_and_preferred_holder_on_create() {
+    let Some(target) = Target::with_coordinated_leader_election(false).await else {
+        return;
+    };
+    let leases = api(&target, "admin");
+    // Valid with the gate on, a preferredHolder alone (refused with the gate
+    // on), an unknown strategy (refused with the gate on): each is created,
+    // without the two fields, the rest of its spec kept. They are dropped
+    // before validation.
+    for (strategy, preferred) in [
+        (Some("OldestEmulationVersion"), Some("b")),
+        (None, Some("b")),
+        (Some("example.com/mine"), None),
+        (Some("NoSuchStrategy"), None),
+    ] {
+        let name = support::unique_name("gate-off-create");
+        let created = leases
+            .create(
+                &PostParams::default(),
+                &coordinated(&name, strategy, preferred),
+            )
+            .await
+            .unwrap();
+        assert_eq!(coordination_of(&created), (None, None), "{strategy:?}");
+        assert_eq!(holder(&created), Some("a"));
+        assert_eq!(
+            created.spec.as_ref().unwrap().lease_duration_seconds,
+            Some(15)
+        );
+        let got = leases.get(&name).await.unwrap();
+        assert_eq!(coordination_of(&got), (None, None), "{strategy:?}");
+    }
+    // Create-on-PUT and server-side apply of a missing Lease create too.
+    let name = support::unique_name("gate-off-put");
+    let created = leases
+        .replace(
+            &name,
+            &PostParams::default(),
+            &coordinated(&name, Some("OldestEmulationVersion"), Some("b")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(coordination_of(&created), (None, None));
+    assert_eq!(holder(&created), Some("a"));
+    let name = support::unique_name("gate-off-apply");
+    let spec = json!({"holderIdentity": "a", "strategy": "OldestEmulationVersion", "preferredHolder": "b"});
+    let created = leases
+        .patch(
+            &name,
+            &PatchParams::apply("conformance"),
+            &apply_config(&name, &spec),
+        )
+        .await
+        .unwrap();
+    assert_eq!(coordination_of(&created), (None, None));
+    assert_eq!(holder(&created), Some("a"));
+}
+
+#[tokio::test]
+async fn gate_off_drops_strategy_and_preferred_holder_on_update() {
+    let Some(target) = Target::with_coordinated_leader_election(false).await else {
+        return;
+    };
+    let leases = api(&target, "admin");
+    let name = support::unique_name("gate-off-update");
+    let created = leases
+        .create(&PostParams::default(), &lease(&name, "a"))
+        .await
+        .unwrap();
+
+    // PUT: the holder changes, the two fields do not arrive.
+    let mut next = created.clone();
+    let spec = next.spec.as_mut().unwrap();
+    spec.holder_identity = Some("b".into());
+    spec.strategy = Some("OldestEmulationVersion".into());
+    spec.preferred_holder = Some("c".into());
+    let replaced = leases
+        .replace(&name, &PostParams::default(), &next)
+        .await
+        .unwrap();
+    assert_eq!(holder(&replaced), Some("b"));
+    assert_eq!(coordination_of(&replaced), (None, None));
+
+    // A preferredHolder alone is no error: it is dropped before validation.
+    let mut next = replaced.clone();
+    let spec = next.spec.as_mut().unwrap();
+    spec.holder_identity = Some("c".into());
+    spec.preferred_holder = Some("d".into());
+    let replaced = leases
+        .replace(&name, &PostParams::default(), &next)
+        .await
+        .unwrap();
+    assert_eq!(holder(&replaced), Some("c"));
+    assert_eq!(coordination_of(&replaced), (None, None));
+
+    // Merge and JSON patches.
+    let patched = leases
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {
+                "holderIdentity": "d", "strategy": "OldestEmulationVersion", "preferredHolder": "e"
+            }})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(holder(&patched), Some("d"));
+    assert_eq!(coordination_of(&patched), (None, None));
+    let ops = json!([
+        {"op": "replace", "path": "/spec/holderIdentity", "value": "e"},
+        {"op": "add", "path": "/spec/strategy", "value": "OldestEmulationVersion"},
+        {"op": "add", "path": "/spec/preferredHolder", "value": "f"},
+    ]);
+    let (code, body) = raw(
+        &target.client_for("admin"),
+        "PATCH",
+        &leases_path(&target, Some(&name)),
+        Some(&ops),
+        "application/json-patch+json",
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let patched: Lease = serde_json::from_value(body).unwrap();
+    assert_eq!(holder(&patched), Some("e"));
+    assert_eq!(coordination_of(&patched), (None, None));
+
+    // Server-side apply of an existing Lease.
+    let spec = json!({"holderIdentity": "f", "strategy": "OldestEmulationVersion", "preferredHolder": "g"});
+    let applied = leases
+        .patch(
+            &name,
+            &PatchParams::apply("conformance").force(),
+            &apply_config(&name, &spec),
+        )
+        .await
+        .unwrap();
+    assert_eq!(holder(&applied), Some("f"));
+    assert_eq!(coordination_of(&applied), (None, None));
+    assert_eq!(
+        coordination_of(&leases.get(&name).await.unwrap()),
+        (None, None)
+    );
+}
+
+#[tokio::test]
+async fn gate_on_keeps_strategy_and_preferred_holder_through_create_update_and_patch() {
+    let Some(target) = Target::with_coordinated_leader_election(true).await else {
+        return;
+    };
+    let leases = api(&target, "admin");
+    let name = support::unique_name("gate-on");
+    let created = leases
+        .create(
+            &PostParams::default(),
+            &coordinated(&name, Some("OldestEmulationVersion"), Some("b")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        coordination_of(&created),
+        (Some("OldestEmulationVersion"), Some("b"))
+    );
+    assert_eq!(
+        coordination_of(&leases.get(&name).await.unwrap()),
+        (Some("OldestEmulationVersion"), Some("b"))
+    );
+
+    let mut next = created.clone();
+    next.spec.as_mut().unwrap().preferred_holder = Some("c".into());
+    let replaced = leases
+        .replace(&name, &PostParams::default(), &next)
+        .await
+        .unwrap();
+    assert_eq!(
+        coordination_of(&replaced),
+        (Some("OldestEmulationVersion"), Some("c"))
+    );
+
+    let patched = leases
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"strategy": "example.com/mine", "preferredHolder": "d"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        coordination_of(&patched),
+        (Some("example.com/mine"), Some("d"))
+    );
+    // A strategy without a preferredHolder is valid.
+    let patched = leases
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"preferredHolder": null}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(coordination_of(&patched), (Some("example.com/mine"), None));
+
+    // Server-side apply creates with them too.
+    let name = support::unique_name("gate-on-apply");
+    let spec = json!({"holderIdentity": "a", "strategy": "OldestEmulationVersion", "preferredHolder": "b"});
+    let applied = leases
+        .patch(
+            &name,
+            &PatchParams::apply("conformance"),
+            &apply_config(&name, &spec),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        coordination_of(&applied),
+        (Some("OldestEmulationVersion"), Some("b"))
+    );
+}
+
+/// Checks a 422 for one field: the cause's field and reason, and its
+/// message in the Status message.
+fn assert_invalid(code: u16, body: &Value, field: &str, reason: &str, message: &str) {
+    assert_status(code, body, 422);
+    assert_eq!(body["reason"], "Invalid", "{body}");
+    let causes = body["details"]["causes"].as_array().expect("causes");
+    assert!(
+        causes
+            .iter()
+            .any(|c| c["field"] == field && c["reason"] == reason),
+        "{body}"
+    );
+    let expected = format!("{field}: {message}");
+    assert!(
+        body["message"].as_str().unwrap().contains(&expected),
+        "{expected:?} not in {body}"
+    );
+}
+
+/// Sends `body` and checks that it is refused for a `preferredHolder`
+/// without a `strategy`.
+async fn assert_refuses_preferred_holder(
+    target: &Target,
+    method: &str,
+    name: Option<&str>,
+    body: &Value,
+    content_type: &str,
+) {
+    let client = target.client_for("admin");
+    let (code, status) = raw(
+        &client,
+        method,
+        &leases_path(target, name),
+        Some(body),
+        content_type,
+    )
+    .await;
+    assert_invalid(
+        code,
+        &status,
+        "spec.preferredHolder",
+        "FieldValueForbidden",
+        "Forbidden: may only be specified if `strategy` is defined",
+    );
+}
+
+#[tokio::test]
+async fn gate_on_refuses_a_preferred_holder_without_a_strategy() {
+    let Some(target) = Target::with_coordinated_leader_election(true).await else {
+        return;
+    };
+    let leases = api(&target, "admin");
+
+    // Create.
+    let name = support::unique_name("gate-on-invalid");
+    let body = json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": name},
+        "spec": {"holderIdentity": "a", "preferredHolder": "b"}
+    });
+    assert_refuses_preferred_holder(&target, "POST", None, &body, "application/json").await;
+    assert!(
+        leases.get_opt(&name).await.unwrap().is_none(),
+        "nothing was stored"
+    );
+    // An empty preferredHolder is none.
+    let created = leases
+        .create(&PostParams::default(), &coordinated(&name, None, Some("")))
+        .await
+        .unwrap();
+    assert_eq!(coordination_of(&created).0, None);
+
+    // Update (PUT and merge patch) of a Lease without a strategy.
+    let mut next = created.clone();
+    next.spec.as_mut().unwrap().preferred_holder = Some("b".into());
+    let body = serde_json::to_value(&next).unwrap();
+    assert_refuses_preferred_holder(&target, "PUT", Some(&name), &body, "application/json").await;
+    let merge = json!({"spec": {"preferredHolder": "b"}});
+    assert_refuses_preferred_holder(
+        &target,
+        "PATCH",
+        Some(&name),
+        &merge,
+        "application/merge-patch+json",
+    )
+    .await;
+    let stored = leases.get(&name).await.unwrap();
+    assert_eq!(
+        stored.metadata.resource_version,
+        created.metadata.resource_version
+    );
+
+    // Removing the strategy from under a preferredHolder.
+    let name = support::unique_name("gate-on-unset");
+    leases
+        .create(
+            &PostParams::default(),
+            &coordinated(&name, Some("OldestEmulationVersion"), Some("b")),
+        )
+        .await
+        .unwrap();
+    let unset = json!({"spec": {"strategy": null}});
+    assert_refuses_preferred_holder(
+        &target,
+        "PATCH",
+        Some(&name),
+        &unset,
+        "application/merge-patch+json",
+    )
+    .await;
+
+    // A strategy must be one Kubernetes defines, or prefixed; the field path
+    // names `strategy` twice, as kube-apiserver's validation does.
+    let name = support::unique_name("gate-on-strategy");
+    let body = json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": name},
+        "spec": {"holderIdentity": "a", "strategy": "NoSuchStrategy"}
+    });
+    let (code, status) = raw(
+        &target.client_for("admin"),
+        "POST",
+        &leases_path(&target, None),
+        Some(&body),
+        "application/json",
+    )
+    .await;
+    assert_invalid(
+        code,
+        &status,
+        "spec.strategy.strategy",
+        "FieldValueNotSupported",
+        "Unsupported value: \"NoSuchStrategy\": supported values: \"OldestEmulationVersion\"",
+    );
+}
+
 // === Patches ===
 
 #[tokio::test]

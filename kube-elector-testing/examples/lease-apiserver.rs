@@ -3,7 +3,13 @@
 //!
 //! ```text
 //! cargo run -p kube-elector-testing --example lease-apiserver -- --port 0 [--kubeconfig FILE]
+//!     [--identity NAME] [--coordinated-leader-election[=true|false]]
 //! ```
+//!
+//! `--coordinated-leader-election` serves Leases as a kube-apiserver with
+//! the `CoordinatedLeaderElection` feature gate on (`spec.strategy` and
+//! `spec.preferredHolder` kept and validated); without it the gate is off,
+//! as by default in Kubernetes 1.33 to 1.37, and both fields are dropped.
 //!
 //! Prints `listening on http://127.0.0.1:PORT` and `kubeconfig: FILE`, then
 //! serves until interrupted (Ctrl-C or SIGTERM). Faults and request counts are
@@ -20,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
     let mut port: u16 = 0;
     let mut kubeconfig: Option<PathBuf> = None;
     let mut identity = "admin".to_owned();
+    let mut coordinated_leader_election = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -34,16 +41,25 @@ async fn main() -> anyhow::Result<()> {
                 kubeconfig = Some(args.next().context("--kubeconfig needs a path")?.into());
             }
             "--identity" => identity = args.next().context("--identity needs a value")?,
+            // As Go's flag package spells a boolean, the way the real
+            // apiserver of interop/ takes it.
+            "--coordinated-leader-election" | "--coordinated-leader-election=true" => {
+                coordinated_leader_election = true;
+            }
+            "--coordinated-leader-election=false" => coordinated_leader_election = false,
             "-h" | "--help" => {
                 println!(
-                    "usage: lease-apiserver [--port PORT] [--kubeconfig FILE] [--identity NAME]"
+                    "usage: lease-apiserver [--port PORT] [--kubeconfig FILE] [--identity NAME] [--coordinated-leader-election[=true|false]]"
                 );
                 return Ok(());
             }
             other => anyhow::bail!("unknown argument {other:?} (try --help)"),
         }
     }
-    let server = LeaseApiServer::start_on(SocketAddr::from(([127, 0, 0, 1], port)))
+    let server = LeaseApiServer::builder()
+        .addr(SocketAddr::from(([127, 0, 0, 1], port)))
+        .coordinated_leader_election(coordinated_leader_election)
+        .start()
         .await
         .with_context(|| format!("binding 127.0.0.1:{port}"))?;
     let kubeconfig = kubeconfig.unwrap_or_else(|| {
@@ -58,6 +74,14 @@ async fn main() -> anyhow::Result<()> {
     println!("listening on {}", server.url());
     println!("port: {}", server.addr().port());
     println!("kubeconfig: {}", kubeconfig.display());
+    println!(
+        "CoordinatedLeaderElection: {}",
+        if coordinated_leader_election {
+            "on"
+        } else {
+            "off"
+        }
+    );
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -57,7 +57,46 @@
 //! ```
 //!
 //! The `lease-apiserver` example serves it standalone:
-//! `cargo run -p kube-elector-testing --example lease-apiserver -- --port 0`.
+//! `cargo run -p kube-elector-testing --example lease-apiserver -- --port 0`
+//! (add `--coordinated-leader-election` for the feature gate below).
+//!
+//! # Coordinated leader election
+//! By default the server behaves as kube-apiserver does with the
+//! `CoordinatedLeaderElection` feature gate off, the default of Kubernetes
+//! 1.33 to 1.37: it drops `spec.strategy` and `spec.preferredHolder` from
+//! Leases without a word, on create, and on update unless the stored Lease
+//! already had them. [`LeaseApiServerBuilder::coordinated_leader_election`]
+//! turns the gate on: both fields are kept, and a `preferredHolder` without
+//! a `strategy` is refused with 422 Invalid (`spec.preferredHolder`), as
+//! kube-apiserver's validation refuses it.
+//!
+//! ```
+//! use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+//! use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+//! use kube::api::PostParams;
+//! use kube_elector_testing::LeaseApiServer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> anyhow::Result<()> {
+//! let lease = Lease {
+//!     metadata: ObjectMeta { name: Some("my-lock".into()), ..ObjectMeta::default() },
+//!     spec: Some(LeaseSpec {
+//!         strategy: Some("OldestEmulationVersion".into()),
+//!         ..LeaseSpec::default()
+//!     }),
+//! };
+//! let off = LeaseApiServer::start().await?;
+//! let leases: kube::Api<Lease> = kube::Api::namespaced(off.client(), "default");
+//! let created = leases.create(&PostParams::default(), &lease).await?;
+//! assert_eq!(created.spec.unwrap().strategy, None);
+//!
+//! let on = LeaseApiServer::builder().coordinated_leader_election(true).start().await?;
+//! let leases: kube::Api<Lease> = kube::Api::namespaced(on.client(), "default");
+//! let created = leases.create(&PostParams::default(), &lease).await?;
+//! assert_eq!(created.spec.unwrap().strategy.as_deref(), Some("OldestEmulationVersion"));
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # The admin endpoint
 //! Processes that cannot call these methods reach the same controls over
@@ -73,6 +112,7 @@
 
 mod admin;
 mod answers;
+mod builder;
 mod discovery;
 mod events;
 mod faults;
@@ -83,6 +123,7 @@ mod patch;
 mod selector;
 mod status;
 mod store;
+mod strategy;
 mod validate;
 mod watch;
 
@@ -92,10 +133,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio_util::sync::DropGuard;
 
 use answers::Snapshot;
+pub use builder::LeaseApiServerBuilder;
 use faults::{Delay, Flag};
 pub use faults::{FaultTarget, RequestCounts, Verb};
 use http::Shared;
@@ -110,28 +151,29 @@ pub struct LeaseApiServer {
 }
 
 impl LeaseApiServer {
-    /// Starts a server on 127.0.0.1 at a free port.
+    /// Starts a server on 127.0.0.1 at a free port, with the defaults of
+    /// [`LeaseApiServer::builder`].
     ///
     /// # Errors
     /// When no port can be bound.
     pub async fn start() -> std::io::Result<Self> {
-        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+        Self::builder().start().await
     }
 
-    /// Starts a server on `addr`.
+    /// Starts a server on `addr`, with the defaults of
+    /// [`LeaseApiServer::builder`].
     ///
     /// # Errors
     /// When `addr` cannot be bound.
     pub async fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::default());
-        tokio::spawn(http::serve(listener, Arc::clone(&shared)));
-        Ok(Self {
-            addr,
-            _stop: shared.shutdown.clone().drop_guard(),
-            shared,
-        })
+        Self::builder().addr(addr).start().await
+    }
+
+    /// A server to set up before it starts: its address, and whether it
+    /// behaves as a kube-apiserver with the `CoordinatedLeaderElection`
+    /// feature gate on (by default it is off, as in Kubernetes 1.33 to 1.37).
+    pub fn builder() -> LeaseApiServerBuilder {
+        LeaseApiServerBuilder::default()
     }
 
     /// The address the server listens on.

@@ -160,6 +160,10 @@ impl Resource {
             .map(|(field, msg)| {
                 let reason = if msg.starts_with("Required value") {
                     "FieldValueRequired"
+                } else if msg.starts_with("Forbidden") {
+                    "FieldValueForbidden"
+                } else if msg.starts_with("Unsupported value") {
+                    "FieldValueNotSupported"
                 } else {
                     "FieldValueInvalid"
                 };

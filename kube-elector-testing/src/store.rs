@@ -13,6 +13,7 @@ use crate::fields::{self, Operation};
 use crate::meta::{creation_timestamp, make_uid, meta_mut, object_name, version_of};
 use crate::patch::{self, PatchKind};
 use crate::status::{self, ApiError, LEASES};
+use crate::strategy::Gates;
 use crate::validate::{checked_object, normalize, validate};
 
 /// How many past events a watch can resume from.
@@ -74,18 +75,20 @@ struct Inner {
 pub(crate) struct Store {
     inner: Mutex<Inner>,
     events: broadcast::Sender<Event>,
-}
-
-impl Default for Store {
-    fn default() -> Self {
-        Self {
-            inner: Mutex::default(),
-            events: broadcast::Sender::new(1024),
-        }
-    }
+    /// What the server's feature gates drop from a Lease before it is
+    /// validated.
+    gates: Gates,
 }
 
 impl Store {
+    pub(crate) fn new(gates: Gates) -> Self {
+        Self {
+            inner: Mutex::default(),
+            events: broadcast::Sender::new(1024),
+            gates,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -168,6 +171,7 @@ impl Store {
                 )],
             )
         })?;
+        self.gates.prepare_for_create(&mut object);
         validate(&object, &name)?;
         let mut inner = self.lock();
         let key = (ns.to_owned(), name.clone());
@@ -208,7 +212,6 @@ impl Store {
             )));
         }
         meta_mut(&mut object).insert("name".into(), json!(name));
-        validate(&object, name)?;
         let mut inner = self.lock();
         let key = (ns.to_owned(), name.to_owned());
         // A uid in the body is a precondition, as in kube-apiserver: a PUT
@@ -232,7 +235,10 @@ impl Store {
                 Err(e) => Err(e),
             };
         };
+        // As kube-apiserver: preconditions, then the strategy, then validation.
         check_precondition(current, &object, name)?;
+        self.gates.prepare_for_update(&mut object, current);
+        validate(&object, name)?;
         let mut object = carry_server_fields(current, object);
         fields::record_update(Some(current), &mut object, manager, Operation::Update);
         if unchanged(current, &object) {
@@ -289,6 +295,7 @@ impl Store {
             ));
         }
         meta_mut(&mut patched).insert("namespace".into(), json!(ns));
+        self.gates.prepare_for_update(&mut patched, &current);
         validate(&patched, name)?;
         let mut patched = carry_server_fields(&current, patched);
         fields::record_update(Some(&current), &mut patched, manager, Operation::Update);
@@ -324,10 +331,10 @@ impl Store {
         let mut applied = applied;
         meta_mut(&mut applied).insert("name".into(), json!(name));
         meta_mut(&mut applied).insert("namespace".into(), json!(ns));
-        validate(&applied, name)?;
         match current {
             None => {
-                // Apply to a missing object creates it, as kube-apiserver does.
+                // Apply to a missing object creates it, as kube-apiserver
+                // does (`create` prepares and validates it).
                 let owned = applied["metadata"]["managedFields"].clone();
                 let mut created = self.create(ns, applied, manager)?;
                 let mut inner = self.lock();
@@ -340,6 +347,8 @@ impl Store {
                 Ok(created)
             }
             Some(current) => {
+                self.gates.prepare_for_update(&mut applied, &current);
+                validate(&applied, name)?;
                 let mut inner = self.lock();
                 let key = (ns.to_owned(), name.to_owned());
                 if inner.objects.get(&key).map(version_of) != Some(version_of(&current)) {

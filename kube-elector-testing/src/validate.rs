@@ -65,6 +65,7 @@ pub(crate) fn validate(object: &Value, name: &str) -> Result<(), ApiError> {
     check_int32s(spec, &mut causes)?;
     check_times(spec)?;
     check_strings(spec)?;
+    check_coordination(spec, &mut causes);
     if causes.is_empty() {
         Ok(())
     } else {
@@ -137,6 +138,100 @@ fn check_strings(spec: &Value) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// The strategies Kubernetes itself defines; others must be qualified names
+/// with a prefix (`example.com/mine`).
+const KNOWN_STRATEGIES: [&str; 1] = ["OldestEmulationVersion"];
+
+/// `strategy` and `preferredHolder`, as kube-apiserver validates them
+/// whatever its feature gates (with `CoordinatedLeaderElection` off, they
+/// were dropped before: `strategy.rs`). The strategy's field path names
+/// `strategy` twice, as kube-apiserver's does.
+fn check_coordination(spec: &Value, causes: &mut Vec<(String, String)>) {
+    let strategy = spec["strategy"].as_str();
+    if let Some(strategy) = strategy {
+        let field = "spec.strategy.strategy".to_owned();
+        if strategy.contains('/') {
+            for reason in qualified_name(strategy) {
+                causes.push((
+                    field.clone(),
+                    format!("Invalid value: {strategy:?}: {reason}"),
+                ));
+            }
+        } else if !KNOWN_STRATEGIES.contains(&strategy) {
+            let supported = KNOWN_STRATEGIES.map(|s| format!("{s:?}")).join(", ");
+            causes.push((
+                field,
+                format!("Unsupported value: {strategy:?}: supported values: {supported}"),
+            ));
+        }
+    }
+    let preferred = spec["preferredHolder"].as_str();
+    if preferred.is_some_and(|p| !p.is_empty()) && strategy.is_none_or(str::is_empty) {
+        causes.push((
+            "spec.preferredHolder".to_owned(),
+            "Forbidden: may only be specified if `strategy` is defined".to_owned(),
+        ));
+    }
+}
+
+/// Why `value` (which has a '/') is not a qualified name, in
+/// kube-apiserver's words: an optional DNS-1123 subdomain prefix and '/',
+/// then a name of at most 63 alphanumerics, '-', '_' or '.', starting and
+/// ending with an alphanumeric.
+fn qualified_name(value: &str) -> Vec<String> {
+    const NAME_RULE: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+    const NAME_REGEX: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
+    let examples = format!(
+        "(e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '{NAME_REGEX}')"
+    );
+    let mut reasons = Vec::new();
+    let (prefix, name) = match value.split('/').collect::<Vec<_>>()[..] {
+        [name] => (None, name),
+        [prefix, name] => (Some(prefix), name),
+        _ => {
+            return vec![format!(
+                "a valid label key {NAME_RULE} {examples} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+            )];
+        }
+    };
+    match prefix {
+        Some("") => reasons.push("prefix part must be non-empty".to_owned()),
+        Some(prefix) => {
+            if prefix.len() > 253 {
+                reasons.push("prefix part must be no more than 253 bytes".to_owned());
+            }
+            if !is_dns1123_subdomain(prefix) {
+                reasons.push(
+                    "prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+                        .to_owned(),
+                );
+            }
+        }
+        None => {}
+    }
+    if name.is_empty() {
+        reasons.push("name part must be non-empty".to_owned());
+    } else if name.len() > 63 {
+        reasons.push("name part must be no more than 63 bytes".to_owned());
+    }
+    let bytes = name.as_bytes();
+    let alphanumeric = |b: &u8| b.is_ascii_alphanumeric();
+    let well_formed = bytes.first().is_some_and(alphanumeric)
+        && bytes.last().is_some_and(alphanumeric)
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !well_formed {
+        reasons.push(format!("name part {NAME_RULE} {examples}"));
+    }
+    reasons
+}
+
+/// The shape of a DNS-1123 subdomain (its length is checked apart).
+fn is_dns1123_subdomain(value: &str) -> bool {
+    value.split('.').all(|label| label_chars(label).is_ok())
 }
 
 /// A DNS-1123 subdomain, as kube-apiserver requires for the names of Leases.
@@ -242,6 +337,82 @@ mod tests {
             validate(&lease(json!({})), "Bad_Name").unwrap_err().code,
             422
         );
+    }
+
+    #[test]
+    fn a_preferred_holder_needs_a_strategy_and_a_strategy_must_be_known_or_prefixed() {
+        let causes = |spec: Value| {
+            let object = json!({"metadata": {"name": "l"}, "spec": spec});
+            validate(&object, "l")
+                .err()
+                .map(|e| e.body["details"]["causes"].clone())
+        };
+        assert_eq!(
+            causes(json!({"strategy": "OldestEmulationVersion", "preferredHolder": "b"})),
+            None
+        );
+        assert_eq!(
+            causes(json!({"strategy": "example.com/mine", "preferredHolder": "b"})),
+            None
+        );
+        assert_eq!(
+            causes(json!({"preferredHolder": ""})),
+            None,
+            "an empty holder is no holder"
+        );
+        assert_eq!(
+            causes(json!({"preferredHolder": "b"})),
+            Some(json!([{
+                "reason": "FieldValueForbidden",
+                "message": "Forbidden: may only be specified if `strategy` is defined",
+                "field": "spec.preferredHolder",
+            }]))
+        );
+        assert_eq!(
+            causes(json!({"strategy": "Newest"})),
+            Some(json!([{
+                "reason": "FieldValueNotSupported",
+                "message": "Unsupported value: \"Newest\": supported values: \"OldestEmulationVersion\"",
+                "field": "spec.strategy.strategy",
+            }]))
+        );
+        let fields = |spec: Value| -> Vec<String> {
+            causes(spec)
+                .and_then(|c| c.as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}: {}",
+                        c["field"].as_str().unwrap(),
+                        c["message"].as_str().unwrap()
+                    )
+                })
+                .collect()
+        };
+        // An empty strategy is an unsupported one, and defines nothing.
+        assert_eq!(
+            fields(json!({"strategy": "", "preferredHolder": "b"})).len(),
+            2
+        );
+        assert_eq!(fields(json!({"strategy": "Example.com/x"})).len(), 1);
+        assert!(
+            fields(json!({"strategy": "a/b/c"}))[0].contains("a valid label key must consist of")
+        );
+        assert_eq!(
+            fields(json!({"strategy": "/x"})),
+            ["spec.strategy.strategy: Invalid value: \"/x\": prefix part must be non-empty"]
+        );
+        assert_eq!(
+            fields(json!({"strategy": "example.com/"})).len(),
+            2,
+            "empty name, and its shape"
+        );
+        assert_eq!(
+            fields(json!({"strategy": format!("example.com/{}", "x".repeat(64))})).len(),
+            1
+        );
+        assert_eq!(fields(json!({"strategy": "example.com/-x"})).len(), 1);
     }
 
     #[test]

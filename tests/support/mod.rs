@@ -16,6 +16,12 @@ use kube_elector_testing::LeaseApiServer;
 /// The environment variable that points the suite at a real API server.
 pub const KUBECONFIG_ENV: &str = "KUBE_ELECTOR_TEST_KUBECONFIG";
 
+/// The environment variable that says whether that real server has the
+/// `CoordinatedLeaderElection` feature gate on (`true`) or off (`false`);
+/// tests that need one or the other skip when it is unset.
+/// `scripts/e2e-real.sh` sets it for the server it starts.
+pub const GATE_ENV: &str = "KUBE_ELECTOR_TEST_COORDINATED_LEADER_ELECTION";
+
 /// The server a test talks to.
 pub struct Target {
     embedded: Option<LeaseApiServer>,
@@ -47,6 +53,46 @@ impl Target {
                 external: None,
             },
         }
+    }
+
+    /// A target whose server has the `CoordinatedLeaderElection` feature
+    /// gate `on` (or off): the embedded server set up so, or the real one if
+    /// `KUBE_ELECTOR_TEST_COORDINATED_LEADER_ELECTION` says its gate is so.
+    /// `None`, after saying why, when the real server's gate is the other
+    /// one or not known: the test has nothing to run against.
+    pub async fn with_coordinated_leader_election(on: bool) -> Option<Self> {
+        let wanted = if on { "on" } else { "off" };
+        if std::env::var(KUBECONFIG_ENV).is_ok_and(|p| !p.is_empty()) {
+            let real = match std::env::var(GATE_ENV).as_deref() {
+                Ok("true") => Some(true),
+                Ok("false") => Some(false),
+                _ => None,
+            };
+            return match real {
+                Some(real) if real == on => Some(Self::new().await),
+                Some(_) => {
+                    eprintln!(
+                        "skipped: needs the CoordinatedLeaderElection gate {wanted}, and {GATE_ENV} says the real server's is not"
+                    );
+                    None
+                }
+                None => {
+                    eprintln!(
+                        "skipped: needs the CoordinatedLeaderElection gate {wanted}; set {GATE_ENV}=true or false as the real server has it"
+                    );
+                    None
+                }
+            };
+        }
+        let server = LeaseApiServer::builder()
+            .coordinated_leader_election(on)
+            .start()
+            .await
+            .expect("start the embedded server");
+        Some(Self {
+            embedded: Some(server),
+            external: None,
+        })
     }
 
     /// A client with its own identity (on the embedded server, the target of

@@ -27,6 +27,7 @@ use crate::events::Events;
 use crate::faults::{FaultTarget, Faults, Flag};
 use crate::status::{self, ApiError};
 use crate::store::Store;
+use crate::strategy::Gates;
 use crate::{admin, discovery};
 
 /// kube-apiserver's default limit on request bodies (3 MiB).
@@ -35,12 +36,23 @@ pub(crate) const MAX_BODY: usize = 3 * 1024 * 1024;
 pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Everything one server owns.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) store: Store,
     pub(crate) events: Events,
     pub(crate) faults: Faults,
     pub(crate) shutdown: CancellationToken,
+}
+
+impl Shared {
+    pub(crate) fn new(gates: Gates) -> Self {
+        Self {
+            store: Store::new(gates),
+            events: Events::default(),
+            faults: Faults::default(),
+            shutdown: CancellationToken::new(),
+        }
+    }
 }
 
 /// The connection is dropped without an answer (a refused or partitioned client).

@@ -1,7 +1,6 @@
 //! The requests an elector sends: each one bounded by a timeout, every write
 //! conditional on the `resourceVersion` it was based on.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,8 +73,12 @@ impl LeaseApi {
 
     /// Reads the Lease; `None` when it does not exist.
     pub(crate) async fn get(&self, timeout: Duration) -> Result<Option<Lease>, Error> {
-        self.bounded(LeaseOperation::Get, timeout, self.api.get_opt(&self.name))
-            .await
+        self.bounded(
+            LeaseOperation::Get,
+            timeout,
+            Box::pin(self.api.get_opt(&self.name)),
+        )
+        .await
     }
 
     /// Lists the one Lease by field selector, for the `resourceVersion` a
@@ -83,7 +86,11 @@ impl LeaseApi {
     pub(crate) async fn list(&self, timeout: Duration) -> Result<(Option<Lease>, String), Error> {
         let params = ListParams::default().fields(&self.field_selector());
         let list = self
-            .bounded(LeaseOperation::Watch, timeout, self.api.list(&params))
+            .bounded(
+                LeaseOperation::Watch,
+                timeout,
+                Box::pin(self.api.list(&params)),
+            )
             .await?;
         let version = list.metadata.resource_version.unwrap_or_default();
         Ok((list.items.into_iter().next(), version))
@@ -101,7 +108,7 @@ impl LeaseApi {
         self.bounded(
             LeaseOperation::Watch,
             timeout,
-            self.api.watch(&params, version),
+            Box::pin(self.api.watch(&params, version)),
         )
         .await
     }
@@ -118,8 +125,12 @@ impl LeaseApi {
         if let Some(token) = continue_from {
             params = params.continue_token(token);
         }
-        self.bounded(LeaseOperation::Watch, timeout, self.api.list(&params))
-            .await
+        self.bounded(
+            LeaseOperation::Watch,
+            timeout,
+            Box::pin(self.api.list(&params)),
+        )
+        .await
     }
 
     /// Watches every Lease in the namespace from `version`.
@@ -132,7 +143,7 @@ impl LeaseApi {
         self.bounded(
             LeaseOperation::Watch,
             timeout,
-            self.api.watch(&params, version),
+            Box::pin(self.api.watch(&params, version)),
         )
         .await
     }
@@ -151,7 +162,7 @@ impl LeaseApi {
         self.bounded(
             LeaseOperation::Create,
             timeout,
-            self.api.create(&PostParams::default(), &lease),
+            Box::pin(self.api.create(&PostParams::default(), &lease)),
         )
         .await
     }
@@ -189,7 +200,7 @@ impl LeaseApi {
         self.bounded(
             operation,
             timeout,
-            self.api.replace(&self.name, &PostParams::default(), &lease),
+            Box::pin(self.api.replace(&self.name, &PostParams::default(), &lease)),
         )
         .await
     }
@@ -209,11 +220,16 @@ impl LeaseApi {
     /// Runs one request under `timeout`, mapping its errors: 409 (Conflict or
     /// `AlreadyExists`) and a 404 on a write become [`Error::Conflict`], which
     /// callers answer by reading again.
+    ///
+    /// The request comes boxed: its future (about 3 KiB of kube's state) is
+    /// on the heap only while it is in flight, not in every task future that
+    /// may send one (an async fn keeps a future passed by value beside what
+    /// it moves it into, so it would be held twice).
     async fn bounded<T>(
         &self,
         operation: LeaseOperation,
         timeout: Duration,
-        request: impl Future<Output = Result<T, kube::Error>>,
+        request: futures::future::BoxFuture<'_, Result<T, kube::Error>>,
     ) -> Result<T, Error> {
         let span = tracing::debug_span!("lease_request", action = %operation, ?timeout);
         let request = async {

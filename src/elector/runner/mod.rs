@@ -147,7 +147,9 @@ impl Runner {
                 }
             }
         }
-        self.shutdown().await
+        // Boxed: run once, it would otherwise widen every state of the loop
+        // (and hold the moved `self` a second time).
+        Box::pin(self.shutdown()).await
     }
 
     fn me(&self) -> &str {

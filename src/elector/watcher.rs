@@ -79,7 +79,14 @@ impl Watcher {
         let mut backoff = self.retry_period;
         loop {
             let started = tokio::time::Instant::now();
-            let pause = match token.run_until_cancelled(self.watch_once()).await {
+            // Not `run_until_cancelled(self.watch_once())`: a future passed
+            // by value to an async fn is held twice in its state.
+            let once = tokio::select! {
+                biased;
+                () = token.cancelled() => None,
+                once = self.watch_once() => Some(once),
+            };
+            let pause = match once {
                 None | Some(Ok(Ended::Closed)) => return,
                 Some(Ok(Ended::Normally)) => {
                     backoff = self.retry_period;

@@ -391,7 +391,10 @@ impl Schedule {
     }
 
     /// The Lease as read at `now`.
-    pub(super) fn observe(&mut self, lease: Lease, now: Instant) -> Observation {
+    pub(super) fn observe(&mut self, mut lease: Lease, now: Instant) -> Observation {
+        // Never read, and most of a cached Lease (serde_json maps, about
+        // 1.8 KB a copy): dropped. A PUT without them keeps the server's.
+        lease.metadata.managed_fields = None;
         self.saw_version(lease.metadata.resource_version.as_deref());
         // The last Lease seen, even across a failed write: the observation
         // time of an unchanged record must not move.

@@ -73,11 +73,9 @@ impl LeaseApi {
 
     /// Reads the Lease; `None` when it does not exist.
     pub(crate) async fn get(&self, timeout: Duration) -> Result<Option<Lease>, Error> {
-        self.bounded(
-            LeaseOperation::Get,
-            timeout,
-            Box::pin(self.api.get_opt(&self.name)),
-        )
+        self.bounded(LeaseOperation::Get, timeout, || {
+            Box::pin(self.api.get_opt(&self.name))
+        })
         .await
     }
 
@@ -86,11 +84,9 @@ impl LeaseApi {
     pub(crate) async fn list(&self, timeout: Duration) -> Result<(Option<Lease>, String), Error> {
         let params = ListParams::default().fields(&self.field_selector());
         let list = self
-            .bounded(
-                LeaseOperation::Watch,
-                timeout,
-                Box::pin(self.api.list(&params)),
-            )
+            .bounded(LeaseOperation::Watch, timeout, || {
+                Box::pin(self.api.list(&params))
+            })
             .await?;
         let version = list.metadata.resource_version.unwrap_or_default();
         Ok((list.items.into_iter().next(), version))
@@ -105,11 +101,9 @@ impl LeaseApi {
         let params = WatchParams::default()
             .fields(&self.field_selector())
             .timeout(WATCH_TIMEOUT_SECS);
-        self.bounded(
-            LeaseOperation::Watch,
-            timeout,
-            Box::pin(self.api.watch(&params, version)),
-        )
+        self.bounded(LeaseOperation::Watch, timeout, || {
+            Box::pin(self.api.watch(&params, version))
+        })
         .await
     }
 
@@ -125,11 +119,9 @@ impl LeaseApi {
         if let Some(token) = continue_from {
             params = params.continue_token(token);
         }
-        self.bounded(
-            LeaseOperation::Watch,
-            timeout,
-            Box::pin(self.api.list(&params)),
-        )
+        self.bounded(LeaseOperation::Watch, timeout, || {
+            Box::pin(self.api.list(&params))
+        })
         .await
     }
 
@@ -140,17 +132,16 @@ impl LeaseApi {
         timeout: Duration,
     ) -> Result<impl Stream<Item = Result<WatchEvent<Lease>, kube::Error>> + use<>, Error> {
         let params = WatchParams::default().timeout(WATCH_TIMEOUT_SECS);
-        self.bounded(
-            LeaseOperation::Watch,
-            timeout,
-            Box::pin(self.api.watch(&params, version)),
-        )
+        self.bounded(LeaseOperation::Watch, timeout, || {
+            Box::pin(self.api.watch(&params, version))
+        })
         .await
     }
 
     /// Creates the Lease with `spec`. A Lease that exists already is a
     /// [`Error::Conflict`].
     pub(crate) async fn create(&self, spec: LeaseSpec, timeout: Duration) -> Result<Lease, Error> {
+        let post = PostParams::default();
         let lease = Lease {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
@@ -159,11 +150,9 @@ impl LeaseApi {
             },
             spec: Some(spec),
         };
-        self.bounded(
-            LeaseOperation::Create,
-            timeout,
-            Box::pin(self.api.create(&PostParams::default(), &lease)),
-        )
+        self.bounded(LeaseOperation::Create, timeout, || {
+            Box::pin(self.api.create(&post, &lease))
+        })
         .await
     }
 
@@ -193,15 +182,14 @@ impl LeaseApi {
         }
         let mut metadata = based_on.metadata.clone();
         record::set_successor(&mut metadata, successor);
+        let post = PostParams::default();
         let lease = Lease {
             metadata,
             spec: Some(spec),
         };
-        self.bounded(
-            operation,
-            timeout,
-            Box::pin(self.api.replace(&self.name, &PostParams::default(), &lease)),
-        )
+        self.bounded(operation, timeout, || {
+            Box::pin(self.api.replace(&self.name, &post, &lease))
+        })
         .await
     }
 
@@ -221,15 +209,15 @@ impl LeaseApi {
     /// `AlreadyExists`) and a 404 on a write become [`Error::Conflict`], which
     /// callers answer by reading again.
     ///
-    /// The request comes boxed: its future (about 3 KiB of kube's state) is
-    /// on the heap only while it is in flight, not in every task future that
-    /// may send one (an async fn keeps a future passed by value beside what
-    /// it moves it into, so it would be held twice).
-    async fn bounded<T>(
-        &self,
+    /// The request is made only once it may be sent (a hub's limit), and
+    /// boxed: its future (about 3 KiB of kube's state) is on the heap only
+    /// while it is in flight, not in every task future that may send one,
+    /// nor in thousands of requests that wait for their turn.
+    async fn bounded<'a, T>(
+        &'a self,
         operation: LeaseOperation,
         timeout: Duration,
-        request: futures::future::BoxFuture<'_, Result<T, kube::Error>>,
+        request: impl FnOnce() -> futures::future::BoxFuture<'a, Result<T, kube::Error>>,
     ) -> Result<T, Error> {
         let span = tracing::debug_span!("lease_request", action = %operation, ?timeout);
         let request = async {
@@ -238,7 +226,7 @@ impl LeaseApi {
                 Some(limit) => limit.acquire().await.ok(),
                 None => None,
             };
-            request.await
+            request().await
         };
         match tokio::time::timeout(timeout, request)
             .instrument(span)

@@ -93,12 +93,25 @@ async fn a_renew_that_changed_nothing_does_not_extend_the_term() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_leader_renews_every_retry_period() {
-    let s = leading();
+async fn the_leader_renews_every_retry_period_the_first_time_a_little_early() {
+    let mut s = leading();
     let now = Instant::now();
-    assert_eq!(s.next_step(now), Step::Wait(now + RETRY));
+    let Step::Wait(first) = s.next_step(now) else {
+        panic!("a new leader waits before its first renew");
+    };
+    assert!(
+        first >= now + RETRY / 2 && first < now + RETRY,
+        "the first renew comes in the second half of the first retry period"
+    );
     advance(RETRY).await;
-    assert_eq!(s.next_step(Instant::now()), Step::Write(Verdict::Renew));
+    let sent = Instant::now();
+    assert_eq!(s.next_step(sent), Step::Write(Verdict::Renew));
+    s.renewed(sent, true, sent);
+    assert_eq!(
+        s.next_step(sent),
+        Step::Wait(sent + RETRY),
+        "then every retry period"
+    );
 }
 
 #[tokio::test(start_paused = true)]

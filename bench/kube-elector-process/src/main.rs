@@ -234,6 +234,8 @@ async fn many(
     for h in &handles {
         let _ = tokio::time::timeout(Duration::from_secs(600), h.became_leader()).await;
     }
+    // Settle: the first renews of every term (spread over a retry period).
+    tokio::time::sleep(args.retry_period).await;
     protocol::step(&format!(
         "{{\"event\":\"many_ready\",\"electors\":{}}}",
         args.many

@@ -390,6 +390,8 @@ func runMany(client *kubernetes.Clientset, t timing, leaseName, prefix string, n
 	h.await(manyWait, fmt.Sprintf("all %d electors to lead", n), func() bool {
 		return leading() == n
 	})
+	// Settle for a retry period, as the other implementations do.
+	time.Sleep(t.retry)
 	printLine(struct {
 		Event    string `json:"event"`
 		Electors int    `json:"electors"`

@@ -320,21 +320,6 @@ pub(crate) fn lock_validity(ttl: Duration) -> Duration {
     ttl / 3 * 2
 }
 
-/// A random point in the second half of `period`. Renewing earlier than
-/// needed is always safe; it only spreads renews that would otherwise come
-/// together.
-pub(crate) fn spread(period: Duration) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    // A fresh random key per call (std's hasher seeds): no dependency for
-    // a jitter that needs no quality.
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let half = period / 2;
-    let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
-    half + Duration::from_nanos(if nanos == 0 { 0 } else { random % nanos })
-}
-
 /// How long one request may take: two attempts fit within the time a leader
 /// has for a renew (the renew deadline less the retry period it waited), so
 /// one hung request does not cost the term.
@@ -624,17 +609,6 @@ mod tests {
             Duration::MAX,
             "saturates"
         );
-    }
-
-    #[test]
-    fn a_spread_renew_comes_in_the_second_half_of_the_period() {
-        let period = Duration::from_secs(2);
-        for _ in 0..100 {
-            let d = spread(period);
-            assert!(d >= period / 2 && d < period, "{d:?}");
-        }
-        assert_eq!(spread(Duration::ZERO), Duration::ZERO);
-        assert!(spread(Duration::MAX) < Duration::MAX, "no overflow");
     }
 
     #[test]

@@ -34,6 +34,25 @@ fn spawn(hub: &LeaseHub, lease: &str, from: usize, to: usize) -> Vec<ElectorHand
         .collect()
 }
 
+/// Candidate 0 alone, until it leads; then candidates 1..n, until each sees
+/// it lead.
+async fn lead_then_follow(
+    hub: &LeaseHub,
+    lease: &str,
+    n: usize,
+) -> (ElectorHandle, Vec<ElectorHandle>) {
+    let leader = spawn(hub, lease, 0, 1).remove(0);
+    drop(
+        tokio::time::timeout(PATIENCE, leader.became_leader())
+            .await
+            .expect("the first candidate leads in time")
+            .expect("it leads"),
+    );
+    let followers = spawn(hub, lease, 1, n);
+    all_see(&followers, &candidate(0)).await;
+    (leader, followers)
+}
+
 /// Waits until every one of `handles` sees a leader other than `old`, and
 /// returns whom the last one sees.
 async fn all_see_new(handles: &[ElectorHandle], old: &str) -> String {
@@ -80,15 +99,7 @@ async fn a_handover_among_fifty_candidates_sends_a_constant_number_of_requests()
     };
     let hub = LeaseHub::new(server.client_for("process"));
     let lease = unique_name("herd");
-    let leader = spawn(&hub, &lease, 0, 1).remove(0);
-    drop(
-        tokio::time::timeout(PATIENCE, leader.became_leader())
-            .await
-            .expect("the first candidate leads in time")
-            .expect("it leads"),
-    );
-    let followers = spawn(&hub, &lease, 1, 50);
-    all_see(&followers, &candidate(0)).await;
+    let (leader, followers) = lead_then_follow(&hub, &lease, 50).await;
 
     server.reset_counts();
     leader.shutdown().await.expect("a clean shutdown");
@@ -175,15 +186,7 @@ async fn a_release_through_a_hub_names_the_next_in_line() {
     let target = Target::new().await;
     let hub = LeaseHub::new(target.client_for("process"));
     let lease = unique_name("named");
-    let leader = spawn(&hub, &lease, 0, 1).remove(0);
-    drop(
-        tokio::time::timeout(PATIENCE, leader.became_leader())
-            .await
-            .expect("the first candidate leads in time")
-            .expect("it leads"),
-    );
-    let followers = spawn(&hub, &lease, 1, 4);
-    all_see(&followers, &candidate(0)).await;
+    let (leader, followers) = lead_then_follow(&hub, &lease, 4).await;
     let api: Api<Lease> = Api::namespaced(target.client_for("outside"), target.namespace());
     let mut changes = followers[0].subscribe();
     leader.shutdown().await.expect("a clean shutdown");

@@ -556,10 +556,7 @@ impl Schedule {
             record,
             renewed_sent: sent,
             ends_at,
-            // The first renew comes early by up to half a retry period, at
-            // random: terms that started together (thousands of Leases
-            // taken at start-up) do not renew in lockstep ever after.
-            renew_at: sent + record::spread(self.timing.retry_period),
+            renew_at: sent + self.timing.retry_period,
             drained,
             _cancel_on_drop: token.drop_guard(),
         });

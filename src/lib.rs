@@ -12,6 +12,11 @@
 //! - [`LeaseLock`]: the polled lock of `kube-leader-election`, with the same
 //!   API, for a one-line migration.
 //!
+//! Electors and [`LeaderObserver`]s made through one [`LeaseHub`] share one
+//! watch per namespace, and candidates for one Lease stand in line: a
+//! release names the next as its successor, so a handover costs two
+//! requests whatever the number of candidates.
+//!
 //! # Why it is safe
 //! Every write carries the `resourceVersion` it was based on, so of two
 //! replicas that saw the same expired Lease only one wins. A follower may take

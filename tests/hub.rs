@@ -201,3 +201,42 @@ async fn a_release_through_a_hub_names_the_next_in_line() {
         follower.shutdown().await.expect("a clean shutdown");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candidates_of_a_hub_whose_namespace_watch_fails_poll_and_then_watch_again() {
+    let target = Target::new().await;
+    let Some(server) = target.embedded() else {
+        return skip("watch faults of the embedded server");
+    };
+    let process = kube_elector_testing::FaultTarget::Client("process".into());
+    let hub = LeaseHub::new(server.client_for("process"));
+    let lease = unique_name("broken");
+    let (leader, mut followers) = lead_then_follow(&hub, &lease, 4).await;
+    // Every watch now errors right after it connects: the followers stop
+    // trusting it (nothing arrives while the Lease is held) and poll.
+    server.fail_watch(process.clone(), true);
+    server.reset_counts();
+    leader.shutdown().await.expect("a clean shutdown");
+    let first = all_see_new(&followers, &candidate(0)).await;
+    assert!(
+        requests_of(server, "process").1 > 0,
+        "the handover was seen by polling"
+    );
+    // Lifted: the namespace watch is back, and the next handover is seen.
+    let watches = server.requests().get("process", Verb::Watch);
+    server.fail_watch(process, false);
+    support::eventually("the namespace watch is re-established", PATIENCE, || {
+        server.requests().get("process", Verb::Watch) > watches
+    })
+    .await;
+    let i = followers
+        .iter()
+        .position(|f| f.identity() == first)
+        .expect("the new leader is a follower");
+    let second_leader = followers.remove(i);
+    second_leader.shutdown().await.expect("a clean shutdown");
+    all_see_new(&followers, &first).await;
+    for follower in followers {
+        follower.shutdown().await.expect("a clean shutdown");
+    }
+}

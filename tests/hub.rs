@@ -122,12 +122,30 @@ async fn a_handover_among_fifty_candidates_sends_a_constant_number_of_requests()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_named_successor_that_never_comes_is_replaced_by_the_first_in_line_alone() {
+    successor_never_comes(false).await;
+}
+
+/// The same when the name is of a member of the hub that never writes (an
+/// observer): the release is held back from the candidates, and still
+/// reaches them (after the hold, or at the latest when their watch, silent
+/// while the Lease seems held, is distrusted and they read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_member_that_never_writes_is_replaced_after_the_hold_and_the_bound() {
+    successor_never_comes(true).await;
+}
+
+async fn successor_never_comes(ghost_in_hub: bool) {
     let target = Target::new().await;
     let Some(server) = target.embedded() else {
         return skip("request counters of the embedded server");
     };
     let hub = LeaseHub::new(server.client_for("process"));
     let lease = unique_name("ghost");
+    let ghost = ghost_in_hub.then(|| {
+        hub.observer(short_config(&lease, "ghost"))
+            .expect("valid config")
+            .spawn()
+    });
     let api: Api<Lease> = Api::namespaced(target.client_for("outside"), target.namespace());
     // Held by someone outside the hub, so that every candidate waits.
     let held = Lease {
@@ -143,9 +161,30 @@ async fn a_named_successor_that_never_comes_is_replaced_by_the_first_in_line_alo
             ..Default::default()
         }),
     };
-    let mut held = api.create(&PostParams::default(), &held).await.unwrap();
+    api.create(&PostParams::default(), &held).await.unwrap();
+    // The outsider renews, so that the candidates' watch shows progress and
+    // they rely on it (they would poll a silent one).
+    let renewing = tokio_util::sync::CancellationToken::new();
+    let renewer = tokio::spawn({
+        let (api, lease, renewing) = (api.clone(), lease.clone(), renewing.clone());
+        async move {
+            while !renewing.is_cancelled() {
+                let mut now = api.get(&lease).await.unwrap();
+                now.spec.as_mut().unwrap().renew_time = Some(MicroTime(jiff::Timestamp::now()));
+                api.replace(&lease, &PostParams::default(), &now)
+                    .await
+                    .unwrap();
+                renewing
+                    .run_until_cancelled(tokio::time::sleep(Duration::from_millis(100)))
+                    .await;
+            }
+        }
+    });
     let candidates = spawn(&hub, &lease, 0, 10);
     all_see(&candidates, "outsider").await;
+    renewing.cancel();
+    renewer.await.unwrap();
+    let mut held = api.get(&lease).await.unwrap();
 
     server.reset_counts();
     // The outsider releases, naming a successor that does not exist.
@@ -179,6 +218,7 @@ async fn a_named_successor_that_never_comes_is_replaced_by_the_first_in_line_alo
     for candidate in candidates {
         candidate.shutdown().await.expect("a clean shutdown");
     }
+    drop(ghost);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

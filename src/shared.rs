@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 /// Why a renew failed (the `reason` label of the failure counter).
@@ -17,12 +17,27 @@ pub(crate) enum RenewFailure {
     Error,
 }
 
+/// Held by the shared slot and by every guard of a term: once the last one
+/// is dropped, the term's [`Drained`] completes. (A oneshot that is never
+/// sent: a few dozen bytes, where a channel would take a block of slots.)
+pub(crate) type DrainGuard = std::sync::Arc<oneshot::Sender<()>>;
+
+/// Completes (with an error, as nothing is ever sent) when every
+/// [`DrainGuard`] of its term is gone.
+pub(crate) type Drained = oneshot::Receiver<()>;
+
+/// A new term's drain: the guard to share, and what completes when it is gone.
+pub(crate) fn drain() -> (DrainGuard, Drained) {
+    let (guard, drained) = oneshot::channel();
+    (std::sync::Arc::new(guard), drained)
+}
+
 /// State shared between the task and its handle.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
-    /// The current term's id and the sender its guards clone; shutdown waits
-    /// until every clone is dropped.
-    drain: Mutex<Option<(u64, mpsc::Sender<()>)>>,
+    /// The current term's id and the drain guard its guards clone; shutdown
+    /// waits until every clone is dropped.
+    drain: Mutex<Option<(u64, DrainGuard)>>,
     /// When the last successful acquire or renew was sent (health checks).
     renewed: Mutex<Option<Instant>>,
     /// Whether the task has read the Lease (or learnt it is missing) once.
@@ -46,11 +61,11 @@ impl Shared {
         self.observed.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn set_drain(&self, slot: Option<(u64, mpsc::Sender<()>)>) {
+    pub(crate) fn set_drain(&self, slot: Option<(u64, DrainGuard)>) {
         *self.drain.lock().unwrap_or_else(PoisonError::into_inner) = slot;
     }
 
-    pub(crate) fn drain_for(&self, term: u64) -> Option<mpsc::Sender<()>> {
+    pub(crate) fn drain_for(&self, term: u64) -> Option<DrainGuard> {
         let slot = self.drain.lock().unwrap_or_else(PoisonError::into_inner);
         slot.as_ref()
             .filter(|(id, _)| *id == term)

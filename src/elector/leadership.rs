@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::Term;
@@ -37,7 +36,7 @@ pub(super) async fn unprotected(term: &Term) {
 pub struct Leadership {
     pub(super) identity: Arc<str>,
     pub(super) term: Term,
-    pub(super) _drain: mpsc::Sender<()>,
+    pub(super) _drain: crate::shared::DrainGuard,
 }
 
 impl Leadership {

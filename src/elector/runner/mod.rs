@@ -10,7 +10,7 @@ mod shutdown;
 use std::sync::Arc;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::mailbox::Inbox;
 use tokio::time::{Instant, sleep_until};
@@ -426,7 +426,7 @@ impl Runner {
     // === Leadership ===
 
     fn start_leading(&mut self, sent: Instant, now: Instant) {
-        let (drain, drained) = mpsc::channel(1);
+        let (drain, drained) = crate::shared::drain();
         let Some((term, fencing)) = self.schedule.start_term(sent, now, drained) else {
             tracing::warn!(
                 "the Lease was taken, but the answer came after the renew deadline; not leading this term"

@@ -43,7 +43,7 @@ impl Runner {
             let (ends_at, renew_at) = (active.ends_at, active.renew_at.min(active.ends_at));
             tokio::select! {
                 biased;
-                _ = active.drained.recv() => break,
+                _ = &mut active.drained => break,
                 () = sleep_until(until) => {
                     tracing::warn!(
                         "leader work did not finish within the drain timeout ({:?}); releasing the Lease anyway",

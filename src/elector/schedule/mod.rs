@@ -14,7 +14,6 @@ pub(crate) use term::{ActiveTerm, Observation, Shortened, Stop};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -524,7 +523,7 @@ impl Schedule {
         &mut self,
         sent: Instant,
         now: Instant,
-        drained: mpsc::Receiver<()>,
+        drained: crate::shared::Drained,
     ) -> Option<(Term, Option<u64>)> {
         if now >= record::after(sent, self.timing.renew_deadline) {
             self.back_off(now);

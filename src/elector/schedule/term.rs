@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::DropGuard;
 
@@ -25,7 +24,7 @@ pub(crate) struct ActiveTerm {
     /// When the next renew is due.
     pub(crate) renew_at: Instant,
     /// Closed once every `Leadership` guard of this term is dropped.
-    pub(crate) drained: mpsc::Receiver<()>,
+    pub(crate) drained: crate::shared::Drained,
     /// Cancels the term's token if the task ends on any path (a panic, a
     /// dropped runtime), so leader work never outlives the loop.
     pub(crate) _cancel_on_drop: DropGuard,

@@ -60,7 +60,7 @@ fn leading() -> Schedule {
     let spec = record::acquire(None, "me", 2, jiff::Timestamp::now());
     s.remember(TermRecord::of(&spec));
     s.observe(lease(spec, 1), now);
-    assert!(s.start_term(now, now, mpsc::channel(1).1).is_some());
+    assert!(s.start_term(now, now, crate::shared::drain().1).is_some());
     s
 }
 
@@ -241,7 +241,7 @@ async fn an_answer_after_the_renew_deadline_starts_no_term() {
     s.observe(held_by("me", 1), now);
     advance(DEADLINE).await;
     assert!(
-        s.start_term(now, Instant::now(), mpsc::channel(1).1)
+        s.start_term(now, Instant::now(), crate::shared::drain().1)
             .is_none()
     );
 }

@@ -6,6 +6,8 @@
 #   scripts/bench.sh            # full run (about 15 minutes, after the builds)
 #   scripts/bench.sh --quick    # a short run
 #   scripts/bench.sh --only partition   # just the partitioned-leader measurement
+#   scripts/bench.sh --only herd        # N candidates on one Lease (N = 10, 100, 1,000)
+#   scripts/bench.sh --only many        # 10,000 Leases led by one process
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)

@@ -130,7 +130,7 @@ async fn a_named_successor_that_never_comes_is_replaced_by_the_first_in_line_alo
 /// reaches them (after the hold, or at the latest when their watch, silent
 /// while the Lease seems held, is distrusted and they read).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_named_member_that_never_writes_is_replaced_after_the_hold_and_the_bound() {
+async fn a_named_member_that_never_writes_is_replaced_by_the_first_in_line_alone() {
     successor_never_comes(true).await;
 }
 

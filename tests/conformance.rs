@@ -500,6 +500,14 @@ fn apply_config(name: &str, spec: &Value) -> Patch<Value> {
     }))
 }
 
+/// A JSON merge patch of `name`, which must succeed.
+async fn merge(leases: &Api<Lease>, name: &str, patch: Value) -> Lease {
+    leases
+        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn gate_off_drops_strategy_and_preferred_holder_on_create() {
     let Some(target) = Target::with_coordinated_leader_election(false).await else {
@@ -597,16 +605,14 @@ async fn gate_off_drops_strategy_and_preferred_holder_on_update() {
     assert_eq!(coordination_of(&replaced), (None, None));
 
     // Merge and JSON patches.
-    let patched = leases
-        .patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {
-                "holderIdentity": "d", "strategy": "OldestEmulationVersion", "preferredHolder": "e"
-            }})),
-        )
-        .await
-        .unwrap();
+    let patched = merge(
+        &leases,
+        &name,
+        json!({"spec": {
+            "holderIdentity": "d", "strategy": "OldestEmulationVersion", "preferredHolder": "e"
+        }}),
+    )
+    .await;
     assert_eq!(holder(&patched), Some("d"));
     assert_eq!(coordination_of(&patched), (None, None));
     let ops = json!([
@@ -679,29 +685,18 @@ async fn gate_on_keeps_strategy_and_preferred_holder_through_create_update_and_p
         (Some("OldestEmulationVersion"), Some("c"))
     );
 
-    let patched = leases
-        .patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"spec": {"strategy": "example.com/mine", "preferredHolder": "d"}}),
-            ),
-        )
-        .await
-        .unwrap();
+    let patched = merge(
+        &leases,
+        &name,
+        json!({"spec": {"strategy": "example.com/mine", "preferredHolder": "d"}}),
+    )
+    .await;
     assert_eq!(
         coordination_of(&patched),
         (Some("example.com/mine"), Some("d"))
     );
     // A strategy without a preferredHolder is valid.
-    let patched = leases
-        .patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"preferredHolder": null}})),
-        )
-        .await
-        .unwrap();
+    let patched = merge(&leases, &name, json!({"spec": {"preferredHolder": null}})).await;
     assert_eq!(coordination_of(&patched), (Some("example.com/mine"), None));
 
     // Server-side apply creates with them too.

@@ -280,3 +280,28 @@ async fn candidates_of_a_hub_whose_namespace_watch_fails_poll_and_then_watch_aga
         follower.shutdown().await.expect("a clean shutdown");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candidates_of_a_hub_without_any_watch_permission_poll_and_still_hand_over() {
+    let target = Target::new().await;
+    let Some(server) = target.embedded() else {
+        return skip("RBAC faults of the embedded server");
+    };
+    let process = kube_elector_testing::FaultTarget::Client("process".into());
+    // No `watch` at all: the namespace watch is refused, then each Lease's
+    // own watch; only polling is left.
+    server.forbid(process, Verb::Watch);
+    let hub = LeaseHub::new(server.client_for("process"));
+    let lease = unique_name("no-watch");
+    let (leader, followers) = lead_then_follow(&hub, &lease, 4).await;
+    server.reset_counts();
+    leader.shutdown().await.expect("a clean shutdown");
+    all_see_new(&followers, &candidate(0)).await;
+    assert!(
+        requests_of(server, "process").1 > 0,
+        "the handover was seen by polling"
+    );
+    for follower in followers {
+        follower.shutdown().await.expect("a clean shutdown");
+    }
+}

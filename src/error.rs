@@ -53,6 +53,12 @@ pub enum Error {
         /// The holder as observed, if any.
         holder: Option<String>,
     },
+    /// A handover named this elector's own identity as the successor.
+    #[error("cannot hand the Lease over to this elector's own identity ({identity})")]
+    HandoverToSelf {
+        /// The identity named.
+        identity: String,
+    },
     /// The elector's task ended abnormally (it panicked or was aborted).
     #[error("the elector task ended abnormally")]
     Task(#[source] tokio::task::JoinError),
@@ -77,7 +83,11 @@ impl Error {
                 _ => true,
             },
             Self::Timeout { .. } | Self::Conflict { .. } => true,
-            Self::Config(_) | Self::NotHolder { .. } | Self::Task(_) | Self::Stopped => false,
+            Self::Config(_)
+            | Self::NotHolder { .. }
+            | Self::HandoverToSelf { .. }
+            | Self::Task(_)
+            | Self::Stopped => false,
         }
     }
 }

@@ -119,8 +119,8 @@ mod state;
 pub use clock::{SkewedClock, SystemClock, WallClock};
 pub use config::{ConfigError, ConfigProblem, ElectorConfig, OverdueWork};
 pub use elector::{
-    ElectorHandle, ElectorView, LeaderElector, LeaderObserver, Leadership, ObserverHandle,
-    ShutdownOutcome,
+    ElectorHandle, ElectorView, HandoverOutcome, LeaderElector, LeaderObserver, Leadership,
+    ObserverHandle, ShutdownOutcome, Successor,
 };
 pub use error::{Error, LeaseOperation};
 pub use health::{HealthCheck, Unhealthy};

@@ -495,14 +495,21 @@ pub(crate) fn set_successor(metadata: &mut ObjectMeta, value: Option<String>) {
 /// one write per process whatever the number of candidates in it, and a
 /// successor that never comes is replaced after `grace` (by one candidate,
 /// then, if it does not come either, by the rest: no one waits forever).
+/// A candidate that handed the Lease over (`aside`) writes last, three
+/// bounds later, whatever the release named: it takes its Lease back only
+/// if no one else did.
 /// Deferring only delays a write; every write stays conditional, so the
 /// order of the line decides nothing about safety.
 pub(crate) fn deferral(
     named: Option<&str>,
     me: &str,
     first_in_line: bool,
+    aside: bool,
     grace: Duration,
 ) -> Duration {
+    if aside {
+        return grace.saturating_mul(3);
+    }
     match named {
         Some(named) if named == me => Duration::ZERO,
         Some(_) if first_in_line => grace,
@@ -597,7 +604,7 @@ mod tests {
     #[test]
     fn only_the_named_or_else_the_first_in_line_writes_at_once() {
         let grace = Duration::from_millis(500);
-        let d = |named, first| deferral(named, "me", first, grace);
+        let d = |named, first| deferral(named, "me", first, false, grace);
         assert_eq!(d(Some("me"), false), Duration::ZERO);
         assert_eq!(d(Some("me"), true), Duration::ZERO);
         assert_eq!(d(Some("other"), true), grace);
@@ -605,10 +612,30 @@ mod tests {
         assert_eq!(d(None, true), Duration::ZERO);
         assert_eq!(d(None, false), grace);
         assert_eq!(
-            deferral(Some("other"), "me", false, Duration::MAX),
+            deferral(Some("other"), "me", false, false, Duration::MAX),
             Duration::MAX,
             "saturates"
         );
+    }
+
+    #[test]
+    fn a_candidate_that_handed_the_lease_over_writes_after_everyone_else() {
+        let grace = Duration::from_millis(500);
+        let others = [
+            deferral(Some("next"), "me", true, false, grace),
+            deferral(Some("next"), "me", false, false, grace),
+            deferral(None, "me", true, false, grace),
+            deferral(None, "me", false, false, grace),
+        ];
+        for named in [None, Some("next"), Some("me")] {
+            for first in [true, false] {
+                let aside = deferral(named, "me", first, true, grace);
+                assert!(
+                    others.iter().all(|other| aside > *other),
+                    "{aside:?} after {others:?}"
+                );
+            }
+        }
     }
 
     #[test]

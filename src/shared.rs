@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 /// Why a renew failed (the `reason` label of the failure counter).
@@ -42,6 +42,9 @@ pub(crate) struct Shared {
     renewed: Mutex<Option<Instant>>,
     /// Whether the task has read the Lease (or learnt it is missing) once.
     observed: AtomicBool,
+    /// A handover asked of the task, and what wakes it to take it.
+    handover: Mutex<Option<crate::elector::HandoverRequest>>,
+    handover_asked: Notify,
 }
 
 impl Shared {
@@ -59,6 +62,26 @@ impl Shared {
 
     pub(crate) fn has_observed(&self) -> bool {
         self.observed.load(Ordering::Relaxed)
+    }
+
+    /// Asks the task for a handover; an earlier request not yet taken is
+    /// replaced (its caller hears that the elector stopped answering it).
+    pub(crate) fn ask_handover(&self, request: crate::elector::HandoverRequest) {
+        *self.handover.lock().unwrap_or_else(PoisonError::into_inner) = Some(request);
+        self.handover_asked.notify_one();
+    }
+
+    /// Completes once a handover is asked (at once if one was asked since
+    /// the last call).
+    pub(crate) async fn handover_asked(&self) {
+        self.handover_asked.notified().await;
+    }
+
+    pub(crate) fn take_handover(&self) -> Option<crate::elector::HandoverRequest> {
+        self.handover
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     pub(crate) fn set_drain(&self, slot: Option<(u64, DrainGuard)>) {

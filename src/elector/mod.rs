@@ -2,6 +2,7 @@
 //! releases one Lease, and the handle its users hold.
 
 mod handle;
+mod handover;
 mod leadership;
 pub(crate) mod mailbox;
 mod observer;
@@ -11,6 +12,8 @@ mod telemetry;
 pub(crate) mod watcher;
 
 pub use handle::{ElectorHandle, ElectorView, ShutdownOutcome};
+pub(crate) use handover::Request as HandoverRequest;
+pub use handover::{HandoverOutcome, Successor};
 pub use leadership::Leadership;
 pub use observer::{LeaderObserver, ObserverHandle};
 

@@ -5,6 +5,7 @@
 //! Phases, in order: campaign and lead (`run`: read, write, renew, wait),
 //! then shut down (`shutdown.rs`: stop leading, drain, release).
 
+mod handover;
 mod shutdown;
 
 use std::sync::Arc;
@@ -112,6 +113,13 @@ impl Runner {
     pub(super) async fn run(mut self) -> Result<ShutdownOutcome, Error> {
         tracing::debug!("elector started");
         while !self.token.is_cancelled() {
+            if let Some(request) = self.shared.take_handover() {
+                // Boxed, as the shutdown: it would widen every state of the loop.
+                let outcome = Box::pin(self.hand_over(&request.to)).await;
+                // The caller may have stopped waiting: nothing to tell then.
+                let _ = request.reply.send(outcome);
+                continue;
+            }
             let now = Instant::now();
             if self.schedule.term_over(now) {
                 self.stop_leading(&Stop::Deadline);
@@ -142,6 +150,7 @@ impl Runner {
                         biased;
                         () = self.token.cancelled() => {}
                         update = self.feed.inbox.recv() => self.on_update(update),
+                        () = self.shared.handover_asked() => {}
                         () = sleep_until(until) => {}
                     }
                 }
@@ -458,7 +467,7 @@ impl Runner {
         self.feed.set_leading(false);
         let uid = self.schedule.lease().and_then(|l| l.metadata.uid.clone());
         self.telemetry.stopped_leading(uid.as_deref());
-        if matches!(reason, Stop::Shutdown) {
+        if matches!(reason, Stop::Shutdown | Stop::Handover) {
             tracing::info!(%reason, "stopped leading");
         } else {
             // Not ours to keep: guards see it unprotected at once.

@@ -20,7 +20,8 @@ impl Runner {
             self.telemetry.close(self.settings.request_timeout).await;
             return Ok(ShutdownOutcome::ReleaseSkipped);
         }
-        let outcome = self.release().await;
+        let successor = self.feed.successor();
+        let outcome = self.release(successor.as_deref()).await;
         self.publish();
         self.telemetry.close(self.settings.request_timeout).await;
         outcome
@@ -35,7 +36,7 @@ impl Runner {
     /// succeeded), since from then on another replica may lead. Work still
     /// running then is unprotected; the guards' deadline says so and
     /// `run_while_leading` drops its work.
-    async fn drain(&mut self, active: ActiveTerm) {
+    pub(super) async fn drain(&mut self, active: ActiveTerm) {
         let settings = Arc::clone(&self.settings);
         let until = record::after(Instant::now(), settings.drain_timeout);
         self.schedule.draining = Some(active);
@@ -75,10 +76,14 @@ impl Runner {
         }
     }
 
-    /// Releases the Lease if it carries a record this elector wrote:
-    /// conditional on the version we read, and re-read first when the view
-    /// is unknown (a write cut off by the shutdown may have landed).
-    async fn release(&mut self) -> Result<ShutdownOutcome, Error> {
+    /// Releases the Lease if it carries a record this elector wrote, naming
+    /// `successor`: conditional on the version we read, and re-read first
+    /// when the view is unknown (a write cut off by the shutdown may have
+    /// landed).
+    pub(super) async fn release(
+        &mut self,
+        successor: Option<&str>,
+    ) -> Result<ShutdownOutcome, Error> {
         let timeout = self.settings.request_timeout;
         if !self.schedule.wrote_anything() {
             // It never wrote the Lease, so it cannot hold it (whether the
@@ -101,10 +106,7 @@ impl Runner {
             {
                 return Ok(ShutdownOutcome::NotHolding);
             }
-            let successor = self.feed.successor();
-            let named = successor
-                .as_deref()
-                .map(|identity| record::successor_value(spec, identity));
+            let named = successor.map(|identity| record::successor_value(spec, identity));
             let spec = record::release(spec, self.settings.clock.now());
             match self
                 .api
@@ -112,7 +114,7 @@ impl Runner {
                 .await
             {
                 Ok(lease) => {
-                    if let Some(successor) = successor.as_deref() {
+                    if let Some(successor) = successor {
                         tracing::info!(%successor, "released the Lease, naming {successor} to take it");
                     } else {
                         tracing::info!("released the Lease");

@@ -90,6 +90,9 @@ pub(super) struct Schedule {
     /// knows of (alone, it always is): only the first writes at once when
     /// the Lease comes free without naming a successor.
     first_in_line: bool,
+    /// The `leaseTransitions` of the record this elector handed over: while
+    /// the Lease is free with that record, it writes last.
+    aside: Option<i32>,
 }
 
 impl Schedule {
@@ -119,6 +122,7 @@ impl Schedule {
             poll_at: now,
             free_since: None,
             first_in_line: true,
+            aside: None,
         }
     }
 
@@ -205,6 +209,14 @@ impl Schedule {
         }
     }
 
+    /// This elector is about to hand over the Lease it holds: until someone
+    /// else takes it, it writes after every other candidate.
+    pub(super) fn step_aside(&mut self) {
+        self.aside = self
+            .lease()
+            .map(|lease| record::transitions(record::spec_of(lease)));
+    }
+
     pub(super) fn set_first_in_line(&mut self, first: bool) {
         self.first_in_line = first;
     }
@@ -219,9 +231,14 @@ impl Schedule {
         } else {
             self.write_after
         };
+        let mut aside = false;
         let came_free = match &self.view {
             View::Present(observed) => match observed.holder() {
-                None => observed.observed_at,
+                None => {
+                    aside =
+                        self.aside == Some(record::transitions(record::spec_of(&observed.lease)));
+                    observed.observed_at
+                }
                 Some(holder) if holder == self.me() => return not_before,
                 Some(_) => observed.expires_at(),
             },
@@ -232,6 +249,7 @@ impl Schedule {
             self.named_successor(),
             self.me(),
             self.first_in_line,
+            aside,
             self.timing.retry_period,
         );
         not_before.max(record::after(came_free, wait))

@@ -55,6 +55,8 @@ pub(crate) enum Stop {
     Deleted,
     /// The elector is shutting down.
     Shutdown,
+    /// The elector hands the Lease over (and stays a candidate).
+    Handover,
 }
 
 impl std::fmt::Display for Stop {
@@ -69,6 +71,7 @@ impl std::fmt::Display for Stop {
             ),
             Self::Deleted => f.write_str("the Lease was deleted"),
             Self::Shutdown => f.write_str("shutting down"),
+            Self::Handover => f.write_str("handing the Lease over"),
         }
     }
 }

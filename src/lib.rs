@@ -100,6 +100,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod api;
+mod candidate;
 mod clock;
 mod config;
 mod elector;

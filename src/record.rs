@@ -433,6 +433,23 @@ pub(crate) fn release(previous: &LeaseSpec, now: Timestamp) -> LeaseSpec {
     }
 }
 
+// === Coordinated election ===
+
+/// Whether the Lease is run by coordinated election: it carries a
+/// `strategy` (kube-apiserver's controller sets it; the API server drops
+/// it while the `CoordinatedLeaderElection` gate is off).
+pub(crate) fn coordinated(spec: &LeaseSpec) -> bool {
+    spec.strategy.as_deref().is_some_and(|s| !s.is_empty())
+}
+
+/// The candidate the coordinating controller prefers over the holder, if
+/// it names one other than `me`: the holder's cue to hand the Lease over.
+pub(crate) fn preferred_other<'a>(spec: &'a LeaseSpec, me: &str) -> Option<&'a str> {
+    spec.preferred_holder
+        .as_deref()
+        .filter(|p| !p.is_empty() && *p != me)
+}
+
 // === Naming a successor ===
 
 /// The annotation in which a releasing leader names who takes over.

@@ -191,7 +191,14 @@ async fn a_handover_waits_for_the_work_of_the_term_before_the_successor_may_lead
             _ = &mut handover => panic!("the handover finished while the work still ran"),
             () = tokio::time::sleep(PATIENCE) => panic!("the term did not end in time"),
         }
-        assert!(handles[0].state().term.is_none(), "a no longer leads");
+        // The state is published right after the token is cancelled.
+        tokio::time::timeout(
+            PATIENCE,
+            handles[0].subscribe().wait_for(|s| s.term.is_none()),
+        )
+        .await
+        .expect("a says in time that it no longer leads")
+        .expect("the elector runs");
         // ... but until it is done, renews keep the successor out. Renews are
         // due every retry period; wait past two of them.
         let kept_out = tokio::time::timeout(Duration::from_millis(2500), &mut handover).await;

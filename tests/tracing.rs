@@ -217,3 +217,62 @@ async fn assert_an_outage_warns_once(server: &LeaseApiServer, captured: &Capture
     })
     .await;
 }
+
+/// A candidate of coordinated election that the API server does not serve
+/// `LeaseCandidate` for says so once (at info) and leads by the plain
+/// election; one whose wall clock lags the server's (by the `Date` of its
+/// answers) past half the safety margin says that too, at warn.
+#[tokio::test(flavor = "current_thread")]
+async fn coordinated_election_says_once_that_it_is_not_served_and_that_the_clock_lags() {
+    let (captured, _guard) = capture();
+    let Some(target) = Target::with_coordinated_leader_election(false).await else {
+        return;
+    };
+    let lease = support::unique_name("cle-logs");
+    let config = ElectorConfig::new(&lease)
+        .namespace(target.namespace())
+        .identity("cle-lags")
+        .lease_duration(LEASE)
+        .renew_deadline(RENEW_DEADLINE)
+        .retry_period(RETRY)
+        .coordinated("1.34.0", "1.34.0")
+        .clock(Arc::new(kube_elector::SkewedClock::new(
+            jiff::SignedDuration::from_secs(-10),
+        )));
+    let handle = LeaderElector::new(target.client_for("cle-lags"), config)
+        .expect("valid config")
+        .spawn();
+    drop(
+        timeout(PATIENCE, handle.became_leader())
+            .await
+            .expect("leads in time")
+            .expect("leads"),
+    );
+    support::eventually(
+        "the elector says LeaseCandidate is not served",
+        PATIENCE,
+        || {
+            count(
+                &captured.text(),
+                "does not serve coordination.k8s.io/v1beta1",
+            ) == 1
+        },
+    )
+    .await;
+    let text = captured.text();
+    let lag = text
+        .lines()
+        .find(|line| line.contains("behind the API server's"))
+        .unwrap_or_else(|| panic!("no line about the lagging clock:\n{text}"));
+    assert!(lag.contains(" WARN "), "{lag}");
+    assert!(lag.contains("identity=cle-lags"), "{lag}");
+    handle.shutdown().await.expect("shutdown");
+    assert_eq!(
+        count(
+            &captured.text(),
+            "does not serve coordination.k8s.io/v1beta1"
+        ),
+        1,
+        "said once"
+    );
+}

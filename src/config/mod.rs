@@ -44,6 +44,15 @@ pub struct ElectorConfig {
     pub(crate) adopt_own_lease: bool,
     pub(crate) clock: Arc<dyn WallClock>,
     pub(crate) reporting: Reporting,
+    pub(crate) coordination: Option<Coordination>,
+}
+
+/// What a candidate of coordinated election declares in its
+/// `LeaseCandidate`; see [`ElectorConfig::coordinated`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Coordination {
+    pub(crate) binary_version: String,
+    pub(crate) emulation_version: String,
 }
 
 impl Default for ElectorConfig {
@@ -77,6 +86,8 @@ impl Default for ElectorConfig {
             clock: Arc::new(SystemClock),
             // Metrics and Events are opt-in.
             reporting: Reporting::default(),
+            // Coordinated election is opt-in, as in client-go.
+            coordination: None,
         }
     }
 }
@@ -95,6 +106,7 @@ impl fmt::Debug for ElectorConfig {
             .field("overdue_work", &self.overdue_work)
             .field("adopt_own_lease", &self.adopt_own_lease)
             .field("clock", &self.clock)
+            .field("coordination", &self.coordination)
             .finish_non_exhaustive()
     }
 }
@@ -249,12 +261,58 @@ impl ElectorConfig {
         self
     }
 
+    /// Takes part in coordinated leader election (KEP-4355) as well: the
+    /// elector declares itself in a `coordination.k8s.io/v1beta1`
+    /// `LeaseCandidate` named after its identity, with these versions and
+    /// the `OldestEmulationVersion` strategy, keeps it renewed (when the
+    /// API server's controller pings it, and every 5 minutes as client-go
+    /// does), and deletes it when it stops.
+    ///
+    /// Where the Lease then carries a `strategy` (the controller sets it),
+    /// the controller picks the leader, as client-go's `Coordinated` mode
+    /// expects: this elector never takes the Lease on its own, takes it
+    /// when the controller writes its identity as the holder, and hands it
+    /// over (drain, then release) when `preferredHolder` names another
+    /// candidate. Where the API server does not serve `LeaseCandidate`
+    /// (the `CoordinatedLeaderElection` feature gate is off, the default),
+    /// the elector says so once in its logs and runs the plain election.
+    /// Both versions must be semantic versions (`1.31.0`), the binary's no
+    /// older than the emulation's; the identity must be a valid object name.
+    ///
+    /// In coordinated election the controller judges expiry on the API
+    /// server's wall clock: see the guide's page on coordinated election
+    /// for the limit that puts on clock skew.
+    ///
+    /// ```
+    /// use kube_elector::ElectorConfig;
+    ///
+    /// let config = ElectorConfig::new("my-operator")
+    ///     .identity("my-operator-0")
+    ///     .coordinated("1.34.0", "1.33.0");
+    /// assert!(config.validate().is_ok());
+    /// ```
+    #[must_use]
+    pub fn coordinated(
+        mut self,
+        binary_version: impl Into<String>,
+        emulation_version: impl Into<String>,
+    ) -> Self {
+        self.coordination = Some(Coordination {
+            binary_version: binary_version.into(),
+            emulation_version: emulation_version.into(),
+        });
+        self
+    }
+
     /// Checks every value and lists all that are wrong.
     ///
     /// # Errors
     /// A [`ConfigError`] naming each invalid value and why.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
+        if let Some(coordination) = &self.coordination {
+            coordination.validate(self.identity.as_deref(), &mut problems);
+        }
         if let Err(reason) = dns1123_subdomain(&self.lease_name) {
             problems.push(ConfigProblem::InvalidName {
                 field: "lease_name",
@@ -308,6 +366,45 @@ impl ElectorConfig {
     /// `leaseDurationSeconds` to write; only meaningful once validated.
     pub(crate) fn lease_duration_secs(&self) -> i32 {
         i32::try_from(self.lease_duration.as_secs()).unwrap_or(i32::MAX)
+    }
+}
+
+impl Coordination {
+    /// The versions as kube-apiserver validates a `LeaseCandidate`, and the
+    /// identity as the candidate's name (the controller writes that name as
+    /// `holderIdentity`).
+    fn validate(&self, identity: Option<&str>, problems: &mut Vec<ConfigProblem>) {
+        let binary = crate::candidate::version::parse(&self.binary_version);
+        let emulation = crate::candidate::version::parse(&self.emulation_version);
+        for (field, value, parsed) in [
+            ("binary_version", &self.binary_version, &binary),
+            ("emulation_version", &self.emulation_version, &emulation),
+        ] {
+            if let Err(reason) = parsed {
+                problems.push(ConfigProblem::InvalidVersion {
+                    field,
+                    value: value.clone(),
+                    reason: reason.clone(),
+                });
+            }
+        }
+        if let (Ok(binary), Ok(emulation)) = (&binary, &emulation)
+            && binary < emulation
+        {
+            problems.push(ConfigProblem::BinaryOlderThanEmulation {
+                binary_version: self.binary_version.clone(),
+                emulation_version: self.emulation_version.clone(),
+            });
+        }
+        if let Some(identity) = identity.filter(|i| !i.is_empty())
+            && let Err(reason) = dns1123_subdomain(identity)
+        {
+            problems.push(ConfigProblem::InvalidName {
+                field: "identity (the LeaseCandidate's name in coordinated election)",
+                value: identity.to_owned(),
+                reason,
+            });
+        }
     }
 }
 
@@ -383,6 +480,27 @@ pub enum ConfigProblem {
         value: String,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A version of [`ElectorConfig::coordinated`] that kube-apiserver would
+    /// refuse in a `LeaseCandidate`.
+    #[error("{field} {value:?} is not a semantic version (MAJOR.MINOR.PATCH): {reason}")]
+    InvalidVersion {
+        /// Which version.
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A binary can emulate older versions, not newer ones.
+    #[error(
+        "binary_version {binary_version:?} must not be older than emulation_version {emulation_version:?}"
+    )]
+    BinaryOlderThanEmulation {
+        /// The binary version given.
+        binary_version: String,
+        /// The emulation version given.
+        emulation_version: String,
     },
     /// The identity is empty; an empty holder means "free" to every elector.
     #[error("identity must not be empty: an empty holderIdentity means the Lease is free")]

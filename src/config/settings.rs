@@ -28,6 +28,9 @@ pub(crate) struct Settings {
     /// writes).
     pub(crate) campaign: bool,
     pub(crate) clock: Arc<dyn WallClock>,
+    /// What this elector declares as a `LeaseCandidate`, if it takes part
+    /// in coordinated election.
+    pub(crate) coordination: Option<super::Coordination>,
     // Empty, and so unread, without the optional features.
     #[cfg_attr(not(any(feature = "metrics", feature = "events")), allow(dead_code))]
     pub(crate) reporting: Reporting,
@@ -54,7 +57,15 @@ impl ElectorConfig {
             ns
         };
         let settings = Settings {
-            identity: self.identity.clone().unwrap_or_else(default_identity),
+            identity: self.identity.clone().unwrap_or_else(|| {
+                let identity = default_identity();
+                if self.coordination.is_some() {
+                    // The name of a LeaseCandidate: no `_`, no capitals.
+                    identity.to_lowercase().replace(['_', '.'], "-")
+                } else {
+                    identity
+                }
+            }),
             lease_duration_secs: self.lease_duration_secs(),
             lease_duration: self.lease_duration,
             renew_deadline: self.renew_deadline,
@@ -66,6 +77,7 @@ impl ElectorConfig {
             adopt_own_lease: self.adopt_own_lease,
             campaign: true,
             clock: Arc::clone(&self.clock),
+            coordination: self.coordination.clone(),
             reporting: self.reporting.clone(),
         };
         Ok((namespace, settings))

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::api::LeaseApi;
+use crate::candidate::{Candidate, Declared};
 use crate::config::{ConfigError, ElectorConfig, Settings};
 use crate::hub::LeaseHub;
 use crate::shared::Shared;
@@ -107,6 +108,30 @@ impl LeaderElector {
         &self.settings.identity
     }
 
+    /// The `LeaseCandidate` task of coordinated election, if configured.
+    fn candidate(&self, span: &tracing::Span) -> Option<Candidate> {
+        let versions = self.settings.coordination.clone()?;
+        if !self.settings.campaign {
+            return None;
+        }
+        Some(Candidate::spawn(
+            self.client.clone(),
+            Declared {
+                namespace: self.namespace.clone(),
+                lease_name: self.lease_name.clone(),
+                identity: self.settings.identity.clone(),
+                versions,
+                request_timeout: self.settings.request_timeout,
+                margin: self
+                    .settings
+                    .lease_duration
+                    .saturating_sub(self.settings.renew_deadline),
+                clock: Arc::clone(&self.settings.clock),
+            },
+            span.clone(),
+        ))
+    }
+
     /// Starts the elector's task, stopped by the returned handle.
     ///
     /// # Panics
@@ -123,6 +148,13 @@ impl LeaderElector {
     /// Outside a Tokio runtime.
     pub fn spawn_with_token(self, token: &CancellationToken) -> ElectorHandle {
         let token = token.child_token();
+        let span = tracing::info_span!(
+            "leader_election",
+            lease = %self.lease_name,
+            namespace = %self.namespace,
+            identity = %self.settings.identity,
+        );
+        let candidate = self.candidate(&span);
         let mut api = LeaseApi::new(self.client, &self.namespace, &self.lease_name);
         if let Some(hub) = &self.hub {
             api = api.limited(hub.limit());
@@ -130,13 +162,6 @@ impl LeaderElector {
         let (state_tx, state_rx) = watch::channel(LeaderState::initial());
         let shared = Arc::new(Shared::default());
         let (inbox, mailbox) = Inbox::new();
-
-        let span = tracing::info_span!(
-            "leader_election",
-            lease = %self.lease_name,
-            namespace = %self.namespace,
-            identity = %self.settings.identity,
-        );
         let line = if let Some(hub) = &self.hub {
             Some(hub.join(
                 &self.namespace,
@@ -167,7 +192,11 @@ impl LeaderElector {
             Arc::clone(&shared),
             state_tx,
             token.clone(),
-            runner::Feed { inbox, line },
+            runner::Feed {
+                inbox,
+                line,
+                candidate,
+            },
         );
         let task = tokio::spawn(runner.run().instrument(span));
         ElectorHandle {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::Runner;
+use crate::candidate::Standing;
 use crate::elector::schedule::Stop;
 use crate::elector::{HandoverOutcome, ShutdownOutcome, Successor};
 use crate::error::Error;
@@ -26,8 +27,20 @@ impl Runner {
             Successor::Any => self.feed.successor(),
         };
         // From here until someone else takes the Lease, this candidate
-        // writes last (see `record::deferral`).
+        // writes last (see `record::deferral`) ...
         self.schedule.step_aside();
+        // ... and in coordinated election it withdraws its LeaseCandidate
+        // (for a lease duration at most), so that the controller picks
+        // another; when the controller itself prefers another, it stays.
+        if let Some(candidate) = &self.candidate
+            && !matches!(to, Successor::Named(n) if self.schedule.preferred() == Some(n.as_str()))
+            && candidate.standing() == Standing::Registered
+        {
+            let until = tokio::time::Instant::now() + self.settings.lease_duration;
+            candidate
+                .withdraw(until, self.settings.request_timeout)
+                .await;
+        }
         match self.release(successor.as_deref()).await? {
             ShutdownOutcome::Released => Ok(HandoverOutcome::Released {
                 successor: successor.map(|s| s.to_string()),

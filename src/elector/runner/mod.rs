@@ -22,6 +22,7 @@ use super::schedule::{ActiveTerm, Observation, Schedule, Step, Stop};
 use super::telemetry::Telemetry;
 use super::watcher::Update;
 use crate::api::LeaseApi;
+use crate::candidate::{Candidate, Standing};
 use crate::config::Settings;
 use crate::error::{Error, LeaseOperation};
 use crate::hub::Membership;
@@ -40,13 +41,15 @@ enum Renewed {
     Failed,
 }
 
-/// Where an elector hears of changes: its own watch, or a hub's
-/// namespace watch, where it also stands in line with the other candidates
-/// for its Lease in this process.
+/// Where an elector hears of changes (its own watch, or a hub's namespace
+/// watch, where it also stands in line with the other candidates for its
+/// Lease in this process), and the `LeaseCandidate` it declares itself in
+/// for coordinated election, if configured.
 #[derive(Debug)]
 pub(super) struct Feed {
     pub(super) inbox: Inbox,
     pub(super) line: Option<Membership>,
+    pub(super) candidate: Option<Candidate>,
 }
 
 impl Feed {
@@ -82,6 +85,11 @@ pub(super) struct Runner {
     /// Requests that failed in a row: the first is a warning, the rest are
     /// debug until one succeeds, so an outage does not flood the logs.
     failures: u32,
+    /// The `LeaseCandidate` of coordinated election, if configured.
+    candidate: Option<Candidate>,
+    /// The candidate the coordinating controller prefers: the term has to
+    /// be handed over to it.
+    yield_to: Option<String>,
 }
 
 impl Runner {
@@ -92,8 +100,9 @@ impl Runner {
         shared: Arc<Shared>,
         state: watch::Sender<LeaderState>,
         token: CancellationToken,
-        feed: Feed,
+        mut feed: Feed,
     ) -> Self {
+        let candidate = feed.candidate.take();
         let schedule = Schedule::new(&settings, Instant::now());
         Self {
             api,
@@ -105,6 +114,8 @@ impl Runner {
             telemetry,
             schedule,
             failures: 0,
+            candidate,
+            yield_to: None,
         }
     }
 
@@ -113,6 +124,13 @@ impl Runner {
     pub(super) async fn run(mut self) -> Result<ShutdownOutcome, Error> {
         tracing::debug!("elector started");
         while !self.token.is_cancelled() {
+            if let Some(preferred) = self.yield_to.take() {
+                let to = crate::elector::Successor::Named(preferred);
+                if let Err(error) = Box::pin(self.hand_over(&to)).await {
+                    self.failed(&error);
+                }
+                continue;
+            }
             if let Some(request) = self.shared.take_handover() {
                 // Boxed, as the shutdown: it would widen every state of the loop.
                 let outcome = Box::pin(self.hand_over(&request.to)).await;
@@ -136,6 +154,10 @@ impl Runner {
                 // holder expires, without any event.
                 self.publish();
             }
+            self.schedule
+                .set_coordinated(self.candidate.as_ref().is_some_and(|c| {
+                    matches!(c.standing(), Standing::Registered | Standing::Withdrawn)
+                }));
             let in_line = self.feed.first_in_line(self.schedule.named_successor());
             self.schedule.set_first_in_line(in_line);
             match self.schedule.next_step(now) {
@@ -230,7 +252,13 @@ impl Runner {
     }
 
     fn observe(&mut self, lease: Lease, now: Instant) {
+        let held_by_another =
+            record::holder(record::spec_of(&lease)).is_some_and(|h| h != self.me());
         let Observation { stop, shortened } = self.schedule.observe(lease, now);
+        if held_by_another && let Some(candidate) = &self.candidate {
+            // Someone took what this elector handed over: no longer aside.
+            candidate.rejoin();
+        }
         self.telemetry.observed();
         if let Some(shortened) = shortened {
             tracing::warn!(
@@ -239,8 +267,18 @@ impl Runner {
                  the term ends by what followers may compute from it unless a renew restores it"
             );
         }
-        if let Some(stop) = stop {
-            self.stop_leading(&stop);
+        match stop {
+            Some(Stop::Preferred(preferred)) if self.yield_to.is_none() => {
+                tracing::info!(
+                    %preferred,
+                    "the coordinating controller prefers {preferred}: ending the term, draining, releasing"
+                );
+                self.yield_to = Some(preferred);
+            }
+            Some(Stop::Preferred(_)) | None => {}
+            Some(stop) => {
+                self.stop_leading(&stop);
+            }
         }
         self.publish();
     }

@@ -16,6 +16,10 @@ impl Runner {
         if let Some(active) = self.stop_leading(&Stop::Shutdown) {
             self.drain(active).await;
         }
+        if let Some(candidate) = self.candidate.take() {
+            // Before the release: the controller must not pick this elector.
+            candidate.leave(self.settings.request_timeout).await;
+        }
         if !self.settings.release_on_cancel {
             self.telemetry.close(self.settings.request_timeout).await;
             return Ok(ShutdownOutcome::ReleaseSkipped);

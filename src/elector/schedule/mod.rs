@@ -86,6 +86,14 @@ pub(super) struct Schedule {
     /// When this elector first found the Lease free to take, since it last
     /// saw it held by another (for the handover metric).
     pub(super) free_since: Option<Instant>,
+    /// Where this elector stands among the other candidates.
+    place: Place,
+}
+
+/// Where a candidate stands among the others: in its line, after a
+/// handover, and in coordinated election.
+#[derive(Debug)]
+struct Place {
     /// Whether this elector is first in line among the candidates it
     /// knows of (alone, it always is): only the first writes at once when
     /// the Lease comes free without naming a successor.
@@ -93,6 +101,10 @@ pub(super) struct Schedule {
     /// The `leaseTransitions` of the record this elector handed over: while
     /// the Lease is free with that record, it writes last.
     aside: Option<i32>,
+    /// Whether this elector is a declared candidate of coordinated
+    /// election: where the Lease then carries a `strategy`, it takes the
+    /// Lease only when the controller names it the holder.
+    coordinated: bool,
 }
 
 impl Schedule {
@@ -121,8 +133,11 @@ impl Schedule {
             create_after: now,
             poll_at: now,
             free_since: None,
-            first_in_line: true,
-            aside: None,
+            place: Place {
+                first_in_line: true,
+                aside: None,
+                coordinated: false,
+            },
         }
     }
 
@@ -212,13 +227,58 @@ impl Schedule {
     /// This elector is about to hand over the Lease it holds: until someone
     /// else takes it, it writes after every other candidate.
     pub(super) fn step_aside(&mut self) {
-        self.aside = self
+        self.place.aside = self
             .lease()
             .map(|lease| record::transitions(record::spec_of(lease)));
     }
 
+    pub(super) fn set_coordinated(&mut self, coordinated: bool) {
+        self.place.coordinated = coordinated;
+    }
+
+    /// The observed Lease, if coordinated election runs it for this
+    /// elector (a declared candidate, a Lease with a `strategy`).
+    fn coordinated_lease(&self) -> Option<&Observed> {
+        match &self.view {
+            View::Present(observed)
+                if self.place.coordinated
+                    && record::coordinated(record::spec_of(&observed.lease)) =>
+            {
+                Some(observed)
+            }
+            _ => None,
+        }
+    }
+
+    /// The candidate the coordinating controller prefers over this elector,
+    /// in a Lease that coordinated election runs for it.
+    fn preferred_over_me(
+        &self,
+        spec: &k8s_openapi::api::coordination::v1::LeaseSpec,
+    ) -> Option<String> {
+        (self.place.coordinated && record::coordinated(spec))
+            .then(|| record::preferred_other(spec, self.me()).map(str::to_owned))
+            .flatten()
+    }
+
+    /// The `preferredHolder` of the observed Lease, if any.
+    pub(super) fn preferred(&self) -> Option<&str> {
+        self.lease()
+            .and_then(|lease| record::spec_of(lease).preferred_holder.as_deref())
+            .filter(|p| !p.is_empty())
+    }
+
+    /// Whether the coordinating controller has named this elector the
+    /// holder of a Lease it does not lead yet.
+    pub(super) fn elected(&self) -> bool {
+        self.term.is_none()
+            && self
+                .coordinated_lease()
+                .is_some_and(|observed| observed.holder() == Some(self.me()))
+    }
+
     pub(super) fn set_first_in_line(&mut self, first: bool) {
-        self.first_in_line = first;
+        self.place.first_in_line = first;
     }
 
     /// The earliest this candidate writes to take the Lease: when it came
@@ -235,8 +295,8 @@ impl Schedule {
         let came_free = match &self.view {
             View::Present(observed) => match observed.holder() {
                 None => {
-                    aside =
-                        self.aside == Some(record::transitions(record::spec_of(&observed.lease)));
+                    aside = self.place.aside
+                        == Some(record::transitions(record::spec_of(&observed.lease)));
                     observed.observed_at
                 }
                 Some(holder) if holder == self.me() => return not_before,
@@ -248,7 +308,7 @@ impl Schedule {
         let wait = record::deferral(
             self.named_successor(),
             self.me(),
-            self.first_in_line,
+            self.place.first_in_line,
             aside,
             self.timing.retry_period,
         );
@@ -306,14 +366,23 @@ impl Schedule {
             ),
             View::Present(observed) => record::judge(Some(observed), self.me(), self.own(), now),
         };
+        if self.elected() {
+            // The controller wrote our identity: the acquire starts the
+            // term (from when it is sent, as any other).
+            return self.not_before(now, self.write_after, Step::Write(Verdict::Acquire));
+        }
+        let controller_decides = self.term.is_none() && self.coordinated_lease().is_some();
         let wake = match (&verdict, &self.term) {
             (Verdict::Renew, Some(active)) => {
                 let at = active.renew_at.min(active.ends_at);
                 return self.not_before(now, at, Step::Write(verdict));
             }
             (Verdict::Wait { expires_at, .. }, _) => *expires_at,
-            // An observer never writes: it waits for the next change.
-            (Verdict::Create | Verdict::Acquire, _) if !self.timing.campaign => {
+            // An observer never writes, nor does a candidate of coordinated
+            // election: it waits for the next change.
+            (Verdict::Create | Verdict::Acquire, _)
+                if !self.timing.campaign || controller_decides =>
+            {
                 record::after(now, Duration::from_secs(86_400))
             }
             (Verdict::Create | Verdict::Acquire, _) => {
@@ -418,6 +487,7 @@ impl Schedule {
         let observed = Box::new(Observed::update(self.last_seen.as_deref(), lease, now));
         let record = observed.term_record();
         let recorded = record::lease_duration(record::spec_of(&observed.lease));
+        let preferred = self.preferred_over_me(record::spec_of(&observed.lease));
         self.last_seen = Some(observed.clone());
         self.view = View::Present(observed);
         if record.holder.as_deref().is_some_and(|h| h != self.me()) {
@@ -435,6 +505,12 @@ impl Schedule {
             };
             return Observation {
                 stop: Some(stop),
+                shortened: None,
+            };
+        }
+        if let Some(preferred) = preferred {
+            return Observation {
+                stop: Some(Stop::Preferred(preferred)),
                 shortened: None,
             };
         }

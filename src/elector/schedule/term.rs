@@ -57,6 +57,9 @@ pub(crate) enum Stop {
     Shutdown,
     /// The elector hands the Lease over (and stays a candidate).
     Handover,
+    /// In coordinated election, the controller prefers another candidate
+    /// (`preferredHolder`): the term ends and the Lease is handed over.
+    Preferred(String),
 }
 
 impl std::fmt::Display for Stop {
@@ -72,6 +75,10 @@ impl std::fmt::Display for Stop {
             Self::Deleted => f.write_str("the Lease was deleted"),
             Self::Shutdown => f.write_str("shutting down"),
             Self::Handover => f.write_str("handing the Lease over"),
+            Self::Preferred(preferred) => write!(
+                f,
+                "the coordinating controller prefers {preferred}: handing the Lease over"
+            ),
         }
     }
 }

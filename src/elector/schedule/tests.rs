@@ -27,6 +27,7 @@ fn settings() -> Settings {
         adopt_own_lease: false,
         campaign: true,
         clock: Arc::new(SystemClock),
+        coordination: None,
         reporting: crate::config::Reporting::default(),
     }
 }
@@ -319,4 +320,85 @@ async fn a_conflicted_create_delays_creates_only() {
     // The creator released it (it is named): take it at once.
     s.observe(released(9, Some("me")), now);
     assert_eq!(s.next_step(now), Step::Write(Verdict::Acquire));
+}
+
+// === Coordinated election ===
+
+fn coordinated(holder: &str, preferred: Option<&str>, rv: u64) -> Lease {
+    let mut lease = held_by(holder, rv);
+    let spec = lease.spec.as_mut().unwrap();
+    spec.strategy = Some("OldestEmulationVersion".into());
+    spec.preferred_holder = preferred.map(str::to_owned);
+    spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        jiff::Timestamp::now(),
+    ));
+    lease
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_candidate_of_coordinated_election_never_takes_a_lease_on_its_own() {
+    let now = Instant::now();
+    let mut s = Schedule::new(&settings(), now);
+    s.set_coordinated(true);
+    s.observe(coordinated("other", None, 1), now);
+    // Expired, by every rule of the plain election ...
+    advance(LEASE * 4).await;
+    let now = Instant::now();
+    assert!(
+        !matches!(s.next_step(now), Step::Write(_)),
+        "... and still the controller's to give"
+    );
+    // Released, too.
+    let mut free = coordinated("", None, 2);
+    free.spec.as_mut().unwrap().holder_identity = Some(String::new());
+    s.observe(free, now);
+    assert!(!matches!(s.next_step(now), Step::Write(_)));
+    // Without a strategy on the Lease (the gate off), the plain election.
+    s.watch_connected(true, now);
+    s.watch_progress(now);
+    s.observe(held_by("", 3), now);
+    assert_eq!(s.next_step(now), Step::Write(Verdict::Acquire));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_candidate_the_controller_names_takes_the_lease_at_once() {
+    let now = Instant::now();
+    let mut s = Schedule::new(&settings(), now);
+    s.observe(coordinated("me", None, 1), now);
+    assert!(
+        !matches!(s.next_step(now), Step::Write(_)),
+        "undeclared, a Lease naming this identity in a term it did not start is a twin's"
+    );
+    s.set_coordinated(true);
+    s.watch_connected(true, now);
+    s.watch_progress(now);
+    assert!(s.elected());
+    assert_eq!(s.next_step(now), Step::Write(Verdict::Acquire));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_the_controller_prefers_another_to_hands_over() {
+    let mut s = leading();
+    s.set_coordinated(true);
+    let record = s.term.as_ref().unwrap().record.clone();
+    let mut preferred = coordinated("me", Some("better"), 2);
+    let spec = preferred.spec.as_mut().unwrap();
+    spec.acquire_time = record
+        .acquire_time
+        .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime);
+    spec.lease_transitions = Some(record.transitions);
+    let observation = s.observe(preferred.clone(), Instant::now());
+    assert!(
+        matches!(observation.stop, Some(Stop::Preferred(ref p)) if p == "better"),
+        "{observation:?}"
+    );
+    // Not declared a candidate: `preferredHolder` is not ours to follow.
+    let mut plain = leading();
+    let spec = preferred.spec.as_mut().unwrap();
+    let record = plain.term.as_ref().unwrap().record.clone();
+    spec.acquire_time = record
+        .acquire_time
+        .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime);
+    preferred.metadata.resource_version = Some("3".into());
+    assert!(plain.observe(preferred, Instant::now()).stop.is_none());
 }

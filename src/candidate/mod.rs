@@ -1,0 +1,631 @@
+//! Coordinated leader election (KEP-4355): the `LeaseCandidate` an elector
+//! declares itself in, kept renewed beside its election loop.
+//!
+//! A task of its own, so that the election loop never waits on it: it
+//! learns once whether the API server serves `coordination.k8s.io/v1beta1`
+//! (404: the plain election goes on, said once), creates the candidate,
+//! renews it when the controller pings it (`pingTime` newer than
+//! `renewTime`, seen through a watch of that one object) and every 5
+//! minutes otherwise (client-go's cadence), withdraws it for a handover,
+//! and deletes it when the elector stops. Every answer's `Date` header
+//! tells how far the API server's clock is from this elector's; the
+//! controller judges expiry on the server's clock, so a lag past the
+//! safety margin is said in the logs.
+
+pub(crate) mod version;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams, WatchEvent, WatchParams,
+};
+use kube::{Api, Client};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep, timeout};
+
+use crate::clock::WallClock;
+use crate::config::Coordination;
+
+/// The strategy kube-elector declares: the one kube-apiserver's controller
+/// implements.
+pub(crate) const STRATEGY: &str = "OldestEmulationVersion";
+
+/// How often a candidate renews without being pinged (client-go's).
+const RENEW_EVERY: Duration = Duration::from_secs(300);
+
+/// The group version that serves `LeaseCandidate`.
+const GROUP_VERSION: &str = "coordination.k8s.io/v1beta1";
+
+/// How long a watch of the candidate stays open.
+const WATCH_TIMEOUT_SECS: u32 = 290;
+
+/// Where the candidate stands, as the election loop reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Standing {
+    /// Not known yet whether the API server serves `LeaseCandidate`.
+    Unknown,
+    /// It does not: the plain election runs.
+    NotServed,
+    /// Declared, and kept renewed.
+    Registered,
+    /// Withdrawn for a handover (the controller must not pick this elector).
+    Withdrawn,
+}
+
+/// What the election loop asks of the candidate task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Want {
+    Registered,
+    /// Withdrawn until then (or until asked to register again).
+    WithdrawnUntil(Instant),
+    /// Deleted, and the task ends.
+    Gone,
+}
+
+/// The candidate task, as the election loop holds it.
+#[derive(Debug)]
+pub(crate) struct Candidate {
+    want: watch::Sender<Want>,
+    standing: watch::Receiver<Standing>,
+    task: JoinHandle<()>,
+}
+
+/// What the task needs to know.
+#[derive(Debug)]
+pub(crate) struct Declared {
+    pub(crate) namespace: String,
+    pub(crate) lease_name: String,
+    pub(crate) identity: String,
+    pub(crate) versions: Coordination,
+    pub(crate) request_timeout: Duration,
+    /// `lease − renew deadline`: the clock lag the controller tolerates.
+    pub(crate) margin: Duration,
+    pub(crate) clock: Arc<dyn WallClock>,
+}
+
+impl Candidate {
+    pub(crate) fn spawn(client: Client, declared: Declared, span: tracing::Span) -> Self {
+        let (want, wants) = watch::channel(Want::Registered);
+        let (standing_tx, standing) = watch::channel(Standing::Unknown);
+        let task = Task {
+            api: Api::namespaced_with(client.clone(), &declared.namespace, &resource()),
+            client,
+            declared,
+            wants,
+            standing: standing_tx,
+            failures: 0,
+            lag_reported: false,
+        };
+        Self {
+            want,
+            standing,
+            task: tokio::spawn(tracing::Instrument::instrument(task.run(), span)),
+        }
+    }
+
+    pub(crate) fn standing(&self) -> Standing {
+        *self.standing.borrow()
+    }
+
+    /// Withdraws the candidate until `until` (or [`rejoin`](Self::rejoin)),
+    /// and waits (at most `patience`) until it is deleted.
+    pub(crate) async fn withdraw(&self, until: Instant, patience: Duration) {
+        self.want.send_replace(Want::WithdrawnUntil(until));
+        let mut standing = self.standing.clone();
+        let _ = timeout(
+            patience,
+            standing.wait_for(|s| matches!(s, Standing::Withdrawn | Standing::NotServed)),
+        )
+        .await;
+    }
+
+    /// Declares the candidate again after a withdrawal.
+    pub(crate) fn rejoin(&self) {
+        self.want.send_if_modified(|want| {
+            let withdrawn = matches!(want, Want::WithdrawnUntil(_));
+            if withdrawn {
+                *want = Want::Registered;
+            }
+            withdrawn
+        });
+    }
+
+    /// Deletes the candidate and ends the task (waiting at most `patience`).
+    pub(crate) async fn leave(self, patience: Duration) {
+        self.want.send_replace(Want::Gone);
+        let mut task = self.task;
+        if timeout(patience, &mut task).await.is_err() {
+            task.abort();
+        }
+    }
+}
+
+fn resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("coordination.k8s.io", "v1beta1", "LeaseCandidate"),
+        "leasecandidates",
+    )
+}
+
+/// Why a step of the task ended early.
+enum Interrupted {
+    /// What the loop wants changed.
+    Want,
+    /// A request failed (said in the logs).
+    Failed,
+}
+
+struct Task {
+    client: Client,
+    api: Api<DynamicObject>,
+    declared: Declared,
+    wants: watch::Receiver<Want>,
+    standing: watch::Sender<Standing>,
+    /// Requests that failed in a row: the first is a warning.
+    failures: u32,
+    lag_reported: bool,
+}
+
+impl Task {
+    async fn run(mut self) {
+        if !self.served().await {
+            return;
+        }
+        loop {
+            if self.wants.has_changed().is_err() {
+                // The election loop is gone (its task ended): so is this.
+                self.delete().await;
+                return;
+            }
+            let want = *self.wants.borrow_and_update();
+            match want {
+                Want::Gone => {
+                    self.delete().await;
+                    return;
+                }
+                Want::WithdrawnUntil(until) if Instant::now() < until => {
+                    self.delete().await;
+                    self.standing.send_replace(Standing::Withdrawn);
+                    tokio::select! {
+                        _ = self.wants.changed() => {}
+                        () = tokio::time::sleep_until(until) => {
+                            tracing::debug!("nobody took the Lease within the handover's bound: declaring the candidate again");
+                        }
+                    }
+                }
+                Want::Registered | Want::WithdrawnUntil(_) => {
+                    if let Err(Interrupted::Failed) = self.register_and_keep().await {
+                        self.back_off().await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the API server serves `LeaseCandidate`, asked until it
+    /// answers (or the elector stops).
+    async fn served(&mut self) -> bool {
+        loop {
+            match self.probe().await {
+                Ok(true) => return true,
+                Ok(false) => {
+                    tracing::info!(
+                        "the API server does not serve {GROUP_VERSION} LeaseCandidate (the \
+                         CoordinatedLeaderElection feature gate is off): running the plain election"
+                    );
+                    self.standing.send_replace(Standing::NotServed);
+                    return false;
+                }
+                Err(error) => self.failed("discover LeaseCandidate", &error),
+            }
+            let pause = back_off(self.failures);
+            tokio::select! {
+                () = pause => {}
+                _ = self.wants.wait_for(|w| *w == Want::Gone) => return false,
+            }
+        }
+    }
+
+    /// Asks discovery whether `leasecandidates` is served, and measures the
+    /// clock offset from the answer's `Date`.
+    async fn probe(&mut self) -> Result<bool, String> {
+        let request = http::Request::get(format!("/apis/{GROUP_VERSION}"))
+            .body(kube::client::Body::empty())
+            .map_err(|e| e.to_string())?;
+        let sent = self.declared.clock.now();
+        let response = timeout(self.declared.request_timeout, self.client.send(request))
+            .await
+            .map_err(|_| "no answer in time".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let answered = self.declared.clock.now();
+        if let Some(date) = response.headers().get(http::header::DATE) {
+            self.saw_date(date.to_str().unwrap_or_default(), sent, answered);
+        }
+        let status = response.status();
+        if status == http::StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        if !status.is_success() {
+            return Err(format!("discovery answered {status}"));
+        }
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let list: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        Ok(list["resources"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["name"] == "leasecandidates")))
+    }
+
+    /// Compares the server's `Date` (whole seconds) with this elector's
+    /// wall clock at the midpoint of the request, and says once when this
+    /// clock lags by more than half the margin the controller tolerates.
+    fn saw_date(&mut self, date: &str, sent: Timestamp, answered: Timestamp) {
+        let Ok(server) = jiff::fmt::rfc2822::DateTimeParser::new().parse_timestamp(date) else {
+            return;
+        };
+        self.report_lag(clock_lag(server, sent, answered).unwrap_or_default());
+    }
+
+    /// A ping stamped `ping` by the server's clock has just arrived: this
+    /// clock lags by at least how far it reads before it.
+    fn saw_ping(&mut self, ping: Timestamp) {
+        let now = self.declared.clock.now();
+        let lag = ping.duration_since(now);
+        if lag > SignedDuration::ZERO {
+            self.report_lag(lag.unsigned_abs());
+        }
+    }
+
+    /// Says once when this clock lags the API server's by more than half
+    /// the margin, and once when it no longer does.
+    fn report_lag(&mut self, lag: Duration) {
+        let margin = self.declared.margin;
+        if lag > margin / 2 && !self.lag_reported {
+            self.lag_reported = true;
+            tracing::warn!(
+                lag = ?lag,
+                margin = ?margin,
+                "this elector's clock is at least {lag:?} behind the API server's: in coordinated \
+                 election the controller judges expiry on its own clock, so a leader is safe only \
+                 while its clock lags by less than lease duration - renew deadline ({margin:?})"
+            );
+        } else if lag <= margin / 4 && self.lag_reported {
+            self.lag_reported = false;
+            tracing::info!("this elector's clock no longer lags the API server's");
+        }
+    }
+
+    /// Declares the candidate (or renews the one found), then renews it on
+    /// each ping and every 5 minutes, until what the loop wants changes.
+    async fn register_and_keep(&mut self) -> Result<(), Interrupted> {
+        let mut current = self.ensure().await?;
+        self.standing.send_replace(Standing::Registered);
+        loop {
+            let version = current
+                .metadata
+                .resource_version
+                .clone()
+                .unwrap_or_default();
+            let params = WatchParams::default()
+                .fields(&format!("metadata.name={}", self.declared.identity))
+                .timeout(WATCH_TIMEOUT_SECS);
+            let stream = match self.api.watch(&params, &version).await {
+                Ok(stream) => stream,
+                Err(error) => {
+                    self.failed("watch the LeaseCandidate", &error.to_string());
+                    return Err(Interrupted::Failed);
+                }
+            };
+            let renew_at = sleep(RENEW_EVERY);
+            tokio::pin!(stream, renew_at);
+            loop {
+                tokio::select! {
+                    _ = self.wants.changed() => return Err(Interrupted::Want),
+                    () = &mut renew_at => {
+                        current = self.renew(&current).await?;
+                        renew_at.as_mut().reset(Instant::now() + RENEW_EVERY);
+                    }
+                    event = stream.try_next() => match event {
+                        Ok(Some(WatchEvent::Modified(object) | WatchEvent::Added(object))) => {
+                            if let Some(ping) = pinged(&object) {
+                                tracing::debug!("pinged by the coordinating controller");
+                                self.saw_ping(ping);
+                                current = self.renew_after(&object, Some(ping)).await?;
+                            } else {
+                                current = object;
+                            }
+                        }
+                        Ok(Some(WatchEvent::Deleted(_))) => {
+                            // Removed by someone else (or collected as
+                            // expired): declared again.
+                            current = self.ensure().await?;
+                        }
+                        Ok(Some(WatchEvent::Bookmark(_))) => {}
+                        Ok(Some(WatchEvent::Error(_))) | Err(_) => {
+                            current = self.ensure().await?;
+                            break;
+                        }
+                        Ok(None) => break,
+                    },
+                }
+            }
+        }
+    }
+
+    /// The candidate, created if missing, renewed if found.
+    async fn ensure(&mut self) -> Result<DynamicObject, Interrupted> {
+        let name = &self.declared.identity;
+        match self.bounded(self.api.get_opt(name)).await {
+            Ok(Some(found)) => self.renew(&found).await,
+            Ok(None) => {
+                let object = self.declaration();
+                match self
+                    .bounded(self.api.create(&PostParams::default(), &object))
+                    .await
+                {
+                    Ok(created) => {
+                        self.answered();
+                        tracing::info!(
+                            lease = %self.declared.lease_name,
+                            "declared as a LeaseCandidate for coordinated election"
+                        );
+                        Ok(created)
+                    }
+                    Err(error) => {
+                        self.failed("create the LeaseCandidate", &error);
+                        Err(Interrupted::Failed)
+                    }
+                }
+            }
+            Err(error) => {
+                self.failed("read the LeaseCandidate", &error);
+                Err(Interrupted::Failed)
+            }
+        }
+    }
+
+    /// Renews `found` (conditional on its version): `renewTime` = now, the
+    /// declared versions restored.
+    async fn renew(&mut self, found: &DynamicObject) -> Result<DynamicObject, Interrupted> {
+        self.renew_after(found, None).await
+    }
+
+    /// Renews `found`, answering `ping`: the controller counts the answer
+    /// only if `renewTime` is not before `pingTime` (its own clock), so a
+    /// clock that lags writes the ping's time instead of its own (and is
+    /// said to lag: see `saw_ping`). Otherwise the answer would never
+    /// count, and each renew would look like a ping not yet answered.
+    async fn renew_after(
+        &mut self,
+        found: &DynamicObject,
+        ping: Option<Timestamp>,
+    ) -> Result<DynamicObject, Interrupted> {
+        let mut object = self.declaration();
+        if let Some(ping) = ping
+            && let Some(renew) = object.data["spec"]["renewTime"]
+                .as_str()
+                .and_then(|t| t.parse::<Timestamp>().ok())
+            && renew < ping
+        {
+            object.data["spec"]["renewTime"] = serde_json::json!(MicroTime(ping));
+        }
+        object.metadata = found.metadata.clone();
+        object.metadata.managed_fields = None;
+        match self
+            .bounded(
+                self.api
+                    .replace(&self.declared.identity, &PostParams::default(), &object),
+            )
+            .await
+        {
+            Ok(renewed) => {
+                self.answered();
+                Ok(renewed)
+            }
+            Err(error) => {
+                self.failed("renew the LeaseCandidate", &error);
+                Err(Interrupted::Failed)
+            }
+        }
+    }
+
+    async fn delete(&mut self) {
+        if *self.standing.borrow() != Standing::Registered {
+            return;
+        }
+        match self
+            .bounded(
+                self.api
+                    .delete(&self.declared.identity, &DeleteParams::default()),
+            )
+            .await
+        {
+            Ok(_) => tracing::debug!("deleted the LeaseCandidate"),
+            Err(error) if error.contains("404") || error.contains("NotFound") => {}
+            Err(error) => self.failed("delete the LeaseCandidate", &error),
+        }
+    }
+
+    fn declaration(&self) -> DynamicObject {
+        declaration(&self.declared)
+    }
+
+    async fn bounded<T>(
+        &self,
+        request: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, String> {
+        match timeout(self.declared.request_timeout, request).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(kube::Error::Api(status))) => Err(format!(
+                "{} {}: {}",
+                status.code, status.reason, status.message
+            )),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!(
+                "no answer within {:?}",
+                self.declared.request_timeout
+            )),
+        }
+    }
+
+    fn answered(&mut self) {
+        if self.failures > 0 {
+            tracing::info!("the LeaseCandidate is kept again");
+            self.failures = 0;
+        }
+    }
+
+    fn failed(&mut self, what: &str, error: &str) {
+        if self.failures == 0 {
+            tracing::warn!(
+                %error,
+                "could not {what}: retrying (the election itself goes on; further failures in a \
+                 row are logged at debug)"
+            );
+        } else {
+            tracing::debug!(%error, "could not {what} again");
+        }
+        self.failures = self.failures.saturating_add(1);
+    }
+
+    async fn back_off(&self) {
+        back_off(self.failures).await;
+    }
+}
+
+/// Waits before the next attempt after `failures` in a row: 1 s doubling
+/// to 60 s.
+async fn back_off(failures: u32) {
+    let exponent = failures.saturating_sub(1).min(6);
+    sleep(Duration::from_secs(1 << exponent).min(Duration::from_secs(60))).await;
+}
+
+/// The candidate as `declared`, renewed now.
+fn declaration(declared: &Declared) -> DynamicObject {
+    let mut object =
+        DynamicObject::new(&declared.identity, &resource()).within(&declared.namespace);
+    let now = MicroTime(micros(declared.clock.now()));
+    object.data = serde_json::json!({
+        "spec": {
+            "leaseName": declared.lease_name,
+            "binaryVersion": declared.versions.binary_version,
+            "emulationVersion": declared.versions.emulation_version,
+            "strategy": STRATEGY,
+            "renewTime": now,
+        }
+    });
+    object
+}
+
+/// When the controller pinged the candidate, if it did since it last
+/// renewed.
+fn pinged(object: &DynamicObject) -> Option<Timestamp> {
+    let spec = &object.data["spec"];
+    let time = |field: &str| {
+        spec[field]
+            .as_str()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+    };
+    match (time("pingTime"), time("renewTime")) {
+        (Some(ping), Some(renew)) if ping > renew => Some(ping),
+        (Some(ping), None) => Some(ping),
+        _ => None,
+    }
+}
+
+/// `t` cut to whole microseconds, as a `MicroTime` is stored.
+fn micros(t: Timestamp) -> Timestamp {
+    Timestamp::from_microsecond(t.as_microsecond()).unwrap_or(t)
+}
+
+/// How far this clock is at least behind the server's, from a `Date` of
+/// `server` (whole seconds: the server's time was in `[server, server +
+/// 1 s)`) on an answer to a request sent at `sent` and answered at
+/// `answered` by this clock. `None` when it is not behind by more than the
+/// measurement can tell.
+fn clock_lag(server: Timestamp, sent: Timestamp, answered: Timestamp) -> Option<Duration> {
+    // The server stamped its Date between `sent` and `answered` (our
+    // clock); the least lag consistent with both is the server's earliest
+    // possible time minus our latest.
+    let lag = server.duration_since(answered);
+    (lag > SignedDuration::ZERO)
+        .then(|| lag.unsigned_abs())
+        .filter(|_| sent <= answered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64, millis: i64) -> Timestamp {
+        Timestamp::from_millisecond(secs * 1000 + millis).unwrap()
+    }
+
+    #[test]
+    fn a_lag_is_the_least_the_date_proves() {
+        // The server said 100 s when our clock read 97.2 s to 97.4 s: we
+        // are at least 2.6 s behind.
+        assert_eq!(
+            clock_lag(at(100, 0), at(97, 200), at(97, 400)),
+            Some(Duration::from_millis(2600))
+        );
+        // A clock ahead of the server's, or within the Date's second, lags
+        // by nothing the Date can prove.
+        assert_eq!(clock_lag(at(100, 0), at(100, 100), at(100, 300)), None);
+        assert_eq!(clock_lag(at(100, 0), at(103, 0), at(103, 1)), None);
+    }
+
+    #[test]
+    fn a_ping_newer_than_the_renew_asks_for_one() {
+        let object = |ping: Option<&str>, renew: Option<&str>| {
+            let mut o = DynamicObject::new("c", &resource());
+            o.data = serde_json::json!({ "spec": { "pingTime": ping, "renewTime": renew } });
+            o
+        };
+        let (early, late) = (
+            Some("2026-12-02T00:00:00.000000Z"),
+            Some("2026-12-02T00:00:05.000000Z"),
+        );
+        let late_ping = late.map(|t| t.parse::<Timestamp>().unwrap());
+        assert_eq!(pinged(&object(late, early)), late_ping);
+        assert_eq!(pinged(&object(early, late)), None);
+        assert_eq!(pinged(&object(None, late)), None);
+        assert_eq!(pinged(&object(late, None)), late_ping);
+    }
+
+    #[test]
+    fn the_declaration_is_what_kube_apiserver_accepts() {
+        let declared = Declared {
+            namespace: "ns".into(),
+            lease_name: "lease".into(),
+            identity: "me".into(),
+            versions: Coordination {
+                binary_version: "1.34.0".into(),
+                emulation_version: "1.33.0".into(),
+            },
+            request_timeout: Duration::from_secs(1),
+            margin: Duration::from_secs(5),
+            clock: Arc::new(crate::SystemClock),
+        };
+        let spec = serde_json::json!({
+            "leaseName": "lease",
+            "binaryVersion": "1.34.0",
+            "emulationVersion": "1.33.0",
+            "strategy": "OldestEmulationVersion",
+        });
+        let object = declaration(&declared);
+        assert_eq!(object.metadata.name.as_deref(), Some("me"));
+        assert_eq!(object.metadata.namespace.as_deref(), Some("ns"));
+        for field in ["leaseName", "binaryVersion", "emulationVersion", "strategy"] {
+            assert_eq!(object.data["spec"][field], spec[field], "{field}");
+        }
+        assert!(object.data["spec"]["renewTime"].is_string());
+    }
+}

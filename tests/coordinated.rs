@@ -1,0 +1,344 @@
+//! Coordinated leader election (KEP-4355): candidates declare themselves in
+//! `LeaseCandidate` objects and kube-apiserver's controller picks the
+//! leader (oldest emulation version, then oldest binary version, then the
+//! oldest candidate). The controller runs only in a real kube-apiserver
+//! with the `CoordinatedLeaderElection` gate on: those tests skip (saying
+//! so) everywhere else. Where `LeaseCandidate` is not served (the gate off:
+//! the embedded server's default, and kube-apiserver's), registration
+//! degrades to the plain election, which these tests run on every server.
+
+mod support;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use jiff::SignedDuration;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use kube::api::{
+    ApiResource, DynamicObject, GroupVersionKind, ListParams, WatchEvent, WatchParams,
+};
+use kube_elector::{
+    ElectorConfig, ElectorHandle, HandoverOutcome, LeaderElector, SkewedClock, Successor,
+};
+
+use support::recorder::Recorder;
+use support::{Target, unique_name, wait_sees_leader};
+
+/// Elections through the controller take a ping round (up to 5 s) and its
+/// requeue interval (5 s): patience is longer than elsewhere.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Lease 6 s, renew deadline 4 s, retry 1 s: a margin of 2 s for the
+/// clock lag the controller tolerates.
+fn config(lease: &str, identity: &str, binary: &str, emulation: &str) -> ElectorConfig {
+    ElectorConfig::new(lease)
+        .namespace("default")
+        .identity(identity)
+        .lease_duration(Duration::from_secs(6))
+        .renew_deadline(Duration::from_secs(4))
+        .retry_period(Duration::from_secs(1))
+        .coordinated(binary, emulation)
+}
+
+fn spawn(target: &Target, config: ElectorConfig, recorder: &Recorder) -> ElectorHandle {
+    let handle = LeaderElector::new(target.client_for("candidates"), config)
+        .expect("valid config")
+        .spawn();
+    recorder.watch(&handle);
+    handle
+}
+
+/// The real server with the gate on, where the controller runs; `None`
+/// (after saying why) elsewhere.
+async fn with_controller() -> Option<Target> {
+    let target = Target::with_coordinated_leader_election(true).await?;
+    if !target.is_real() {
+        eprintln!(
+            "skipped: needs kube-apiserver's coordinating controller (a real server with the CoordinatedLeaderElection gate on)"
+        );
+        return None;
+    }
+    Some(target)
+}
+
+fn candidates_api(target: &Target) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("coordination.k8s.io", "v1beta1", "LeaseCandidate"),
+        "leasecandidates",
+    );
+    Api::namespaced_with(target.client_for("test"), target.namespace(), &resource)
+}
+
+/// Every (holder, preferredHolder) the Lease went through, as a watch saw
+/// it from the start of the test.
+#[derive(Clone, Default)]
+struct History(Arc<Mutex<Vec<(String, String)>>>);
+
+impl History {
+    fn follow(target: &Target, lease: &str) -> Self {
+        let history = Self::default();
+        let api: Api<Lease> = Api::namespaced(target.client_for("history"), target.namespace());
+        let (lease, seen) = (lease.to_owned(), history.clone());
+        tokio::spawn(async move {
+            let params = WatchParams::default().fields(&format!("metadata.name={lease}"));
+            let mut version = "0".to_owned();
+            loop {
+                let Ok(stream) = api.watch(&params, &version).await else {
+                    continue;
+                };
+                futures::pin_mut!(stream);
+                while let Ok(Some(event)) = stream.try_next().await {
+                    if let WatchEvent::Added(lease) | WatchEvent::Modified(lease) = event {
+                        version = lease.metadata.resource_version.clone().unwrap_or_default();
+                        let spec = lease.spec.unwrap_or_default();
+                        let entry = (
+                            spec.holder_identity.unwrap_or_default(),
+                            spec.preferred_holder.unwrap_or_default(),
+                        );
+                        let mut all = seen.0.lock().unwrap_or_else(PoisonError::into_inner);
+                        if all.last() != Some(&entry) {
+                            all.push(entry);
+                        }
+                    }
+                }
+            }
+        });
+        history
+    }
+
+    fn states(&self) -> Vec<(String, String)> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Waits until the Lease satisfies `condition`.
+async fn until_lease(target: &Target, lease: &str, what: &str, condition: impl Fn(&Lease) -> bool) {
+    let api: Api<Lease> = Api::namespaced(target.client_for("test"), target.namespace());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Ok(Some(found)) = api.get_opt(lease).await
+            && condition(&found)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {PATIENCE:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether `holder` holds the Lease. (The controller sets `strategy` only
+/// once it has to elect someone other than the holder: a Lease created by
+/// the candidate it would pick anyway never gets one.)
+fn holder_is(lease: &Lease, holder: &str) -> bool {
+    lease
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.holder_identity.as_deref() == Some(holder))
+}
+
+async fn all_see(handles: &[ElectorHandle], leader: &str) {
+    for handle in handles {
+        wait_sees_leader(&mut handle.subscribe(), leader, PATIENCE).await;
+    }
+}
+
+async fn shut_down(handles: Vec<ElectorHandle>) {
+    for handle in handles {
+        handle.shutdown().await.expect("a clean shutdown");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_picks_the_leader_a_newer_candidate_waits_an_older_one_takes_over() {
+    let Some(target) = with_controller().await else {
+        return;
+    };
+    let lease = unique_name("coordinated");
+    let history = History::follow(&target, &lease);
+    let recorder = Recorder::default();
+    let name = |n: &str| format!("{lease}-{n}");
+    let (a, b, c, d) = (name("a"), name("b"), name("c"), name("d"));
+    // a and b emulate 1.34; a's binary is older: the controller picks a.
+    let mut handles = vec![
+        spawn(&target, config(&lease, &b, "1.35.0", "1.34.0"), &recorder),
+        spawn(&target, config(&lease, &a, "1.34.0", "1.34.0"), &recorder),
+    ];
+    until_lease(&target, &lease, "the controller names a", |l| {
+        holder_is(l, &a)
+    })
+    .await;
+    all_see(&handles, &a).await;
+
+    // A newer candidate joins: once the controller has seen it (its
+    // LeaseCandidate exists, and the controller's requeue interval of 5 s
+    // has passed), nothing changes.
+    handles.push(spawn(
+        &target,
+        config(&lease, &c, "1.36.0", "1.35.0"),
+        &recorder,
+    ));
+    let candidates = candidates_api(&target);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while candidates.get_opt(&c).await.ok().flatten().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "c declares itself in time"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert!(handles[1].is_leader(), "a still leads");
+    assert!(
+        history
+            .states()
+            .iter()
+            .all(|(holder, preferred)| *holder != c && *preferred != c),
+        "the newer candidate was never preferred nor held the Lease: {:?}",
+        history.states()
+    );
+
+    // An older one joins: the controller prefers it, a hands over.
+    handles.push(spawn(
+        &target,
+        config(&lease, &d, "1.34.0", "1.33.0"),
+        &recorder,
+    ));
+    all_see(&handles, &d).await;
+    until_lease(
+        &target,
+        &lease,
+        "d holds the Lease under the strategy",
+        |l| {
+            holder_is(l, &d)
+                && l.spec.as_ref().unwrap().strategy.as_deref() == Some("OldestEmulationVersion")
+        },
+    )
+    .await;
+    let states = history.states();
+    assert!(
+        states.contains(&(a.clone(), d.clone())),
+        "the controller set preferredHolder to d while a held the Lease: {states:?}"
+    );
+    recorder.assert_no_overlap();
+    shut_down(handles).await;
+    let left = candidates
+        .list(&ListParams::default())
+        .await
+        .expect("list candidates");
+    assert!(
+        left.items.iter().all(|o| !o
+            .metadata
+            .name
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with(&lease)),
+        "every candidate deleted its LeaseCandidate when it stopped"
+    );
+}
+
+/// The controller judges expiry by `renewTime` (the leader's wall clock) +
+/// `leaseDurationSeconds` against its own clock. A leader whose clock lags
+/// by less than lease − renew deadline is preferred away (it hands over);
+/// one that lags by more than the lease looks expired at every renew, and
+/// the controller gives its Lease to the next candidate outright: the
+/// leader learns it only from the watch. This measures the limit the
+/// guide states; it is not a property kube-elector can keep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_clock_lags_past_the_margin_is_deposed_by_the_controller() {
+    let Some(target) = with_controller().await else {
+        return;
+    };
+    for (lag_secs, deposed) in [(1, false), (30, true)] {
+        let lease = unique_name("skewed");
+        let history = History::follow(&target, &lease);
+        let recorder = Recorder::default();
+        let (laggard, better) = (format!("{lease}-lags"), format!("{lease}-better"));
+        let lagging = config(&lease, &laggard, "1.35.0", "1.35.0").clock(Arc::new(
+            SkewedClock::new(SignedDuration::from_secs(-lag_secs)),
+        ));
+        let mut handles = vec![spawn(&target, lagging, &recorder)];
+        until_lease(&target, &lease, "the laggard leads", |l| {
+            holder_is(l, &laggard)
+        })
+        .await;
+        wait_sees_leader(&mut handles[0].subscribe(), &laggard, PATIENCE).await;
+        drop(handles[0].became_leader().await.expect("the laggard leads"));
+
+        handles.push(spawn(
+            &target,
+            config(&lease, &better, "1.34.0", "1.34.0"),
+            &recorder,
+        ));
+        tokio::time::timeout(PATIENCE, all_see(&handles, &better))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("lag {lag_secs} s: better never led: {:?}", history.states())
+            });
+        let states = history.states();
+        let preferred_away = states.contains(&(laggard.clone(), better.clone()));
+        assert_eq!(
+            !preferred_away,
+            deposed,
+            "lag {lag_secs} s: the laggard was {} ({states:?})",
+            if deposed {
+                "deposed outright"
+            } else {
+                "asked to hand over"
+            }
+        );
+        if !deposed {
+            recorder.assert_no_overlap();
+        }
+        shut_down(handles).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_lease_candidate_is_not_served_the_plain_election_and_handover_work() {
+    let Some(target) = Target::with_coordinated_leader_election(false).await else {
+        return;
+    };
+    let lease = unique_name("not-served");
+    let recorder = Recorder::default();
+    let handles = vec![spawn(
+        &target,
+        config(&lease, "a", "1.34.0", "1.34.0"),
+        &recorder,
+    )];
+    drop(
+        tokio::time::timeout(PATIENCE, handles[0].became_leader())
+            .await
+            .expect("leads in time")
+            .expect("leads"),
+    );
+    let mut handles = handles;
+    handles.push(spawn(
+        &target,
+        config(&lease, "b", "1.33.0", "1.33.0"),
+        &recorder,
+    ));
+    all_see(&handles, "a").await;
+    // b's versions are older, but without the controller nothing prefers
+    // it: a leads until it hands over.
+    let outcome = handles[0]
+        .hand_over(Successor::Named("b".into()))
+        .await
+        .expect("the handover");
+    assert_eq!(
+        outcome,
+        HandoverOutcome::Released {
+            successor: Some("b".into())
+        }
+    );
+    all_see(&handles, "b").await;
+    recorder.assert_no_overlap();
+    shut_down(handles).await;
+}

@@ -397,8 +397,8 @@ impl LeaseApiServer {
         self.shared.faults.set_flag(Flag::WatchError, target, on);
     }
 
-    /// Lets `target` list and watch Leases only by name (or, with `on:
-    /// false`, lifts it): a list or watch without a `metadata.name=` field
+    /// Lets `target` list and watch Leases (and `LeaseCandidate`s) only by
+    /// name (or, with `on: false`, lifts it): a list or watch without a `metadata.name=` field
     /// selector is answered 403 Forbidden, as kube-apiserver answers a
     /// client whose Role grants `list` and `watch` only with
     /// `resourceNames`.
@@ -406,8 +406,9 @@ impl LeaseApiServer {
         self.shared.faults.set_flag(Flag::NamesOnly, target, on);
     }
 
-    /// Loses the answers to `target`'s Lease writes (create, update, patch,
-    /// delete), or with `on: false` delivers them again: each write is
+    /// Loses the answers to `target`'s writes of Leases and `LeaseCandidate`s
+    /// (create, update, patch, delete), or with `on: false` delivers them
+    /// again: each write is
     /// applied as usual (committed, `resourceVersion` raised, watch events
     /// sent) but its connection is then dropped without an answer, so the
     /// client sees a connection error. The answer is lost whatever it was,
@@ -418,18 +419,18 @@ impl LeaseApiServer {
             .set_flag(Flag::LoseWriteAnswers, target, on);
     }
 
-    /// Applies `target`'s Lease writes at once but sends their answers
-    /// `delay` later (zero clears it).
+    /// Applies `target`'s writes (of any resource) at once but sends their
+    /// answers `delay` later (zero clears it).
     pub fn delay_write_answers(&self, target: FaultTarget, delay: Duration) {
         self.shared
             .faults
             .set_delay(Delay::WriteAnswer, target, delay);
     }
 
-    /// Answers `target`'s GET and LIST of Leases from a snapshot of the store
-    /// taken now (or, with `on: false`, from the store again), as a lagging
-    /// watch cache can serve an older `resourceVersion` than one it already
-    /// served. Setting it again takes a new snapshot; when several snapshots
+    /// Answers `target`'s GET and LIST (of every resource) from a snapshot
+    /// of the store taken now (or, with `on: false`, from the store again),
+    /// as a lagging watch cache can serve an older `resourceVersion` than one
+    /// it already served. Setting it again takes a new snapshot; when several snapshots
     /// apply to a client, the oldest answers. Writes and watches are
     /// unaffected: a write based on a stale read conflicts as usual.
     pub fn stale_reads(&self, target: FaultTarget, on: bool) {

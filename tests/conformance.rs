@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::coordination::v1beta1::{LeaseCandidate, LeaseCandidateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{
     DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
@@ -1500,4 +1501,896 @@ async fn labels_round_trip() {
     l.metadata.labels = Some(BTreeMap::from([("app".to_owned(), "demo".to_owned())]));
     let created = leases.create(&PostParams::default(), &l).await.unwrap();
     assert_eq!(created.metadata.labels.unwrap()["app"], "demo");
+}
+
+#[tokio::test]
+async fn put_without_a_resource_version_is_invalid() {
+    // Leases allow no unconditional update: a PUT of an existing Lease must
+    // name the resourceVersion it replaces (a missing one is still created).
+    let target = Target::new().await;
+    let leases = api(&target, "admin");
+    let name = support::unique_name("unconditional");
+    let created = leases
+        .create(&PostParams::default(), &lease(&name, "a"))
+        .await
+        .unwrap();
+    let mut next = created.clone();
+    next.metadata.resource_version = None;
+    next.spec.as_mut().unwrap().holder_identity = Some("b".into());
+    let status = status_of(
+        leases
+            .replace(&name, &PostParams::default(), &next)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        status.message,
+        format!(
+            "leases.coordination.k8s.io \"{name}\" is invalid: metadata.resourceVersion: Invalid value: 0: must be specified for an update"
+        )
+    );
+    assert_eq!(holder(&leases.get(&name).await.unwrap()), Some("a"));
+}
+
+#[tokio::test]
+async fn times_must_have_exactly_six_fractional_digits() {
+    // kube-apiserver parses a MicroTime with Go's RFC3339Micro layout alone.
+    let target = Target::new().await;
+    let client = target.client_for("admin");
+    for time in ["2026-11-24T14:00:00Z", "2026-11-24T14:00:00.123456789Z"] {
+        let body = json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": support::unique_name("time")},
+            "spec": {"holderIdentity": "a", "renewTime": time}
+        });
+        let (code, status) = raw(
+            &client,
+            "POST",
+            &leases_path(&target, None),
+            Some(&body),
+            "application/json",
+        )
+        .await;
+        assert_status(code, &status, 400);
+        assert!(
+            status["message"].as_str().unwrap().contains(time),
+            "{status}"
+        );
+    }
+}
+
+// === LeaseCandidates: coordination.k8s.io/v1beta1 ===
+//
+// Served only with the CoordinatedLeaderElection gate on (and, on a real
+// server, `--runtime-config=coordination.k8s.io/v1beta1=true`, which
+// interop/cmd/apiserver sets with the gate). A real server with the gate on
+// also runs the coordinated-leader-election controller, which pings
+// candidates (updates them) and garbage-collects stale ones: the candidates
+// here renew far in the future, which it leaves alone (it may create a
+// Lease named by their `leaseName`, which these tests never use).
+
+const CANDIDATES: &str = "/apis/coordination.k8s.io/v1beta1";
+
+fn far_future() -> MicroTime {
+    MicroTime("2099-01-01T00:00:00.123456Z".parse().unwrap())
+}
+
+/// A valid candidate for `lease_name`: binary 1.37.0, emulating 1.36.0,
+/// strategy `OldestEmulationVersion`.
+fn candidate(name: &str, lease_name: &str) -> LeaseCandidate {
+    LeaseCandidate {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        spec: LeaseCandidateSpec {
+            lease_name: lease_name.into(),
+            binary_version: "1.37.0".into(),
+            emulation_version: Some("1.36.0".into()),
+            strategy: "OldestEmulationVersion".into(),
+            renew_time: Some(far_future()),
+            ping_time: None,
+        },
+    }
+}
+
+fn candidates(target: &Target) -> Api<LeaseCandidate> {
+    Api::namespaced(target.client_for("admin"), target.namespace())
+}
+
+fn candidates_path(target: &Target, name: Option<&str>) -> String {
+    let base = format!(
+        "{CANDIDATES}/namespaces/{}/leasecandidates",
+        target.namespace()
+    );
+    match name {
+        Some(n) => format!("{base}/{n}"),
+        None => base,
+    }
+}
+
+fn candidate_rv(candidate: &LeaseCandidate) -> u64 {
+    candidate
+        .metadata
+        .resource_version
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn candidates_are_created_read_listed_and_deleted() {
+    let Some(target) = Target::with_coordinated_leader_election(true).await else {
+        return;
+    };
+    let api = candidates(&target);
+    // A candidate's name is a ConfigMap key, not a DNS subdomain: capitals
+    // and underscores are fine.
+    let name = format!("Kube_{}", support::unique_name("candidate"));
+    let lease_name = support::unique_name("candidate-lease");
+    let created = api
+        .create(&PostParams::default(), &candidate(&name, &lease_name))
+        .await
+        .unwrap();
+    assert!(
+        created
+            .metadata
+            .uid
+            .as_deref()
+            .is_some_and(|u| !u.is_empty())
+    );
+    assert!(created.metadata.creation_timestamp.is_some());
+    assert!(candidate_rv(&created) > 0);
+    assert_eq!(
+        created.metadata.namespace.as_deref(),
+        Some(target.namespace())
+    );
+    assert_eq!(created.spec.lease_name, lease_name);
+    assert_eq!(created.spec.renew_time, Some(far_future()));
+
+    let got = api.get(&name).await.unwrap();
+    assert_eq!(got.metadata.uid, created.metadata.uid);
+    assert_eq!(
+        got.metadata.resource_version,
+        created.metadata.resource_version
+    );
+
+    let status = status_of(
+        api.create(&PostParams::default(), &candidate(&name, &lease_name))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (409, "AlreadyExists")
+    );
+
+    // Listed by name, and across namespaces.
+    let other = support::unique_name("candidate-other");
+    api.create(&PostParams::default(), &candidate(&other, &lease_name))
+        .await
+        .unwrap();
+    let list = api
+        .list(&ListParams::default().fields(&format!("metadata.name={name}")))
+        .await
+        .unwrap();
+    let names: Vec<_> = list
+        .items
+        .iter()
+        .filter_map(|c| c.metadata.name.clone())
+        .collect();
+    assert_eq!(names, std::slice::from_ref(&name));
+    let all: Api<LeaseCandidate> = Api::all(target.client_for("admin"));
+    let names: BTreeSet<_> = all
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert!(names.contains(&name) && names.contains(&other));
+    let (code, body) = raw(
+        &target.client_for("admin"),
+        "GET",
+        &candidates_path(&target, None),
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["kind"], "LeaseCandidateList");
+    assert_eq!(body["apiVersion"], "coordination.k8s.io/v1beta1");
+
+    // Delete: a stale precondition is a conflict; then it is gone.
+    let patched = api
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"binaryVersion": "1.37.1"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.spec.binary_version, "1.37.1");
+    let stale = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            resource_version: created.metadata.resource_version.clone(),
+            uid: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let status = status_of(api.delete(&name, &stale).await.unwrap_err());
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    api.delete(&name, &DeleteParams::default()).await.unwrap();
+    let status = status_of(api.get(&name).await.unwrap_err());
+    assert_eq!((status.code, status.reason.as_str()), (404, "NotFound"));
+    assert_eq!(
+        status.message,
+        format!("leasecandidates.coordination.k8s.io \"{name}\" not found")
+    );
+}
+
+#[tokio::test]
+async fn candidate_puts_and_patches_are_conditional() {
+    let Some(target) = Target::with_coordinated_leader_election(true).await else {
+        return;
+    };
+    let api = candidates(&target);
+    let name = support::unique_name("candidate-update");
+    let lease_name = support::unique_name("candidate-lease");
+    let created = api
+        .create(&PostParams::default(), &candidate(&name, &lease_name))
+        .await
+        .unwrap();
+
+    // PUT at the current version wins; at the old one it conflicts.
+    let mut next = created.clone();
+    next.spec.binary_version = "1.38.0".into();
+    let replaced = api
+        .replace(&name, &PostParams::default(), &next)
+        .await
+        .unwrap();
+    assert!(candidate_rv(&replaced) > candidate_rv(&created));
+    assert_eq!(replaced.spec.binary_version, "1.38.0");
+    let mut stale = created.clone();
+    stale.spec.binary_version = "1.39.0".into();
+    let status = status_of(
+        api.replace(&name, &PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        status.message,
+        format!(
+            "Operation cannot be fulfilled on leasecandidates.coordination.k8s.io \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+        )
+    );
+    // Without a resourceVersion it is refused outright.
+    stale.metadata.resource_version = None;
+    let status = status_of(
+        api.replace(&name, &PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        status.message,
+        format!(
+            "leasecandidates.coordination.k8s.io \"{name}\" is invalid: metadata.resourceVersion: Invalid value: 0: must be specified for an update"
+        )
+    );
+    // A merge patch naming an old version conflicts too.
+    let status = status_of(
+        api.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "metadata": {"resourceVersion": created.metadata.resource_version},
+                "spec": {"binaryVersion": "1.39.0"},
+            })),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(status.code, 409);
+    let got = api.get(&name).await.unwrap();
+    assert_eq!(
+        got.metadata.resource_version,
+        replaced.metadata.resource_version
+    );
+    assert_eq!(got.spec.binary_version, "1.38.0");
+}
+
+#[tokio::test]
+async fn candidates_are_json_patched_and_applied() {
+    let Some(target) = Target::with_coordinated_leader_election(true).await else {
+        return;
+    };
+    let api = candidates(&target);
+    let name = support::unique_name("candidate-patch");
+    let lease_name = support::unique_name("candidate-lease");
+    api.create(&PostParams::default(), &candidate(&name, &lease_name))
+        .await
+        .unwrap();
+    // A JSON patch, and server-side apply (which creates, and owns fields).
+    let (code, patched) = raw(
+        &target.client_for("admin"),
+        "PATCH",
+        &candidates_path(&target, Some(&name)),
+        Some(&json!([
+            {"op": "test", "path": "/spec/binaryVersion", "value": "1.37.0"},
+            {"op": "replace", "path": "/spec/emulationVersion", "value": "1.37.0"},
+        ])),
+        "application/json-patch+json",
+    )
+    .await;
+    assert_eq!(code, 200, "{patched}");
+    assert_eq!(patched["spec"]["emulationVersion"], "1.37.0");
+    let applied_name = support::unique_name("candidate-apply");
+    let config = |binary: &str| {
+        Patch::Apply(json!({
+            "apiVersion": "coordination.k8s.io/v1beta1", "kind": "LeaseCandidate",
+            "metadata": {"name": applied_name},
+            "spec": {
+                "leaseName": lease_name, "binaryVersion": binary,
+                "emulationVersion": "1.36.0", "strategy": "OldestEmulationVersion",
+                "renewTime": "2099-01-01T00:00:00.123456Z",
+            },
+        }))
+    };
+    let applied = api
+        .patch(
+            &applied_name,
+            &PatchParams::apply("conformance"),
+            &config("1.37.0"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.spec.binary_version, "1.37.0");
+    let managed = applied.metadata.managed_fields.unwrap_or_default();
+    assert!(
+        managed
+            .iter()
+            .any(|m| m.manager.as_deref() == Some("conformance")
+                && m.operation.as_deref() == Some("Apply")
+                && m.api_version.as_deref() == Some("coordination.k8s.io/v1beta1")),
+        "{managed:?}"
+    );
+    let status = status_of(
+        api.patch(
+            &applied_name,
+            &PatchParams::apply("other"),
+            &config("1.38.0"),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    assert!(status.message.contains("conformance"), "{}", status.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candidate_watches_see_their_changes_in_order_and_resume() {
+    let Some(target) = Target::with_coordinated_leader_election(true).await else {
+        return;
+    };
+    let api = candidates(&target);
+    let name = support::unique_name("candidate-watch");
+    let lease_name = support::unique_name("candidate-lease");
+    let by_name = format!("metadata.name={name}");
+
+    // Live: from the version of an empty list, the create and a patch; not
+    // a Lease of the same name, nor another candidate.
+    let list = api
+        .list(&ListParams::default().fields(&by_name))
+        .await
+        .unwrap();
+    let from = list.metadata.resource_version.unwrap();
+    let params = WatchParams::default().fields(&by_name).timeout(10);
+    let stream = api.watch(&params, &from).await.unwrap();
+    let mut stream = std::pin::pin!(stream);
+    let v1 = api
+        .create(&PostParams::default(), &candidate(&name, &lease_name))
+        .await
+        .unwrap();
+    api.create(
+        &PostParams::default(),
+        &candidate(&support::unique_name("candidate-other"), &lease_name),
+    )
+    .await
+    .unwrap();
+    Api::<Lease>::namespaced(target.client_for("admin"), target.namespace())
+        .create(&PostParams::default(), &lease(&name, "not-a-candidate"))
+        .await
+        .unwrap();
+    let mut expected = vec![("ADDED", "1.37.0".to_owned(), candidate_rv(&v1))];
+    for binary in ["1.37.1", "1.37.2"] {
+        let c = api
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"binaryVersion": binary}})),
+            )
+            .await
+            .unwrap();
+        expected.push(("MODIFIED", binary.to_owned(), candidate_rv(&c)));
+    }
+    api.delete(&name, &DeleteParams::default()).await.unwrap();
+
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let event = timeout(PATIENCE, stream.try_next())
+            .await
+            .expect("events arrive")
+            .unwrap()
+            .expect("the stream stays open");
+        let (kind, c) = match event {
+            WatchEvent::Added(c) => ("ADDED", c),
+            WatchEvent::Modified(c) => ("MODIFIED", c),
+            WatchEvent::Deleted(c) => ("DELETED", c),
+            WatchEvent::Bookmark(_) => continue,
+            WatchEvent::Error(e) => panic!("watch error {e:?}"),
+        };
+        assert_eq!(c.metadata.name.as_deref(), Some(name.as_str()));
+        seen.push((kind, c.spec.binary_version.clone(), candidate_rv(&c)));
+    }
+    assert_eq!(&seen[..3], &expected[..]);
+    assert_eq!(seen[3].0, "DELETED");
+
+    // Resumed from the create: exactly the later changes, in order.
+    let stream = api
+        .watch(&params, v1.metadata.resource_version.as_deref().unwrap())
+        .await
+        .unwrap();
+    let mut stream = std::pin::pin!(stream);
+    let mut resumed = Vec::new();
+    while resumed.len() < 3 {
+        match timeout(PATIENCE, stream.try_next())
+            .await
+            .expect("events arrive")
+            .unwrap()
+            .expect("the stream stays open")
+        {
+            WatchEvent::Modified(c) => {
+                resumed.push(("MODIFIED", c.spec.binary_version.clone(), candidate_rv(&c)));
+            }
+            WatchEvent::Deleted(c) => {
+                resumed.push(("DELETED", c.spec.binary_version.clone(), candidate_rv(&c)));
+            }
+            WatchEvent::Bookmark(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(&resumed[..], &seen[1..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candidate_watches_expire_and_get_bookmarks_as_lease_watches() {
+    let Some(target) = Target::with_coordinated_leader_election(true).await else {
+        return;
+    };
+    // As the Lease tests of both: the embedded server's history and
+    // bookmark timing are this test's to know.
+    let Some(server) = target.embedded() else {
+        return support::skip("needs a server whose compaction and bookmarks this test controls");
+    };
+    let api = candidates(&target);
+    let name = support::unique_name("candidate-compacted");
+    api.create(
+        &PostParams::default(),
+        &candidate(&name, &support::unique_name("candidate-lease")),
+    )
+    .await
+    .unwrap();
+    let params = WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(1);
+    // A bookmark before the watch ends, of the candidates' kind.
+    let events: Vec<_> = timeout(
+        PATIENCE,
+        api.watch(&params, &server.resource_version().to_string())
+            .await
+            .unwrap()
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        events.iter().any(|e| matches!(e, Ok(WatchEvent::Bookmark(b))
+            if b.types.kind == "LeaseCandidate" && b.types.api_version == "coordination.k8s.io/v1beta1")),
+        "{events:?}"
+    );
+    // One history for every resource, as etcd's: 10,001 writes later, the
+    // candidate's first version is gone.
+    for i in 0..10_001 {
+        api.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"binaryVersion": format!("1.38.{i}")}})),
+        )
+        .await
+        .unwrap();
+    }
+    let stream = api.watch(&params, "1").await.unwrap();
+    let mut stream = std::pin::pin!(stream);
+    match timeout(PATIENCE, stream.try_next()).await.unwrap().unwrap() {
+        Some(WatchEvent::Error(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (410, "Expired"));
+        }
+        other => panic!("expected a 410 error event, got {other:?}"),
+    }
+}
+
+/// Sends `body` as a new candidate and returns the 422's Status.
+async fn refused_candidate(target: &Target, name: &str, spec: &Value) -> Value {
+    let body = json!({
+        "apiVersion": "coordination.k8s.io/v1beta1", "kind": "LeaseCandidate",
+        "metadata": {"name": name},
+        "spec": spec,
+    });
+    let (code, status) = raw(
+        &target.client_for("admin"),
+        "POST",
+        &candidates_path(target, None),
+        Some(&body),
+        "application/json",
+    )
+    .await;
+    assert_status(code, &status, 422);
+    assert_eq!(status["reason"], "Invalid", "{status}");
+    assert_eq!(status["details"]["kind"], "LeaseCandidate", "{status}");
+    assert_eq!(
+        status["details"]["group"], "coordination.k8s.io",
+        "{status}"
+    );
+    status
+}
+
+/// `(field, reason, message)` of each cause, in order.
+fn causes_of(status: &Value) -> Vec<(String, String, String)> {
+    status["details"]["causes"]
+        .as_array()
+        .expect("causes")
+        .iter()
+        .map(|c| {
+            (
+                c["field"].as_str().unwrap().to_owned(),
+                c["reason"].as_str().unwrap().to_owned(),
+                c["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn cause(field: &str, reason: &str, message: &str) -> (String, String, String) {
+    (field.to_owned(), reason.to_owned(), message.to_owned())
+}
+
+#[tokio::test]
+async fn invalid_candidates_are_refused_with_invalid() {
+    let Some(target) = Target::with_coordinated_leader_election(true).await else {
+        return;
+    };
+    let name = support::unique_name("candidate-invalid");
+    let required = "FieldValueRequired";
+    let invalid = "FieldValueInvalid";
+
+    // Everything required is missing.
+    let status = refused_candidate(&target, &name, &json!({})).await;
+    assert_eq!(
+        causes_of(&status),
+        [
+            cause("spec.leaseName", required, "Required value"),
+            cause("spec.binaryVersion", required, "Required value"),
+            cause("spec.strategy", required, "Required value"),
+        ]
+    );
+    assert_eq!(
+        status["message"],
+        format!(
+            "LeaseCandidate.coordination.k8s.io \"{name}\" is invalid: [spec.leaseName: Required value, spec.binaryVersion: Required value, spec.strategy: Required value]"
+        )
+    );
+
+    // A name that is no ConfigMap key, versions that are not semantic (or
+    // not in order), a strategy Kubernetes does not define: every cause,
+    // in kube-apiserver's order and words.
+    let status = refused_candidate(
+        &target,
+        "a/b",
+        &json!({
+            "leaseName": "x", "binaryVersion": "v1.2",
+            "emulationVersion": "1.40.0", "strategy": "Nope",
+        }),
+    )
+    .await;
+    assert_eq!(
+        causes_of(&status),
+        [
+            cause(
+                "metadata.name",
+                invalid,
+                "Invalid value: \"a/b\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"
+            ),
+            cause(
+                "spec.binaryVersion",
+                invalid,
+                "Invalid value: \"v1.2\": must be a valid semantic version"
+            ),
+            cause(
+                "spec.binaryVersion",
+                invalid,
+                "Invalid value: \"v1.2\": must be greater than or equal to `emulationVersion`"
+            ),
+            cause(
+                "spec.strategy.strategy",
+                "FieldValueNotSupported",
+                "Unsupported value: \"Nope\": supported values: \"OldestEmulationVersion\""
+            ),
+        ]
+    );
+
+    // OldestEmulationVersion needs an emulationVersion; a newer emulation
+    // than binary version is refused; a bad prefixed strategy too.
+    let spec = |emulation: &str, strategy: &str| {
+        json!({
+            "leaseName": "x", "binaryVersion": "1.37.0",
+            "emulationVersion": emulation, "strategy": strategy,
+        })
+    };
+    let status = refused_candidate(&target, &name, &spec("", "OldestEmulationVersion")).await;
+    assert_eq!(
+        causes_of(&status),
+        [cause(
+            "spec.emulationVersion",
+            required,
+            "Required value: must be specified when `strategy` is 'OldestEmulationVersion'"
+        )]
+    );
+    let status = refused_candidate(&target, &name, &spec("1.38.0", "OldestEmulationVersion")).await;
+    assert_eq!(
+        causes_of(&status),
+        [cause(
+            "spec.binaryVersion",
+            invalid,
+            "Invalid value: \"1.37.0\": must be greater than or equal to `emulationVersion`"
+        )]
+    );
+    let status = refused_candidate(&target, &name, &spec("1.36.0", "/mine")).await;
+    assert_eq!(
+        causes_of(&status),
+        [cause(
+            "spec.strategy.strategy",
+            invalid,
+            "Invalid value: \"/mine\": prefix part must be non-empty"
+        )]
+    );
+}
+
+#[tokio::test]
+async fn a_candidates_lease_name_is_immutable_and_what_does_not_decode_is_bad() {
+    let Some(target) = Target::with_coordinated_leader_election(true).await else {
+        return;
+    };
+    let name = support::unique_name("candidate-immutable");
+    // A prefixed strategy needs no emulationVersion.
+    let api = candidates(&target);
+    let mut custom = candidate(&name, "x");
+    custom.spec.strategy = "example.com/mine".into();
+    custom.spec.emulation_version = None;
+    let created = api.create(&PostParams::default(), &custom).await.unwrap();
+    assert_eq!(created.spec.strategy, "example.com/mine");
+
+    // leaseName is immutable.
+    let (code, status) = raw(
+        &target.client_for("admin"),
+        "PATCH",
+        &candidates_path(&target, Some(&name)),
+        Some(&json!({"spec": {"leaseName": "changed"}})),
+        "application/merge-patch+json",
+    )
+    .await;
+    assert_invalid(
+        code,
+        &status,
+        "spec.leaseName",
+        "FieldValueInvalid",
+        "Invalid value: \"changed\": field is immutable",
+    );
+    assert_eq!(api.get(&name).await.unwrap().spec.lease_name, "x");
+
+    // What does not decode is a 400.
+    let body = json!({"metadata": {"name": name}, "spec": {"leaseName": 5}});
+    let (code, status) = raw(
+        &target.client_for("admin"),
+        "POST",
+        &candidates_path(&target, None),
+        Some(&body),
+        "application/json",
+    )
+    .await;
+    assert_status(code, &status, 400);
+    assert!(
+        status["message"].as_str().unwrap().starts_with(
+            "LeaseCandidate in version \"v1beta1\" cannot be handled as a LeaseCandidate"
+        ),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn candidates_are_selected_by_name_and_namespace_only() {
+    let Some(target) = Target::with_coordinated_leader_election(true).await else {
+        return;
+    };
+    let client = target.client_for("admin");
+    let (code, status) = raw(
+        &client,
+        "GET",
+        &format!(
+            "{}?fieldSelector=spec.leaseName%3Dx",
+            candidates_path(&target, None)
+        ),
+        None,
+        "",
+    )
+    .await;
+    assert_status(code, &status, 400);
+    assert_eq!(
+        status["message"],
+        "\"spec.leaseName\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+    );
+    let ns = target.namespace();
+    let (code, body) = raw(
+        &client,
+        "GET",
+        &format!(
+            "{}?fieldSelector=metadata.namespace%3D{ns}",
+            candidates_path(&target, None)
+        ),
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+}
+
+/// The `Warning` header of a GET of `path`.
+async fn warning_of(client: &Client, path: &str) -> Option<String> {
+    let request = http::Request::get(path).body(Vec::new()).unwrap();
+    let response = client
+        .send(request.map(kube::client::Body::from))
+        .await
+        .unwrap();
+    response
+        .headers()
+        .get("warning")
+        .map(|v| v.to_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn gate_on_serves_candidates_in_discovery() {
+    let Some(target) = Target::with_coordinated_leader_election(true).await else {
+        return;
+    };
+    let client = target.client_for("admin");
+    let versions = json!([
+        {"groupVersion": "coordination.k8s.io/v1", "version": "v1"},
+        {"groupVersion": "coordination.k8s.io/v1beta1", "version": "v1beta1"},
+    ]);
+    let preferred = json!({"groupVersion": "coordination.k8s.io/v1", "version": "v1"});
+    let (code, groups) = raw(&client, "GET", "/apis", None, "").await;
+    assert_eq!(code, 200);
+    let group = groups["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "coordination.k8s.io")
+        .expect("coordination.k8s.io in /apis")
+        .clone();
+    assert_eq!(group["versions"], versions);
+    assert_eq!(group["preferredVersion"], preferred);
+    let (code, group) = raw(&client, "GET", "/apis/coordination.k8s.io", None, "").await;
+    assert_eq!(code, 200);
+    assert_eq!(group["kind"], "APIGroup");
+    assert_eq!(group["versions"], versions);
+    assert_eq!(group["preferredVersion"], preferred);
+    let (code, list) = raw(&client, "GET", CANDIDATES, None, "").await;
+    assert_eq!(code, 200, "{list}");
+    assert_eq!(list["kind"], "APIResourceList");
+    assert_eq!(list["groupVersion"], "coordination.k8s.io/v1beta1");
+    let resource = list["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "leasecandidates")
+        .expect("leasecandidates in v1beta1")
+        .clone();
+    assert_eq!(resource["kind"], "LeaseCandidate");
+    assert_eq!(resource["singularName"], "leasecandidate");
+    assert_eq!(resource["namespaced"], true);
+    let verbs: BTreeSet<_> = resource["verbs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    for verb in [
+        "create", "delete", "get", "list", "patch", "update", "watch",
+    ] {
+        assert!(verbs.contains(verb), "{verb} in {verbs:?}");
+    }
+    // v1beta1 is deprecated: every answer says so.
+    assert_eq!(
+        warning_of(&client, &candidates_path(&target, None))
+            .await
+            .as_deref(),
+        Some(
+            "299 - \"coordination.k8s.io/v1beta1 LeaseCandidate is deprecated in v1.36+, unavailable in v1.39+\""
+        )
+    );
+    assert_eq!(warning_of(&client, &leases_path(&target, None)).await, None);
+}
+
+#[tokio::test]
+async fn gate_off_serves_no_candidates() {
+    let Some(target) = Target::with_coordinated_leader_election(false).await else {
+        return;
+    };
+    let client = target.client_for("admin");
+    let versions = json!([{"groupVersion": "coordination.k8s.io/v1", "version": "v1"}]);
+    let (_, groups) = raw(&client, "GET", "/apis", None, "").await;
+    let group = groups["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "coordination.k8s.io")
+        .expect("coordination.k8s.io in /apis")
+        .clone();
+    assert_eq!(group["versions"], versions);
+    let (_, group) = raw(&client, "GET", "/apis/coordination.k8s.io", None, "").await;
+    assert_eq!(group["versions"], versions);
+
+    // Every path under the group version is a 404, discovery included,
+    // with the Status kube-apiserver's group handler sends.
+    let name = support::unique_name("unserved");
+    let body = serde_json::to_value(candidate(&name, "x")).unwrap();
+    let collection = candidates_path(&target, None);
+    let one = candidates_path(&target, Some(&name));
+    let watch = format!("{collection}?watch=true");
+    for (method, path, body) in [
+        ("GET", CANDIDATES, None),
+        (
+            "GET",
+            "/apis/coordination.k8s.io/v1beta1/leasecandidates",
+            None,
+        ),
+        ("GET", collection.as_str(), None),
+        ("GET", watch.as_str(), None),
+        ("POST", collection.as_str(), Some(&body)),
+        ("GET", one.as_str(), None),
+        ("PUT", one.as_str(), Some(&body)),
+        ("DELETE", one.as_str(), None),
+    ] {
+        let (code, status) = raw(&client, method, path, body, "application/json").await;
+        assert_status(code, &status, 404);
+        assert_eq!(
+            (&status["reason"], &status["message"]),
+            (
+                &json!("NotFound"),
+                &json!("the server could not find the requested resource")
+            ),
+            "{method} {path}: {status}"
+        );
+    }
+    let status = status_of(
+        candidates(&target)
+            .create(&PostParams::default(), &candidate(&name, "x"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(status.code, 404);
 }

@@ -342,3 +342,38 @@ async fn where_lease_candidate_is_not_served_the_plain_election_and_handover_wor
     recorder.assert_no_overlap();
     shut_down(handles).await;
 }
+/// Served, but with no controller to pick a leader (the embedded server
+/// with the gate on): the Lease never gets a `strategy`, so the candidates
+/// run the plain election, registered all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_candidates_without_a_controller_run_the_plain_election() {
+    let Some(target) = Target::with_coordinated_leader_election(true).await else {
+        return;
+    };
+    if target.is_real() {
+        return support::skip("a server that serves LeaseCandidate without the controller");
+    }
+    let lease = unique_name("no-controller");
+    let recorder = Recorder::default();
+    let first = spawn(&target, config(&lease, "a", "1.34.0", "1.34.0"), &recorder);
+    drop(
+        tokio::time::timeout(PATIENCE, first.became_leader())
+            .await
+            .expect("leads in time")
+            .expect("leads"),
+    );
+    let candidates = candidates_api(&target);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while candidates.get_opt("a").await.ok().flatten().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a declares itself in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.shutdown().await.expect("a clean shutdown");
+    assert!(
+        candidates.get_opt("a").await.expect("read").is_none(),
+        "the LeaseCandidate is deleted on shutdown"
+    );
+}

@@ -8,7 +8,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube_elector_testing::{FaultTarget, LeaseApiServer, Verb};
+use kube_elector_testing::{FaultTarget, LeaseApiServer, Resource, Verb};
 use serde_json::json;
 use tokio::time::{Instant, timeout};
 
@@ -223,6 +223,78 @@ async fn requests_are_counted_by_client_and_verb() {
     assert_eq!(counts.total(), 4);
     server.reset_counts();
     assert_eq!(server.requests().total(), 0);
+}
+
+fn candidate(name: &str) -> k8s_openapi::api::coordination::v1beta1::LeaseCandidate {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "leaseName": "l", "binaryVersion": "1.37.0",
+            "emulationVersion": "1.37.0", "strategy": "OldestEmulationVersion",
+        },
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn candidate_requests_are_counted_and_forbidden_apart_from_lease_ones() {
+    let server = LeaseApiServer::builder()
+        .coordinated_leader_election(true)
+        .start()
+        .await
+        .unwrap();
+    let candidates: Api<k8s_openapi::api::coordination::v1beta1::LeaseCandidate> =
+        Api::namespaced(server.client_for("victim"), "default");
+    candidates
+        .create(&PostParams::default(), &candidate("c"))
+        .await
+        .unwrap();
+    candidates.get("c").await.unwrap();
+    leases(&server, "victim").get_opt("l").await.unwrap();
+    let counted = server.requests_for(Resource::LeaseCandidates);
+    assert_eq!(counted.get("victim", Verb::Create), 1);
+    assert_eq!(counted.get("victim", Verb::Get), 1);
+    assert_eq!(counted.total(), 2);
+    assert_eq!(server.requests().total(), 1, "Lease requests alone");
+    assert_eq!(server.requests_for(Resource::Leases), server.requests());
+
+    // A Role that grants Leases but not leasecandidates.
+    server.forbid_resource(victim(), Resource::LeaseCandidates, Verb::Get);
+    let err = candidates.get("c").await.unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("expected a status, got {err:?}");
+    };
+    assert_eq!(status.code, 403);
+    assert!(
+        status.message.contains(
+            "cannot get resource \"leasecandidates\" in API group \"coordination.k8s.io\""
+        ),
+        "{}",
+        status.message
+    );
+    assert!(leases(&server, "victim").get_opt("l").await.is_ok());
+    server.forbid(victim(), Verb::Get);
+    assert!(leases(&server, "victim").get_opt("l").await.is_err());
+    server.allow_resource(victim(), Resource::LeaseCandidates, Verb::Get);
+    assert!(candidates.get("c").await.is_ok());
+    server.reset_counts();
+    assert_eq!(server.requests_for(Resource::LeaseCandidates).total(), 0);
+
+    // Over HTTP: `?resource=leasecandidates`, and `"resource"` in a fault.
+    let admin = server.client_for("harness");
+    let faults = http::Request::post("/_testing/faults")
+        .header("content-type", "application/json")
+        .body(br#"{"target": "victim", "resource": "leasecandidates", "forbid": ["get"]}"#.to_vec())
+        .unwrap();
+    let answer: serde_json::Value = admin.request(faults).await.unwrap();
+    assert_eq!(answer["ok"], true);
+    assert!(candidates.get("c").await.is_err());
+    let get = http::Request::get("/_testing/requests?resource=leasecandidates")
+        .body(Vec::new())
+        .unwrap();
+    let counts: serde_json::Value = admin.request(get).await.unwrap();
+    assert_eq!(counts["total"], 1, "{counts}");
+    assert_eq!(counts["requests"][0]["verb"], "get", "{counts}");
 }
 
 #[tokio::test]

@@ -8,8 +8,10 @@
 //!
 //! `--coordinated-leader-election` serves Leases as a kube-apiserver with
 //! the `CoordinatedLeaderElection` feature gate on (`spec.strategy` and
-//! `spec.preferredHolder` kept and validated); without it the gate is off,
-//! as by default in Kubernetes 1.33 to 1.37, and both fields are dropped.
+//! `spec.preferredHolder` kept and validated), and `coordination.k8s.io/v1beta1`
+//! `LeaseCandidate`s; without it the gate is off, as by default in
+//! Kubernetes 1.33 to 1.37: both fields are dropped and v1beta1 is not
+//! served.
 //!
 //! Prints `listening on http://127.0.0.1:PORT` and `kubeconfig: FILE`, then
 //! serves until interrupted (Ctrl-C or SIGTERM). Faults and request counts are
@@ -77,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "CoordinatedLeaderElection: {}",
         if coordinated_leader_election {
-            "on"
+            "on (coordination.k8s.io/v1beta1 LeaseCandidates served)"
         } else {
             "off"
         }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::answers::Snapshot;
 use crate::faults::{Delay, Flag, Verb};
 use crate::http::{Body, MAX_BODY, Shared, respond, target_of};
+use crate::resource::Resource;
 
 pub(crate) async fn handle(
     shared: &Shared,
@@ -20,7 +21,26 @@ pub(crate) async fn handle(
 ) -> hyper::Response<Body> {
     match (method, path) {
         (&Method::GET, "/requests") => {
-            let counts = shared.faults.counts();
+            // `?resource=leasecandidates`: that resource's; Leases' by default.
+            let asked = req
+                .uri()
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("resource="));
+            let resource = match asked {
+                None => Resource::Leases,
+                Some(name) => match Resource::parse(name) {
+                    Some(resource) => resource,
+                    None => {
+                        return respond(
+                            400,
+                            &json!({ "error": format!("unknown resource {name:?}") }),
+                        );
+                    }
+                },
+            };
+            let counts = shared.faults.counts(resource);
             let rows: Vec<Value> = counts
                 .iter()
                 .map(|(client, verb, count)| json!({ "client": client, "verb": verb.as_str(), "count": count }))
@@ -57,7 +77,9 @@ pub(crate) async fn handle(
 /// - `"lose_write_answers": B`, `"write_answer_delay_ms": N`,
 ///   `"stale_reads": B` (`lose_write_answers`, `delay_write_answers`,
 ///   `stale_reads`);
-/// - `"names_only": B` (`restrict_to_names`).
+/// - `"names_only": B` (`restrict_to_names`);
+/// - `"resource": "leases" | "leasecandidates"`: the resource that
+///   `forbid` and `allow` apply to (default: Leases).
 ///
 /// Durations in milliseconds, zero clears; absent keys leave their fault as
 /// it is.
@@ -68,6 +90,10 @@ fn apply_faults(shared: &Shared, spec: &Value) -> Result<(), String> {
         return Ok(());
     }
     let target = target_of(spec["target"].as_str().unwrap_or("all"));
+    let resource = match spec["resource"].as_str() {
+        None => Resource::Leases,
+        Some(name) => Resource::parse(name).ok_or_else(|| format!("unknown resource {name:?}"))?,
+    };
     for (key, kind) in [
         ("latency_ms", Delay::Request),
         ("watch_delay_ms", Delay::Watch),
@@ -101,7 +127,7 @@ fn apply_faults(shared: &Shared, spec: &Value) -> Result<(), String> {
         for verb in spec[key].as_array().into_iter().flatten() {
             let name = verb.as_str().unwrap_or("");
             let verb = Verb::parse(name).ok_or_else(|| format!("unknown verb {name:?}"))?;
-            faults.set_forbidden(target.clone(), verb, on);
+            faults.set_forbidden(target.clone(), resource, verb, on);
         }
     }
     Ok(())

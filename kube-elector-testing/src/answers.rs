@@ -5,6 +5,7 @@ use hyper::Response;
 use serde_json::Value;
 
 use crate::http::{Body, Dropped, Shared};
+use crate::resource::Resource;
 use crate::status::ApiError;
 use crate::store::{Objects, Store, get_in, list_in};
 
@@ -32,7 +33,7 @@ pub(crate) async fn write_answer(
     Ok(answer)
 }
 
-/// The Leases as they were at one `resourceVersion`, for stale reads.
+/// The objects as they were at one `resourceVersion`, for stale reads.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
     objects: Objects,
@@ -51,16 +52,17 @@ impl Snapshot {
     }
 
     /// As [`Store::get`], at the snapshot's version.
-    pub(crate) fn get(&self, ns: &str, name: &str) -> Result<Value, ApiError> {
-        get_in(&self.objects, ns, name)
+    pub(crate) fn get(&self, resource: Resource, ns: &str, name: &str) -> Result<Value, ApiError> {
+        get_in(&self.objects, resource, ns, name)
     }
 
     /// As [`Store::list`], at the snapshot's version.
     pub(crate) fn list(
         &self,
+        resource: Resource,
         ns: Option<&str>,
         keep: impl Fn(&Value) -> bool,
     ) -> (Vec<Value>, u64) {
-        (list_in(&self.objects, ns, keep), self.version)
+        (list_in(&self.objects, resource, ns, keep), self.version)
     }
 }

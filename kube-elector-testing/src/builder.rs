@@ -63,6 +63,10 @@ impl LeaseApiServerBuilder {
     /// already have. On, it keeps them, and refuses with 422 Invalid a
     /// `preferredHolder` without a `strategy` and a strategy other than
     /// `OldestEmulationVersion` or a prefixed name (`example.com/mine`).
+    ///
+    /// On, it also serves `coordination.k8s.io/v1beta1` `LeaseCandidate`s
+    /// (as kube-apiserver does with the gate and that version enabled) and
+    /// lists v1beta1 in discovery; off, every path under v1beta1 answers 404.
     pub fn coordinated_leader_election(mut self, on: bool) -> Self {
         self.gates.coordinated_leader_election = on;
         self

@@ -212,11 +212,11 @@ fn checked(mut body: Value, namespace: &str) -> Result<Value, ApiError> {
     }
 }
 
-/// 422 Invalid for an Event. Unlike kube-apiserver (and [`Resource::invalid`]),
+/// 422 Invalid for an Event. Unlike kube-apiserver (and [`Names::invalid`]),
 /// the causes are always in brackets and all `FieldValueRequired`, as this
 /// server has always answered.
 ///
-/// [`Resource::invalid`]: crate::status::Resource::invalid
+/// [`Names::invalid`]: crate::status::Names::invalid
 fn invalid(name: &str, causes: &[(String, String)]) -> ApiError {
     let list: Vec<String> = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect();
     let causes: Vec<Value> = causes

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::answers::Snapshot;
+use crate::resource::Resource;
 
 /// Which clients a fault applies to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,23 +29,24 @@ impl FaultTarget {
     }
 }
 
-/// A request verb, as kube-apiserver's RBAC names them.
+/// A request verb, as kube-apiserver's RBAC names them (for Leases, and
+/// for `LeaseCandidate`s alike).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Verb {
-    /// Read one Lease.
+    /// Read one object.
     Get,
-    /// List Leases.
+    /// List objects.
     List,
-    /// Watch Leases (`?watch=true`).
+    /// Watch objects (`?watch=true`).
     Watch,
-    /// Create a Lease (POST).
+    /// Create an object (POST).
     Create,
-    /// Replace a Lease (PUT).
+    /// Replace an object (PUT).
     Update,
-    /// Patch a Lease (merge, strategic merge, JSON patch, apply).
+    /// Patch an object (merge, strategic merge, JSON patch, apply).
     Patch,
-    /// Delete a Lease.
+    /// Delete an object.
     Delete,
 }
 
@@ -93,8 +95,13 @@ impl fmt::Display for Verb {
     }
 }
 
-/// A snapshot of the requests the server answered, by client and verb.
-/// Discovery and admin requests are not counted.
+/// A snapshot of the requests for one resource that the server answered,
+/// by client and verb: Leases from [`LeaseApiServer::requests`], any
+/// resource from [`LeaseApiServer::requests_for`]. Discovery, Event and
+/// admin requests are not counted.
+///
+/// [`LeaseApiServer::requests`]: crate::LeaseApiServer::requests
+/// [`LeaseApiServer::requests_for`]: crate::LeaseApiServer::requests_for
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RequestCounts {
     counts: BTreeMap<(String, Verb), u64>,
@@ -151,7 +158,7 @@ pub(crate) struct FaultState {
     refused: BTreeSet<FaultTarget>,
     hung: BTreeSet<FaultTarget>,
     partitioned: BTreeSet<FaultTarget>,
-    forbidden: BTreeSet<(FaultTarget, Verb)>,
+    forbidden: BTreeSet<(FaultTarget, Resource, Verb)>,
     watch_delay: BTreeMap<FaultTarget, Duration>,
     watch_black_hole: BTreeSet<FaultTarget>,
     watch_error: BTreeSet<FaultTarget>,
@@ -250,10 +257,10 @@ impl FaultState {
         }
     }
 
-    pub(crate) fn forbidden(&self, client: &str, verb: Verb) -> bool {
+    pub(crate) fn forbidden(&self, client: &str, resource: Resource, verb: Verb) -> bool {
         self.forbidden
             .iter()
-            .any(|(t, v)| *v == verb && t.matches(client))
+            .any(|(t, r, v)| *v == verb && *r == resource && t.matches(client))
     }
 }
 
@@ -261,7 +268,7 @@ impl FaultState {
 #[derive(Debug)]
 pub(crate) struct Faults {
     state: watch::Sender<FaultState>,
-    counts: Mutex<RequestCounts>,
+    counts: Mutex<BTreeMap<Resource, RequestCounts>>,
     rng: Mutex<u64>,
 }
 
@@ -347,14 +354,20 @@ impl Faults {
         });
     }
 
-    pub(crate) fn set_forbidden(&self, target: FaultTarget, verb: Verb, on: bool) {
+    pub(crate) fn set_forbidden(
+        &self,
+        target: FaultTarget,
+        resource: Resource,
+        verb: Verb,
+        on: bool,
+    ) {
         self.modify(|s| {
             if on {
-                s.forbidden.insert((target, verb));
+                s.forbidden.insert((target, resource, verb));
             } else if target == FaultTarget::All {
-                s.forbidden.retain(|(_, v)| *v != verb);
+                s.forbidden.retain(|(_, r, v)| (*r, *v) != (resource, verb));
             } else {
-                s.forbidden.remove(&(target, verb));
+                s.forbidden.remove(&(target, resource, verb));
             }
         });
     }
@@ -384,20 +397,28 @@ impl Faults {
         sample < rate
     }
 
-    pub(crate) fn count(&self, client: &str, verb: Verb) {
+    pub(crate) fn count(&self, client: &str, resource: Resource, verb: Verb) {
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let counts = counts.entry(resource).or_default();
         *counts.counts.entry((client.to_owned(), verb)).or_insert(0) += 1;
     }
 
-    pub(crate) fn counts(&self) -> RequestCounts {
+    /// The requests for `resource` so far.
+    pub(crate) fn counts(&self, resource: Resource) -> RequestCounts {
         self.counts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .get(&resource)
+            .cloned()
+            .unwrap_or_default()
     }
 
+    /// Sets the counters of every resource to zero.
     pub(crate) fn reset_counts(&self) {
-        *self.counts.lock().unwrap_or_else(PoisonError::into_inner) = RequestCounts::default();
+        self.counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 }
 

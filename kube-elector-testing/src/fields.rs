@@ -164,6 +164,12 @@ fn write_owners(object: &mut Value, owners: &Owners, touched: &BTreeSet<(String,
         .cloned()
         .unwrap_or_default();
     let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    // The version the fields were written at: the object's own (the
+    // server always sets it before fields are recorded).
+    let api_version = object["apiVersion"]
+        .as_str()
+        .unwrap_or("coordination.k8s.io/v1")
+        .to_owned();
     let entries: Vec<Value> = owners
         .iter()
         .filter(|(_, paths)| !paths.is_empty())
@@ -180,7 +186,7 @@ fn write_owners(object: &mut Value, owners: &Owners, touched: &BTreeSet<(String,
             json!({
                 "manager": manager,
                 "operation": op.as_str(),
-                "apiVersion": "coordination.k8s.io/v1",
+                "apiVersion": api_version,
                 "time": time,
                 "fieldsType": "FieldsV1",
                 "fieldsV1": to_fields_v1(paths),

@@ -1,5 +1,6 @@
-//! An embedded Kubernetes API server for `coordination.k8s.io/v1` Leases,
-//! for tests of leader election (kube-elector's, and users' tests of their
+//! An embedded Kubernetes API server for `coordination.k8s.io/v1` Leases
+//! (and, with coordinated leader election on, `coordination.k8s.io/v1beta1`
+//! `LeaseCandidate`s), for tests of leader election (kube-elector's, and users' tests of their
 //! leader-gated code). It does not depend on kube-elector: the fake does not
 //! borrow from the code it judges.
 //!
@@ -21,7 +22,8 @@
 //! released, partitions that heal, 403 for a verb; watches that deliver late,
 //! deliver nothing or fail; write answers that are lost or late after the
 //! write was applied; reads answered from an old snapshot. Requests are
-//! counted by client and verb.
+//! counted by resource, client and verb ([`LeaseApiServer::requests`] for
+//! Leases, [`LeaseApiServer::requests_for`] for any [`Resource`]).
 //!
 //! ```
 //! use k8s_openapi::api::coordination::v1::Lease;
@@ -70,6 +72,49 @@
 //! a `strategy` is refused with 422 Invalid (`spec.preferredHolder`), as
 //! kube-apiserver's validation refuses it.
 //!
+//! With the gate on, the server also serves `coordination.k8s.io/v1beta1`
+//! `LeaseCandidate`s, as kube-apiserver does with the gate and that version
+//! enabled, at `/apis/coordination.k8s.io/v1beta1/namespaces/{ns}/leasecandidates[/{name}]`:
+//! the same verbs as Leases (GET, LIST and WATCH with `metadata.name` and
+//! `metadata.namespace` field selectors, label selectors, resumes, bookmarks
+//! and 410; POST; PUT at a named `resourceVersion`, 409 otherwise; every
+//! patch and server-side apply; DELETE with preconditions), one
+//! `resourceVersion` shared with Leases, the deprecation `Warning`
+//! kube-apiserver sends, and v1beta1 in discovery. Validation is
+//! kube-apiserver's: a name that is a `ConfigMap` key, `spec.leaseName`
+//! (immutable), `spec.binaryVersion` and `spec.emulationVersion` as
+//! semantic versions (emulation no newer; required for
+//! `OldestEmulationVersion`), `spec.strategy` known or prefixed. With the
+//! gate off, v1beta1 is not in discovery and every path under it answers 404
+//! with kube-apiserver's `Status`. The server does not run kube-apiserver's
+//! coordinated-leader-election controller: nothing pings candidates or
+//! elects for them.
+//!
+//! ```
+//! use k8s_openapi::api::coordination::v1beta1::LeaseCandidate;
+//! use kube::api::PostParams;
+//! use kube_elector_testing::{LeaseApiServer, Resource, Verb};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> anyhow::Result<()> {
+//! let server = LeaseApiServer::builder().coordinated_leader_election(true).start().await?;
+//! let candidates: kube::Api<LeaseCandidate> =
+//!     kube::Api::namespaced(server.client_for("replica-1"), "default");
+//! let candidate: LeaseCandidate = serde_json::from_value(serde_json::json!({
+//!     "metadata": { "name": "replica-1" },
+//!     "spec": {
+//!         "leaseName": "my-lock", "binaryVersion": "1.37.0",
+//!         "emulationVersion": "1.37.0", "strategy": "OldestEmulationVersion",
+//!     },
+//! }))?;
+//! candidates.create(&PostParams::default(), &candidate).await?;
+//! let counts = server.requests_for(Resource::LeaseCandidates);
+//! assert_eq!(counts.get("replica-1", Verb::Create), 1);
+//! assert_eq!(server.requests().total(), 0, "no Lease request");
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ```
 //! use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 //! use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -101,14 +146,17 @@
 //! # The admin endpoint
 //! Processes that cannot call these methods reach the same controls over
 //! HTTP on the same port:
-//! - `GET /_testing/requests`: `{"total": N, "requests": [{"client", "verb", "count"}]}`;
+//! - `GET /_testing/requests`: `{"total": N, "requests": [{"client", "verb", "count"}]}`
+//!   for Leases (`?resource=leasecandidates`: for `LeaseCandidate`s);
 //! - `POST /_testing/reset`: sets the counters to zero;
 //! - `POST /_testing/faults` with a JSON body `{"target": "all" | "<client>",
 //!   "latency_ms": N, "error_rate": F, "refuse": B, "hang": B, "partition": B,
 //!   "forbid": ["watch", ...], "allow": [...], "watch_delay_ms": N,
 //!   "watch_black_hole": B, "watch_error": B, "lose_write_answers": B,
-//!   "write_answer_delay_ms": N, "stale_reads": B}` (absent keys change
-//!   nothing; a zero duration clears), or `{"clear": true}`.
+//!   "write_answer_delay_ms": N, "stale_reads": B, "names_only": B,
+//!   "resource": "leases" | "leasecandidates"}` (absent keys change
+//!   nothing; a zero duration clears; `resource`, Leases by default, is
+//!   what `forbid` and `allow` apply to), or `{"clear": true}`.
 
 mod admin;
 mod answers;
@@ -120,6 +168,7 @@ mod fields;
 mod http;
 mod meta;
 mod patch;
+mod resource;
 mod selector;
 mod status;
 mod store;
@@ -140,6 +189,7 @@ pub use builder::LeaseApiServerBuilder;
 use faults::{Delay, Flag};
 pub use faults::{FaultTarget, RequestCounts, Verb};
 use http::Shared;
+pub use resource::Resource;
 
 /// A running embedded Lease API server; dropping it stops the server.
 #[must_use = "the server stops when dropped"]
@@ -283,14 +333,31 @@ impl LeaseApiServer {
             .set_flag(Flag::Partitioned, target, false);
     }
 
-    /// Answers `verb` from `target` with 403 Forbidden, as RBAC would.
+    /// Answers `verb` on Leases from `target` with 403 Forbidden, as RBAC
+    /// would (`LeaseCandidate`s: [`forbid_resource`](Self::forbid_resource)).
     pub fn forbid(&self, target: FaultTarget, verb: Verb) {
-        self.shared.faults.set_forbidden(target, verb, true);
+        self.forbid_resource(target, Resource::Leases, verb);
     }
 
     /// Lifts a [`forbid`](Self::forbid).
     pub fn allow(&self, target: FaultTarget, verb: Verb) {
-        self.shared.faults.set_forbidden(target, verb, false);
+        self.allow_resource(target, Resource::Leases, verb);
+    }
+
+    /// Answers `verb` on `resource` from `target` with 403 Forbidden, as
+    /// an RBAC Role without that rule would: a client allowed Leases but
+    /// not `leasecandidates`, say.
+    pub fn forbid_resource(&self, target: FaultTarget, resource: Resource, verb: Verb) {
+        self.shared
+            .faults
+            .set_forbidden(target, resource, verb, true);
+    }
+
+    /// Lifts a [`forbid_resource`](Self::forbid_resource).
+    pub fn allow_resource(&self, target: FaultTarget, resource: Resource, verb: Verb) {
+        self.shared
+            .faults
+            .set_forbidden(target, resource, verb, false);
     }
 
     /// Refuses `events.k8s.io` Event writes from `target` with 403 (or, with
@@ -330,8 +397,8 @@ impl LeaseApiServer {
         self.shared.faults.set_flag(Flag::WatchError, target, on);
     }
 
-    /// Lets `target` list and watch Leases only by name (or, with `on:
-    /// false`, lifts it): a list or watch without a `metadata.name=` field
+    /// Lets `target` list and watch Leases (and `LeaseCandidate`s) only by
+    /// name (or, with `on: false`, lifts it): a list or watch without a `metadata.name=` field
     /// selector is answered 403 Forbidden, as kube-apiserver answers a
     /// client whose Role grants `list` and `watch` only with
     /// `resourceNames`.
@@ -339,8 +406,9 @@ impl LeaseApiServer {
         self.shared.faults.set_flag(Flag::NamesOnly, target, on);
     }
 
-    /// Loses the answers to `target`'s Lease writes (create, update, patch,
-    /// delete), or with `on: false` delivers them again: each write is
+    /// Loses the answers to `target`'s writes of Leases and `LeaseCandidate`s
+    /// (create, update, patch, delete), or with `on: false` delivers them
+    /// again: each write is
     /// applied as usual (committed, `resourceVersion` raised, watch events
     /// sent) but its connection is then dropped without an answer, so the
     /// client sees a connection error. The answer is lost whatever it was,
@@ -351,18 +419,18 @@ impl LeaseApiServer {
             .set_flag(Flag::LoseWriteAnswers, target, on);
     }
 
-    /// Applies `target`'s Lease writes at once but sends their answers
-    /// `delay` later (zero clears it).
+    /// Applies `target`'s writes (of any resource) at once but sends their
+    /// answers `delay` later (zero clears it).
     pub fn delay_write_answers(&self, target: FaultTarget, delay: Duration) {
         self.shared
             .faults
             .set_delay(Delay::WriteAnswer, target, delay);
     }
 
-    /// Answers `target`'s GET and LIST of Leases from a snapshot of the store
-    /// taken now (or, with `on: false`, from the store again), as a lagging
-    /// watch cache can serve an older `resourceVersion` than one it already
-    /// served. Setting it again takes a new snapshot; when several snapshots
+    /// Answers `target`'s GET and LIST (of every resource) from a snapshot
+    /// of the store taken now (or, with `on: false`, from the store again),
+    /// as a lagging watch cache can serve an older `resourceVersion` than one
+    /// it already served. Setting it again takes a new snapshot; when several snapshots
     /// apply to a client, the oldest answers. Writes and watches are
     /// unaffected: a write based on a stale read conflicts as usual.
     pub fn stale_reads(&self, target: FaultTarget, on: bool) {
@@ -378,13 +446,21 @@ impl LeaseApiServer {
 
     // === Counters ===
 
-    /// The requests answered so far, by client and verb.
+    /// The Lease requests answered so far, by client and verb.
     #[must_use]
     pub fn requests(&self) -> RequestCounts {
-        self.shared.faults.counts()
+        self.requests_for(Resource::Leases)
     }
 
-    /// Sets the counters to zero.
+    /// The requests for `resource` answered so far, by client and verb:
+    /// `requests_for(Resource::LeaseCandidates)` counts `LeaseCandidate`
+    /// requests as [`requests`](Self::requests) counts Lease ones.
+    #[must_use]
+    pub fn requests_for(&self, resource: Resource) -> RequestCounts {
+        self.shared.faults.counts(resource)
+    }
+
+    /// Sets the counters of every resource to zero.
     pub fn reset_counts(&self) {
         self.shared.faults.reset_counts();
     }
@@ -396,7 +472,11 @@ impl LeaseApiServer {
     /// directly: no request, nothing counted.
     #[must_use]
     pub fn holder(&self, namespace: &str, name: &str) -> Option<String> {
-        let lease = self.shared.store.get(namespace, name).ok()?;
+        let lease = self
+            .shared
+            .store
+            .get(Resource::Leases, namespace, name)
+            .ok()?;
         lease["spec"]["holderIdentity"]
             .as_str()
             .filter(|holder| !holder.is_empty())
@@ -424,7 +504,12 @@ impl LeaseApiServer {
                 let mut changes = self
                     .shared
                     .store
-                    .watch(Some(namespace), Some(name), Some(u64::MAX))
+                    .watch(
+                        Resource::Leases,
+                        Some(namespace),
+                        Some(name),
+                        Some(u64::MAX),
+                    )
                     .ok();
                 if let Some(holder) = wanted(self.holder(namespace, name)) {
                     return holder;

@@ -2,11 +2,12 @@
 
 use serde_json::Value;
 
-use crate::http::LeaseRequest;
+use crate::http::ApiRequest;
 use crate::status::{self, ApiError};
 
-/// `fieldSelector` (`metadata.name`, `metadata.namespace`; `=`, `==`, `!=`)
-/// and `labelSelector` (equality only).
+/// `fieldSelector` (the fields the resource's `GetAttrs` sets:
+/// `metadata.name`, `metadata.namespace`, and for `LeaseCandidate`s
+/// `spec.leaseName`; `=`, `==`, `!=`) and `labelSelector` (equality only).
 #[derive(Debug, Default)]
 pub(crate) struct Selector {
     pub(crate) fields: Vec<(String, bool, String)>,
@@ -14,8 +15,9 @@ pub(crate) struct Selector {
 }
 
 impl Selector {
-    pub(crate) fn parse(request: &LeaseRequest) -> Result<Self, ApiError> {
+    pub(crate) fn parse(request: &ApiRequest) -> Result<Self, ApiError> {
         let mut selector = Self::default();
+        let field_labels = request.resource.field_labels();
         for (param, out) in [
             ("fieldSelector", &mut selector.fields),
             ("labelSelector", &mut selector.labels),
@@ -35,11 +37,14 @@ impl Selector {
                 } else {
                     return Err(status::bad_request(format!("invalid selector: {term:?}")));
                 };
-                if param == "fieldSelector"
-                    && !matches!(key, "metadata.name" | "metadata.namespace")
-                {
+                if param == "fieldSelector" && !field_labels.contains(&key) {
+                    let known = field_labels
+                        .iter()
+                        .map(|label| format!("{label:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     return Err(status::bad_request(format!(
-                        "field label not supported: {key}"
+                        "{key:?} is not a known field selector: only {known}"
                     )));
                 }
                 out.push((key.trim().to_owned(), equal, value.trim().to_owned()));
@@ -50,11 +55,13 @@ impl Selector {
 
     pub(crate) fn matches(&self, object: &Value) -> bool {
         let fields_ok = self.fields.iter().all(|(key, equal, value)| {
-            let actual = match key.as_str() {
-                "metadata.name" => object["metadata"]["name"].as_str(),
-                _ => object["metadata"]["namespace"].as_str(),
-            };
-            (actual == Some(value.as_str())) == *equal
+            // A field the object lacks is "", as Go's field sets have it.
+            let actual = key
+                .split('.')
+                .try_fold(object, |v, k| v.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            (actual == value.as_str()) == *equal
         });
         let labels_ok = self.labels.iter().all(|(key, equal, value)| {
             (object["metadata"]["labels"][key].as_str() == Some(value.as_str())) == *equal

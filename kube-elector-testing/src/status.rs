@@ -1,8 +1,9 @@
 //! Kubernetes `Status` bodies, shaped as kube-apiserver shapes them.
 //!
-//! Errors about an object are methods of the [`Resource`] it belongs to
-//! ([`LEASES`], [`EVENTS`]), so that each message names its group and
-//! resource as kube-apiserver does; errors about a request are functions.
+//! Errors about an object are methods of the [`Names`] of the resource it
+//! belongs to ([`LEASES`], [`LEASE_CANDIDATES`], [`EVENTS`]), so that each
+//! message names its group and resource as kube-apiserver does; errors about
+//! a request are functions.
 
 use serde_json::{Value, json};
 
@@ -15,7 +16,7 @@ pub(crate) struct ApiError {
 
 /// A resource as kube-apiserver names it in `Status` messages and details.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Resource {
+pub(crate) struct Names {
     pub(crate) group: &'static str,
     /// The plural, as in paths: `leases`.
     pub(crate) plural: &'static str,
@@ -23,14 +24,21 @@ pub(crate) struct Resource {
 }
 
 /// `coordination.k8s.io/v1` Leases.
-pub(crate) const LEASES: Resource = Resource {
+pub(crate) const LEASES: Names = Names {
     group: "coordination.k8s.io",
     plural: "leases",
     kind: "Lease",
 };
 
+/// `coordination.k8s.io/v1beta1` `LeaseCandidate`s.
+pub(crate) const LEASE_CANDIDATES: Names = Names {
+    group: "coordination.k8s.io",
+    plural: "leasecandidates",
+    kind: "LeaseCandidate",
+};
+
 /// `events.k8s.io/v1` Events.
-pub(crate) const EVENTS: Resource = Resource {
+pub(crate) const EVENTS: Names = Names {
     group: "events.k8s.io",
     plural: "events",
     kind: "Event",
@@ -58,9 +66,9 @@ pub(crate) fn failure(
     ApiError { code, body }
 }
 
-// === impl Resource ===
+// === impl Names ===
 
-impl Resource {
+impl Names {
     /// The `details` of a Status about one object (kube-apiserver puts the
     /// plural in `kind`).
     fn details(self, name: &str) -> Value {
@@ -187,6 +195,30 @@ impl Resource {
         )
     }
 
+    /// 422 for a PUT without a `resourceVersion` of an object that exists:
+    /// kube-apiserver allows no unconditional update of Leases or
+    /// `LeaseCandidate`s. It names the resource where the kind would be, as
+    /// kube-apiserver's registry does.
+    pub(crate) fn resource_version_required(self, name: &str) -> ApiError {
+        let Self { group, plural, .. } = self;
+        let message = "Invalid value: 0: must be specified for an update";
+        failure(
+            422,
+            "Invalid",
+            format!("{plural}.{group} \"{name}\" is invalid: metadata.resourceVersion: {message}"),
+            Some(json!({
+                "name": name,
+                "group": group,
+                "kind": plural,
+                "causes": [{
+                    "reason": "FieldValueInvalid",
+                    "message": message,
+                    "field": "metadata.resourceVersion",
+                }],
+            })),
+        )
+    }
+
     /// 403 as RBAC answers it, for one object (`name`) or a collection, in
     /// a namespace or at the cluster scope.
     pub(crate) fn forbidden(
@@ -235,14 +267,15 @@ impl Resource {
 
 // === Errors about a request ===
 
+/// 404 for a path under a group the server serves but no resource it
+/// serves: an unknown resource, or a group version not served (with the
+/// gates the server has), as kube-apiserver answers both.
 pub(crate) fn no_route() -> ApiError {
     failure(
         404,
         "NotFound",
         "the server could not find the requested resource".into(),
-        Some(
-            json!({ "causes": [{ "reason": "UnexpectedServerResponse", "message": "404 page not found" }] }),
-        ),
+        Some(json!({})),
     )
 }
 

@@ -1,7 +1,11 @@
-//! The objects, their resourceVersions and the history that watches replay.
+//! The objects of every resource, their resourceVersions and the history
+//! that watches replay.
 //!
 //! Objects are kept as JSON, so fields this server does not know (newer
 //! Lease fields, anything a client adds) survive a round trip, as in etcd.
+//! One `resourceVersion` counts the writes of every resource, as etcd's
+//! revision does; what differs between resources (validation, the
+//! strategy) is `Resource`'s.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
@@ -12,9 +16,10 @@ use tokio::sync::broadcast;
 use crate::fields::{self, Operation};
 use crate::meta::{creation_timestamp, make_uid, meta_mut, object_name, version_of};
 use crate::patch::{self, PatchKind};
-use crate::status::{self, ApiError, LEASES};
+use crate::resource::Resource;
+use crate::status::{self, ApiError};
 use crate::strategy::Gates;
-use crate::validate::{checked_object, normalize, validate};
+use crate::validate::checked_object;
 
 /// How many past events a watch can resume from.
 const HISTORY: usize = 10_000;
@@ -40,6 +45,7 @@ impl Change {
 /// One change, as a watch delivers it.
 #[derive(Clone, Debug)]
 pub(crate) struct Event {
+    pub(crate) resource: Resource,
     pub(crate) change: Change,
     pub(crate) version: u64,
     pub(crate) namespace: String,
@@ -53,8 +59,11 @@ pub(crate) struct WatchStart {
     pub(crate) live: broadcast::Receiver<Event>,
 }
 
-/// Objects by namespace and name.
-pub(crate) type Objects = BTreeMap<(String, String), Value>;
+/// Where an object is kept: its resource, namespace and name.
+pub(crate) type Key = (Resource, String, String);
+
+/// Objects by resource, namespace and name.
+pub(crate) type Objects = BTreeMap<Key, Value>;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -67,15 +76,15 @@ struct Inner {
     /// Watchers of one name each (`fieldSelector=metadata.name=`, as every
     /// elector's watch is): an event wakes only them, not every watcher, as
     /// kube-apiserver's watch cache indexes them.
-    by_name: std::collections::HashMap<String, broadcast::Sender<Event>>,
+    by_name: std::collections::HashMap<(Resource, String), broadcast::Sender<Event>>,
 }
 
-/// The Lease store of one server.
+/// The store of one server.
 #[derive(Debug)]
 pub(crate) struct Store {
     inner: Mutex<Inner>,
     events: broadcast::Sender<Event>,
-    /// What the server's feature gates drop from a Lease before it is
+    /// What the server's feature gates drop from an object before it is
     /// validated.
     gates: Gates,
 }
@@ -97,19 +106,20 @@ impl Store {
         self.lock().version
     }
 
-    pub(crate) fn get(&self, ns: &str, name: &str) -> Result<Value, ApiError> {
-        get_in(&self.lock().objects, ns, name)
+    pub(crate) fn get(&self, resource: Resource, ns: &str, name: &str) -> Result<Value, ApiError> {
+        get_in(&self.lock().objects, resource, ns, name)
     }
 
-    /// Objects in `ns` (all namespaces if `None`) that `keep` accepts, and
-    /// the version of the list.
+    /// Objects of `resource` in `ns` (all namespaces if `None`) that `keep`
+    /// accepts, and the version of the list.
     pub(crate) fn list(
         &self,
+        resource: Resource,
         ns: Option<&str>,
         keep: impl Fn(&Value) -> bool,
     ) -> (Vec<Value>, u64) {
         let inner = self.lock();
-        (list_in(&inner.objects, ns, keep), inner.version)
+        (list_in(&inner.objects, resource, ns, keep), inner.version)
     }
 
     /// Every object, and the version they are at.
@@ -118,11 +128,13 @@ impl Store {
         (inner.objects.clone(), inner.version)
     }
 
-    /// Events after `from` (or, with `None`, ADDED events for what exists
-    /// now), and a receiver of everything after them. 410 if `from` is older
-    /// than the history kept.
+    /// Events of `resource` after `from` (or, with `None`, ADDED events for
+    /// what exists now), and a receiver of everything after them (of every
+    /// resource, unless `name` narrows it to one object's name). 410 if
+    /// `from` is older than the history kept.
     pub(crate) fn watch(
         &self,
+        resource: Resource,
         ns: Option<&str>,
         name: Option<&str>,
         from: Option<u64>,
@@ -131,7 +143,7 @@ impl Store {
         let live = match name {
             Some(name) => inner
                 .by_name
-                .entry(name.to_owned())
+                .entry((resource, name.to_owned()))
                 .or_insert_with(|| broadcast::Sender::new(16))
                 .subscribe(),
             None => self.events.subscribe(),
@@ -140,8 +152,9 @@ impl Store {
             None => inner
                 .objects
                 .iter()
-                .filter(|((n, _), _)| ns.is_none_or(|ns| ns == n))
-                .map(|((n, name), object)| Event {
+                .filter(|((r, n, _), _)| *r == resource && ns.is_none_or(|ns| ns == n))
+                .map(|((_, n, name), object)| Event {
+                    resource,
                     change: Change::Added,
                     version: version_of(object),
                     namespace: n.clone(),
@@ -153,17 +166,24 @@ impl Store {
             Some(v) => inner
                 .history
                 .iter()
-                .filter(|e| e.version > v)
+                .filter(|e| e.resource == resource && e.version > v)
                 .cloned()
                 .collect(),
         };
         Ok(WatchStart { backlog, live })
     }
 
-    pub(crate) fn create(&self, ns: &str, body: Value, manager: &str) -> Result<Value, ApiError> {
-        let mut object = checked_object(body, ns)?;
+    pub(crate) fn create(
+        &self,
+        resource: Resource,
+        ns: &str,
+        body: Value,
+        manager: &str,
+    ) -> Result<Value, ApiError> {
+        let names = resource.names();
+        let mut object = checked_object(resource, body, ns)?;
         let name = object_name(&object).ok_or_else(|| {
-            LEASES.invalid(
+            names.invalid(
                 "",
                 &[(
                     "metadata.name".into(),
@@ -171,12 +191,12 @@ impl Store {
                 )],
             )
         })?;
-        self.gates.prepare_for_create(&mut object);
-        validate(&object, &name)?;
+        resource.prepare_for_create(self.gates, &mut object);
+        resource.validate(&object, &name)?;
         let mut inner = self.lock();
-        let key = (ns.to_owned(), name.clone());
+        let key = (resource, ns.to_owned(), name.clone());
         if inner.objects.contains_key(&key) {
-            return Err(LEASES.already_exists(&name));
+            return Err(names.already_exists(&name));
         }
         inner.uids += 1;
         let uid = make_uid(inner.uids, inner.version);
@@ -193,17 +213,21 @@ impl Store {
         Ok(inner.commit(&self.events, key, Change::Added, object))
     }
 
-    /// PUT. A missing Lease is created: Leases allow create-on-update, and
-    /// kube-apiserver creates one whatever resourceVersion the body carries.
-    /// The flag says whether it was created.
+    /// PUT. A missing object is created: Leases and `LeaseCandidate`s allow
+    /// create-on-update, and kube-apiserver creates one whatever
+    /// resourceVersion the body carries. An existing one is replaced only
+    /// at the resourceVersion the body names (neither allows an
+    /// unconditional update). The flag says whether it was created.
     pub(crate) fn update(
         &self,
+        resource: Resource,
         ns: &str,
         name: &str,
         body: Value,
         manager: &str,
     ) -> Result<(Value, bool), ApiError> {
-        let mut object = checked_object(body, ns)?;
+        let names = resource.names();
+        let mut object = checked_object(resource, body, ns)?;
         if let Some(body_name) = object_name(&object)
             && body_name != name
         {
@@ -213,7 +237,7 @@ impl Store {
         }
         meta_mut(&mut object).insert("name".into(), json!(name));
         let mut inner = self.lock();
-        let key = (ns.to_owned(), name.to_owned());
+        let key = (resource, ns.to_owned(), name.to_owned());
         // A uid in the body is a precondition, as in kube-apiserver: a PUT
         // carrying one never creates, and never lands on a re-created object.
         if let Some(uid) = object["metadata"]["uid"].as_str().filter(|u| !u.is_empty()) {
@@ -223,22 +247,28 @@ impl Store {
                 .and_then(|o| o["metadata"]["uid"].as_str())
                 .unwrap_or("");
             if stored != uid {
-                return Err(LEASES.uid_precondition(ns, name, uid, stored));
+                return Err(names.uid_precondition(ns, name, uid, stored));
             }
         }
         let Some(current) = inner.objects.get(&key) else {
             drop(inner);
-            return match self.create(ns, object, manager) {
+            return match self.create(resource, ns, object, manager) {
                 Ok(created) => Ok((created, true)),
                 // Created by someone else in between: a conflict.
-                Err(e) if e.code == 409 => Err(LEASES.conflict(name)),
+                Err(e) if e.code == 409 => Err(names.conflict(name)),
                 Err(e) => Err(e),
             };
         };
         // As kube-apiserver: preconditions, then the strategy, then validation.
-        check_precondition(current, &object, name)?;
-        self.gates.prepare_for_update(&mut object, current);
-        validate(&object, name)?;
+        if object["metadata"]["resourceVersion"]
+            .as_str()
+            .is_none_or(str::is_empty)
+        {
+            return Err(names.resource_version_required(name));
+        }
+        check_precondition(resource, current, &object, name)?;
+        resource.prepare_for_update(self.gates, &mut object, current);
+        resource.validate_update(&object, current, name)?;
         let mut object = carry_server_fields(current, object);
         fields::record_update(Some(current), &mut object, manager, Operation::Update);
         if unchanged(current, &object) {
@@ -254,68 +284,70 @@ impl Store {
     /// object.
     pub(crate) fn patch(
         &self,
+        resource: Resource,
         ns: &str,
         name: &str,
         kind: PatchKind,
         patch: Value,
         manager: &str,
     ) -> Result<Value, ApiError> {
+        let key = (resource, ns.to_owned(), name.to_owned());
         match kind {
-            PatchKind::Apply { force } => self.apply(ns, name, patch, manager, force),
+            PatchKind::Apply { force } => self.apply(&key, patch, manager, force),
             PatchKind::Merge | PatchKind::StrategicMerge => {
-                self.edit(ns, name, manager, |current| patch::merged(current, &patch))
+                self.edit(&key, manager, |current| patch::merged(current, &patch))
             }
-            PatchKind::Json => self.edit(ns, name, manager, |current| {
-                patch::json_patch(current, &patch)
-            }),
+            PatchKind::Json => {
+                self.edit(&key, manager, |current| patch::json_patch(current, &patch))
+            }
         }
     }
 
     /// A patch that `edit` applies to the stored object, under the lock.
     fn edit(
         &self,
-        ns: &str,
-        name: &str,
+        key: &Key,
         manager: &str,
         edit: impl FnOnce(&Value) -> Result<Value, ApiError>,
     ) -> Result<Value, ApiError> {
+        let (resource, ns, name) = (key.0, key.1.as_str(), key.2.as_str());
         let mut inner = self.lock();
-        let key = (ns.to_owned(), name.to_owned());
         let current = inner
             .objects
-            .get(&key)
+            .get(key)
             .cloned()
-            .ok_or_else(|| LEASES.not_found(name))?;
+            .ok_or_else(|| resource.names().not_found(name))?;
         let mut patched = edit(&current)?;
         // A resourceVersion in the patch makes it conditional.
-        check_precondition(&current, &patched, name)?;
+        check_precondition(resource, &current, &patched, name)?;
         if object_name(&patched).as_deref() != Some(name) {
             return Err(status::bad_request(
                 "metadata.name cannot be changed by a patch",
             ));
         }
         meta_mut(&mut patched).insert("namespace".into(), json!(ns));
-        self.gates.prepare_for_update(&mut patched, &current);
-        validate(&patched, name)?;
+        resource.prepare_for_update(self.gates, &mut patched, &current);
+        resource.validate_update(&patched, &current, name)?;
         let mut patched = carry_server_fields(&current, patched);
         fields::record_update(Some(&current), &mut patched, manager, Operation::Update);
         if unchanged(&current, &patched) {
             return Ok(current);
         }
-        Ok(inner.commit(&self.events, key, Change::Modified, patched))
+        Ok(inner.commit(&self.events, key.clone(), Change::Modified, patched))
     }
 
     /// Server-side apply of `config`; creates the object if it is missing.
     fn apply(
         &self,
-        ns: &str,
-        name: &str,
+        key: &Key,
         config: Value,
         manager: &str,
         force: bool,
     ) -> Result<Value, ApiError> {
-        let current = self.get(ns, name).ok();
-        let config = checked_object(config, ns)?;
+        let (resource, ns, name) = (key.0, key.1.as_str(), key.2.as_str());
+        let names = resource.names();
+        let current = self.get(resource, ns, name).ok();
+        let config = checked_object(resource, config, ns)?;
         if let Some(config_name) = object_name(&config)
             && config_name != name
         {
@@ -324,10 +356,10 @@ impl Store {
             )));
         }
         if let Some(current) = &current {
-            check_precondition(current, &config, name)?;
+            check_precondition(resource, current, &config, name)?;
         }
         let applied = fields::apply(current.as_ref(), &config, manager, force)
-            .map_err(|conflicts| LEASES.apply_conflict(name, &conflicts))?;
+            .map_err(|conflicts| names.apply_conflict(name, &conflicts))?;
         let mut applied = applied;
         meta_mut(&mut applied).insert("name".into(), json!(name));
         meta_mut(&mut applied).insert("namespace".into(), json!(ns));
@@ -336,54 +368,54 @@ impl Store {
                 // Apply to a missing object creates it, as kube-apiserver
                 // does (`create` prepares and validates it).
                 let owned = applied["metadata"]["managedFields"].clone();
-                let mut created = self.create(ns, applied, manager)?;
+                let mut created = self.create(resource, ns, applied, manager)?;
                 let mut inner = self.lock();
-                let key = (ns.to_owned(), name.to_owned());
                 meta_mut(&mut created).insert("managedFields".into(), owned);
-                if let Some(stored) = inner.objects.get_mut(&key) {
+                if let Some(stored) = inner.objects.get_mut(key) {
                     stored["metadata"]["managedFields"] =
                         created["metadata"]["managedFields"].clone();
                 }
                 Ok(created)
             }
             Some(current) => {
-                self.gates.prepare_for_update(&mut applied, &current);
-                validate(&applied, name)?;
+                resource.prepare_for_update(self.gates, &mut applied, &current);
+                resource.validate_update(&applied, &current, name)?;
                 let mut inner = self.lock();
-                let key = (ns.to_owned(), name.to_owned());
-                if inner.objects.get(&key).map(version_of) != Some(version_of(&current)) {
-                    return Err(LEASES.conflict(name));
+                if inner.objects.get(key).map(version_of) != Some(version_of(&current)) {
+                    return Err(names.conflict(name));
                 }
                 let applied = carry_server_fields(&current, applied);
                 if unchanged(&current, &applied) {
                     return Ok(current);
                 }
-                Ok(inner.commit(&self.events, key, Change::Modified, applied))
+                Ok(inner.commit(&self.events, key.clone(), Change::Modified, applied))
             }
         }
     }
 
     pub(crate) fn delete(
         &self,
+        resource: Resource,
         ns: &str,
         name: &str,
         precondition: Option<&str>,
     ) -> Result<Value, ApiError> {
+        let names = resource.names();
         let mut inner = self.lock();
-        let key = (ns.to_owned(), name.to_owned());
+        let key = (resource, ns.to_owned(), name.to_owned());
         let current = inner
             .objects
             .get(&key)
-            .ok_or_else(|| LEASES.not_found(name))?;
+            .ok_or_else(|| names.not_found(name))?;
         if let Some(rv) = precondition
             && current["metadata"]["resourceVersion"].as_str() != Some(rv)
         {
-            return Err(LEASES.conflict(name));
+            return Err(names.conflict(name));
         }
         let uid = current["metadata"]["uid"].as_str().unwrap_or("").to_owned();
         let object = current.clone();
         inner.commit(&self.events, key, Change::Deleted, object);
-        Ok(LEASES.deleted(name, &uid))
+        Ok(names.deleted(name, &uid))
     }
 }
 
@@ -392,12 +424,12 @@ impl Inner {
     fn commit(
         &mut self,
         events: &broadcast::Sender<Event>,
-        key: (String, String),
+        key: Key,
         change: Change,
         mut object: Value,
     ) -> Value {
         self.version += 1;
-        normalize(&mut object);
+        key.0.normalize(&mut object);
         meta_mut(&mut object).insert("resourceVersion".into(), json!(self.version.to_string()));
         match change {
             Change::Deleted => {
@@ -407,11 +439,13 @@ impl Inner {
                 self.objects.insert(key.clone(), object.clone());
             }
         }
+        let (resource, namespace, name) = key;
         let event = Event {
+            resource,
             change,
             version: self.version,
-            namespace: key.0,
-            name: key.1,
+            namespace,
+            name,
             object: object.clone(),
         };
         self.history.push_back(event.clone());
@@ -420,9 +454,10 @@ impl Inner {
                 self.compacted = old.version;
             }
         }
-        if let Some(watchers) = self.by_name.get(&event.name) {
+        let by_name = (event.resource, event.name.clone());
+        if let Some(watchers) = self.by_name.get(&by_name) {
             if watchers.receiver_count() == 0 {
-                self.by_name.remove(&event.name);
+                self.by_name.remove(&by_name);
             } else {
                 let _ = watchers.send(event.clone());
             }
@@ -433,23 +468,30 @@ impl Inner {
     }
 }
 
-/// The object `name` in `ns`, or 404.
-pub(crate) fn get_in(objects: &Objects, ns: &str, name: &str) -> Result<Value, ApiError> {
+/// The object of `resource` named `name` in `ns`, or 404.
+pub(crate) fn get_in(
+    objects: &Objects,
+    resource: Resource,
+    ns: &str,
+    name: &str,
+) -> Result<Value, ApiError> {
     objects
-        .get(&(ns.to_owned(), name.to_owned()))
+        .get(&(resource, ns.to_owned(), name.to_owned()))
         .cloned()
-        .ok_or_else(|| LEASES.not_found(name))
+        .ok_or_else(|| resource.names().not_found(name))
 }
 
-/// The objects in `ns` (all namespaces if `None`) that `keep` accepts.
+/// The objects of `resource` in `ns` (all namespaces if `None`) that `keep`
+/// accepts.
 pub(crate) fn list_in(
     objects: &Objects,
+    resource: Resource,
     ns: Option<&str>,
     keep: impl Fn(&Value) -> bool,
 ) -> Vec<Value> {
     objects
         .iter()
-        .filter(|((n, _), _)| ns.is_none_or(|ns| ns == n))
+        .filter(|((r, n, _), _)| *r == resource && ns.is_none_or(|ns| ns == n))
         .map(|(_, v)| v)
         .filter(|v| keep(v))
         .cloned()
@@ -457,12 +499,17 @@ pub(crate) fn list_in(
 }
 
 /// 409 if `incoming` names a resourceVersion other than the current one.
-fn check_precondition(current: &Value, incoming: &Value, name: &str) -> Result<(), ApiError> {
+fn check_precondition(
+    resource: Resource,
+    current: &Value,
+    incoming: &Value,
+    name: &str,
+) -> Result<(), ApiError> {
     match incoming["metadata"]["resourceVersion"].as_str() {
         Some(rv)
             if !rv.is_empty() && Some(rv) != current["metadata"]["resourceVersion"].as_str() =>
         {
-            Err(LEASES.conflict(name))
+            Err(resource.names().conflict(name))
         }
         _ => Ok(()),
     }

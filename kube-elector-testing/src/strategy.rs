@@ -6,7 +6,7 @@
 //! Kubernetes 1.33 to 1.37, where it is beta), `spec.strategy` and
 //! `spec.preferredHolder` are silently dropped: on create always, on update
 //! each unless the stored object already had it. With the gate on, both are
-//! kept (and validated like every other field, in `validate.rs`).
+//! kept (and validated like every other field, in `validate/mod.rs`).
 
 use serde_json::Value;
 

@@ -15,7 +15,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 use crate::faults::{FaultState, Flag};
-use crate::http::{Body, Dropped, LeaseRequest, Shared};
+use crate::http::{ApiRequest, Body, Dropped, Shared};
+use crate::resource::Resource;
 use crate::selector::Selector;
 use crate::status::{self, ApiError};
 use crate::store::Event;
@@ -27,7 +28,7 @@ const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
 
 pub(crate) fn watch(
     shared: &Arc<Shared>,
-    request: &LeaseRequest,
+    request: &ApiRequest,
     ns: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
     let selector = Selector::parse(request)?;
@@ -48,7 +49,7 @@ pub(crate) fn watch(
         .iter()
         .find(|(key, equal, _)| key == "metadata.name" && *equal)
         .map(|(_, _, value)| value.as_str());
-    let start = match shared.store.watch(ns, name, from) {
+    let start = match shared.store.watch(request.resource, ns, name, from) {
         Ok(start) => start,
         // A too-old version is answered inside the stream, as kube-apiserver does.
         Err(e) if e.code == 410 => {
@@ -63,6 +64,7 @@ pub(crate) fn watch(
     let stream = WatchStream {
         shared: Arc::clone(shared),
         client: request.client.clone(),
+        resource: request.resource,
         namespace: ns.map(str::to_owned),
         selector,
         tx,
@@ -109,6 +111,7 @@ struct Ended;
 struct WatchStream {
     shared: Arc<Shared>,
     client: String,
+    resource: Resource,
     namespace: Option<String>,
     selector: Selector,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
@@ -120,9 +123,11 @@ struct WatchStream {
 
 impl WatchStream {
     fn wanted(&self, event: &Event) -> bool {
-        self.namespace
-            .as_ref()
-            .is_none_or(|ns| *ns == event.namespace)
+        event.resource == self.resource
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|ns| *ns == event.namespace)
             && self.selector.matches(&event.object)
     }
 
@@ -138,8 +143,8 @@ impl WatchStream {
         line_bytes(&json!({
             "type": "BOOKMARK",
             "object": {
-                "kind": "Lease",
-                "apiVersion": "coordination.k8s.io/v1",
+                "kind": self.resource.kind(),
+                "apiVersion": self.resource.api_version(),
                 "metadata": { "resourceVersion": version.to_string() },
             },
         }))

@@ -1,9 +1,10 @@
 //! The HTTP side: the accept loop, the faults every request of a client
-//! meets, and routing to the admin endpoint, the Lease paths
-//! (`leases.rs`), the Event paths (`events.rs`) and discovery.
+//! meets, and routing to the admin endpoint, the object paths of Leases and
+//! `LeaseCandidate`s (`objects.rs`), the Event paths (`events.rs`) and
+//! discovery.
 
 mod events;
-mod leases;
+mod objects;
 mod query;
 
 use std::convert::Infallible;
@@ -21,10 +22,11 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use leases::LeaseRequest;
+pub(crate) use objects::ApiRequest;
 
 use crate::events::Events;
 use crate::faults::{FaultTarget, Faults, Flag};
+use crate::resource::Resource;
 use crate::status::{self, ApiError};
 use crate::store::Store;
 use crate::strategy::Gates;
@@ -42,11 +44,14 @@ pub(crate) struct Shared {
     pub(crate) events: Events,
     pub(crate) faults: Faults,
     pub(crate) shutdown: CancellationToken,
+    /// What the server serves, and how it treats what it serves.
+    pub(crate) gates: Gates,
 }
 
 impl Shared {
     pub(crate) fn new(gates: Gates) -> Self {
         Self {
+            gates,
             store: Store::new(gates),
             events: Events::default(),
             faults: Faults::default(),
@@ -96,34 +101,55 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 
 /// Where a path leads.
 enum Route<'a> {
-    Leases {
+    /// The objects of a resource the server serves: all of them, those of
+    /// a namespace, or one.
+    Objects {
+        resource: Resource,
         namespace: Option<&'a str>,
         name: Option<&'a str>,
     },
     /// `/apis/events.k8s.io/v1/{rest}`, `rest` not empty.
     Events(&'a [&'a str]),
+    /// Under a group version the server does not serve (or does not serve
+    /// with its gates): `/apis/coordination.k8s.io/v1beta1/...` with the
+    /// `CoordinatedLeaderElection` gate off.
+    Unserved,
+    /// Under `/apis/{group}` of a group the server does not serve at all.
+    UnknownGroup,
     /// Discovery, or nothing.
     Other,
 }
 
-fn route<'a>(segments: &'a [&'a str]) -> Route<'a> {
+fn route<'a>(segments: &'a [&'a str], gates: Gates) -> Route<'a> {
     match segments {
         ["apis", "events.k8s.io", "v1", rest @ ..] if !rest.is_empty() => Route::Events(rest),
-        ["apis", "coordination.k8s.io", "v1", rest @ ..] => match rest {
-            ["leases"] => Route::Leases {
-                namespace: None,
-                name: None,
-            },
-            ["namespaces", ns, "leases"] => Route::Leases {
-                namespace: Some(ns),
-                name: None,
-            },
-            ["namespaces", ns, "leases", name] => Route::Leases {
-                namespace: Some(ns),
-                name: Some(name),
-            },
-            _ => Route::Other,
-        },
+        ["apis", group, ..] if !matches!(*group, "coordination.k8s.io" | "events.k8s.io") => {
+            Route::UnknownGroup
+        }
+        ["apis", "coordination.k8s.io", version, rest @ ..] => {
+            let served: Vec<Resource> = Resource::ALL
+                .into_iter()
+                .filter(|r| r.version() == *version && r.served(gates))
+                .collect();
+            if served.is_empty() {
+                return Route::Unserved;
+            }
+            let find = |plural: &str| served.iter().copied().find(|r| r.as_str() == plural);
+            let (resource, namespace, name) = match rest {
+                [plural] => (find(plural), None, None),
+                ["namespaces", ns, plural] => (find(plural), Some(*ns), None),
+                ["namespaces", ns, plural, name] => (find(plural), Some(*ns), Some(*name)),
+                _ => (None, None, None),
+            };
+            match resource {
+                Some(resource) => Route::Objects {
+                    resource,
+                    namespace,
+                    name,
+                },
+                None => Route::Other,
+            }
+        }
         _ => Route::Other,
     }
 }
@@ -142,20 +168,28 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     connection_faults(&shared, &client).await?;
 
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match route(&segments) {
+    match route(&segments, shared.gates) {
         Route::Events(rest) => {
             let method = req.method().clone();
             Ok(events::route(&shared, &client, &method, rest, req)
                 .await
                 .unwrap_or_else(|e| error(&e)))
         }
-        Route::Leases { namespace, name } => {
-            leases::route(shared, client, namespace, name, query, req).await
-        }
-        Route::Other => Ok(match discovery::document(req.method(), &segments) {
-            Some(doc) => respond(200, &doc),
-            None => error(&status::no_route()),
-        }),
+        Route::Objects {
+            resource,
+            namespace,
+            name,
+        } => objects::route(shared, client, resource, namespace, name, query, req).await,
+        // kube-apiserver's group handler answers both with a Status.
+        Route::Unserved => Ok(error(&status::no_route())),
+        // Past every group, Go's http.NotFound ends the delegation chain.
+        Route::UnknownGroup => Ok(page_not_found()),
+        Route::Other => Ok(
+            match discovery::document(req.method(), &segments, shared.gates) {
+                Some(doc) => respond(200, &doc),
+                None => error(&status::no_route()),
+            },
+        ),
     }
 }
 
@@ -237,6 +271,27 @@ pub(crate) fn respond(code: u16, body: &Value) -> Response<Body> {
 
 fn error(e: &ApiError) -> Response<Body> {
     respond(e.code, &e.body)
+}
+
+/// Go's `http.NotFound`, which ends kube-apiserver's delegation chain: what
+/// it answers under a group it does not serve (no `Status` body).
+fn page_not_found() -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(Bytes::from_static(b"404 page not found\n"))
+            .map_err(|e: Infallible| match e {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        "text/plain; charset=utf-8".parse().expect("static header"),
+    );
+    headers.insert(
+        "x-content-type-options",
+        "nosniff".parse().expect("static header"),
+    );
+    response
 }
 
 /// Reads a JSON body: at most [`MAX_BODY`] bytes; for POST and PUT only

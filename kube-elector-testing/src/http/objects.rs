@@ -1,32 +1,35 @@
-//! The `coordination.k8s.io/v1` Lease paths: which verb a request is, the
-//! faults aimed at it, and the handler of each verb (watches are in
-//! `watch.rs`).
+//! The object paths of every resource (`coordination.k8s.io/v1` Leases,
+//! `coordination.k8s.io/v1beta1` `LeaseCandidate`s): which verb a request is,
+//! the faults aimed at it, and the handler of each verb (watches are in
+//! `watch.rs`). What differs between resources is `Resource`'s.
 
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, USER_AGENT};
+use hyper::header::{CONTENT_TYPE, HeaderValue, USER_AGENT, WARNING};
 use hyper::{Method, Request, Response};
 use serde_json::{Value, json};
 
 use super::{Body, Dropped, Shared, error, json_body, respond};
 use crate::faults::{Flag, Verb};
 use crate::patch::PatchKind;
+use crate::resource::Resource;
 use crate::selector::Selector;
-use crate::status::{self, ApiError, LEASES};
+use crate::status::{self, ApiError};
 use crate::{answers, watch};
 
-/// A parsed request to the Lease API.
+/// A parsed request for the objects of one resource.
 #[derive(Debug)]
-pub(crate) struct LeaseRequest {
+pub(crate) struct ApiRequest {
     pub(crate) client: String,
+    pub(crate) resource: Resource,
     pub(crate) verb: Verb,
     pub(crate) namespace: Option<String>,
     pub(crate) name: Option<String>,
     pub(crate) query: Vec<(String, String)>,
 }
 
-impl LeaseRequest {
+impl ApiRequest {
     pub(crate) fn param(&self, key: &str) -> Option<&str> {
         self.query
             .iter()
@@ -35,11 +38,31 @@ impl LeaseRequest {
     }
 }
 
-/// Answers a request for a Lease path: counted, then subject to the error
-/// rate and to 403s, then handled; a write's answer may be lost or late.
+/// Answers a request for an object path: counted, then subject to the
+/// error rate and to 403s, then handled; a write's answer may be lost or
+/// late. Every answer about a deprecated resource carries its `Warning`.
 pub(super) async fn route(
     shared: Arc<Shared>,
     client: String,
+    resource: Resource,
+    namespace: Option<&str>,
+    name: Option<&str>,
+    query: Vec<(String, String)>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Dropped> {
+    let mut answer = answer(shared, client, resource, namespace, name, query, req).await?;
+    if let Some(warning) = resource.warning() {
+        answer
+            .headers_mut()
+            .insert(WARNING, HeaderValue::from_static(warning));
+    }
+    Ok(answer)
+}
+
+async fn answer(
+    shared: Arc<Shared>,
+    client: String,
+    resource: Resource,
     namespace: Option<&str>,
     name: Option<&str>,
     query: Vec<(String, String)>,
@@ -51,7 +74,7 @@ pub(super) async fn route(
     let Some(verb) = verb_of(req.method(), namespace.is_some(), name.is_some(), watching) else {
         return Ok(error(&status::method_not_allowed(req.method().as_str())));
     };
-    shared.faults.count(&client, verb);
+    shared.faults.count(&client, resource, verb);
 
     let rate = shared.faults.snapshot().error_rate(&client);
     if shared.faults.draw_error(rate) {
@@ -65,8 +88,8 @@ pub(super) async fn route(
     let names_only = matches!(verb, Verb::List | Verb::Watch)
         && !by_name
         && shared.faults.snapshot().flagged(Flag::NamesOnly, &client);
-    if names_only || shared.faults.snapshot().forbidden(&client, verb) {
-        return Ok(error(&LEASES.forbidden(
+    if names_only || shared.faults.snapshot().forbidden(&client, resource, verb) {
+        return Ok(error(&resource.names().forbidden(
             &client,
             verb.as_str(),
             namespace,
@@ -74,8 +97,9 @@ pub(super) async fn route(
         )));
     }
 
-    let request = LeaseRequest {
+    let request = ApiRequest {
         client: client.clone(),
+        resource,
         verb,
         namespace: namespace.map(str::to_owned),
         name: name.map(str::to_owned),
@@ -106,10 +130,11 @@ fn verb_of(method: &Method, namespaced: bool, named: bool, watching: bool) -> Op
 
 async fn dispatch(
     shared: &Arc<Shared>,
-    request: LeaseRequest,
+    request: ApiRequest,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let store = &shared.store;
+    let resource = request.resource;
     let ns = request.namespace.as_deref();
     match (request.verb, ns, request.name.as_deref()) {
         (Verb::Get, Some(_), Some(_)) | (Verb::List, _, None) => read(shared, &request),
@@ -117,27 +142,27 @@ async fn dispatch(
         (Verb::Create, Some(ns), None) => {
             let manager = field_manager(&request, &req);
             let body = json_body(req, true).await?;
-            Ok(respond(201, &store.create(ns, body, &manager)?))
+            Ok(respond(201, &store.create(resource, ns, body, &manager)?))
         }
         (Verb::Update, Some(ns), Some(name)) => {
             let manager = field_manager(&request, &req);
             let (ns, name) = (ns.to_owned(), name.to_owned());
             let body = json_body(req, true).await?;
-            let (object, created) = store.update(&ns, &name, body, &manager)?;
+            let (object, created) = store.update(resource, &ns, &name, body, &manager)?;
             Ok(respond(if created { 201 } else { 200 }, &object))
         }
         (Verb::Patch, Some(ns), Some(name)) => {
             let (kind, manager) = patch_options(&request, &req)?;
             let (ns, name) = (ns.to_owned(), name.to_owned());
             let body = json_body(req, false).await?;
-            let status = if store.get(&ns, &name).is_ok() {
+            let status = if store.get(resource, &ns, &name).is_ok() {
                 200
             } else {
                 201
             };
             Ok(respond(
                 status,
-                &store.patch(&ns, &name, kind, body, &manager)?,
+                &store.patch(resource, &ns, &name, kind, body, &manager)?,
             ))
         }
         (Verb::Delete, Some(ns), Some(name)) => {
@@ -148,7 +173,7 @@ async fn dispatch(
                 .map(str::to_owned);
             Ok(respond(
                 200,
-                &store.delete(&ns, &name, precondition.as_deref())?,
+                &store.delete(resource, &ns, &name, precondition.as_deref())?,
             ))
         }
         _ => Err(status::no_route()),
@@ -159,7 +184,7 @@ async fn dispatch(
 /// for an unknown content type, 422 for `force` or a missing `fieldManager`
 /// where kube-apiserver refuses them.
 fn patch_options(
-    request: &LeaseRequest,
+    request: &ApiRequest,
     req: &Request<Incoming>,
 ) -> Result<(PatchKind, String), ApiError> {
     let content_type = req
@@ -204,7 +229,7 @@ fn patch_options(
     Ok((kind, manager))
 }
 
-fn field_manager(request: &LeaseRequest, req: &Request<Incoming>) -> String {
+fn field_manager(request: &ApiRequest, req: &Request<Incoming>) -> String {
     if let Some(manager) = request.param("fieldManager").filter(|m| !m.is_empty()) {
         return manager.to_owned();
     }
@@ -220,8 +245,9 @@ fn field_manager(request: &LeaseRequest, req: &Request<Incoming>) -> String {
 
 /// GET and LIST, from the store or, for a client with stale reads, from
 /// its snapshot.
-fn read(shared: &Shared, request: &LeaseRequest) -> Result<Response<Body>, ApiError> {
+fn read(shared: &Shared, request: &ApiRequest) -> Result<Response<Body>, ApiError> {
     let store = &shared.store;
+    let resource = request.resource;
     let stale = shared.faults.snapshot().stale_reads(&request.client);
     match (
         request.verb,
@@ -231,23 +257,23 @@ fn read(shared: &Shared, request: &LeaseRequest) -> Result<Response<Body>, ApiEr
         (Verb::Get, Some(ns), Some(name)) => Ok(respond(
             200,
             &match &stale {
-                Some(snapshot) => snapshot.get(ns, name)?,
-                None => store.get(ns, name)?,
+                Some(snapshot) => snapshot.get(resource, ns, name)?,
+                None => store.get(resource, ns, name)?,
             },
         )),
         (Verb::List, ns, None) => {
             let filter = Selector::parse(request)?;
             let keep = |o: &Value| filter.matches(o);
             let (items, version) = match &stale {
-                Some(snapshot) => snapshot.list(ns, keep),
-                None => store.list(ns, keep),
+                Some(snapshot) => snapshot.list(resource, ns, keep),
+                None => store.list(resource, ns, keep),
             };
             let items: Vec<Value> = items.into_iter().map(strip_type).collect();
             Ok(respond(
                 200,
                 &json!({
-                    "kind": "LeaseList",
-                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": format!("{}List", resource.kind()),
+                    "apiVersion": resource.api_version(),
                     "metadata": { "resourceVersion": version.to_string() },
                     "items": items,
                 }),

@@ -1,35 +1,44 @@
-//! What kube-apiserver refuses in a Lease: the envelope (kind, apiVersion,
-//! namespace), what does not decode (400) and what does not validate (422);
-//! and how it writes the `MicroTime`s it accepts.
+//! What kube-apiserver refuses in an object: the envelope (kind,
+//! apiVersion, namespace), what does not decode (400) and what does not
+//! validate (422); and how it writes the `MicroTime`s it accepts. Leases
+//! here, `LeaseCandidate`s in `candidate.rs`.
 //!
 //! The checks are this server's own, not the elector's: the fake must not
 //! borrow from the code it judges.
 
+pub(crate) mod candidate;
+
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
+use crate::resource::Resource;
 use crate::status::{self, ApiError, LEASES};
 
-/// Checks the envelope: a JSON object of kind Lease in the path's namespace.
-pub(crate) fn checked_object(body: Value, ns: &str) -> Result<Value, ApiError> {
+/// Checks the envelope: a JSON object of the resource's kind and version,
+/// in the path's namespace.
+pub(crate) fn checked_object(resource: Resource, body: Value, ns: &str) -> Result<Value, ApiError> {
     let Value::Object(_) = &body else {
         return Err(status::bad_request(
             "Object 'Kind' is missing in the request body: not a JSON object",
         ));
     };
+    let kind = resource.kind();
+    let api_version = resource.api_version();
     match body.get("kind").and_then(Value::as_str) {
-        None | Some("Lease") => {}
+        None => {}
+        Some(k) if k == kind => {}
         Some(other) => {
             return Err(status::bad_request(format!(
-                "the kind of the object ({other}) does not match the resource (Lease)"
+                "the kind of the object ({other}) does not match the resource ({kind})"
             )));
         }
     }
     match body.get("apiVersion").and_then(Value::as_str) {
-        None | Some("coordination.k8s.io/v1") => {}
+        None => {}
+        Some(v) if v == api_version => {}
         Some(other) => {
             return Err(status::bad_request(format!(
-                "the API version in the data ({other}) does not match the expected API version (coordination.k8s.io/v1)"
+                "the API version in the data ({other}) does not match the expected API version ({api_version})"
             )));
         }
     }
@@ -42,15 +51,15 @@ pub(crate) fn checked_object(body: Value, ns: &str) -> Result<Value, ApiError> {
         ));
     }
     let mut body = body;
-    body["apiVersion"] = json!("coordination.k8s.io/v1");
-    body["kind"] = json!("Lease");
+    body["apiVersion"] = json!(api_version);
+    body["kind"] = json!(kind);
     Ok(body)
 }
 
 /// Validates a Lease named `name` the way kube-apiserver decodes and
 /// validates it: 400 for what does not decode, 422 listing every invalid
 /// field otherwise.
-pub(crate) fn validate(object: &Value, name: &str) -> Result<(), ApiError> {
+pub(crate) fn lease(object: &Value, name: &str) -> Result<(), ApiError> {
     let mut causes = Vec::new();
     if let Err(reason) = dns1123_subdomain(name) {
         causes.push((
@@ -60,11 +69,15 @@ pub(crate) fn validate(object: &Value, name: &str) -> Result<(), ApiError> {
     }
     let spec = &object["spec"];
     if !spec.is_null() && !spec.is_object() {
-        return Err(decode_error("spec must be an object"));
+        return Err(not_an_object(Resource::Leases, spec));
     }
     check_int32s(spec, &mut causes)?;
-    check_times(spec)?;
-    check_strings(spec)?;
+    check_times(Resource::Leases, spec, &["acquireTime", "renewTime"])?;
+    check_strings(
+        Resource::Leases,
+        spec,
+        &["holderIdentity", "strategy", "preferredHolder"],
+    )?;
     check_coordination(spec, &mut causes);
     if causes.is_empty() {
         Ok(())
@@ -92,49 +105,100 @@ fn check_int32s(spec: &Value, causes: &mut Vec<(String, String)>) -> Result<(), 
                     ));
                 }
                 Some(_) => {}
-                None => return Err(decode_error(&format!("spec.{field}: {n} is not an int32"))),
+                None => {
+                    return Err(decode_error(
+                        Resource::Leases,
+                        &format!("spec.{field}: {n} is not an int32"),
+                    ));
+                }
             },
             other => {
-                return Err(decode_error(&format!(
-                    "spec.{field}: cannot unmarshal {} into an int32",
-                    type_name(other)
-                )));
+                return Err(decode_error(
+                    Resource::Leases,
+                    &format!(
+                        "json: cannot unmarshal {} into Go struct field LeaseSpec.spec.{field} of type int32",
+                        type_name(other)
+                    ),
+                ));
             }
         }
     }
     Ok(())
 }
 
-/// `acquireTime` and `renewTime` must decode as `MicroTime`s.
-fn check_times(spec: &Value) -> Result<(), ApiError> {
-    for field in ["acquireTime", "renewTime"] {
+/// `fields` of `spec` (`acquireTime`, `renewTime`) must decode as
+/// `MicroTime`s.
+pub(crate) fn check_times(
+    resource: Resource,
+    spec: &Value,
+    fields: &[&str],
+) -> Result<(), ApiError> {
+    for &field in fields {
         match &spec[field] {
             Value::Null => {}
             Value::String(s) => {
-                if s.parse::<Timestamp>().is_err() {
-                    return Err(decode_error(&format!(
-                        "parsing time {s:?} as \"2006-01-02T15:04:05.000000Z07:00\": cannot parse {s:?}"
-                    )));
+                if !is_micro_time(s) {
+                    return Err(decode_error(
+                        resource,
+                        &format!(
+                            "parsing time {s:?} as \"2006-01-02T15:04:05.000000Z07:00\": cannot parse {s:?}"
+                        ),
+                    ));
                 }
             }
             other => {
-                return Err(decode_error(&format!(
-                    "spec.{field}: cannot unmarshal {} into a time",
-                    type_name(other)
-                )));
+                return Err(decode_error(
+                    resource,
+                    &format!(
+                        "json: cannot unmarshal {} into Go struct field {}Spec.spec.{field} of type string",
+                        type_name(other),
+                        resource.kind()
+                    ),
+                ));
             }
         }
     }
     Ok(())
 }
 
-fn check_strings(spec: &Value) -> Result<(), ApiError> {
-    for field in ["holderIdentity", "strategy", "preferredHolder"] {
+/// Whether `s` parses as Go's `time.Parse(RFC3339Micro, s)` parses a
+/// `MicroTime`: `2006-01-02T15:04:05.000000Z07:00`, exactly six fractional
+/// digits, then `Z` or a `+hh:mm` offset.
+fn is_micro_time(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    let shape = b"dddd-dd-ddTdd:dd:dd.dddddd";
+    if bytes.len() < shape.len() + 1 {
+        return false;
+    }
+    let (stamp, zone) = bytes.split_at(shape.len());
+    let shaped = stamp.iter().zip(shape).all(|(b, want)| match want {
+        b'd' => b.is_ascii_digit(),
+        want => b == want,
+    });
+    let zoned = match zone {
+        b"Z" => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit()),
+        _ => false,
+    };
+    shaped && zoned && s.parse::<Timestamp>().is_ok()
+}
+
+/// `fields` of `spec` must decode as strings (`null` is Go's empty value).
+pub(crate) fn check_strings(
+    resource: Resource,
+    spec: &Value,
+    fields: &[&str],
+) -> Result<(), ApiError> {
+    for &field in fields {
         if !(spec[field].is_null() || spec[field].is_string()) {
-            return Err(decode_error(&format!(
-                "spec.{field}: cannot unmarshal {} into a string",
-                type_name(&spec[field])
-            )));
+            return Err(decode_error(
+                resource,
+                &format!(
+                    "json: cannot unmarshal {} into Go struct field {}Spec.spec.{field} of type string",
+                    type_name(&spec[field]),
+                    resource.kind()
+                ),
+            ));
         }
     }
     Ok(())
@@ -151,27 +215,34 @@ const KNOWN_STRATEGIES: [&str; 1] = ["OldestEmulationVersion"];
 fn check_coordination(spec: &Value, causes: &mut Vec<(String, String)>) {
     let strategy = spec["strategy"].as_str();
     if let Some(strategy) = strategy {
-        let field = "spec.strategy.strategy".to_owned();
-        if strategy.contains('/') {
-            for reason in qualified_name(strategy) {
-                causes.push((
-                    field.clone(),
-                    format!("Invalid value: {strategy:?}: {reason}"),
-                ));
-            }
-        } else if !KNOWN_STRATEGIES.contains(&strategy) {
-            let supported = KNOWN_STRATEGIES.map(|s| format!("{s:?}")).join(", ");
-            causes.push((
-                field,
-                format!("Unsupported value: {strategy:?}: supported values: {supported}"),
-            ));
-        }
+        coordinated_strategy(strategy, "spec.strategy", causes);
     }
     let preferred = spec["preferredHolder"].as_str();
     if preferred.is_some_and(|p| !p.is_empty()) && strategy.is_none_or(str::is_empty) {
         causes.push((
             "spec.preferredHolder".to_owned(),
             "Forbidden: may only be specified if `strategy` is defined".to_owned(),
+        ));
+    }
+}
+
+/// kube-apiserver's `ValidateCoordinatedLeaseStrategy`, for Leases and
+/// `LeaseCandidate`s alike: a strategy Kubernetes defines, or a qualified
+/// name with a prefix. The causes name `{path}.strategy`.
+pub(crate) fn coordinated_strategy(strategy: &str, path: &str, causes: &mut Vec<(String, String)>) {
+    let field = format!("{path}.strategy");
+    if strategy.contains('/') {
+        for reason in qualified_name(strategy) {
+            causes.push((
+                field.clone(),
+                format!("Invalid value: {strategy:?}: {reason}"),
+            ));
+        }
+    } else if !KNOWN_STRATEGIES.contains(&strategy) {
+        let supported = KNOWN_STRATEGIES.map(|s| format!("{s:?}")).join(", ");
+        causes.push((
+            field,
+            format!("Unsupported value: {strategy:?}: supported values: {supported}"),
         ));
     }
 }
@@ -268,13 +339,29 @@ fn label_chars(label: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn decode_error(detail: &str) -> ApiError {
+/// 400 for a spec that is not a JSON object, in Go's words.
+pub(crate) fn not_an_object(resource: Resource, spec: &Value) -> ApiError {
+    let kind = resource.kind();
+    decode_error(
+        resource,
+        &format!(
+            "json: cannot unmarshal {} into Go struct field {kind}.spec of type {}.{kind}Spec",
+            type_name(spec),
+            resource.version()
+        ),
+    )
+}
+
+/// 400 for a body that does not decode as the resource's kind.
+pub(crate) fn decode_error(resource: Resource, detail: &str) -> ApiError {
+    let kind = resource.kind();
+    let version = resource.version();
     status::bad_request(format!(
-        "Lease in version \"v1\" cannot be handled as a Lease: {detail}"
+        "{kind} in version \"{version}\" cannot be handled as a {kind}: {detail}"
     ))
 }
 
-fn type_name(v: &Value) -> &'static str {
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "bool",
@@ -285,9 +372,10 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// Rewrites the `MicroTime`s of a valid Lease as kube-apiserver serializes them.
-pub(crate) fn normalize(object: &mut Value) {
-    for field in ["acquireTime", "renewTime"] {
+/// Rewrites the `MicroTime`s `fields` of a valid object's spec as
+/// kube-apiserver serializes them.
+pub(crate) fn normalize_times(object: &mut Value, fields: &[&str]) {
+    for &field in fields {
         if let Some(s) = object["spec"][field].as_str()
             && let Ok(t) = s.parse::<Timestamp>()
         {
@@ -303,6 +391,7 @@ fn micro_time(t: Timestamp) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::lease as validate;
     use super::*;
 
     #[test]
@@ -426,6 +515,22 @@ mod tests {
         assert!(dns1123_subdomain("A").is_err());
         assert!(dns1123_subdomain(&"a".repeat(253)).is_ok());
         assert!(dns1123_subdomain(&"a".repeat(254)).is_err());
+    }
+
+    #[test]
+    fn micro_times_parse_only_in_go_s_layout() {
+        assert!(is_micro_time("2026-11-24T14:00:00.123456Z"));
+        assert!(is_micro_time("2026-11-24T14:00:00.123456+02:00"));
+        for bad in [
+            "2026-11-24T14:00:00Z",
+            "2026-11-24T14:00:00.123Z",
+            "2026-11-24T14:00:00.123456789Z",
+            "2026-13-24T14:00:00.123456Z",
+            "2026-11-24 14:00:00.123456Z",
+            "not a time",
+        ] {
+            assert!(!is_micro_time(bad), "{bad}");
+        }
     }
 
     #[test]

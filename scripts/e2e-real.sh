@@ -17,7 +17,7 @@ set -euo pipefail
 
 # Test targets (tests/<name>.rs) run against the real server; a missing file
 # is skipped with a note.
-E2E_TESTS=${E2E_TESTS:-"conformance elector lease_lock observability tracing controller events interop hub"}
+E2E_TESTS=${E2E_TESTS:-"conformance elector lease_lock observability tracing controller events interop hub handover coordinated"}
 # The CoordinatedLeaderElection gate of each apiserver started here, in
 # order ("on", "off"): the first runs E2E_TESTS (and the deploy/ check),
 # each later one E2E_LATER_GATE_TESTS. Not used with KUBECONFIG.

@@ -377,3 +377,175 @@ async fn declared_candidates_without_a_controller_run_the_plain_election() {
         "the LeaseCandidate is deleted on shutdown"
     );
 }
+
+/// The wall-clock time (ns) of `at`, through one pair of readings.
+fn wall_of(at: tokio::time::Instant, base: (tokio::time::Instant, i128)) -> i128 {
+    let (instant, wall) = base;
+    if at >= instant {
+        wall + i128::try_from((at - instant).as_nanos()).unwrap()
+    } else {
+        wall - i128::try_from((instant - at).as_nanos()).unwrap()
+    }
+}
+
+fn now_nanos() -> i128 {
+    i128::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    )
+    .unwrap()
+}
+
+/// Terms on the wall clock (ns): (who, start, end).
+type WallTerms = Arc<Mutex<Vec<(String, i128, Option<i128>)>>>;
+
+/// Records `handle`'s terms: the start as the term says, the end when its
+/// end is published (no earlier than it ended, so an overlap is never hidden).
+fn record_wall(handle: &ElectorHandle, terms: &WallTerms) {
+    let mut state = handle.subscribe();
+    let (who, terms) = (handle.identity().to_owned(), Arc::clone(terms));
+    let base = (tokio::time::Instant::now(), now_nanos());
+    tokio::spawn(async move {
+        let mut open = false;
+        loop {
+            let term = state.borrow_and_update().term.clone();
+            {
+                let mut all = terms.lock().unwrap_or_else(PoisonError::into_inner);
+                match (term, open) {
+                    (Some(term), false) => {
+                        all.push((who.clone(), wall_of(term.started_at, base), None));
+                        open = true;
+                    }
+                    (None, true) => {
+                        if let Some(last) = all.iter_mut().rev().find(|t| t.0 == who) {
+                            last.2 = Some(now_nanos());
+                        }
+                        open = false;
+                    }
+                    _ => {}
+                }
+            }
+            if state.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+fn assert_no_wall_overlap(terms: &WallTerms) {
+    let mut all = terms.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    all.sort_by_key(|t| t.1);
+    for pair in all.windows(2) {
+        let end = pair[0].2.unwrap_or(i128::MAX);
+        assert!(
+            end <= pair[1].1,
+            "{} led until {end}, {} from {}: overlap ({all:?})",
+            pair[0].0,
+            pair[1].0,
+            pair[1].1
+        );
+    }
+}
+
+/// client-go's elector, with `Coordinated: true` and its own `LeaseCandidate`
+/// (`leaderelection.NewCandidate`), among kube-elector candidates: the
+/// controller hands the Lease from kube-elector to client-go and back, each
+/// through `preferredHolder`, without overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_go_candidate_takes_part_in_the_same_coordinated_election() {
+    let Some(target) = with_controller().await else {
+        return;
+    };
+    let (Some(binary), Ok(kubeconfig)) = (
+        std::env::var_os("KUBE_ELECTOR_CLIENT_GO_ELECTOR"),
+        std::env::var(support::KUBECONFIG_ENV),
+    ) else {
+        return support::skip("client-go's elector (KUBE_ELECTOR_CLIENT_GO_ELECTOR)");
+    };
+    let lease = unique_name("mixed");
+    let history = History::follow(&target, &lease);
+    let terms = WallTerms::default();
+    let recorder = Recorder::default();
+    let (newest, go, oldest) = (
+        format!("{lease}-newest"),
+        format!("{lease}-go"),
+        format!("{lease}-oldest"),
+    );
+    let first = spawn(
+        &target,
+        config(&lease, &newest, "1.35.0", "1.35.0"),
+        &recorder,
+    );
+    record_wall(&first, &terms);
+    until_lease(&target, &lease, "the first candidate leads", |l| {
+        holder_is(l, &newest)
+    })
+    .await;
+
+    let mut child = tokio::process::Command::new(binary)
+        .args(["--kubeconfig", &kubeconfig, "--namespace", "default"])
+        .args(["--lease-name", &lease, "--identity", &go])
+        .args(["--lease-duration-ms", "6000", "--renew-deadline-ms", "4000"])
+        .args(["--retry-period-ms", "1000"])
+        .args(["--coordinated-binary-version", "1.34.0"])
+        .args(["--coordinated-emulation-version", "1.34.0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start client-go's elector");
+    let stdout = child.stdout.take().expect("its stdout");
+    {
+        let (terms, go) = (Arc::clone(&terms), go.clone());
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                let at = i128::from(event["ts_unix_nanos"].as_i64().unwrap_or_default());
+                let mut all = terms.lock().unwrap_or_else(PoisonError::into_inner);
+                match event["event"].as_str() {
+                    Some("started_leading") => all.push((go.clone(), at, None)),
+                    Some("stopped_leading") => {
+                        if let Some(last) = all.iter_mut().rev().find(|t| t.0 == go) {
+                            last.2 = Some(at);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+    until_lease(
+        &target,
+        &lease,
+        "the controller hands the Lease to client-go",
+        |l| holder_is(l, &go),
+    )
+    .await;
+    let last = spawn(
+        &target,
+        config(&lease, &oldest, "1.33.0", "1.33.0"),
+        &recorder,
+    );
+    record_wall(&last, &terms);
+    until_lease(&target, &lease, "and from client-go to the oldest", |l| {
+        holder_is(l, &oldest)
+    })
+    .await;
+    wait_sees_leader(&mut last.subscribe(), &oldest, PATIENCE).await;
+    let states = history.states();
+    assert!(
+        states.contains(&(newest.clone(), go.clone()))
+            && states.contains(&(go.clone(), oldest.clone())),
+        "each handover went through preferredHolder: {states:?}"
+    );
+    assert_no_wall_overlap(&terms);
+    recorder.assert_no_overlap();
+    child.kill().await.expect("stop client-go's elector");
+    shut_down(vec![first, last]).await;
+}

@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -134,6 +135,8 @@ func main() {
 		rounds      = flag.Int("rounds", 1, "with --herd: number of graceful handovers")
 		manyN       = flag.Int("many", 0, "benchmark: run N electors, each alone on Lease <lease-name>-<i> as <identity>-<i> (see herd.go)")
 		windowMs    = flag.Int("window-ms", 5000, "with --many: measuring window in milliseconds")
+		binaryVer   = flag.String("coordinated-binary-version", "", "coordinated leader election: declare a LeaseCandidate (leaderelection.NewCandidate) with this binary version and run the elector with Coordinated: true (needs --coordinated-emulation-version)")
+		emulation   = flag.String("coordinated-emulation-version", "", "coordinated leader election: the LeaseCandidate's emulation version")
 	)
 	klog.InitFlags(nil) // -v=N etc.: client-go's own logs go to stderr
 	flag.Parse()
@@ -191,6 +194,7 @@ func main() {
 		RenewDeadline:   time.Duration(*renewMs) * time.Millisecond,
 		RetryPeriod:     time.Duration(*retryMs) * time.Millisecond,
 		Name:            *leaseName,
+		Coordinated:     *binaryVer != "",
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(ctx context.Context) {
 				if !rep.started() {
@@ -224,6 +228,21 @@ func main() {
 		rep.terminate()
 		cancel()
 	}()
+
+	if *binaryVer != "" {
+		if *emulation == "" {
+			fail(2, "--coordinated-binary-version needs --coordinated-emulation-version")
+		}
+		// The candidate is named after the identity: the controller writes
+		// the candidate's name as holderIdentity.
+		candidate, waiter, err := leaderelection.NewCandidate(client, *namespace, *identity, *leaseName,
+			*binaryVer, *emulation, coordinationv1.OldestEmulationVersion)
+		if err != nil {
+			fail(2, "NewCandidate: %v", err)
+		}
+		go candidate.Run(ctx)
+		waiter.WaitForCacheSync(ctx.Done())
+	}
 
 	rep.event(eventReady, "")
 	status := 0

@@ -6,6 +6,8 @@
 //!   `retry_period`.
 //! - [`migrating_from_kube_leader_election`] and
 //!   [`migrating_from_kube_lease_manager`]: moving over from the peer crates.
+//! - [`coordinated`]: coordinated leader election (`LeaseCandidate`) and
+//!   directed handover.
 //! - [`testing`]: testing leader-gated code against the embedded API server
 //!   (the `kube-elector-testing` crate).
 //!
@@ -22,6 +24,9 @@ pub mod migrating_from_kube_leader_election {}
 
 #[doc = include_str!("../docs/guide/migrating_from_kube_lease_manager.md")]
 pub mod migrating_from_kube_lease_manager {}
+
+#[doc = include_str!("../docs/guide/coordinated.md")]
+pub mod coordinated {}
 
 #[doc = include_str!("../docs/guide/testing.md")]
 pub mod testing {}

@@ -24,6 +24,9 @@ pub struct Args {
     pub many: usize,
     /// ...measured over this window.
     pub window: Duration,
+    /// kube-elector only: on SIGUSR1, hand the Lease over to the identity
+    /// this file holds (directed handover; empty: to any candidate).
+    pub handover_file: Option<String>,
 }
 
 pub fn parse() -> Args {
@@ -40,6 +43,7 @@ pub fn parse() -> Args {
         rounds: 10,
         many: 0,
         window: Duration::from_secs(20),
+        handover_file: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -58,6 +62,7 @@ pub fn parse() -> Args {
             "--rounds" => args.rounds = value.parse().expect("a count"),
             "--many" => args.many = value.parse().expect("a count"),
             "--window-ms" => args.window = ms(),
+            "--handover-file" => args.handover_file = Some(value.clone()),
             _ => eprintln!("ignoring unknown flag {flag}"),
         }
     }

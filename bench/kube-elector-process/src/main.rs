@@ -10,7 +10,7 @@ mod protocol;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube_elector::{ElectorConfig, ElectorHandle, LeaderElector, LeaderEvent, LeaseHub};
+use kube_elector::{ElectorConfig, ElectorHandle, LeaderElector, LeaderEvent, LeaseHub, Successor};
 use tokio::signal::unix::{SignalKind, signal};
 
 const IMPL: &str = "kube-elector";
@@ -46,10 +46,29 @@ async fn main() {
         .spawn();
     let mut events = handle.events();
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut usr1 = signal(SignalKind::user_defined1()).expect("SIGUSR1 handler");
     let mut leading = false; // a started_leading line is not closed yet
+    // A directed handover asked by SIGUSR1, running beside the events.
+    let mut handover: Option<std::pin::Pin<Box<dyn Future<Output = _> + '_>>> = None;
     loop {
         tokio::select! {
             _ = term.recv() => break,
+            _ = usr1.recv(), if handover.is_none() => {
+                let to = args
+                    .handover_file
+                    .as_deref()
+                    .and_then(|path| std::fs::read_to_string(path).ok())
+                    .map(|name| name.trim().to_owned())
+                    .filter(|name| !name.is_empty())
+                    .map_or(Successor::Any, Successor::Named);
+                handover = Some(Box::pin(handle.hand_over(to)));
+            }
+            outcome = async { handover.as_mut().expect("a handover").await }, if handover.is_some() => {
+                handover = None;
+                if let Err(error) = outcome {
+                    eprintln!("handover failed: {error}");
+                }
+            }
             event = events.next() => match event {
                 Some(LeaderEvent::StartedLeading) => {
                     leading = true;
@@ -67,6 +86,7 @@ async fn main() {
             },
         }
     }
+    drop(handover);
     // The term ends here, before the shutdown starts (the line protocol:
     // stopped_leading before the release). The shutdown's StoppedLeading
     // event can reach this task after the elector's task has released the

@@ -24,6 +24,8 @@ pub struct Args {
     pub many: usize,
     /// ...measured over this window.
     pub window: Duration,
+    /// Round-trip mode: time this many GETs of the Lease, one after another.
+    pub rtt: usize,
 }
 
 pub fn parse() -> Args {
@@ -40,6 +42,7 @@ pub fn parse() -> Args {
         rounds: 10,
         many: 0,
         window: Duration::from_secs(20),
+        rtt: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -58,6 +61,7 @@ pub fn parse() -> Args {
             "--rounds" => args.rounds = value.parse().expect("a count"),
             "--many" => args.many = value.parse().expect("a count"),
             "--window-ms" => args.window = ms(),
+            "--rtt" => args.rtt = value.parse().expect("a count"),
             _ => eprintln!("ignoring unknown flag {flag}"),
         }
     }

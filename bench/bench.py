@@ -5,12 +5,15 @@ Every implementation runs as separate processes that speak the line protocol
 of bench/protocol.rs (client-go through interop/cmd/client-go-elector), against
 one embedded Lease API server process (the lease-apiserver example of the
 kube-elector-testing crate), whose /_testing endpoint injects faults and
-counts requests per client. Prints a markdown table, then the same figures as
-`figure,implementation,value,unit` lines. Figures, not asserts: nothing here
-fails on a slow number.
+counts requests per client; or, with --real-kubeconfig, against a real
+kube-apiserver (no faults: graceful handover, crash takeover and API load,
+counted from its /metrics). Prints a markdown table, then the same figures
+as `figure,implementation,value,unit` lines. Figures, not asserts: nothing
+here fails on a slow number.
 
-Usage: bench.py --server BIN --impl NAME=BIN [--impl ...] [--quick] [--seed N]
-                [--only partition|rolling] [--rounds N]
+Usage: bench.py (--server BIN | --real-kubeconfig FILE) --impl NAME=BIN [--impl ...]
+                [--quick] [--seed N] [--only partition|rolling|herd|many]
+                [--rtt-binary BIN] [--timeline FILE.json]
                 [--lease-duration-ms N --renew-deadline-ms N --retry-period-ms N]
 
 The `rolling` scenario is a check, not a figure: it exits 1 if two electors
@@ -18,16 +21,19 @@ led at once or a leader failed to return in time (see rolling()).
 """
 
 import argparse
+import base64
 import json
 import os
 import queue
 import random
+import re
 import shlex
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import ssl
 import threading
 import time
 import urllib.request
@@ -41,6 +47,8 @@ def now_ns():
 
 
 class Server:
+    real = False
+
     def __init__(self, binary, workdir):
         self.workdir = workdir
         self.proc = subprocess.Popen(
@@ -105,6 +113,57 @@ users:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=10)
+
+
+class RealServer:
+    """A real kube-apiserver named by the admin kubeconfig that
+    interop/cmd/apiserver writes (server, CA data, bearer token): every
+    process gets that kubeconfig (their identities are their own); requests
+    are counted from the apiserver's /metrics. No fault injection."""
+
+    real = True
+
+    def __init__(self, kubeconfig_path):
+        self.path = kubeconfig_path
+        text = open(kubeconfig_path).read()
+
+        def field(name):
+            m = re.search(rf"^\s*{name}:\s*(\S+)\s*$", text, re.M)
+            return m.group(1).strip("\"'") if m else None
+        self.url = field("server").rstrip("/")
+        self.token = field("token")
+        ca = field("certificate-authority-data")
+        if ca:
+            self.tls = ssl.create_default_context(cadata=base64.b64decode(ca).decode())
+        elif field("insecure-skip-tls-verify") == "true":
+            self.tls = ssl._create_unverified_context()  # noqa: S323 - the apiserver said so
+        else:
+            self.tls = ssl.create_default_context()
+
+    def kubeconfig(self, identity):
+        return self.path
+
+    def _get(self, path):
+        req = urllib.request.Request(self.url + path, headers={"authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(req, timeout=10, context=self.tls) as r:
+            return r.read().decode()
+
+    def lease(self, name):
+        return json.loads(self._get(f"/apis/coordination.k8s.io/v1/namespaces/default/leases/{name}"))
+
+    def lease_requests(self):
+        """Lease requests the apiserver has completed so far, all clients
+        and namespaces (apiserver_request_total, group coordination.k8s.io,
+        resource leases, every verb; a watch counts when it ends)."""
+        total = 0.0
+        for line in self._get("/metrics").splitlines():
+            if line.startswith("apiserver_request_total{") and 'resource="leases"' in line \
+                    and 'group="coordination.k8s.io"' in line:
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def stop(self):
+        pass
 
 
 class Group:
@@ -247,8 +306,21 @@ def percentile(values, p):
 
 # === Scenarios ===
 
-def graceful(server, impl, binary, rounds):
+def into_term(rng):
+    """How long after a term started its leader is stopped: at least 0.3 s
+    (followers have observed the leader), then at a point drawn uniformly
+    over one lease duration, so the signal falls at every phase of a
+    renew or poll cycle, as a real shutdown does. Drawn from a generator
+    seeded alike for every implementation: the same points for all. A
+    fixed point would be phase-locked with implementations whose followers
+    sleep from the start of a term (kube-lease-manager's sleep until the
+    expiry they saw then): always the same, least favourable, moment."""
+    return 0.3 + rng.uniform(0, LEASE_MS / 1000)
+
+
+def graceful(server, impl, binary, rounds, seed=7):
     g = Group(server, impl, binary, f"graceful-{impl}")
+    rng = random.Random(seed)
     for _ in range(3):
         g.spawn()
     times = []
@@ -256,7 +328,7 @@ def graceful(server, impl, binary, rounds):
         leader = g.wait_leader()
         if leader is None:
             break
-        time.sleep(0.3)  # let followers observe the leader
+        time.sleep(into_term(rng))
         t0 = now_ns()
         g.terminate(leader)
         who, ts = g.wait_started(t0, not_identity=leader)
@@ -268,8 +340,9 @@ def graceful(server, impl, binary, rounds):
     return times
 
 
-def crash(server, impl, binary, rounds):
+def crash(server, impl, binary, rounds, seed=7):
     g = Group(server, impl, binary, f"crash-{impl}")
+    rng = random.Random(seed)
     for _ in range(3):
         g.spawn()
     after_renew = []
@@ -277,7 +350,7 @@ def crash(server, impl, binary, rounds):
         leader = g.wait_leader()
         if leader is None:
             break
-        time.sleep(0.5)
+        time.sleep(into_term(rng))
         g.kill(leader)
         kill_ns = now_ns()
         renew = server.lease(g.lease)["spec"].get("renewTime")
@@ -318,6 +391,56 @@ def api_load(server, impl, binary, window):
     return total, followers
 
 
+def api_load_real(server, impl, binary, window, baseline):
+    """API load on a real kube-apiserver, from its request counter (which
+    does not say who sent what): the rate with 1 leader + 9 followers, then
+    with the leader alone after the followers stopped, each minus the
+    apiserver's own Lease traffic (`baseline`, measured with no elector
+    running). Returns (total, followers, leader) in requests per second."""
+    g = Group(server, impl, binary, f"load-{impl}-{now_ns() % 10**6}")
+    for _ in range(10):
+        g.spawn()
+    g.wait_leader()
+    time.sleep(LEASE_MS / 1000 * 2)
+    leader = g.leader()
+    before = server.lease_requests()
+    time.sleep(window)
+    group = (server.lease_requests() - before) / window
+    for identity in list(g.procs):
+        if identity != leader:
+            g.terminate(identity)
+    time.sleep(LEASE_MS / 1000)  # the followers' last requests have completed
+    before = server.lease_requests()
+    time.sleep(window)
+    alone = (server.lease_requests() - before) / window
+    g.stop_all()
+    return group - baseline, group - alone, alone - baseline
+
+
+def baseline_load(server, window):
+    """Lease requests per second the apiserver sees with no elector running
+    (its own identity Leases)."""
+    before = server.lease_requests()
+    time.sleep(window)
+    return (server.lease_requests() - before) / window
+
+
+def rtt(server, binary, samples):
+    """One GET of a Lease, then one PUT that changes it, as kube-rs's client
+    sends them, timed by bench-kube-elector --rtt: (GET median, GET p99,
+    PUT median, PUT p99) in milliseconds."""
+    out = subprocess.run(
+        [binary, "--kubeconfig", server.kubeconfig("rtt-probe"), "--namespace", "default",
+         "--lease-name", "rtt-probe", "--identity", "rtt-probe", "--rtt", str(samples)],
+        capture_output=True, text=True, timeout=300)
+    for line in out.stdout.splitlines():
+        if '"rtt"' in line:
+            row = json.loads(line)
+            print(f"# {line}", file=sys.stderr, flush=True)
+            return row["median_ms"], row["p99_ms"], row.get("put_median_ms"), row.get("put_p99_ms")
+    raise RuntimeError(f"no rtt line: {out.stderr[-500:]}")
+
+
 def chaos(server, impl, binary, seconds, seed):
     """The same seeded fault schedule for every implementation."""
     rng = random.Random(seed)
@@ -355,9 +478,11 @@ def partition(server, impl, binary, rounds):
     does it say it stopped, and when does another start, both counted from
     the partition? margin = next start - stop; negative is an overlap."""
     g = Group(server, impl, binary, f"partition-{impl}")
+    begin = now_ns()
     for _ in range(3):
         g.spawn()
     rows = []
+    faults = []  # (identity, from ns, to ns): partitioned
     for _ in range(rounds):
         leader = g.wait_leader()
         if leader is None:
@@ -369,18 +494,29 @@ def partition(server, impl, binary, rounds):
         stopped = None
         deadline = time.time() + PATIENCE
         while stopped is None and time.time() < deadline:
+            # The end of the term the partition cut: the leader's latest
+            # term that started before it (not an earlier term of the same
+            # process, which ended long before: that would hide an overlap).
             with g.lock:
-                ends = [end for w, start, end in g.terms if w == leader and start < t0 and end is not None]
-            stopped = ends[-1] if ends else None
+                cut = max((t for t in g.terms if t[0] == leader and t[1] < t0), key=lambda t: t[1], default=None)
+            stopped = cut[2] if cut else None
             if stopped is None:
                 time.sleep(0.005)
         server.faults(clear=True)
+        faults.append((leader, t0, now_ns()))
         if who is None or stopped is None:
             break
         rows.append(((stopped - t0) / 1e6, (started - t0) / 1e6, (started - stopped) / 1e6))
         time.sleep(LEASE_MS / 1000)  # the healed process settles as a follower
+    end = now_ns()
+    with g.lock:
+        terms = [list(t) for t in g.terms]
     g.stop_all()
-    return rows
+    timeline = {"implementation": impl, "begin_ns": begin, "end_ns": end,
+                "electors": list(g.impl_of), "terms": terms,
+                "faults": [{"identity": w, "from_ns": a, "to_ns": b, "kind": "partition"} for w, a, b in faults],
+                "rows": rows}
+    return rows, timeline
 
 
 def rolling_participants(impls):
@@ -654,12 +790,18 @@ def many(server, impl, binary, n, window_ms):
 def main():
     global LEASE_MS, RENEW_MS, RETRY_MS  # set from the flags: what every elector is given
     parser = argparse.ArgumentParser()
-    parser.add_argument("--server", required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--server", help="the lease-apiserver binary (the embedded server, started here)")
+    where.add_argument("--real-kubeconfig", help="a real kube-apiserver's admin kubeconfig (already running)")
+    parser.add_argument("--rtt-binary", help="bench-kube-elector, to time one GET (default: the kube-elector --impl)")
+    parser.add_argument("--timeline", help="write the partition scenario's terms and faults here (JSON, for bench/timeline.py)")
     parser.add_argument("--impl", action="append", default=[], help="NAME=BINARY")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--only", choices=["partition", "rolling", "herd", "many"],
-                        help="run just this scenario (a targeted measurement, or the rolling-upgrade check)")
+    parser.add_argument("--only", choices=["partition", "rolling", "herd", "many", "peers"],
+                        help="run just this scenario (a targeted measurement, or the rolling-upgrade check); "
+                             "peers: the scenarios every implementation runs (partition, handover, crash, "
+                             "load, chaos, and the RTT), not scale, herd, many or rolling")
     parser.add_argument("--rolling-rounds", type=int, help="rounds of the rolling scenario (default 10, 6 quick)")
     parser.add_argument("--lease-duration-ms", type=int, default=LEASE_MS)
     parser.add_argument("--renew-deadline-ms", type=int, default=RENEW_MS)
@@ -689,12 +831,51 @@ def main():
             print(f"# {what} failed: {e!r}", file=sys.stderr)
             return None
 
+    timelines = []
+    real = args.real_kubeconfig is not None
+    rtt_binary = args.rtt_binary or impls.get("kube-elector")
+    rtt_median = None
     with tempfile.TemporaryDirectory() as workdir:
-        server = Server(args.server, workdir)
+        server = RealServer(args.real_kubeconfig) if real else Server(args.server, workdir)
         try:
-            for name, binary in impls.items() if args.only in (None, "partition") else ():
+            peers = args.only in (None, "peers")
+            if rtt_binary and peers:
+                r = attempt("rtt", rtt, server, shlex.split(rtt_binary)[0], 50 if args.quick else 200)
+                if r:
+                    rtt_median = r[0]
+                    figures += [("get_rtt_median", "kube-elector", r[0], "ms"),
+                                ("get_rtt_p99", "kube-elector", r[1], "ms")]
+                    if r[2] is not None:
+                        figures += [("put_rtt_median", "kube-elector", r[2], "ms"),
+                                    ("put_rtt_p99", "kube-elector", r[3], "ms")]
+            if real and peers:
+                baseline = attempt("baseline load", baseline_load, server, window) or 0.0
+                figures.append(("api_load_apiserver_own", "kube-elector", baseline, "req/s"))
+            for name, binary in impls.items() if real and peers else ():
+                print(f"# {name} (real server)", file=sys.stderr)
+                g = attempt("graceful", graceful, server, name, binary, rounds, args.seed) or []
+                figures += [("graceful_handover_median", name, statistics.median(g) if g else float("nan"), "ms"),
+                            ("graceful_handover_p99", name, percentile(g, 99), "ms"),
+                            ("graceful_handover_samples", name, len(g), "count")]
+                if g and rtt_median:
+                    figures.append(("graceful_handover_in_rtts", name, statistics.median(g) / rtt_median, "RTTs"))
+                c = attempt("crash", crash, server, name, binary, crash_rounds, args.seed) or []
+                figures += [("crash_takeover_median", name, statistics.median(c) if c else float("nan"), "ms"),
+                            ("crash_takeover_minus_lease_median", name,
+                             (statistics.median(c) - LEASE_MS) if c else float("nan"), "ms")]
+                total, followers, leader = attempt("api load", api_load_real, server, name, binary, window,
+                                                   baseline) or (float("nan"),) * 3
+                figures += [("api_load_total", name, total, "req/s"),
+                            ("api_load_followers", name, followers, "req/s"),
+                            ("api_load_leader", name, leader, "req/s")]
+                for fig in figures:
+                    if fig[1] == name:
+                        print(",".join(map(str, fig)), file=sys.stderr, flush=True)
+            for name, binary in impls.items() if not real and args.only in (None, "partition", "peers") else ():
                 print(f"# {name}", file=sys.stderr)
-                p = attempt("partition", partition, server, name, binary, crash_rounds) or []
+                p, timeline = attempt("partition", partition, server, name, binary, crash_rounds) or ([], None)
+                if timeline:
+                    timelines.append(timeline)
                 figures += [("partition_stop_median", name,
                              statistics.median(r[0] for r in p) if p else float("nan"), "ms"),
                             ("partition_takeover_median", name,
@@ -702,11 +883,13 @@ def main():
                             ("partition_margin_min", name, min(r[2] for r in p) if p else float("nan"), "ms")]
                 if args.only == "partition":
                     continue
-                g = attempt("graceful", graceful, server, name, binary, rounds) or []
+                g = attempt("graceful", graceful, server, name, binary, rounds, args.seed) or []
                 figures += [("graceful_handover_median", name, statistics.median(g) if g else float("nan"), "ms"),
                             ("graceful_handover_p99", name, percentile(g, 99), "ms"),
                             ("graceful_handover_samples", name, len(g), "count")]
-                c = attempt("crash", crash, server, name, binary, crash_rounds) or []
+                if g and rtt_median:
+                    figures.append(("graceful_handover_in_rtts", name, statistics.median(g) / rtt_median, "RTTs"))
+                c = attempt("crash", crash, server, name, binary, crash_rounds, args.seed) or []
                 figures += [("crash_takeover_median", name, statistics.median(c) if c else float("nan"), "ms"),
                             ("crash_takeover_minus_lease_median", name,
                              (statistics.median(c) - LEASE_MS) if c else float("nan"), "ms")]
@@ -719,13 +902,13 @@ def main():
                 for fig in figures:
                     if fig[1] == name:
                         print(",".join(map(str, fig)), file=sys.stderr, flush=True)
-            if "kube-elector" in impls and args.only is None:
+            if not real and "kube-elector" in impls and args.only is None:
                 for row in attempt("scale", scale, server, impls["kube-elector"], scale_counts) or []:
                     n = row["electors"]
                     figures += [(f"scale_{n}_rss", "kube-elector", row["rss_kib"] / 1024, "MiB"),
                                 (f"scale_{n}_cpu", "kube-elector", row["cpu_share"] * 100, "% of a core"),
                                 (f"scale_{n}_leading", "kube-elector", row["leading"], "count")]
-            if args.only in (None, "herd"):
+            if not real and args.only in (None, "herd"):
                 for name in herd_impls:
                     for n in herd_counts:
                         rows = attempt("herd", herd, server, name, impls[name], n, herd_rounds) or []
@@ -735,7 +918,7 @@ def main():
                                     (f"herd_{n}_handover_p99", name, percentile(ms, 99) if ms else float("nan"), "ms"),
                                     (f"herd_{n}_requests_median", name, statistics.median(req) if req else float("nan"), "count"),
                                     (f"herd_{n}_requests_max", name, max(req) if req else float("nan"), "count")]
-            if args.only in (None, "many"):
+            if not real and args.only in (None, "many"):
                 # The durations guide's figures for many Leases: lease 60 s,
                 # renew deadline 40 s, retry 10 s (1,000 renews/s at 10,000).
                 saved = (LEASE_MS, RENEW_MS, RETRY_MS)
@@ -750,17 +933,23 @@ def main():
                                     (f"many_leases_{many_count}_requests", name, row["req_per_s"], "req/s")]
                 LEASE_MS, RENEW_MS, RETRY_MS = saved
             mixed = rolling_participants(impls)
-            if args.only in (None, "rolling") and mixed:
+            if not real and args.only in (None, "rolling") and mixed:
                 print(f"# rolling: {', '.join(mixed)} on one Lease", file=sys.stderr)
                 rolling_ok, rolling_lines = attempt("rolling", rolling, server, mixed, rolling_rounds,
                                                     args.seed) or (False, ["rolling: FAILED: the scenario raised"])
-            elif args.only == "rolling":
+            elif args.only == "rolling" and not real:
                 raise SystemExit("rolling: no kube-elector* or client-go implementation among --impl")
         finally:
             server.stop()
 
+    if args.timeline and timelines:
+        with open(args.timeline, "w") as f:
+            json.dump({"lease_ms": LEASE_MS, "renew_deadline_ms": RENEW_MS, "retry_ms": RETRY_MS,
+                       "seed": args.seed, "scenario": "partition", "implementations": timelines}, f, indent=1)
+        print(f"# timeline data: {args.timeline}", file=sys.stderr)
+
     names = list(impls)
-    print(f"\nLease {LEASE_MS} ms, renew deadline {RENEW_MS} ms, retry {RETRY_MS} ms; "
+    print(f"\n{'Real kube-apiserver' if real else 'Embedded Lease API server'}; lease {LEASE_MS} ms, renew deadline {RENEW_MS} ms, retry {RETRY_MS} ms; "
           f"{args.only or ('quick' if args.quick else 'full')} run, seed {args.seed}\n")
     if figures:
         print("| figure | unit | " + " | ".join(names) + " |")

@@ -27,6 +27,8 @@ pub struct Args {
     /// kube-elector only: on SIGUSR1, hand the Lease over to the identity
     /// this file holds (directed handover; empty: to any candidate).
     pub handover_file: Option<String>,
+    /// Round-trip mode: time this many GETs of the Lease, one after another.
+    pub rtt: usize,
 }
 
 pub fn parse() -> Args {
@@ -44,6 +46,7 @@ pub fn parse() -> Args {
         many: 0,
         window: Duration::from_secs(20),
         handover_file: None,
+        rtt: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -63,6 +66,7 @@ pub fn parse() -> Args {
             "--many" => args.many = value.parse().expect("a count"),
             "--window-ms" => args.window = ms(),
             "--handover-file" => args.handover_file = Some(value.clone()),
+            "--rtt" => args.rtt = value.parse().expect("a count"),
             _ => eprintln!("ignoring unknown flag {flag}"),
         }
     }

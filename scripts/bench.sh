@@ -1,22 +1,42 @@
 #!/usr/bin/env bash
 # Benchmarks kube-elector beside kube-leader-election 0.44, kube-lease-manager
 # 0.13 and client-go (when Go is available), in one run, against the embedded
-# Lease API server. Figures, not asserts: see BENCHMARKS.md.
+# Lease API server, or a real kube-apiserver. Figures, not asserts: see
+# BENCHMARKS.md.
 #
 #   scripts/bench.sh            # full run (about 15 minutes, after the builds)
 #   scripts/bench.sh --quick    # a short run
-#   scripts/bench.sh --only partition   # just the partitioned-leader measurement
+#   scripts/bench.sh --only peers       # the scenarios every implementation runs (no scale, herd, many, rolling)
+#   scripts/bench.sh --only partition   # just the partitioned-leader measurement (and the timeline)
 #   scripts/bench.sh --only herd        # N candidates on one Lease (N = 10, 100, 1,000)
 #   scripts/bench.sh --only many        # 10,000 Leases led by one process
+#   scripts/bench.sh --server real      # on kube-apiserver + etcd (interop/cmd/apiserver):
+#                                       # handover, crash takeover, API load, one GET's RTT
+#
+# The embedded run's partition scenario also draws bench/timeline.svg (who
+# led when, from bench/timeline.json) with matplotlib, which this script
+# installs into a virtualenv under the cargo target directory if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-target="$root/bench/target"   # shared by the bench crates; each has its own Cargo.lock
+cargo_target=${CARGO_TARGET_DIR:-$root/target}
+# Shared by the bench crates; each has its own Cargo.lock.
+target=${BENCH_TARGET_DIR:-$root/bench/target}
 
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
-log "building the lease-apiserver and the elector processes (release)"
-cargo build -q --release -p kube-elector-testing --example lease-apiserver
+server=embedded
+args=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --server) server=${2:?--server embedded|real}; shift 2 ;;
+    --server=*) server=${1#--server=}; shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+case $server in embedded | real) ;; *) log "--server: embedded or real, not $server"; exit 2 ;; esac
+
+log "building the elector processes (release)"
 for crate in kube-elector-process peers/kube-leader-election peers/kube-lease-manager; do
   cargo build -q --release --locked --manifest-path "bench/$crate/Cargo.toml" --target-dir "$target"
 done
@@ -25,14 +45,47 @@ impls=(
   --impl "kube-leader-election=$target/release/bench-kube-leader-election"
   --impl "kube-lease-manager=$target/release/bench-kube-lease-manager"
 )
+interop_out="$cargo_target/interop"
 if command -v go >/dev/null 2>&1; then
-  (cd interop && go build -trimpath -ldflags='-s -w' -o "$root/target/interop/client-go-elector" ./cmd/client-go-elector)
-  impls+=(--impl "client-go=$root/target/interop/client-go-elector")
+  OUT_DIR="$interop_out" interop/build.sh client-go-elector
+  impls+=(--impl "client-go=$interop_out/client-go-elector")
   # The same without ReleaseOnCancel: separates the cost of its release
   # (which runs before OnStoppedLeading) from the rest.
-  impls+=(--impl "client-go-norelease=$root/target/interop/client-go-elector --release-on-cancel=false")
+  impls+=(--impl "client-go-norelease=$interop_out/client-go-elector --release-on-cancel=false")
 else
   log "no Go toolchain: client-go is left out"
 fi
+
+if [ "$server" = real ]; then
+  command -v go >/dev/null 2>&1 || { log "--server real needs Go to build kube-apiserver"; exit 1; }
+  OUT_DIR="$interop_out" interop/build.sh apiserver
+  apiserver="$interop_out/kube-apiserver-etcd"
+  out=$interop_out
+  workdir=$(mktemp -d "${TMPDIR:-/tmp}/kube-elector-bench.XXXXXX")
+  # apiserver_start, apiserver_stop (as scripts/e2e-real.sh starts it).
+  . scripts/lib/apiserver.sh
+  trap 'apiserver_stop; rm -rf "$workdir"' EXIT
+  # The default of Kubernetes 1.33-1.37: no coordinated-election controller
+  # writing Leases beside the electors.
+  apiserver_start off
+  log "running against $(sed -n 's/^ *server: //p' "$kubeconfig")"
+  python3 bench/bench.py --real-kubeconfig "$kubeconfig" "${impls[@]}" ${args[@]+"${args[@]}"}
+  exit 0
+fi
+
+log "building the lease-apiserver (release)"
+cargo build -q --release -p kube-elector-testing --example lease-apiserver
+
+# The timeline picture needs matplotlib (scripts/lib/matplotlib.sh).
+. scripts/lib/matplotlib.sh
+python=$(matplotlib_python "$cargo_target/bench-venv") || { python=; log "could not install matplotlib: no timeline picture"; }
+timeline="$cargo_target/bench-timeline.json"
+rm -f "$timeline"
+
 log "running"
-python3 bench/bench.py --server "$root/target/release/examples/lease-apiserver" "${impls[@]}" "$@"
+python3 bench/bench.py --server "$cargo_target/release/examples/lease-apiserver" --timeline "$timeline" \
+  "${impls[@]}" ${args[@]+"${args[@]}"}
+if [ -s "$timeline" ]; then
+  cp "$timeline" bench/timeline.json
+  [ -z "$python" ] || "$python" bench/timeline.py bench/timeline.json bench/timeline.svg
+fi

@@ -12,12 +12,19 @@
 #   E2E_TESTS="conformance" scripts/e2e-real.sh      # just some suites
 #   E2E_GATES=off scripts/e2e-real.sh                # one apiserver, gate off
 #
-# Exits 0 only if every suite passed. Whatever it started, it stops.
+# Exits 0 only if every suite passed. Prints, per suite and in all, how
+# many tests ran, returned early (SKIPPED lines) and were ignored, so that
+# no run claims tests that did not run. Whatever it started, it stops.
 set -euo pipefail
 
 # Test targets (tests/<name>.rs) run against the real server; a missing file
-# is skipped with a note.
-E2E_TESTS=${E2E_TESTS:-"conformance elector lease_lock observability tracing controller events interop hub handover coordinated"}
+# is skipped with a note. The targets interop, deploy and real_* hold only
+# tests a plain `cargo test` lists as ignored (they need what this script
+# provides); they run here with --include-ignored. A test that cannot run
+# against a server (it needs the embedded one's faults, or the other gate)
+# says `SKIPPED <test>: <why>`; each suite's line and the summary count
+# those apart from the tests that ran.
+E2E_TESTS=${E2E_TESTS:-"conformance elector lease_lock observability tracing controller events interop hub handover coordinated real_rbac real_coordinated"}
 # The CoordinatedLeaderElection gate of each apiserver started here, in
 # order ("on", "off"): the first runs E2E_TESTS (and the deploy/ check),
 # each later one E2E_LATER_GATE_TESTS. Not used with KUBECONFIG.
@@ -53,13 +60,10 @@ log() { printf '[e2e %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 apiserver_pid=
 test_group=
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/kube-elector-e2e.XXXXXX")
-stop_pid() { # PID: TERM, up to 15 s, then KILL
-  local pid=$1
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 75); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
-  log "pid $pid did not stop within 15s; killing it"
-  kill -KILL "$pid" 2>/dev/null || true
-}
+# apiserver_start, apiserver_stop, stop_pid.
+. scripts/lib/apiserver.sh
+# test_counts, test_skips.
+. scripts/lib/test-counts.sh
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
@@ -95,49 +99,17 @@ fi
 export KUBE_ELECTOR_CLIENT_GO_ELECTOR="$elector"
 
 # --- the real apiserver, one per gate mode, each on fresh etcd data.
-# start_apiserver on|off: starts it, waits for READY, sets kubeconfig and
-# the suites' environment (the nowatch user, the gate it has).
+# start_apiserver on|off: starts it (scripts/lib/apiserver.sh), waits for
+# READY, sets kubeconfig and the suites' environment (the nowatch user, the
+# gate it has).
 start_apiserver() {
-  local gate=$1 flag started
-  case $gate in
-    on) flag=true ;;
-    off) flag=false ;;
-    *) log "E2E_GATES: unknown gate mode $gate (on | off)"; exit 2 ;;
-  esac
-  apiserver_log="$out/apiserver-gate-$gate.log"
-  local dir="$workdir/gate-$gate"
-  mkdir -p "$dir"
-  log "starting kube-apiserver with embedded etcd, CoordinatedLeaderElection $gate (--coordinated-leader-election=$flag; log: $apiserver_log)"
-  started=$SECONDS
-  "$apiserver" --data-dir "$dir/data" \
-    --kubeconfig "$dir/admin.kubeconfig" \
-    --kubeconfig-nowatch "$dir/nowatch.kubeconfig" \
-    --coordinated-leader-election="$flag" \
-    >"$dir/ready" 2>"$apiserver_log" &
-  apiserver_pid=$!
-  while ! grep -q '^READY ' "$dir/ready" 2>/dev/null; do
-    if ! kill -0 "$apiserver_pid" 2>/dev/null; then
-      log "kube-apiserver exited before it was ready"
-      exit 1
-    fi
-    if [ $((SECONDS - started)) -ge "$E2E_READY_TIMEOUT" ]; then
-      log "kube-apiserver was not ready within ${E2E_READY_TIMEOUT}s"
-      exit 1
-    fi
-    sleep 0.1
-  done
-  log "$(grep '^READY ' "$dir/ready") (after $((SECONDS - started))s)"
-  kubeconfig="$dir/admin.kubeconfig"
-  export KUBE_ELECTOR_TEST_KUBECONFIG_NOWATCH="$dir/nowatch.kubeconfig"
-  export KUBE_ELECTOR_TEST_COORDINATED_LEADER_ELECTION="$flag"
+  apiserver_start "$1"
+  export KUBE_ELECTOR_TEST_KUBECONFIG_NOWATCH="$nowatch_kubeconfig"
+  export KUBE_ELECTOR_TEST_COORDINATED_LEADER_ELECTION="$apiserver_gate"
 }
 
 stop_apiserver() {
-  [ -n "$apiserver_pid" ] || return 0
-  log "stopping kube-apiserver (pid $apiserver_pid)"
-  stop_pid "$apiserver_pid"
-  wait "$apiserver_pid" 2>/dev/null || true
-  apiserver_pid=
+  apiserver_stop
 }
 
 # --- deploy/: every manifest passes a server-side dry run; the namespace and
@@ -175,8 +147,14 @@ deploy_check() {
 passed=()
 failed=()
 skipped=()
+# Honest counts over all suites: tests that ran and passed, returned early
+# (SKIPPED lines), were ignored, failed.
+total_ran=0 total_skipped=0 total_ignored=0 total_failed=0
+skip_lines="$out/e2e-skipped.txt"
+: >"$skip_lines"
 # run_suite LABEL TEST [env assignments...]: cargo test --test TEST, in its
-# own process group so that cleanup can stop it and whatever it spawned.
+# own process group so that cleanup can stop it and whatever it spawned;
+# its output also goes to $out/e2e-LABEL-TEST.log, whose counts it prints.
 run_suite() {
   local label=$1 t=$2
   shift 2
@@ -185,16 +163,25 @@ run_suite() {
     skipped+=("$label/$t")
     return 0
   fi
-  local threads=()
-  [ -n "$E2E_TEST_THREADS" ] && threads=(--test-threads "$E2E_TEST_THREADS")
-  log "$label: cargo test -p kube-elector --test $t"
-  setsid env "$@" cargo test -p kube-elector --test "$t" -- "${threads[@]}" &
+  local args=()
+  case $t in interop | deploy | real_*) args+=(--include-ignored) ;; esac
+  [ -n "$E2E_TEST_THREADS" ] && args+=(--test-threads "$E2E_TEST_THREADS")
+  local suite_log="$out/e2e-$label-$t.log"
+  log "$label: cargo test -p kube-elector --test $t -- ${args[*]}"
+  setsid env "$@" bash -o pipefail -c '"${@:2}" 2>&1 | tee "$1"' _ "$suite_log" \
+    cargo test -p kube-elector --test "$t" -- "${args[@]}" &
   test_group=$!
   local status=0
   wait "$test_group" || status=$?
   # Electors a failed test left behind go with its group.
   kill -KILL -- "-$test_group" 2>/dev/null || true
   test_group=
+  local ran skips ignored fails
+  read -r ran skips ignored fails < <(test_counts "$suite_log")
+  total_ran=$((total_ran + ran)) total_skipped=$((total_skipped + skips))
+  total_ignored=$((total_ignored + ignored)) total_failed=$((total_failed + fails))
+  test_skips "$suite_log" | sed "s|^|$label/$t: |" >>"$skip_lines"
+  log "$label/$t: $ran ran, $skips skipped, $ignored ignored, $fails failed"
   if [ "$status" -eq 0 ]; then
     passed+=("$label/$t")
   else
@@ -264,6 +251,11 @@ done
 
 log "suites passed: ${passed[*]:-none}"
 [ ${#skipped[@]} -eq 0 ] || log "suites skipped: ${skipped[*]}"
+if [ -s "$skip_lines" ]; then
+  log "tests that returned early (SKIPPED), by suite:"
+  sed 's/^/    /' "$skip_lines"
+fi
+log "tests: $total_ran ran and passed, $total_skipped skipped, $total_ignored ignored, $total_failed failed (over ${#passed[@]} passed and ${#failed[@]} failed suites)"
 if [ ${#failed[@]} -gt 0 ]; then
   log "suites FAILED: ${failed[*]}"
   exit 1

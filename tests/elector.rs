@@ -726,42 +726,6 @@ fn public_handles_are_send_and_sync() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_without_watch_rbac_still_elects_on_a_real_server() {
-    // scripts/e2e-real.sh creates a user whose RBAC lacks `watch` on leases.
-    let Some(path) = std::env::var_os("KUBE_ELECTOR_TEST_KUBECONFIG_NOWATCH") else {
-        return support::skip("needs KUBE_ELECTOR_TEST_KUBECONFIG_NOWATCH");
-    };
-    let kubeconfig = kube::config::Kubeconfig::read_from(path).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(
-        kubeconfig,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .unwrap();
-    let lease = support::unique_name("rbac-nowatch");
-    let spawn = |id: &str| {
-        let client = kube::Client::try_from(config.clone()).unwrap();
-        LeaderElector::new(client, self::config(&lease, "default", id))
-            .unwrap()
-            .spawn()
-    };
-    let first = spawn("nowatch-a");
-    drop(first.became_leader().await.unwrap());
-    let second = spawn("nowatch-b");
-    let mut events = second.events();
-    wait_for(
-        &mut events,
-        &LeaderEvent::NewLeader {
-            identity: Some("nowatch-a".into()),
-        },
-    )
-    .await;
-    assert_eq!(first.shutdown().await.unwrap(), ShutdownOutcome::Released);
-    wait_for(&mut events, &LeaderEvent::StartedLeading).await;
-    second.shutdown().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fields_of_coordinated_leader_election_survive_acquire_and_release() {
     // The server keeps the fields only with the CoordinatedLeaderElection
     // gate on (it drops them otherwise).

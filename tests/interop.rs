@@ -1,8 +1,14 @@
 //! kube-elector and client-go's own elector on one Lease. Needs the
 //! client-go elector binary (`interop/cmd/client-go-elector`, built by
 //! `scripts/e2e-real.sh`), named by `KUBE_ELECTOR_CLIENT_GO_ELECTOR` or found
-//! at `target/interop/client-go-elector`; skips without it. Runs against the
-//! embedded server, or a real one named by `KUBE_ELECTOR_TEST_KUBECONFIG`.
+//! at `target/interop/client-go-elector`. Runs against the embedded server,
+//! or a real one named by `KUBE_ELECTOR_TEST_KUBECONFIG`.
+//!
+//! Every test here is `#[ignore]`d, so a plain `cargo test` lists them as
+//! ignored rather than passing them without the binary;
+//! `scripts/e2e-real.sh` runs them with `--include-ignored` (by hand:
+//! `cargo test --test interop -- --include-ignored`). Run so without the
+//! binary, each says `SKIPPED` (see `support::skipped`).
 
 mod support;
 
@@ -272,8 +278,8 @@ struct Setup {
 
 async fn setup(prefix: &str) -> Option<Setup> {
     let Some(binary) = client_go_binary() else {
-        eprintln!(
-            "skipped: no client-go elector binary (run scripts/e2e-real.sh, or set KUBE_ELECTOR_CLIENT_GO_ELECTOR)"
+        support::skipped(
+            "no client-go elector binary (run scripts/e2e-real.sh, or set KUBE_ELECTOR_CLIENT_GO_ELECTOR)",
         );
         return None;
     };
@@ -353,6 +359,7 @@ async fn client_go_leads_kube_elector_follows(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the client-go elector binary: scripts/e2e-real.sh runs it"]
 async fn client_go_leader_released_by_sigterm_is_followed_by_kube_elector() {
     let Some(s) = setup("cg-to-ke").await else {
         return;
@@ -371,6 +378,7 @@ async fn client_go_leader_released_by_sigterm_is_followed_by_kube_elector() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the client-go elector binary: scripts/e2e-real.sh runs it"]
 async fn kube_elector_leader_shut_down_is_followed_by_client_go() {
     let Some(s) = setup("ke-to-cg").await else {
         return;
@@ -387,6 +395,7 @@ async fn kube_elector_leader_shut_down_is_followed_by_client_go() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the client-go elector binary: scripts/e2e-real.sh runs it"]
 async fn killed_client_go_leader_is_replaced_after_expiry() {
     let Some(s) = setup("cg-killed").await else {
         return;
@@ -407,6 +416,7 @@ async fn killed_client_go_leader_is_replaced_after_expiry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the client-go elector binary: scripts/e2e-real.sh runs it"]
 async fn crashed_kube_elector_leader_is_replaced_by_client_go_after_expiry() {
     let Some(s) = setup("ke-crashed").await else {
         return;
@@ -431,6 +441,7 @@ async fn crashed_kube_elector_leader_is_replaced_by_client_go_after_expiry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the client-go elector binary: scripts/e2e-real.sh runs it"]
 async fn mixed_group_never_has_two_leaders_through_handovers() {
     let Some(s) = setup("mixed").await else {
         return;

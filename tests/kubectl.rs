@@ -1,6 +1,8 @@
 //! kubectl against the embedded server: list, get -o yaml, apply (client-side
 //! and server-side), delete. Fails in CI (`CI` set) when kubectl is missing.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -49,8 +51,7 @@ fn manifest(dir: &Path, name: &str, holder: &str) -> std::path::PathBuf {
 async fn kubectl_lists_gets_applies_and_deletes_leases() {
     if !kubectl_available() {
         assert!(std::env::var_os("CI").is_none(), "kubectl is missing in CI");
-        eprintln!("skipped: kubectl is not installed");
-        return;
+        return support::skipped("kubectl is not installed");
     }
     let server = LeaseApiServer::start().await.unwrap();
     let dir = std::env::temp_dir().join(format!("kube-elector-kubectl-{}", std::process::id()));

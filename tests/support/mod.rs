@@ -1,10 +1,11 @@
 //! What every integration test stands on: a target API server (the embedded
 //! one, or a real one named by `KUBE_ELECTOR_TEST_KUBECONFIG`), unique names,
-//! and skipping what a real server cannot do.
+//! and skipping, visibly, what a target cannot do.
 
 #![allow(dead_code, unreachable_pub)] // each test file uses a part of this
 
 pub mod client_faults;
+pub mod coordinated;
 pub mod recorder;
 pub mod scrape;
 
@@ -71,15 +72,15 @@ impl Target {
             return match real {
                 Some(real) if real == on => Some(Self::new().await),
                 Some(_) => {
-                    eprintln!(
-                        "skipped: needs the CoordinatedLeaderElection gate {wanted}, and {GATE_ENV} says the real server's is not"
-                    );
+                    skipped(&format!(
+                        "needs the CoordinatedLeaderElection gate {wanted}, and {GATE_ENV} says the real server's is not"
+                    ));
                     None
                 }
                 None => {
-                    eprintln!(
-                        "skipped: needs the CoordinatedLeaderElection gate {wanted}; set {GATE_ENV}=true or false as the real server has it"
-                    );
+                    skipped(&format!(
+                        "needs the CoordinatedLeaderElection gate {wanted}; set {GATE_ENV}=true or false as the real server has it"
+                    ));
                     None
                 }
             };
@@ -135,9 +136,25 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}-{n}-{nanos:x}", std::process::id())
 }
 
-/// Says why a test does nothing on this target.
+/// Says why a test does nothing on a real API server (it needs what only the
+/// embedded one has): see [`skipped`].
 pub fn skip(why: &str) {
-    eprintln!("skipped: {why} (not available on a real API server)");
+    skipped(&format!("{why} (not available on a real API server)"));
+}
+
+/// Says that the running test returns without testing anything, and why: a
+/// line `SKIPPED <test>: <why>` on the process's standard error, written
+/// past libtest's output capture so that it shows in every run, and counted
+/// by `.ci/run` and `scripts/e2e-real.sh` (libtest itself can only report
+/// such a test as passed). The test's name is its thread's, as libtest
+/// names it; call this from the test's own thread.
+pub fn skipped(why: &str) {
+    use std::io::Write as _;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("<unnamed test>");
+    // One write of one line: lines of tests running in parallel stay whole.
+    let line = format!("SKIPPED {test}: {why}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// Waits until `condition` holds, checking every 20 ms, for at most

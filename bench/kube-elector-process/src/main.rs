@@ -2,7 +2,7 @@
 //! `--scale N` it runs N electors on N Leases instead and reports its resident
 //! memory and CPU use in steady state as `scale` lines; `--herd N` hands one
 //! Lease over among N candidates of one `LeaseHub`, `--many N` leads N Leases
-//! through one (see bench/README.md).
+//! through one, `--rtt N` times N GETs of one Lease (see bench/README.md).
 
 #[path = "../../protocol.rs"]
 mod protocol;
@@ -39,6 +39,9 @@ async fn main() {
     }
     if args.many > 0 {
         return many(&args, client, elector_config).await;
+    }
+    if args.rtt > 0 {
+        return rtt(&args, client).await;
     }
     protocol::emit(IMPL, &args.identity, "ready", "");
     let handle = LeaderElector::new(client, elector_config(&args.lease_name, &args.identity))
@@ -137,6 +140,68 @@ async fn scale(
     for h in handles {
         let _ = h.shutdown().await;
     }
+}
+
+/// The round trip of one request, as an elector's client sees it: N GETs
+/// of one Lease (created if missing, with no holder), one after another on
+/// the client's kept-alive connection, after a few to warm it up, then N
+/// PUTs that change it. Prints one `rtt` line with the medians and the
+/// 99th percentiles.
+async fn rtt(args: &protocol::Args, client: kube::Client) {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let leases: kube::Api<Lease> = kube::Api::namespaced(client, &args.namespace);
+    if leases
+        .get_opt(&args.lease_name)
+        .await
+        .expect("GET the Lease")
+        .is_none()
+    {
+        let lease = Lease {
+            metadata: kube::api::ObjectMeta {
+                name: Some(args.lease_name.clone()),
+                ..Default::default()
+            },
+            spec: None,
+        };
+        let _ = leases.create(&Default::default(), &lease).await;
+    }
+    for _ in 0..5 {
+        leases.get(&args.lease_name).await.expect("GET the Lease");
+    }
+    let mut ms: Vec<f64> = Vec::with_capacity(args.rtt);
+    for _ in 0..args.rtt {
+        let t0 = std::time::Instant::now();
+        leases.get(&args.lease_name).await.expect("GET the Lease");
+        ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    // The same for a write: a PUT that changes the record (as a renew
+    // does), conditional on the resourceVersion it read back.
+    let mut lease = leases.get(&args.lease_name).await.expect("GET the Lease");
+    let mut put_ms: Vec<f64> = Vec::with_capacity(args.rtt);
+    for i in 0..args.rtt {
+        lease
+            .spec
+            .get_or_insert_with(Default::default)
+            .lease_transitions = Some(i32::try_from(i).unwrap_or(i32::MAX));
+        let t0 = std::time::Instant::now();
+        lease = leases
+            .replace(&args.lease_name, &Default::default(), &lease)
+            .await
+            .expect("PUT the Lease");
+        put_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    let at = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * q).round() as usize]
+    };
+    println!(
+        "{{\"event\":\"rtt\",\"samples\":{},\"median_ms\":{:.3},\"p99_ms\":{:.3},\"put_median_ms\":{:.3},\"put_p99_ms\":{:.3}}}",
+        ms.len(),
+        at(&mut ms, 0.5),
+        at(&mut ms, 0.99),
+        at(&mut put_ms, 0.5),
+        at(&mut put_ms, 0.99)
+    );
 }
 
 /// How long any one wait of a benchmark mode may take.

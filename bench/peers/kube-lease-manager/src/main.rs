@@ -1,7 +1,12 @@
-//! kube-lease-manager 0.13 through its documented `watch()` channel; the lock
-//! is released when the channel is dropped (SIGTERM). Duration and grace come
-//! from the lease duration and the renew deadline, in whole seconds; it has
-//! no retry period of its own. Speaks bench/protocol.rs.
+//! kube-lease-manager 0.13 driven as its docs say ("fully automated way"):
+//! `LeaseManagerBuilder` with duration and grace, `watch()` for a channel of
+//! "am I leading" and the watching task, `changed()` then
+//! `borrow_and_update()` on the channel. On SIGTERM the channel is dropped:
+//! the watching task then releases the Lease (`release()`, which the docs
+//! name for a graceful exit) and ends, and it is joined, as the docs ask
+//! ("preferably you should"), before the process exits. Duration and grace come from
+//! the lease duration and the renew deadline, in whole seconds; it has no
+//! retry period of its own. Speaks bench/protocol.rs.
 
 #[path = "../../../protocol.rs"]
 mod protocol;
@@ -45,7 +50,18 @@ async fn main() {
             changed = channel.changed() => if changed.is_err() { break },
         }
         let now_leading = *channel.borrow_and_update();
-        // The crate reports only "am I leading"; the holder is read back.
+        if now_leading != leading {
+            leading = now_leading;
+            let event = if leading {
+                "started_leading"
+            } else {
+                "stopped_leading"
+            };
+            let me = if leading { args.identity.as_str() } else { "" };
+            protocol::emit(IMPL, &args.identity, event, me);
+        }
+        // The crate reports only "am I leading"; the holder is read back
+        // (after the event: the read is the bench's, not the crate's).
         if let Ok(Some(lease)) = leases.get_opt(&args.lease_name).await {
             let holder = lease
                 .spec
@@ -56,20 +72,16 @@ async fn main() {
                 protocol::emit(IMPL, &args.identity, "new_leader", &leader);
             }
         }
-        if now_leading != leading {
-            leading = now_leading;
-            let event = if leading {
-                "started_leading"
-            } else {
-                "stopped_leading"
-            };
-            protocol::emit(IMPL, &args.identity, event, &leader);
-        }
     }
     if leading {
         protocol::emit(IMPL, &args.identity, "stopped_leading", "");
     }
-    drop(channel); // releases the lock
-    let _ = task.await;
+    // Closing the channel makes the watching task release the Lease and end.
+    drop(channel);
+    match task.await {
+        Ok(Ok(_manager)) => {}
+        Ok(Err(e)) => eprintln!("{IMPL}: the watching task's release failed: {e}"),
+        Err(e) => eprintln!("{IMPL}: the watching task failed: {e}"),
+    }
     protocol::emit(IMPL, &args.identity, "exited", "");
 }

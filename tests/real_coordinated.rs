@@ -1,0 +1,427 @@
+//! Coordinated leader election against kube-apiserver's coordinating
+//! controller, which only a real kube-apiserver with the
+//! `CoordinatedLeaderElection` gate on runs: every test here is
+//! `#[ignore]`d, and `scripts/e2e-real.sh` runs them with
+//! `--include-ignored` (elsewhere each says `SKIPPED`).
+
+mod support;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use jiff::SignedDuration;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use kube::api::{ListParams, WatchEvent, WatchParams};
+use kube_elector::{ElectorHandle, SkewedClock};
+
+use support::coordinated::{PATIENCE, all_see, candidates_api, config, shut_down, spawn};
+use support::recorder::Recorder;
+use support::{Target, unique_name, wait_sees_leader};
+
+/// The real server with the gate on, where the controller runs; `None`
+/// (after saying why) elsewhere.
+async fn with_controller() -> Option<Target> {
+    let target = Target::with_coordinated_leader_election(true).await?;
+    if !target.is_real() {
+        support::skipped(
+            "needs kube-apiserver's coordinating controller (a real server with the CoordinatedLeaderElection gate on)",
+        );
+        return None;
+    }
+    Some(target)
+}
+
+/// Every (holder, preferredHolder) the Lease went through, as a watch saw
+/// it from the start of the test.
+#[derive(Clone, Default)]
+struct History(Arc<Mutex<Vec<(String, String)>>>);
+
+impl History {
+    fn follow(target: &Target, lease: &str) -> Self {
+        let history = Self::default();
+        let api: Api<Lease> = Api::namespaced(target.client_for("history"), target.namespace());
+        let (lease, seen) = (lease.to_owned(), history.clone());
+        tokio::spawn(async move {
+            let params = WatchParams::default().fields(&format!("metadata.name={lease}"));
+            let mut version = "0".to_owned();
+            loop {
+                let Ok(stream) = api.watch(&params, &version).await else {
+                    continue;
+                };
+                futures::pin_mut!(stream);
+                while let Ok(Some(event)) = stream.try_next().await {
+                    if let WatchEvent::Added(lease) | WatchEvent::Modified(lease) = event {
+                        version = lease.metadata.resource_version.clone().unwrap_or_default();
+                        let spec = lease.spec.unwrap_or_default();
+                        let entry = (
+                            spec.holder_identity.unwrap_or_default(),
+                            spec.preferred_holder.unwrap_or_default(),
+                        );
+                        let mut all = seen.0.lock().unwrap_or_else(PoisonError::into_inner);
+                        if all.last() != Some(&entry) {
+                            all.push(entry);
+                        }
+                    }
+                }
+            }
+        });
+        history
+    }
+
+    fn states(&self) -> Vec<(String, String)> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Waits until the Lease satisfies `condition`.
+async fn until_lease(target: &Target, lease: &str, what: &str, condition: impl Fn(&Lease) -> bool) {
+    let api: Api<Lease> = Api::namespaced(target.client_for("test"), target.namespace());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Ok(Some(found)) = api.get_opt(lease).await
+            && condition(&found)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {PATIENCE:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether `holder` holds the Lease. (The controller sets `strategy` only
+/// once it has to elect someone other than the holder: a Lease created by
+/// the candidate it would pick anyway never gets one.)
+fn holder_is(lease: &Lease, holder: &str) -> bool {
+    lease
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.holder_identity.as_deref() == Some(holder))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kube-apiserver's coordinating controller: scripts/e2e-real.sh runs it"]
+async fn the_controller_picks_the_leader_a_newer_candidate_waits_an_older_one_takes_over() {
+    let Some(target) = with_controller().await else {
+        return;
+    };
+    let lease = unique_name("coordinated");
+    let history = History::follow(&target, &lease);
+    let recorder = Recorder::default();
+    let name = |n: &str| format!("{lease}-{n}");
+    let (a, b, c, d) = (name("a"), name("b"), name("c"), name("d"));
+    // a and b emulate 1.34; a's binary is older: the controller picks a.
+    let mut handles = vec![
+        spawn(&target, config(&lease, &b, "1.35.0", "1.34.0"), &recorder),
+        spawn(&target, config(&lease, &a, "1.34.0", "1.34.0"), &recorder),
+    ];
+    until_lease(&target, &lease, "the controller names a", |l| {
+        holder_is(l, &a)
+    })
+    .await;
+    all_see(&handles, &a).await;
+
+    // A newer candidate joins: once the controller has seen it (its
+    // LeaseCandidate exists, and the controller's requeue interval of 5 s
+    // has passed), nothing changes.
+    handles.push(spawn(
+        &target,
+        config(&lease, &c, "1.36.0", "1.35.0"),
+        &recorder,
+    ));
+    let candidates = candidates_api(&target);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while candidates.get_opt(&c).await.ok().flatten().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "c declares itself in time"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert!(handles[1].is_leader(), "a still leads");
+    assert!(
+        history
+            .states()
+            .iter()
+            .all(|(holder, preferred)| *holder != c && *preferred != c),
+        "the newer candidate was never preferred nor held the Lease: {:?}",
+        history.states()
+    );
+
+    // An older one joins: the controller prefers it, a hands over.
+    handles.push(spawn(
+        &target,
+        config(&lease, &d, "1.34.0", "1.33.0"),
+        &recorder,
+    ));
+    all_see(&handles, &d).await;
+    until_lease(
+        &target,
+        &lease,
+        "d holds the Lease under the strategy",
+        |l| {
+            holder_is(l, &d)
+                && l.spec.as_ref().unwrap().strategy.as_deref() == Some("OldestEmulationVersion")
+        },
+    )
+    .await;
+    let states = history.states();
+    assert!(
+        states.contains(&(a.clone(), d.clone())),
+        "the controller set preferredHolder to d while a held the Lease: {states:?}"
+    );
+    recorder.assert_no_overlap();
+    shut_down(handles).await;
+    let left = candidates
+        .list(&ListParams::default())
+        .await
+        .expect("list candidates");
+    assert!(
+        left.items.iter().all(|o| !o
+            .metadata
+            .name
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with(&lease)),
+        "every candidate deleted its LeaseCandidate when it stopped"
+    );
+}
+
+/// The controller judges expiry by `renewTime` (the leader's wall clock) +
+/// `leaseDurationSeconds` against its own clock. A leader whose clock lags
+/// by less than lease − renew deadline is preferred away (it hands over);
+/// one that lags by more than the lease looks expired at every renew, and
+/// the controller gives its Lease to the next candidate outright: the
+/// leader learns it only from the watch. This measures the limit the
+/// guide states; it is not a property kube-elector can keep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kube-apiserver's coordinating controller: scripts/e2e-real.sh runs it"]
+async fn a_leader_whose_clock_lags_past_the_margin_is_deposed_by_the_controller() {
+    let Some(target) = with_controller().await else {
+        return;
+    };
+    for (lag_secs, deposed) in [(1, false), (30, true)] {
+        let lease = unique_name("skewed");
+        let history = History::follow(&target, &lease);
+        let recorder = Recorder::default();
+        let (laggard, better) = (format!("{lease}-lags"), format!("{lease}-better"));
+        let lagging = config(&lease, &laggard, "1.35.0", "1.35.0").clock(Arc::new(
+            SkewedClock::new(SignedDuration::from_secs(-lag_secs)),
+        ));
+        let mut handles = vec![spawn(&target, lagging, &recorder)];
+        until_lease(&target, &lease, "the laggard leads", |l| {
+            holder_is(l, &laggard)
+        })
+        .await;
+        wait_sees_leader(&mut handles[0].subscribe(), &laggard, PATIENCE).await;
+        drop(handles[0].became_leader().await.expect("the laggard leads"));
+
+        handles.push(spawn(
+            &target,
+            config(&lease, &better, "1.34.0", "1.34.0"),
+            &recorder,
+        ));
+        tokio::time::timeout(PATIENCE, all_see(&handles, &better))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("lag {lag_secs} s: better never led: {:?}", history.states())
+            });
+        let states = history.states();
+        let preferred_away = states.contains(&(laggard.clone(), better.clone()));
+        assert_eq!(
+            !preferred_away,
+            deposed,
+            "lag {lag_secs} s: the laggard was {} ({states:?})",
+            if deposed {
+                "deposed outright"
+            } else {
+                "asked to hand over"
+            }
+        );
+        if !deposed {
+            recorder.assert_no_overlap();
+        }
+        shut_down(handles).await;
+    }
+}
+
+/// The wall-clock time (ns) of `at`, through one pair of readings.
+fn wall_of(at: tokio::time::Instant, base: (tokio::time::Instant, i128)) -> i128 {
+    let (instant, wall) = base;
+    if at >= instant {
+        wall + i128::try_from((at - instant).as_nanos()).unwrap()
+    } else {
+        wall - i128::try_from((instant - at).as_nanos()).unwrap()
+    }
+}
+
+fn now_nanos() -> i128 {
+    i128::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    )
+    .unwrap()
+}
+
+/// Terms on the wall clock (ns): (who, start, end).
+type WallTerms = Arc<Mutex<Vec<(String, i128, Option<i128>)>>>;
+
+/// Records `handle`'s terms: the start as the term says, the end when its
+/// end is published (no earlier than it ended, so an overlap is never hidden).
+fn record_wall(handle: &ElectorHandle, terms: &WallTerms) {
+    let mut state = handle.subscribe();
+    let (who, terms) = (handle.identity().to_owned(), Arc::clone(terms));
+    let base = (tokio::time::Instant::now(), now_nanos());
+    tokio::spawn(async move {
+        let mut open = false;
+        loop {
+            let term = state.borrow_and_update().term.clone();
+            {
+                let mut all = terms.lock().unwrap_or_else(PoisonError::into_inner);
+                match (term, open) {
+                    (Some(term), false) => {
+                        all.push((who.clone(), wall_of(term.started_at, base), None));
+                        open = true;
+                    }
+                    (None, true) => {
+                        if let Some(last) = all.iter_mut().rev().find(|t| t.0 == who) {
+                            last.2 = Some(now_nanos());
+                        }
+                        open = false;
+                    }
+                    _ => {}
+                }
+            }
+            if state.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+fn assert_no_wall_overlap(terms: &WallTerms) {
+    let mut all = terms.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    all.sort_by_key(|t| t.1);
+    for pair in all.windows(2) {
+        let end = pair[0].2.unwrap_or(i128::MAX);
+        assert!(
+            end <= pair[1].1,
+            "{} led until {end}, {} from {}: overlap ({all:?})",
+            pair[0].0,
+            pair[1].0,
+            pair[1].1
+        );
+    }
+}
+
+/// client-go's elector, with `Coordinated: true` and its own `LeaseCandidate`
+/// (`leaderelection.NewCandidate`), among kube-elector candidates: the
+/// controller hands the Lease from kube-elector to client-go and back, each
+/// through `preferredHolder`, without overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kube-apiserver's coordinating controller: scripts/e2e-real.sh runs it"]
+async fn a_client_go_candidate_takes_part_in_the_same_coordinated_election() {
+    let Some(target) = with_controller().await else {
+        return;
+    };
+    let (Some(binary), Ok(kubeconfig)) = (
+        std::env::var_os("KUBE_ELECTOR_CLIENT_GO_ELECTOR"),
+        std::env::var(support::KUBECONFIG_ENV),
+    ) else {
+        return support::skipped("needs client-go's elector (KUBE_ELECTOR_CLIENT_GO_ELECTOR)");
+    };
+    let lease = unique_name("mixed");
+    let history = History::follow(&target, &lease);
+    let terms = WallTerms::default();
+    let recorder = Recorder::default();
+    let (newest, go, oldest) = (
+        format!("{lease}-newest"),
+        format!("{lease}-go"),
+        format!("{lease}-oldest"),
+    );
+    let first = spawn(
+        &target,
+        config(&lease, &newest, "1.35.0", "1.35.0"),
+        &recorder,
+    );
+    record_wall(&first, &terms);
+    until_lease(&target, &lease, "the first candidate leads", |l| {
+        holder_is(l, &newest)
+    })
+    .await;
+
+    let mut child = tokio::process::Command::new(binary)
+        .args(["--kubeconfig", &kubeconfig, "--namespace", "default"])
+        .args(["--lease-name", &lease, "--identity", &go])
+        .args(["--lease-duration-ms", "6000", "--renew-deadline-ms", "4000"])
+        .args(["--retry-period-ms", "1000"])
+        .args(["--coordinated-binary-version", "1.34.0"])
+        .args(["--coordinated-emulation-version", "1.34.0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start client-go's elector");
+    let stdout = child.stdout.take().expect("its stdout");
+    {
+        let (terms, go) = (Arc::clone(&terms), go.clone());
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                let at = i128::from(event["ts_unix_nanos"].as_i64().unwrap_or_default());
+                let mut all = terms.lock().unwrap_or_else(PoisonError::into_inner);
+                match event["event"].as_str() {
+                    Some("started_leading") => all.push((go.clone(), at, None)),
+                    Some("stopped_leading") => {
+                        if let Some(last) = all.iter_mut().rev().find(|t| t.0 == go) {
+                            last.2 = Some(at);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+    until_lease(
+        &target,
+        &lease,
+        "the controller hands the Lease to client-go",
+        |l| holder_is(l, &go),
+    )
+    .await;
+    let last = spawn(
+        &target,
+        config(&lease, &oldest, "1.33.0", "1.33.0"),
+        &recorder,
+    );
+    record_wall(&last, &terms);
+    until_lease(&target, &lease, "and from client-go to the oldest", |l| {
+        holder_is(l, &oldest)
+    })
+    .await;
+    wait_sees_leader(&mut last.subscribe(), &oldest, PATIENCE).await;
+    let states = history.states();
+    assert!(
+        states.contains(&(newest.clone(), go.clone()))
+            && states.contains(&(go.clone(), oldest.clone())),
+        "each handover went through preferredHolder: {states:?}"
+    );
+    assert_no_wall_overlap(&terms);
+    recorder.assert_no_overlap();
+    child.kill().await.expect("stop client-go's elector");
+    shut_down(vec![first, last]).await;
+}

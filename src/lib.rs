@@ -113,6 +113,7 @@ mod lock;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod record;
+mod shard;
 mod shared;
 mod state;
 
@@ -130,4 +131,8 @@ pub use lock::{LeaseLock, LeaseLockParams, LeaseLockResult};
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use metrics::ElectorMetrics;
 pub use record::SUCCESSOR_ANNOTATION;
+pub use shard::{
+    Assignment, OwnedShards, ShardConfig, ShardConfigError, ShardConfigProblem, ShardEvent,
+    ShardEvents, ShardedElector, ShardedHandle, shard_for_key,
+};
 pub use state::{LeaderEvent, LeaderEvents, LeaderState, Term};

@@ -8,6 +8,8 @@
 //!   [`migrating_from_kube_lease_manager`]: moving over from the peer crates.
 //! - [`testing`]: testing leader-gated code against the embedded API server
 //!   (the `kube-elector-testing` crate).
+//! - [`sharding`]: N shards over the replicas: when to shard, choosing N,
+//!   what a move costs, idempotent reconciles across a move.
 //!
 //! The pages hold no items; their examples are compiled and run as doctests.
 
@@ -25,3 +27,6 @@ pub mod migrating_from_kube_lease_manager {}
 
 #[doc = include_str!("../docs/guide/testing.md")]
 pub mod testing {}
+
+#[doc = include_str!("../docs/guide/sharding.md")]
+pub mod sharding {}

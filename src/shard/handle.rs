@@ -266,6 +266,17 @@ impl ShardedHandle {
         self.owned.borrow().contains(self.shard_of(key))
     }
 
+    /// The guard of `shard`'s current term, if this replica owns it now:
+    /// hold it while working on one of the shard's objects, and a handover
+    /// of the shard waits for it (up to the drain timeout).
+    #[must_use]
+    pub fn leadership(&self, shard: u32) -> Option<Leadership> {
+        use futures::FutureExt;
+        let view = self.views.get(usize::try_from(shard).ok()?)?;
+        // `became_leader` is ready at once while a term runs.
+        view.became_leader().now_or_never()?.ok()
+    }
+
     /// Waits until this replica owns `shard`, and returns the guard of
     /// that term (its token is cancelled when the shard is lost or handed
     /// over, and the handover waits for the guard to be dropped).

@@ -10,6 +10,8 @@
 //!   directed handover.
 //! - [`testing`]: testing leader-gated code against the embedded API server
 //!   (the `kube-elector-testing` crate).
+//! - [`sharding`]: N shards over the replicas: when to shard, choosing N,
+//!   what a move costs, idempotent reconciles across a move.
 //!
 //! The pages hold no items; their examples are compiled and run as doctests.
 
@@ -30,3 +32,6 @@ pub mod coordinated {}
 
 #[doc = include_str!("../docs/guide/testing.md")]
 pub mod testing {}
+
+#[doc = include_str!("../docs/guide/sharding.md")]
+pub mod sharding {}

@@ -12,6 +12,11 @@
 //! - [`LeaseLock`]: the polled lock of `kube-leader-election`, with the same
 //!   API, for a one-line migration.
 //!
+//! A [`ShardedElector`] spreads work over the replicas: N shards, each a
+//! Lease with its own elector, assigned to the members exactly balanced,
+//! and handed over when a replica joins or leaves (see
+//! [the sharding guide](guide::sharding)).
+//!
 //! Electors and [`LeaderObserver`]s made through one [`LeaseHub`] share one
 //! watch per namespace, and candidates for one Lease stand in line: a
 //! release names the next as its successor, so a handover costs two
@@ -71,7 +76,8 @@
 //! [kube-leader-election](guide::migrating_from_kube_leader_election) and
 //! [kube-lease-manager](guide::migrating_from_kube_lease_manager), and how to
 //! [test leader-gated code](guide::testing) against the embedded API server
-//! of the `kube-elector-testing` crate.
+//! of the `kube-elector-testing` crate, and how to [shard](guide::sharding)
+//! the work over replicas.
 //!
 //! # Observability
 //! - [`ElectorHandle::health_check`] gives a [`HealthCheck`] for `/healthz`
@@ -114,6 +120,7 @@ mod lock;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod record;
+mod shard;
 mod shared;
 mod state;
 
@@ -131,4 +138,8 @@ pub use lock::{LeaseLock, LeaseLockParams, LeaseLockResult};
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use metrics::ElectorMetrics;
 pub use record::SUCCESSOR_ANNOTATION;
+pub use shard::{
+    Assignment, OwnedShards, ShardConfig, ShardConfigError, ShardConfigProblem, ShardEvent,
+    ShardEvents, ShardedElector, ShardedHandle, shard_for_key,
+};
 pub use state::{LeaderEvent, LeaderEvents, LeaderState, Term};

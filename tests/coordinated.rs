@@ -3,7 +3,7 @@
 //! leader (oldest emulation version, then oldest binary version, then the
 //! oldest candidate). The controller runs only in a real kube-apiserver
 //! with the `CoordinatedLeaderElection` gate on: its tests are in
-//! tests/real_coordinated.rs. Where `LeaseCandidate` is not served (the gate off:
+//! `tests/real_coordinated.rs`. Where `LeaseCandidate` is not served (the gate off:
 //! the embedded server's default, and kube-apiserver's), registration
 //! degrades to the plain election, which these tests run on every server.
 

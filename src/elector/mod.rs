@@ -60,6 +60,10 @@ pub struct LeaderElector {
     /// The hub whose namespace watch this elector joins; `None`: it
     /// watches its own Lease.
     hub: Option<LeaseHub>,
+    /// Whether it may write to take the Lease, switched at run time (a
+    /// sharded elector campaigns only for the shards assigned to it);
+    /// `None`: always, as configured.
+    campaign: Option<watch::Receiver<bool>>,
 }
 
 impl std::fmt::Debug for LeaderElector {
@@ -91,6 +95,7 @@ impl LeaderElector {
             lease_name: config.lease_name,
             settings: Arc::new(settings),
             hub: None,
+            campaign: None,
         })
     }
 
@@ -98,6 +103,18 @@ impl LeaderElector {
     pub(crate) fn in_hub(self, hub: LeaseHub) -> Self {
         Self {
             hub: Some(hub),
+            ..self
+        }
+    }
+
+    /// Campaigns only while `switch` says `true`: while it is off, the
+    /// elector follows the Lease as an observer does (keeping the moment it
+    /// observed each record, so that switching on judges expiry from it) and
+    /// writes nothing to take it; a term it holds still renews until it
+    /// ends or is handed over.
+    pub(crate) fn campaign_while(self, switch: watch::Receiver<bool>) -> Self {
+        Self {
+            campaign: Some(switch),
             ..self
         }
     }
@@ -130,6 +147,11 @@ impl LeaderElector {
             },
             span.clone(),
         ))
+    }
+
+    /// The namespace of the Lease, as resolved.
+    pub(crate) fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     /// Starts the elector's task, stopped by the returned handle.
@@ -196,6 +218,7 @@ impl LeaderElector {
                 inbox,
                 line,
                 candidate,
+                campaign: self.campaign,
             },
         );
         let task = tokio::spawn(runner.run().instrument(span));

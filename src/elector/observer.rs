@@ -55,6 +55,7 @@ impl LeaderObserver {
                 lease_name: config.lease_name,
                 settings: Arc::new(settings),
                 hub: None,
+                campaign: None,
             },
         })
     }

@@ -18,7 +18,8 @@ use crate::elector::mailbox::Mailbox;
 use crate::elector::{LeaderElector, LeaderObserver};
 #[cfg(test)]
 use namespace::Mode;
-use namespace::Namespace;
+pub(crate) use namespace::Tapped;
+use namespace::{Namespace, Tap};
 
 /// Electors and observers that share one `kube::Client`: one watch per
 /// namespace serves them all, and candidates for the same Lease stand in
@@ -168,6 +169,66 @@ impl LeaseHub {
             hub: Arc::clone(&self.inner),
             namespace: Arc::clone(ns),
             member,
+        }
+    }
+}
+
+// === Taps ===
+
+impl LeaseHub {
+    /// Follows every Lease of `namespace` whose name starts with `prefix`
+    /// through the namespace watch, until the returned tap is dropped: a
+    /// sharded elector learns of members it cannot name in advance.
+    pub(crate) fn tap(&self, namespace: &str, prefix: &str) -> TapHandle {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let tap = Arc::new(Tap {
+            prefix: prefix.to_owned(),
+            tx,
+        });
+        let mut namespaces = self
+            .inner
+            .namespaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let ns = namespaces.entry(namespace.to_owned()).or_insert_with(|| {
+            Namespace::start(self.inner.client.clone(), namespace, self.limit())
+        });
+        ns.admit_tap(&tap);
+        TapHandle {
+            hub: Arc::clone(&self.inner),
+            namespace: Arc::clone(ns),
+            tap,
+            rx,
+        }
+    }
+}
+
+/// A tap's place in a namespace's watch, and what it hears; leaves the
+/// watch when dropped.
+pub(crate) struct TapHandle {
+    hub: Arc<Inner>,
+    namespace: Arc<Namespace>,
+    tap: Arc<Tap>,
+    pub(crate) rx: tokio::sync::mpsc::UnboundedReceiver<Tapped>,
+}
+
+impl std::fmt::Debug for TapHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TapHandle")
+            .field("prefix", &self.tap.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for TapHandle {
+    fn drop(&mut self) {
+        let mut namespaces = self
+            .hub
+            .namespaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.namespace.leave_tap(&self.tap) {
+            namespaces.remove(self.namespace.name());
         }
     }
 }

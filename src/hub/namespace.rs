@@ -50,7 +50,35 @@ pub(super) enum Mode {
 #[derive(Debug)]
 pub(super) struct Members {
     by_name: HashMap<String, Vec<Arc<Member>>>,
+    /// Who follows every Lease whose name has a prefix (a sharded
+    /// elector's membership), not one name.
+    taps: Vec<Arc<Tap>>,
     pub(super) mode: Mode,
+}
+
+/// What a tap hears: a Lease of its prefix as it is now, or deleted, and
+/// whether the namespace watch is up (while it is not, nothing reaches it).
+#[derive(Debug)]
+pub(crate) enum Tapped {
+    Lease(Box<Lease>),
+    Deleted(String),
+    Healthy(bool),
+}
+
+/// A follower of every Lease whose name starts with `prefix`.
+#[derive(Debug)]
+pub(crate) struct Tap {
+    pub(super) prefix: String,
+    pub(super) tx: tokio::sync::mpsc::UnboundedSender<Tapped>,
+}
+
+impl Tap {
+    fn post(&self, name: &str, event: impl FnOnce() -> Tapped) {
+        if name.starts_with(&self.prefix) {
+            // A closed receiver: its tap is being dropped.
+            let _ = self.tx.send(event());
+        }
+    }
 }
 
 pub(super) struct Namespace {
@@ -79,6 +107,7 @@ impl Namespace {
             client,
             members: Mutex::new(Members {
                 by_name: HashMap::new(),
+                taps: Vec::new(),
                 mode: Mode::Connecting,
             }),
             token: CancellationToken::new(),
@@ -130,7 +159,28 @@ impl Namespace {
                 members.by_name.remove(&member.name);
             }
         }
-        let empty = members.by_name.is_empty();
+        self.stop_if_unused(&members)
+    }
+
+    /// Adds `tap`, telling it whether the watch is up.
+    pub(super) fn admit_tap(&self, tap: &Arc<Tap>) {
+        let mut members = self.members();
+        let _ = tap.tx.send(Tapped::Healthy(members.mode == Mode::Watching));
+        members.taps.push(Arc::clone(tap));
+    }
+
+    /// Removes `tap`; `true` (and the watch stops) when nobody is left.
+    /// A tap that joins while the watch is up sees the Leases of its
+    /// prefix only as they change: it joins before the electors it
+    /// follows are made, or lists once itself.
+    pub(super) fn leave_tap(&self, tap: &Arc<Tap>) -> bool {
+        let mut members = self.members();
+        members.taps.retain(|t| !Arc::ptr_eq(t, tap));
+        self.stop_if_unused(&members)
+    }
+
+    fn stop_if_unused(&self, members: &Members) -> bool {
+        let empty = members.by_name.is_empty() && members.taps.is_empty();
         if empty {
             self.token.cancel();
         }
@@ -193,6 +243,9 @@ impl Namespace {
                  (grant `list` and `watch` on leases in the namespace for one shared watch)"
             );
             members.mode = Mode::PerLease;
+            for tap in &members.taps {
+                let _ = tap.tx.send(Tapped::Healthy(false));
+            }
             for member in members.by_name.values().flatten() {
                 member.mailbox.post(Update::Healthy(false));
                 self.watch_own(member);
@@ -208,6 +261,9 @@ impl Namespace {
                 members.mode = Mode::Connecting;
                 for member in members.by_name.values().flatten() {
                     member.mailbox.post(Update::Healthy(false));
+                }
+                for tap in &members.taps {
+                    let _ = tap.tx.send(Tapped::Healthy(false));
                 }
             }
         }
@@ -254,6 +310,9 @@ impl Namespace {
             member.stop_own_watch();
             member.mailbox.post(Update::Healthy(true));
         }
+        for tap in &members.taps {
+            let _ = tap.tx.send(Tapped::Healthy(true));
+        }
     }
 
     /// Lists (when there is no version to resume from), then watches until
@@ -288,6 +347,9 @@ impl Namespace {
                     version.clone_from(&lease.metadata.resource_version);
                     let name = lease.metadata.name.unwrap_or_default();
                     held.flush(&name);
+                    for tap in &self.members().taps {
+                        tap.post(&name, || Tapped::Deleted(name.clone()));
+                    }
                     self.deliver(&name, || Update::Missing {
                         version: lease.metadata.resource_version.clone(),
                     });
@@ -338,6 +400,11 @@ impl Namespace {
             }
         };
         let members = self.members();
+        for (name, lease) in &leases {
+            for tap in &members.taps {
+                tap.post(name, || Tapped::Lease(Box::new(lease.clone())));
+            }
+        }
         for (name, list) in &members.by_name {
             for member in list {
                 member.mailbox.post(match leases.get(name) {
@@ -364,6 +431,9 @@ impl Namespace {
         };
         held.flush(name);
         let members = self.members();
+        for tap in &members.taps {
+            tap.post(name, || Tapped::Lease(Box::new(lease.clone())));
+        }
         let Some(list) = members.by_name.get(name) else {
             return;
         };

@@ -1,5 +1,5 @@
-//! Helpers of the coordinated-election tests (tests/coordinated.rs on any
-//! server, tests/real_coordinated.rs on kube-apiserver with its controller).
+//! Helpers of the coordinated-election tests (`tests/coordinated.rs` on any
+//! server, `tests/real_coordinated.rs` on kube-apiserver with its controller).
 
 use std::time::Duration;
 

@@ -35,7 +35,17 @@ impl Recorder {
     /// Records `handle`'s terms under the name `who` (for electors that
     /// share an identity).
     pub fn watch_as(&self, handle: &ElectorHandle, who: &str) {
-        let mut rx = handle.subscribe();
+        self.watch_state(handle.subscribe(), who);
+    }
+
+    /// Records the terms published on `rx` (an elector's state channel,
+    /// say of one shard of a sharded elector) under the name `who`.
+    pub fn watch_state(
+        &self,
+        rx: tokio::sync::watch::Receiver<kube_elector::LeaderState>,
+        who: &str,
+    ) {
+        let mut rx = rx;
         let who = who.to_owned();
         let intervals = Arc::clone(&self.intervals);
         tokio::spawn(async move {

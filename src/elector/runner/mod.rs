@@ -50,6 +50,19 @@ pub(super) struct Feed {
     pub(super) inbox: Inbox,
     pub(super) line: Option<Membership>,
     pub(super) candidate: Option<Candidate>,
+    /// Whether to campaign now, when switched at run time.
+    pub(super) campaign: Option<watch::Receiver<bool>>,
+}
+
+/// Completes when the campaign switch changes (never without one, or once
+/// its sender is gone).
+async fn switched(campaign: &mut Option<watch::Receiver<bool>>) {
+    if let Some(switch) = campaign
+        && switch.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending::<()>().await;
 }
 
 impl Feed {
@@ -138,6 +151,9 @@ impl Runner {
                 let _ = request.reply.send(outcome);
                 continue;
             }
+            if let Some(switch) = &self.feed.campaign {
+                self.schedule.set_campaign(*switch.borrow());
+            }
             let now = Instant::now();
             if self.schedule.term_over(now) {
                 self.stop_leading(&Stop::Deadline);
@@ -173,6 +189,7 @@ impl Runner {
                         () = self.token.cancelled() => {}
                         update = self.feed.inbox.recv() => self.on_update(update),
                         () = self.shared.handover_asked() => {}
+                        () = switched(&mut self.feed.campaign) => {}
                         () = sleep_until(until) => {}
                     }
                 }

@@ -194,6 +194,11 @@ impl Schedule {
         }
     }
 
+    /// Switches campaigning on or off (a sharded elector's, at run time).
+    pub(super) fn set_campaign(&mut self, campaign: bool) {
+        self.timing.campaign = campaign;
+    }
+
     /// Whether this schedule campaigns (an observer does not).
     pub(super) fn campaigns(&self) -> bool {
         self.timing.campaign

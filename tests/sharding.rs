@@ -1,0 +1,504 @@
+//! Sharded leadership over real HTTP: replicas, each a `ShardedElector`
+//! on its own client (as in its own process), own exactly the shards the
+//! assignment gives them; a join or a graceful leave moves the shards the
+//! assignment moves, by handover; a crash's shards are taken once its
+//! member Lease expires; and under a chaos schedule no shard is owned by
+//! two replicas at one instant.
+//!
+//! Balance, joins and leaves run against the real kube-apiserver too;
+//! crashes, partitions and request counts need the embedded server.
+//! `KUBE_ELECTOR_CHAOS=long` runs the chaos schedule over many seeds.
+
+// Counts of shards and requests, far below where a cast loses anything.
+#![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use kube_elector::{Assignment, LeaseHub, ShardConfig, ShardEvent, ShardedElector, ShardedHandle};
+use kube_elector_testing::{FaultTarget, Verb};
+use tokio::time::Instant;
+
+use support::recorder::{Interval, Recorder};
+use support::{Target, eventually, unique_name};
+
+/// Timings with room for a loaded two-core machine: a request may take
+/// 1.25 s before it counts as failed.
+const LEASE: Duration = Duration::from_secs(4);
+const RENEW_DEADLINE: Duration = Duration::from_secs(3);
+const RETRY: Duration = Duration::from_millis(500);
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Replicas of one sharded workload, and a recorder of every shard's terms.
+struct Fleet<'a> {
+    target: &'a Target,
+    prefix: String,
+    shards: u32,
+    replicas: Vec<(String, ShardedHandle)>,
+    /// One per shard: who believed it owned the shard, when.
+    recorders: Vec<Recorder>,
+}
+
+impl<'a> Fleet<'a> {
+    fn new(target: &'a Target, shards: u32) -> Self {
+        Self {
+            target,
+            prefix: unique_name("shard"),
+            shards,
+            replicas: Vec::new(),
+            recorders: (0..shards).map(|_| Recorder::default()).collect(),
+        }
+    }
+
+    fn config(&self, identity: &str) -> ShardConfig {
+        ShardConfig::new(&self.prefix, self.shards)
+            .namespace(self.target.namespace())
+            .identity(identity)
+            .lease_duration(LEASE)
+            .renew_deadline(RENEW_DEADLINE)
+            .retry_period(RETRY)
+            .drain_timeout(Duration::from_secs(1))
+    }
+
+    /// Starts a replica whose client (and so whose faults) is `identity`.
+    fn join(&mut self, identity: &str) {
+        let hub = LeaseHub::new(self.target.client_for(identity));
+        let handle = ShardedElector::in_hub(&hub, self.config(identity))
+            .expect("a valid configuration")
+            .spawn();
+        for (shard, recorder) in (0..).zip(&self.recorders) {
+            recorder.watch_state(handle.shard(shard).expect("a shard").subscribe(), identity);
+        }
+        self.replicas.push((identity.to_owned(), handle));
+    }
+
+    fn take(&mut self, identity: &str) -> ShardedHandle {
+        let i = self
+            .replicas
+            .iter()
+            .position(|(id, _)| id == identity)
+            .expect("a replica of that name");
+        self.replicas.remove(i).1
+    }
+
+    fn identities(&self) -> Vec<String> {
+        self.replicas.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    fn assignment(&self) -> Assignment {
+        Assignment::compute(self.shards, &self.identities())
+    }
+
+    /// Whether every replica sees the replicas running now as the
+    /// members, and owns exactly its shards of their assignment.
+    fn is_balanced(&self) -> bool {
+        let assignment = self.assignment();
+        self.replicas.iter().all(|(id, handle)| {
+            let owned = handle.owned();
+            let mine: BTreeSet<u32> = assignment.shards_of(id).collect();
+            handle.assignment() == assignment
+                && owned.shards().collect::<BTreeSet<_>>() == mine
+                && mine.iter().all(|&s| owned.contains(s))
+        })
+    }
+
+    async fn balanced(&self, what: &str) {
+        eventually(what, PATIENCE, || self.is_balanced()).await;
+    }
+
+    /// The shards some replica other than their owner in `assignment`
+    /// held a term of since `since`.
+    fn shards_owned_by_others_since(
+        &self,
+        assignment: &Assignment,
+        since: Instant,
+    ) -> BTreeSet<u32> {
+        (0..)
+            .zip(&self.recorders)
+            .filter(|(shard, recorder)| {
+                recorder.intervals().iter().any(|i| {
+                    i.end.is_none_or(|end| end > since)
+                        && Some(i.who.as_str()) != assignment.owner(*shard)
+                        && i.start >= since
+                })
+            })
+            .map(|(shard, _)| shard)
+            .collect()
+    }
+
+    fn assert_no_shard_owned_twice(&self) {
+        for recorder in &self.recorders {
+            recorder.assert_no_overlap();
+        }
+    }
+
+    /// For each shard whose owner changed since `since`: the time from the
+    /// end of the old owner's term to the start of the new one's.
+    fn gaps_since(&self, since: Instant) -> Vec<Duration> {
+        self.recorders
+            .iter()
+            .filter_map(|recorder| {
+                let mut all = recorder.intervals();
+                all.sort_by_key(|i| i.start);
+                let later = all.iter().rposition(|i| i.start >= since)?;
+                let earlier: &Interval = all[..later].last()?;
+                Some(
+                    all[later]
+                        .start
+                        .saturating_duration_since(earlier.end.unwrap_or(all[later].start)),
+                )
+            })
+            .collect()
+    }
+
+    /// How many terms of any shard were recorded.
+    fn term_count(&self) -> usize {
+        self.recorders.iter().map(|r| r.intervals().len()).sum()
+    }
+
+    async fn shut_down(self) {
+        for (_, handle) in self.replicas {
+            handle.shutdown().await.expect("a clean leave");
+        }
+    }
+}
+
+fn describe(gaps: &[Duration]) -> String {
+    let mut sorted = gaps.to_vec();
+    sorted.sort();
+    match (sorted.first(), sorted.last()) {
+        (Some(min), Some(max)) => format!(
+            "{} shards moved, gap min {min:?}, median {:?}, max {max:?}",
+            sorted.len(),
+            sorted[sorted.len() / 2]
+        ),
+        _ => "no shard moved".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_own_exactly_their_balanced_share_for_several_shard_and_replica_counts() {
+    let target = Target::new().await;
+    for (shards, replicas) in [(1, 2), (8, 1), (8, 3), (16, 5), (64, 4)] {
+        let mut fleet = Fleet::new(&target, shards);
+        for i in 0..replicas {
+            fleet.join(&format!("replica-{i}"));
+        }
+        fleet
+            .balanced(&format!("{shards} shards over {replicas} replicas"))
+            .await;
+        let loads: Vec<usize> = fleet
+            .replicas
+            .iter()
+            .map(|(_, h)| h.owned().len())
+            .collect();
+        let (floor, ceil) = (
+            shards as usize / replicas,
+            shards.div_ceil(replicas as u32) as usize,
+        );
+        assert!(
+            loads.iter().all(|&l| l == floor || l == ceil),
+            "N={shards} M={replicas}: {loads:?}"
+        );
+        for (_, handle) in &fleet.replicas {
+            assert_eq!(
+                handle.assignment(),
+                fleet.assignment(),
+                "every replica computes alike"
+            );
+        }
+        fleet.assert_no_shard_owned_twice();
+        fleet.shut_down().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_moves_only_what_the_assignment_moves_by_handover_and_a_leave_likewise() {
+    let target = Target::new().await;
+    let mut fleet = Fleet::new(&target, 16);
+    for name in ["a", "b", "c"] {
+        fleet.join(name);
+    }
+    fleet.balanced("three replicas share 16 shards").await;
+    let before = fleet.assignment();
+
+    let joined = Instant::now();
+    fleet.join("d");
+    fleet.balanced("a fourth replica gets its share").await;
+    let after = fleet.assignment();
+    let moved: BTreeSet<u32> = (0..16)
+        .filter(|&s| before.owner(s) != after.owner(s))
+        .collect();
+    assert_eq!(
+        fleet.shards_owned_by_others_since(&before, joined),
+        moved,
+        "exactly the shards the assignment moves were owned by another replica"
+    );
+    assert!(moved.len() >= after.shards_of("d").count());
+    let gaps = fleet.gaps_since(joined);
+    eprintln!("join: {}", describe(&gaps));
+    fleet.assert_no_shard_owned_twice();
+
+    // A graceful leave hands b's shards to their next owners.
+    let left = Instant::now();
+    let b = fleet.take("b");
+    b.shutdown().await.expect("b leaves cleanly");
+    fleet.balanced("three replicas take over b's shards").await;
+    let gaps = fleet.gaps_since(left);
+    eprintln!("leave: {}", describe(&gaps));
+    let last = fleet.assignment();
+    let moved: BTreeSet<u32> = (0..16)
+        .filter(|&s| after.owner(s) != last.owner(s))
+        .collect();
+    assert_eq!(fleet.shards_owned_by_others_since(&after, left), moved);
+    fleet.assert_no_shard_owned_twice();
+    fleet.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_report_each_shard_acquired_and_released() {
+    use futures::StreamExt;
+    let target = Target::new().await;
+    let mut fleet = Fleet::new(&target, 4);
+    fleet.join("solo");
+    fleet.balanced("one replica owns every shard").await;
+    let mut events = fleet.replicas[0].1.events();
+    let mut acquired = BTreeSet::new();
+    for _ in 0..4 {
+        match tokio::time::timeout(PATIENCE, events.next())
+            .await
+            .expect("an event")
+        {
+            Some(ShardEvent::ShardAcquired { shard, .. }) => assert!(acquired.insert(shard)),
+            other => panic!("expected an acquisition, got {other:?}"),
+        }
+    }
+    fleet.join("second");
+    fleet.balanced("a second replica takes half").await;
+    let mut released = BTreeSet::new();
+    while released.len() < 2 {
+        match tokio::time::timeout(PATIENCE, events.next())
+            .await
+            .expect("an event")
+        {
+            Some(ShardEvent::ShardReleased { shard }) => assert!(released.insert(shard)),
+            other => panic!("expected a release, got {other:?}"),
+        }
+    }
+    let second: BTreeSet<u32> = fleet.assignment().shards_of("second").collect();
+    assert_eq!(
+        released, second,
+        "the shards that moved are the released ones"
+    );
+    fleet.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_owners_send_no_request_in_the_steady_state_and_owners_only_renew() {
+    let target = Target::new().await;
+    let Some(server) = target.embedded() else {
+        support::skip("request counts");
+        return;
+    };
+    let mut fleet = Fleet::new(&target, 16);
+    for name in ["p", "q", "r", "s"] {
+        fleet.join(name);
+    }
+    // A window counts only if nothing changed in it: on a loaded machine
+    // a renew may time out, and the reads after it are not the steady state.
+    let window = Duration::from_secs(3);
+    let mut report = String::new();
+    for attempt in 1..=5 {
+        fleet.balanced("four replicas share 16 shards").await;
+        let terms = fleet.term_count();
+        server.reset_counts();
+        tokio::time::sleep(window).await;
+        let counts = server.requests();
+        if fleet.term_count() != terms || !fleet.is_balanced() {
+            eprintln!("window {attempt} was not steady; again");
+            continue;
+        }
+        report.clear();
+        for (id, handle) in &fleet.replicas {
+            let owned = handle.owned().len() as u64;
+            let updates = counts.get(id, Verb::Update);
+            let others: u64 = [
+                Verb::Get,
+                Verb::List,
+                Verb::Create,
+                Verb::Patch,
+                Verb::Delete,
+            ]
+            .into_iter()
+            .map(|verb| counts.get(id, verb))
+            .sum();
+            let _ = writeln!(
+                report,
+                "{id}: owns {owned}, {updates} renews in {window:?} ({:.1}/s), {others} other requests",
+                updates as f64 / window.as_secs_f64()
+            );
+            assert_eq!(others, 0, "{id} sent only renews:\n{report}");
+            // Renews of its shards and its member Lease, one each a retry
+            // period (the window holds six, and its edges may add one).
+            assert!(updates <= (owned + 1) * 7, "{report}");
+        }
+        break;
+    }
+    assert!(!report.is_empty(), "no steady window in five");
+    eprintln!("{report}");
+    fleet.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_replicas_shards_are_taken_once_its_member_lease_expires() {
+    let target = Target::new().await;
+    let Some(server) = target.embedded() else {
+        support::skip("a partition that stands for a crash");
+        return;
+    };
+    let mut fleet = Fleet::new(&target, 12);
+    for name in ["x", "y", "z"] {
+        fleet.join(name);
+    }
+    fleet.balanced("three replicas share 12 shards").await;
+    // From the server's side a crash: nothing of z's arrives any more.
+    let crashed = Instant::now();
+    server.partition(FaultTarget::Client("z".into()));
+    let z = fleet.take("z");
+    fleet.balanced("x and y take over z's shards").await;
+    let after = crashed.elapsed();
+    eprintln!(
+        "crash: every shard owned again {after:?} after the crash (lease {LEASE:?}); {}",
+        describe(&fleet.gaps_since(crashed))
+    );
+    fleet.assert_no_shard_owned_twice();
+    drop(z);
+    fleet.shut_down().await;
+}
+
+// === Chaos ===
+
+/// xorshift64*, so that a seed replays the same schedule.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        usize::try_from(self.next() % n as u64).unwrap_or(0)
+    }
+}
+
+/// One schedule: replicas join, leave, crash and are partitioned (and
+/// healed), for `length`; then the faults stop and the fleet must settle
+/// into balance. No shard may be owned twice at any instant throughout.
+async fn chaos(seed: u64, length: Duration) {
+    let target = Target::new().await;
+    let server = target.embedded().expect("the embedded server");
+    let mut fleet = Fleet::new(&target, 8);
+    let mut rng = Rng(seed | 1);
+    let mut log = String::new();
+    let started = Instant::now();
+    let mut spawned = 0;
+    let mut partitioned: Vec<String> = Vec::new();
+    let mut crashed: Vec<ShardedHandle> = Vec::new();
+    for _ in 0..3 {
+        spawned += 1;
+        fleet.join(&format!("chaos-{spawned}"));
+    }
+    while started.elapsed() < length {
+        let at = started.elapsed().as_secs_f64();
+        let count = fleet.replicas.len();
+        match rng.below(5) {
+            0 if count < 5 => {
+                spawned += 1;
+                let id = format!("chaos-{spawned}");
+                let _ = writeln!(log, "{at:7.3}s join {id}");
+                fleet.join(&id);
+            }
+            1 if count > 1 => {
+                let id = fleet.identities()[rng.below(count)].clone();
+                let _ = writeln!(log, "{at:7.3}s graceful leave of {id}");
+                partitioned.retain(|p| p != &id);
+                server.heal(FaultTarget::Client(id.clone()));
+                let handle = fleet.take(&id);
+                tokio::spawn(handle.shutdown());
+            }
+            2 if count > 1 => {
+                let id = fleet.identities()[rng.below(count)].clone();
+                let _ = writeln!(log, "{at:7.3}s crash of {id}");
+                partitioned.retain(|p| p != &id);
+                server.partition(FaultTarget::Client(id.clone()));
+                crashed.push(fleet.take(&id));
+            }
+            3 => {
+                let id = fleet.identities()[rng.below(count)].clone();
+                let _ = writeln!(log, "{at:7.3}s partition {id}");
+                server.partition(FaultTarget::Client(id.clone()));
+                partitioned.push(id);
+            }
+            _ if !partitioned.is_empty() => {
+                let id = partitioned.remove(rng.below(partitioned.len()));
+                let _ = writeln!(log, "{at:7.3}s heal {id}");
+                server.heal(FaultTarget::Client(id));
+            }
+            _ => {}
+        }
+        let pause = Duration::from_millis(200 + rng.next() % 1800);
+        tokio::time::sleep(pause).await;
+    }
+    let _ = writeln!(log, "{:7.3}s faults stop", started.elapsed().as_secs_f64());
+    for id in partitioned {
+        server.heal(FaultTarget::Client(id));
+    }
+    for recorder in &fleet.recorders {
+        if let Some(overlap) = recorder.overlap() {
+            panic!("seed {seed}: a shard owned twice: {overlap}\n{log}");
+        }
+    }
+    let settled = tokio::time::timeout(PATIENCE, async {
+        while !fleet.is_balanced() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        settled.is_ok(),
+        "seed {seed}: no balance once the faults stopped\n{log}"
+    );
+    for recorder in &fleet.recorders {
+        if let Some(overlap) = recorder.overlap() {
+            panic!("seed {seed}: a shard owned twice: {overlap}\n{log}");
+        }
+    }
+    eprintln!("seed {seed}: no shard owned twice\n{log}");
+    drop(crashed);
+    fleet.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_shard_is_owned_twice_while_replicas_join_leave_crash_and_are_partitioned() {
+    let target = Target::new().await;
+    if target.embedded().is_none() {
+        support::skip("faults aimed at one client");
+        return;
+    }
+    drop(target);
+    if let Ok(seed) = std::env::var("KUBE_ELECTOR_CHAOS_SEED") {
+        chaos(seed.parse().expect("a number"), Duration::from_secs(20)).await;
+    } else if std::env::var("KUBE_ELECTOR_CHAOS").as_deref() == Ok("long") {
+        for seed in 1..=10 {
+            chaos(seed, Duration::from_secs(60)).await;
+        }
+    } else {
+        chaos(7, Duration::from_secs(15)).await;
+    }
+}

@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)] // each test file uses a part of this
 
 pub mod client_faults;
+pub mod fault_proxy;
 pub mod recorder;
 pub mod scrape;
 

@@ -474,15 +474,21 @@ async fn every_candidate_sees(
     electors: &[&ElectorHandle],
     client_go: &mut ClientGo,
 ) -> Duration {
-    let mut record = api.get(lease).await.expect("the Lease");
-    let spec = record.spec.get_or_insert_with(Default::default);
-    spec.holder_identity = Some(intruder.to_owned());
-    spec.lease_duration_seconds = Some(2);
-    spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
-    let written = Instant::now();
-    api.replace(lease, &PostParams::default(), &record)
-        .await
-        .expect("the outside write");
+    // The holder renews meanwhile: read and write again on a conflict.
+    let deadline = Instant::now() + PATIENCE;
+    let written = loop {
+        let mut record = api.get(lease).await.expect("the Lease");
+        let spec = record.spec.get_or_insert_with(Default::default);
+        spec.holder_identity = Some(intruder.to_owned());
+        spec.lease_duration_seconds = Some(2);
+        spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+        let written = Instant::now();
+        match api.replace(lease, &PostParams::default(), &record).await {
+            Ok(_) => break written,
+            Err(kube::Error::Api(status)) if status.code == 409 && Instant::now() < deadline => {}
+            Err(e) => panic!("the outside write: {e}"),
+        }
+    };
     for e in electors {
         support::wait_sees_leader(&mut e.subscribe(), intruder, PATIENCE).await;
     }
@@ -510,6 +516,8 @@ enum Restart {
 }
 
 async fn restart_scenario(how: Restart) {
+    // The trace's subscriber is installed before the electors start.
+    let _ = trace();
     let scenario = match how {
         Restart::ApiserverOnly => "apiserver-restart",
         Restart::BothKilled => "apiserver-etcd-restart",
@@ -550,6 +558,7 @@ async fn restart_scenario(how: Restart) {
     let terms_before = recorder.intervals().len();
 
     let down = Instant::now();
+    let trace_at_stop = trace_len();
     match how {
         Restart::ApiserverOnly => server.stop_apiserver().await,
         Restart::BothKilled => server.kill_apiserver().await,
@@ -566,6 +575,14 @@ async fn restart_scenario(how: Restart) {
         (who, since_down)
     };
     recorder.assert_no_overlap();
+    // What the electors' watches saw across the restart, from their trace.
+    let in_lease = format!("lease={lease} ");
+    let silent = traced(
+        trace_at_stop,
+        &[&in_lease, "the watch has delivered nothing"],
+    )
+    .len();
+    let gone = traced(trace_at_stop, &[&in_lease, "code=410"]).len();
 
     // No stuck view: a later change reaches every candidate.
     let written = Instant::now();
@@ -578,7 +595,8 @@ async fn restart_scenario(how: Restart) {
         "{scenario}: outage {outage:.2?} (start to READY {start_took:.2?}); leader before {before}, \
          after {after} ({}, the new term {regained:.2?} after the stop began); a later outside write seen by all three \
          candidates in {seen:.2?}, the Lease retaken by {retaken_by} {retaken:.2?} after the write; \
-         overlap 0 over {} terms",
+         overlap 0 over {} terms; across the restart, {silent} elector(s) found their watch silent \
+         and polled, {gone} resumed watch(es) got 410 Expired and relisted",
         if kept {
             "kept its term"
         } else {

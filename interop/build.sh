@@ -3,8 +3,8 @@
 # interop/cmd/) into OUT_DIR (default: target/interop of the repository),
 # each only when it is missing or older than its Go files, go.mod or go.sum.
 #
-#   interop/build.sh                      # both
-#   interop/build.sh client-go-elector    # just one: apiserver | client-go-elector
+#   interop/build.sh                      # all three
+#   interop/build.sh client-go-elector    # just one: apiserver | client-go-elector | faultproxy
 #
 # The first build of the apiserver compiles most of k8s.io/kubernetes: about
 # 7 minutes on 2 cores with an empty Go build cache, seconds after that.
@@ -54,11 +54,16 @@ build_client_go_elector() {
   build client-go-elector "$out_dir/client-go-elector" -ldflags="-s -w"
 }
 
-targets=${*:-apiserver client-go-elector}
+build_faultproxy() {
+  build faultproxy "$out_dir/faultproxy" -ldflags="-s -w"
+}
+
+targets=${*:-apiserver client-go-elector faultproxy}
 for t in $targets; do
   case $t in
     apiserver) build_apiserver ;;
     client-go-elector) build_client_go_elector ;;
-    *) log "unknown target $t (apiserver | client-go-elector)"; exit 2 ;;
+    faultproxy) build_faultproxy ;;
+    *) log "unknown target $t (apiserver | client-go-elector | faultproxy)"; exit 2 ;;
   esac
 done

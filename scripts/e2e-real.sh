@@ -11,6 +11,17 @@
 #   KUBECONFIG=~/.kube/config scripts/e2e-real.sh    # the cluster of that file instead
 #   E2E_TESTS="conformance" scripts/e2e-real.sh      # just some suites
 #   E2E_GATES=off scripts/e2e-real.sh                # one apiserver, gate off
+#   E2E_LONG=1 scripts/e2e-real.sh                   # the long real-server chaos run
+#
+# Faults on the real server (not with KUBECONFIG): in the first gate run,
+# E2E_FAULT_TESTS (default real_faults: the chaos schedule through the TCP
+# fault proxy, client-go among the candidates; three seeds of 25 s, about
+# 1.5 min); after the gate runs, E2E_RESTART_TESTS (default real_restart:
+# kube-apiserver restarted on the same etcd, kube-apiserver and etcd killed
+# and restarted together, etcd compacted under a live watch with
+# --watch-cache=false; each on a server of its own, about 1 min). Each
+# prints its figures. E2E_LONG=1 runs the chaos with
+# KUBE_ELECTOR_REAL_CHAOS=long (eight seeds of 60 s, about 9 min).
 #
 # Exits 0 only if every suite passed. Prints, per suite and in all, how
 # many tests ran, returned early (SKIPPED lines) and were ignored, so that
@@ -33,6 +44,12 @@ E2E_GATES=${E2E_GATES:-"on off"}
 # of E2E_TESTS; the whole second run takes about a minute once built). A
 # shorter set that still covers the gate: "conformance interop". Empty: none.
 E2E_LATER_GATE_TESTS=${E2E_LATER_GATE_TESTS-$E2E_TESTS}
+# Real-server fault suites: in the first gate run, through the fault proxy;
+# then the restart suites, which start servers of their own. Empty: none.
+E2E_FAULT_TESTS=${E2E_FAULT_TESTS-"real_faults"}
+E2E_RESTART_TESTS=${E2E_RESTART_TESTS-"real_restart"}
+# 1: the long real-server chaos run (KUBE_ELECTOR_REAL_CHAOS=long).
+E2E_LONG=${E2E_LONG:-0}
 # Test targets run once more against the embedded server, with client-go
 # (set it empty for none).
 E2E_EMBEDDED_TESTS=${E2E_EMBEDDED_TESTS-"interop"}
@@ -51,6 +68,7 @@ cargo_target=${CARGO_TARGET_DIR:-$root/target}
 out="$cargo_target/interop"
 apiserver="$out/kube-apiserver-etcd"
 elector="$out/client-go-elector"
+faultproxy="$out/faultproxy"
 apiserver_log="$out/apiserver.log"
 mkdir -p "$out"
 
@@ -94,9 +112,11 @@ trap 'exit 143' TERM
 if [ -n "${KUBECONFIG:-}" ]; then
   OUT_DIR="$out" interop/build.sh client-go-elector
 else
-  OUT_DIR="$out" interop/build.sh apiserver client-go-elector
+  OUT_DIR="$out" interop/build.sh apiserver client-go-elector faultproxy
+  export KUBE_ELECTOR_APISERVER="$apiserver" KUBE_ELECTOR_FAULTPROXY="$faultproxy"
 fi
 export KUBE_ELECTOR_CLIENT_GO_ELECTOR="$elector"
+[ "$E2E_LONG" = 1 ] && export KUBE_ELECTOR_REAL_CHAOS=long
 
 # --- the real apiserver, one per gate mode, each on fresh etcd data.
 # start_apiserver on|off: starts it (scripts/lib/apiserver.sh), waits for
@@ -166,6 +186,9 @@ run_suite() {
   local args=()
   case $t in interop | deploy | real_*) args+=(--include-ignored) ;; esac
   [ -n "$E2E_TEST_THREADS" ] && args+=(--test-threads "$E2E_TEST_THREADS")
+  # The real-server suites print their figures, and run one test at a time
+  # (each runs servers or a schedule of its own).
+  case $t in real_*) args+=(--nocapture --test-threads 1) ;; esac
   local suite_log="$out/e2e-$label-$t.log"
   log "$label: cargo test -p kube-elector --test $t -- ${args[*]}"
   setsid env "$@" bash -o pipefail -c '"${@:2}" 2>&1 | tee "$1"' _ "$suite_log" \
@@ -237,10 +260,25 @@ else
     gate_started=$SECONDS
     start_apiserver "$gate"
     real_suites "real-gate-$gate" "$tests" "$deploy"
+    if [ "$i" -eq 0 ] && [ -n "$E2E_FAULT_TESTS" ]; then
+      faults_started=$SECONDS
+      for t in $E2E_FAULT_TESTS; do
+        run_suite "real-gate-$gate" "$t" KUBE_ELECTOR_TEST_KUBECONFIG="$kubeconfig"
+      done
+      log "=== real-server faults through the proxy ($E2E_FAULT_TESTS) took $((SECONDS - faults_started))s"
+    fi
     stop_apiserver
     log "=== gate run $((i + 1)) (CoordinatedLeaderElection $gate) took $((SECONDS - gate_started))s"
   done
   unset KUBE_ELECTOR_TEST_COORDINATED_LEADER_ELECTION
+  # Restarts and compaction: each test starts (and restarts) its own server.
+  if [ -n "$E2E_RESTART_TESTS" ]; then
+    restart_started=$SECONDS
+    for t in $E2E_RESTART_TESTS; do
+      run_suite real-restart "$t" -u KUBE_ELECTOR_TEST_KUBECONFIG -u KUBE_ELECTOR_TEST_KUBECONFIG_NOWATCH
+    done
+    log "=== restarts and compaction ($E2E_RESTART_TESTS) took $((SECONDS - restart_started))s"
+  fi
 fi
 # client-go beside kube-elector on the embedded server as well.
 # (The embedded server's gate is each test's choice: its default is off.)

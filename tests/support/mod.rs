@@ -6,6 +6,7 @@
 
 pub mod client_faults;
 pub mod coordinated;
+pub mod fault_proxy;
 pub mod recorder;
 pub mod scrape;
 

@@ -83,6 +83,47 @@ impl Recorder {
         });
     }
 
+    /// Records that `who` (a candidate the recorder does not watch, such as
+    /// another process) started leading at `at`, unless a term of its is open.
+    pub fn start_at(&self, who: &str, at: Instant) {
+        self.intervals.send_modify(|all| {
+            if !all.iter().any(|i| i.who == who && i.end.is_none()) {
+                all.push(Interval {
+                    who: who.to_owned(),
+                    start: at,
+                    end: None,
+                });
+            }
+        });
+    }
+
+    /// Records that the open term of `who`, if any, ended at `at`.
+    pub fn end_at(&self, who: &str, at: Instant) {
+        self.intervals.send_if_modified(|all| {
+            let open = all.iter_mut().find(|i| i.who == who && i.end.is_none());
+            open.map(|i| i.end = Some(at)).is_some()
+        });
+    }
+
+    /// Whether a term of `who` is open.
+    pub fn is_leading(&self, who: &str) -> bool {
+        self.intervals
+            .borrow()
+            .iter()
+            .any(|i| i.who == who && i.end.is_none())
+    }
+
+    /// Waits until some term is open; `false` if none is by `deadline`.
+    pub async fn wait_leading(&self, deadline: Instant) -> bool {
+        let mut rx = self.intervals.subscribe();
+        tokio::time::timeout_at(
+            deadline,
+            rx.wait_for(|all| all.iter().any(|i| i.end.is_none())),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok())
+    }
+
     pub fn intervals(&self) -> Vec<Interval> {
         self.intervals.borrow().clone()
     }

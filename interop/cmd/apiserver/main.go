@@ -4,11 +4,19 @@
 // /readyz answers ok and the default namespace exists, and stops on
 // SIGTERM/SIGINT. Logs go to stderr.
 //
-// Authentication is a static token file, with tokens new at every start:
-// "admin" (in system:masters) and, with --kubeconfig-nowatch, "nowatch",
-// whom RBAC allows get, list, create and update on Leases but not watch. With --coordinated-leader-election
+// Authentication is a static token file: "admin" (in system:masters) and,
+// with --kubeconfig-nowatch, "nowatch", whom RBAC allows get, list, create
+// and update on Leases but not watch. With --coordinated-leader-election
 // (the default) the CoordinatedLeaderElection feature gate is on and
 // coordination.k8s.io/v1beta1 (LeaseCandidate) is served.
+//
+// Everything a client depends on is kept in --data-dir: the tokens, the
+// service-account keys, the serving certificate (kube-apiserver reuses the
+// one in its --cert-dir) and the ports. A start on the data of an earlier
+// one therefore serves the same address with the same credentials, so its
+// kubeconfigs keep working across a restart. With --etcd-only the program
+// runs etcd alone (and prints "ETCD <url>"); with --etcd-servers it runs
+// kube-apiserver alone on that etcd: the two can then be restarted apart.
 package main
 
 import (
@@ -28,6 +36,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -40,12 +49,10 @@ import (
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
 )
 
-// Bearer tokens of the static token file, new at every start (the server
-// listens on 127.0.0.1 only, but other local users need not share it).
-var (
-	adminToken   = randomToken()
-	noWatchToken = randomToken()
-)
+// Bearer tokens of the static token file: random, made at the first start
+// on a data directory (the server listens on 127.0.0.1 only, but other local
+// users need not share it) and read back at later ones.
+var adminToken, noWatchToken string
 
 func randomToken() string {
 	b := make([]byte, 24)
@@ -63,13 +70,21 @@ func main() {
 	cle := flag.Bool("coordinated-leader-election", true, "enable the CoordinatedLeaderElection feature gate and serve coordination.k8s.io/v1beta1 (LeaseCandidate)")
 	fsync := flag.Bool("etcd-fsync", false, "let etcd fsync its writes (off by default: a test server needs speed, not durability)")
 	verbosity := flag.Int("v", 0, "kube-apiserver log verbosity")
+	etcdOnly := flag.Bool("etcd-only", false, "run etcd alone on DATA_DIR/etcd (its client port kept in DATA_DIR/etcd-port), print \"ETCD <url>\" once ready, and serve until a signal")
+	etcdServers := flag.String("etcd-servers", "", "run kube-apiserver alone on this etcd (e.g. the URL that --etcd-only printed) instead of an embedded one")
+	watchCache := flag.Bool("watch-cache", true, "kube-apiserver's --watch-cache: false serves every watch from etcd, so that a resume below etcd's compacted revision gets 410 Gone")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "apiserver: unexpected arguments:", flag.Args())
 		os.Exit(2)
 	}
 
-	o := options{dataDir: *dataDir, port: *port, kubeconfig: *kubeconfig, kubeconfigNoWatch: *kubeconfigNoWatch, cle: *cle, fsync: *fsync, verbosity: *verbosity}
+	o := options{dataDir: *dataDir, port: *port, kubeconfig: *kubeconfig, kubeconfigNoWatch: *kubeconfigNoWatch, cle: *cle, fsync: *fsync, verbosity: *verbosity,
+		etcdServers: *etcdServers, watchCache: *watchCache}
+	run := run
+	if *etcdOnly {
+		run = runEtcd
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "apiserver:", err)
 		os.Exit(1)
@@ -77,9 +92,77 @@ func main() {
 }
 
 type options struct {
-	dataDir, kubeconfig, kubeconfigNoWatch string
-	port, verbosity                        int
-	cle, fsync                             bool
+	dataDir, kubeconfig, kubeconfigNoWatch, etcdServers string
+	port, verbosity                                     int
+	cle, fsync, watchCache                              bool
+}
+
+// runEtcd serves etcd alone until a signal.
+func runEtcd(o options) error {
+	if o.dataDir == "" {
+		return fmt.Errorf("--etcd-only needs --data-dir (its data is what outlives a restart)")
+	}
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	etcdURL, etcd, err := startEtcd(filepath.Join(o.dataDir, "etcd"), o.fsync)
+	if err != nil {
+		return fmt.Errorf("starting etcd: %w", err)
+	}
+	defer etcd.Close()
+	fmt.Printf("ETCD %s\n", etcdURL)
+	os.Stdout.Sync()
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-etcd.Err():
+		return fmt.Errorf("etcd stopped: %v", err)
+	}
+}
+
+// keptPort is the port kept in file: read back if the file exists, else
+// a free one (when wanted is 0), written there for the next start.
+func keptPort(file string, wanted int) (int, error) {
+	if wanted == 0 {
+		if b, err := os.ReadFile(file); err == nil {
+			if _, err := fmt.Sscan(string(b), &wanted); err != nil {
+				return 0, fmt.Errorf("%s: %v", file, err)
+			}
+			return wanted, nil
+		}
+		var err error
+		if wanted, err = freePort(); err != nil {
+			return 0, err
+		}
+	}
+	return wanted, os.WriteFile(file, []byte(fmt.Sprintf("%d\n", wanted)), 0o600)
+}
+
+// keptTokens reads the admin and nowatch tokens of an earlier start from
+// the token file, or makes new ones.
+func keptTokens(file string) (string, string) {
+	b, err := os.ReadFile(file)
+	if err == nil {
+		var admin, nowatch string
+		for _, line := range strings.Split(string(b), "\n") {
+			fields := strings.Split(line, ",")
+			if len(fields) < 2 {
+				continue
+			}
+			switch fields[1] {
+			case "admin":
+				admin = fields[0]
+			case "nowatch":
+				nowatch = fields[0]
+			}
+		}
+		if admin != "" && nowatch != "" {
+			return admin, nowatch
+		}
+	}
+	return randomToken(), randomToken()
 }
 
 func run(o options) error {
@@ -92,32 +175,39 @@ func run(o options) error {
 		defer os.RemoveAll(dir)
 		dataDir = dir
 	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return err
+	}
 	if kubeconfig == "" {
 		kubeconfig = filepath.Join(dataDir, "admin.kubeconfig")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	etcdURL, etcd, err := startEtcd(filepath.Join(dataDir, "etcd"), o.fsync)
-	if err != nil {
-		return fmt.Errorf("starting etcd: %w", err)
-	}
-	defer etcd.Close()
-
-	if port == 0 {
-		if port, err = freePort(); err != nil {
-			return err
+	etcdURL := o.etcdServers
+	if etcdURL == "" {
+		url, etcd, err := startEtcd(filepath.Join(dataDir, "etcd"), o.fsync)
+		if err != nil {
+			return fmt.Errorf("starting etcd: %w", err)
 		}
+		defer etcd.Close()
+		etcdURL = url
+	}
+
+	port, err := keptPort(filepath.Join(dataDir, "port"), port)
+	if err != nil {
+		return err
 	}
 	certDir := filepath.Join(dataDir, "certs")
 	if err := os.MkdirAll(certDir, 0o700); err != nil {
 		return err
 	}
-	saKey, saPub, err := writeServiceAccountKeys(certDir)
+	saKey, saPub, err := serviceAccountKeys(certDir)
 	if err != nil {
 		return err
 	}
 	tokens := filepath.Join(certDir, "tokens.csv")
+	adminToken, noWatchToken = keptTokens(tokens)
 	tokenFile := fmt.Sprintf("%s,admin,1,\"system:masters\"\n%s,nowatch,2,\"kube-elector:nowatch\"\n", adminToken, noWatchToken)
 	if err := os.WriteFile(tokens, []byte(tokenFile), 0o600); err != nil {
 		return err
@@ -140,6 +230,7 @@ func run(o options) error {
 		"--profiling=false",
 		"--endpoint-reconciler-type=none",
 		"--logging-format=text",
+		fmt.Sprintf("--watch-cache=%t", o.watchCache),
 		fmt.Sprintf("-v=%d", o.verbosity),
 	}
 	if o.cle {
@@ -203,12 +294,18 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// startEtcd starts etcd on dir, on the ports of an earlier start on dir
+// if there was one (kept beside it), so that its URL and its member's peer
+// URL stay the same across restarts.
 func startEtcd(dir string, fsync bool) (string, *embed.Etcd, error) {
-	clientPort, err := freePort()
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return "", nil, err
+	}
+	clientPort, err := keptPort(dir+"-port", 0)
 	if err != nil {
 		return "", nil, err
 	}
-	peerPort, err := freePort()
+	peerPort, err := keptPort(dir+"-peer-port", 0)
 	if err != nil {
 		return "", nil, err
 	}
@@ -236,13 +333,19 @@ func startEtcd(dir string, fsync bool) (string, *embed.Etcd, error) {
 	return client.String(), e, nil
 }
 
-func writeServiceAccountKeys(dir string) (string, string, error) {
+// serviceAccountKeys returns the key pair kept in dir, made at the first start.
+func serviceAccountKeys(dir string) (string, string, error) {
+	keyPath := filepath.Join(dir, "sa.key")
+	pubPath := filepath.Join(dir, "sa.pub")
+	if _, err := os.Stat(keyPath); err == nil {
+		if _, err := os.Stat(pubPath); err == nil {
+			return keyPath, pubPath, nil
+		}
+	}
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return "", "", err
 	}
-	keyPath := filepath.Join(dir, "sa.key")
-	pubPath := filepath.Join(dir, "sa.pub")
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
 	pubDER, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
 	if err != nil {

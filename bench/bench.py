@@ -12,7 +12,7 @@ as `figure,implementation,value,unit` lines. Figures, not asserts: nothing
 here fails on a slow number.
 
 Usage: bench.py (--server BIN | --real-kubeconfig FILE) --impl NAME=BIN [--impl ...]
-                [--quick] [--seed N] [--only partition|rolling|herd|many]
+                [--quick] [--seed N] [--only partition|rolling|herd|many|peers|directed]
                 [--rtt-binary BIN] [--timeline FILE.json]
                 [--lease-duration-ms N --renew-deadline-ms N --retry-period-ms N]
 
@@ -184,14 +184,14 @@ class Group:
         self.lock = threading.Lock()
         self.counter = 0
 
-    def spawn(self, impl=None, binary=None):
+    def spawn(self, impl=None, binary=None, extra=()):
         impl, binary = impl or self.impl, binary or self.binary
         self.counter += 1
         identity = f"{impl}-{self.counter}"
         args = [*shlex.split(binary), "--kubeconfig", self.server.kubeconfig(identity),
                 "--namespace", "default", "--lease-name", self.lease, "--identity", identity,
                 "--lease-duration-ms", str(LEASE_MS), "--renew-deadline-ms", str(RENEW_MS),
-                "--retry-period-ms", str(RETRY_MS)]
+                "--retry-period-ms", str(RETRY_MS), *extra]
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.procs[identity] = proc
         self.impl_of[identity] = impl
@@ -338,6 +338,41 @@ def graceful(server, impl, binary, rounds, seed=7):
         g.spawn()
     g.stop_all()
     return times
+
+
+def directed(server, binary, rounds, seed=7):
+    """kube-elector's directed handover (ElectorHandle::hand_over to a named
+    identity), asked by SIGUSR1 at the same seeded points of the term as the
+    graceful handover: ms from the signal to the named successor's start,
+    and how many rounds someone else took the Lease instead."""
+    g = Group(server, "kube-elector", binary, "directed-kube-elector")
+    rng = random.Random(seed)
+    fd, path = tempfile.mkstemp(prefix="handover-")
+    os.close(fd)
+    for _ in range(3):
+        g.spawn(extra=["--handover-file", path])
+    times, others = [], 0
+    try:
+        for _ in range(rounds):
+            leader = g.wait_leader()
+            if leader is None:
+                break
+            time.sleep(into_term(rng))
+            successor = next(i for i in sorted(g.procs) if i != leader)
+            with open(path, "w") as f:
+                f.write(successor)
+            t0 = now_ns()
+            g.procs[leader].send_signal(signal.SIGUSR1)
+            who, ts = g.wait_started(t0, not_identity=leader)
+            if who is None:
+                break
+            if who != successor:
+                others += 1
+            times.append((ts - t0) / 1e6)
+    finally:
+        g.stop_all()
+        os.unlink(path)
+    return times, others
 
 
 def crash(server, impl, binary, rounds, seed=7):
@@ -798,7 +833,7 @@ def main():
     parser.add_argument("--impl", action="append", default=[], help="NAME=BINARY")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--only", choices=["partition", "rolling", "herd", "many", "peers"],
+    parser.add_argument("--only", choices=["partition", "rolling", "herd", "many", "peers", "directed"],
                         help="run just this scenario (a targeted measurement, or the rolling-upgrade check); "
                              "peers: the scenarios every implementation runs (partition, handover, crash, "
                              "load, chaos, and the RTT), not scale, herd, many or rolling")
@@ -902,6 +937,15 @@ def main():
                 for fig in figures:
                     if fig[1] == name:
                         print(",".join(map(str, fig)), file=sys.stderr, flush=True)
+            if not real and "kube-elector" in impls and args.only in (None, "directed"):
+                print("# kube-elector (directed handover)", file=sys.stderr)
+                d, others = attempt("directed", directed, server, impls["kube-elector"], rounds,
+                                    args.seed) or ([], 0)
+                figures += [("directed_handover_median", "kube-elector",
+                             statistics.median(d) if d else float("nan"), "ms"),
+                            ("directed_handover_p99", "kube-elector", percentile(d, 99), "ms"),
+                            ("directed_handover_samples", "kube-elector", len(d), "count"),
+                            ("directed_handover_taken_by_another", "kube-elector", others, "count")]
             if not real and "kube-elector" in impls and args.only is None:
                 for row in attempt("scale", scale, server, impls["kube-elector"], scale_counts) or []:
                     n = row["electors"]

@@ -10,6 +10,7 @@
 #   scripts/bench.sh --only partition   # just the partitioned-leader measurement (and the timeline)
 #   scripts/bench.sh --only herd        # N candidates on one Lease (N = 10, 100, 1,000)
 #   scripts/bench.sh --only many        # 10,000 Leases led by one process
+#   scripts/bench.sh --only directed    # kube-elector's directed handover (hand_over to a named identity)
 #   scripts/bench.sh --server real      # on kube-apiserver + etcd (interop/cmd/apiserver):
 #                                       # handover, crash takeover, API load, one GET's RTT
 #

@@ -425,3 +425,76 @@ async fn a_client_go_candidate_takes_part_in_the_same_coordinated_election() {
     child.kill().await.expect("stop client-go's elector");
     shut_down(vec![first, last]).await;
 }
+
+/// A directed handover in coordinated election: the release goes to
+/// another candidate, and the former leader does not take it back by
+/// itself. It withdraws its `LeaseCandidate` until another candidate holds
+/// the Lease; declared again, and still the best by version, the controller
+/// may prefer it once more (its strategy, not the handover, has the last
+/// word), and then the Lease comes back through `preferredHolder`, again
+/// without overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kube-apiserver's coordinating controller: scripts/e2e-real.sh runs it"]
+async fn a_handover_in_coordinated_election_goes_to_another_candidate_first() {
+    let Some(target) = with_controller().await else {
+        return;
+    };
+    let lease = unique_name("coordinated-handover");
+    let history = History::follow(&target, &lease);
+    let recorder = Recorder::default();
+    let name = |n: &str| format!("{lease}-{n}");
+    let (best, next, last) = (name("best"), name("next"), name("last"));
+    let mut handles = vec![spawn(
+        &target,
+        config(&lease, &best, "1.33.0", "1.33.0"),
+        &recorder,
+    )];
+    until_lease(&target, &lease, "the best candidate leads", |l| {
+        holder_is(l, &best)
+    })
+    .await;
+    handles.push(spawn(
+        &target,
+        config(&lease, &next, "1.34.0", "1.34.0"),
+        &recorder,
+    ));
+    handles.push(spawn(
+        &target,
+        config(&lease, &last, "1.35.0", "1.35.0"),
+        &recorder,
+    ));
+    all_see(&handles, &best).await;
+
+    let outcome = handles[0]
+        .hand_over(kube_elector::Successor::Any)
+        .await
+        .expect("the handover");
+    assert!(
+        matches!(outcome, kube_elector::HandoverOutcome::Released { .. }),
+        "{outcome:?}"
+    );
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let states = history.states();
+        let after = states
+            .iter()
+            .position(|(holder, _)| holder.is_empty())
+            .map_or(&[][..], |i| &states[i + 1..]);
+        if let Some((holder, _)) = after.iter().find(|(holder, _)| !holder.is_empty()) {
+            assert_ne!(
+                *holder, best,
+                "the first holder after the release is another candidate: {states:?}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nobody took the released Lease in time: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Whatever the controller decides next, never two leaders.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    recorder.assert_no_overlap();
+    shut_down(handles).await;
+}

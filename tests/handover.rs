@@ -60,21 +60,8 @@ async fn leader_and_followers(
     all
 }
 
-/// Waits until every handle sees a leader other than `old`; returns it.
 async fn new_leader(handles: &[ElectorHandle], old: &str) -> String {
-    let mut seen = String::new();
-    for handle in handles {
-        let mut state = handle.subscribe();
-        let now = tokio::time::timeout(
-            PATIENCE,
-            state.wait_for(|s| s.leader.as_deref().is_some_and(|l| l != old)),
-        )
-        .await
-        .expect("a new leader in time")
-        .expect("the elector runs");
-        seen.clone_from(now.leader.as_ref().expect("a leader"));
-    }
-    seen
+    support::wait_new_leader(handles, old, PATIENCE).await
 }
 
 fn writes_of(target: &Target, client: &str) -> Option<u64> {

@@ -53,22 +53,8 @@ async fn lead_then_follow(
     (leader, followers)
 }
 
-/// Waits until every one of `handles` sees a leader other than `old`, and
-/// returns whom the last one sees.
 async fn all_see_new(handles: &[ElectorHandle], old: &str) -> String {
-    let mut seen = String::new();
-    for handle in handles {
-        let mut state = handle.subscribe();
-        let now = tokio::time::timeout(
-            PATIENCE,
-            state.wait_for(|s| s.leader.as_deref().is_some_and(|l| l != old)),
-        )
-        .await
-        .expect("every candidate sees a new leader in time")
-        .expect("the elector runs");
-        seen.clone_from(now.leader.as_ref().expect("a leader"));
-    }
-    seen
+    support::wait_new_leader(handles, old, PATIENCE).await
 }
 
 async fn all_see(handles: &[ElectorHandle], leader: &str) {

@@ -156,6 +156,19 @@ impl LeaseHub {
             mailbox,
             own_watch: Mutex::new(None),
         });
+        self.with_namespace(namespace, |ns| {
+            ns.admit(&member);
+            Membership {
+                hub: Arc::clone(&self.inner),
+                namespace: Arc::clone(ns),
+                member,
+            }
+        })
+    }
+
+    /// Runs `f` on the namespace's watch (started if it is not running),
+    /// under the lock that keeps the last member's leaving from racing it.
+    fn with_namespace<T>(&self, namespace: &str, f: impl FnOnce(&Arc<Namespace>) -> T) -> T {
         let mut namespaces = self
             .inner
             .namespaces
@@ -164,12 +177,7 @@ impl LeaseHub {
         let ns = namespaces.entry(namespace.to_owned()).or_insert_with(|| {
             Namespace::start(self.inner.client.clone(), namespace, self.limit())
         });
-        ns.admit(&member);
-        Membership {
-            hub: Arc::clone(&self.inner),
-            namespace: Arc::clone(ns),
-            member,
-        }
+        f(ns)
     }
 }
 
@@ -185,21 +193,15 @@ impl LeaseHub {
             prefix: prefix.to_owned(),
             tx,
         });
-        let mut namespaces = self
-            .inner
-            .namespaces
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let ns = namespaces.entry(namespace.to_owned()).or_insert_with(|| {
-            Namespace::start(self.inner.client.clone(), namespace, self.limit())
-        });
-        ns.admit_tap(&tap);
-        TapHandle {
-            hub: Arc::clone(&self.inner),
-            namespace: Arc::clone(ns),
-            tap,
-            rx,
-        }
+        self.with_namespace(namespace, |ns| {
+            ns.admit_tap(&tap);
+            TapHandle {
+                hub: Arc::clone(&self.inner),
+                namespace: Arc::clone(ns),
+                tap,
+                rx,
+            }
+        })
     }
 }
 

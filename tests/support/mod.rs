@@ -192,6 +192,28 @@ pub async fn wait_sees_leader(
     .expect("the elector runs");
 }
 
+/// Waits until every one of `handles` sees a leader other than `old`, for
+/// at most `patience` each, and returns whom the last one sees.
+pub async fn wait_new_leader(
+    handles: &[kube_elector::ElectorHandle],
+    old: &str,
+    patience: std::time::Duration,
+) -> String {
+    let mut seen = String::new();
+    for handle in handles {
+        let mut state = handle.subscribe();
+        let now = tokio::time::timeout(
+            patience,
+            state.wait_for(|s| s.leader.as_deref().is_some_and(|l| l != old)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("not within {patience:?}: a leader other than {old}"))
+        .expect("the elector runs");
+        seen.clone_from(now.leader.as_ref().expect("a leader"));
+    }
+    seen
+}
+
 /// The short timings most tests use, so that elections happen within a
 /// test's patience: lease 2 s, renew deadline 1 s, retry 250 ms, in the
 /// `default` namespace.

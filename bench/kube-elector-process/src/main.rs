@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube_elector::{
-    ElectorConfig, ElectorHandle, LeaderElector, LeaderEvent, LeaseHub, ShardConfig, ShardEvent,
+    ElectorConfig, ElectorHandle, LeaderElector, LeaderEvent, LeaseHub, ShardConfig,
     ShardedElector, Successor,
 };
 use tokio::signal::unix::{SignalKind, signal};
@@ -353,10 +353,12 @@ async fn many(
 }
 
 /// One replica of a `ShardedElector` of `--sharding` shards, prefix
-/// `--lease-name`: a `shard_acquired` / `shard_released` line per change of
-/// its owned shards. SIGTERM makes it leave gracefully (member Lease
-/// released, every shard handed to its next owner); the lines of the
-/// shards it gives up come as they are released.
+/// `--lease-name`: a `shard_acquired` / `shard_released` line per term of
+/// each shard it owns, printed by the shard's work (`run_per_shard`) while
+/// it holds the term's guard, so a shard's `shard_released` line is out
+/// before its handover releases the Lease. SIGTERM makes it leave
+/// gracefully (member Lease released, every shard handed to its next
+/// owner once its work returned).
 async fn sharding(args: &protocol::Args, client: kube::Client) {
     let config = ShardConfig::new(&args.lease_name, args.sharding)
         .namespace(&args.namespace)
@@ -365,34 +367,30 @@ async fn sharding(args: &protocol::Args, client: kube::Client) {
         .renew_deadline(args.renew_deadline)
         .retry_period(args.retry_period);
     protocol::emit(IMPL, &args.identity, "ready", "");
+    let leave = tokio_util::sync::CancellationToken::new();
     let handle = ShardedElector::new(client, config)
         .expect("valid config")
-        .spawn();
-    let mut events = handle.events();
+        .spawn_with_token(&leave);
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let print = |event: ShardEvent| match event {
-        ShardEvent::ShardAcquired { shard, .. } => {
-            protocol::emit_shard(IMPL, &args.identity, "shard_acquired", shard);
-        }
-        ShardEvent::ShardReleased { shard } => {
-            protocol::emit_shard(IMPL, &args.identity, "shard_released", shard);
-        }
-        _ => {}
-    };
-    loop {
+    let identity = args.identity.as_str();
+    {
+        let work = handle.run_per_shard(|shard, leadership| async move {
+            protocol::emit_shard(IMPL, identity, "shard_acquired", shard);
+            leadership.lost().await;
+            protocol::emit_shard(IMPL, identity, "shard_released", shard);
+            drop(leadership); // now the handover may release the Lease
+        });
+        tokio::pin!(work);
         tokio::select! {
-            _ = term.recv() => break,
-            event = events.next() => match event {
-                Some(event) => print(event),
-                None => break,
-            },
+            _ = term.recv() => {
+                leave.cancel();
+                // Every shard's work returns as its term ends; then it ends.
+                work.await;
+            }
+            () = &mut work => {}
         }
     }
-    let shutdown = tokio::spawn(handle.shutdown());
-    while let Some(event) = events.next().await {
-        print(event);
-    }
-    let _ = shutdown.await;
+    let _ = handle.shutdown().await;
     protocol::emit(IMPL, &args.identity, "exited", "");
 }
 

@@ -12,7 +12,7 @@ as `figure,implementation,value,unit` lines. Figures, not asserts: nothing
 here fails on a slow number.
 
 Usage: bench.py (--server BIN | --real-kubeconfig FILE) --impl NAME=BIN [--impl ...]
-                [--quick] [--seed N] [--only partition|rolling|herd|many|peers|directed]
+                [--quick] [--seed N] [--only partition|rolling|herd|many|peers|directed|sharding]
                 [--rtt-binary BIN] [--timeline FILE.json]
                 [--lease-duration-ms N --renew-deadline-ms N --retry-period-ms N]
 
@@ -820,6 +820,205 @@ def many(server, impl, binary, n, window_ms):
     return row
 
 
+# === Sharding ===
+
+class ShardGroup:
+    """M replica processes of one sharded workload (`--sharding N`, or the
+    baseline `--sharding-baseline N`), and who owned which shard when, from
+    their `shard_acquired` / `shard_released` lines (wall clock, ns)."""
+
+    def __init__(self, server, binary, mode, shards, prefix):
+        self.server, self.binary, self.mode, self.shards, self.prefix = server, binary, mode, shards, prefix
+        self.procs, self.readers, self.ready = {}, {}, {}
+        self.terms = {s: [] for s in range(shards)}  # shard -> [[identity, start_ns, end_ns or None]]
+        self.last_event_ns = now_ns()
+        self.lock = threading.Lock()
+        self.counter = 0
+
+    def spawn(self):
+        self.counter += 1
+        identity = f"{self.prefix}-r{self.counter}"
+        args = [*shlex.split(self.binary), "--kubeconfig", self.server.kubeconfig(identity),
+                "--namespace", "default", "--lease-name", self.prefix, "--identity", identity,
+                "--lease-duration-ms", str(LEASE_MS), "--renew-deadline-ms", str(RENEW_MS),
+                "--retry-period-ms", str(RETRY_MS), self.mode, str(self.shards)]
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.procs[identity] = proc
+        reader = threading.Thread(target=self._read, args=(identity, proc), daemon=True)
+        self.readers[identity] = reader
+        reader.start()
+        return identity
+
+    def _read(self, identity, proc):
+        for line in proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            with self.lock:
+                ts = event["ts_unix_nanos"]
+                if event["event"] == "ready":
+                    self.ready[identity] = ts
+                elif event["event"] == "shard_acquired":
+                    self.terms[event["shard"]].append([identity, ts, None])
+                    self.last_event_ns = max(self.last_event_ns, ts)
+                elif event["event"] == "shard_released":
+                    self._end(event["shard"], identity, ts)
+                    self.last_event_ns = max(self.last_event_ns, ts)
+
+    def _end(self, shard, identity, ts):
+        for term in reversed(self.terms[shard]):
+            if term[0] == identity and term[2] is None:
+                term[2] = ts
+                return
+
+    def owners(self):
+        """shard -> the identities whose term of it is open."""
+        with self.lock:
+            return {s: [t[0] for t in terms if t[2] is None] for s, terms in self.terms.items()}
+
+    def counts(self):
+        owned = {i: 0 for i in self.procs}
+        for who in self.owners().values():
+            for i in who:
+                owned[i] = owned.get(i, 0) + 1
+        return owned
+
+    def settle(self, balanced, quiet=1.5, timeout=60.0):
+        """Waits until every shard has one owner among the live replicas (and,
+        if `balanced`, each owns floor(N/M) or ceil(N/M)) and no line came for
+        `quiet` seconds. Returns whether it did."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            owners = self.owners()
+            ok = all(len(w) == 1 and w[0] in self.procs for w in owners.values())
+            if ok and balanced:
+                m = len(self.procs)
+                c = self.counts().values()
+                ok = min(c) >= self.shards // m and max(c) <= -(-self.shards // m)
+            with self.lock:
+                calm = now_ns() - self.last_event_ns > quiet * 1e9
+            if ok and calm:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def moved_time(self, before, since_ns, shards=None):
+        """(shards whose owner changed since `before`, the time in ms from
+        `since_ns` until the last of them had its new owner's term open)."""
+        after = self.owners()
+        moved = [s for s in range(self.shards) if (shards is None or s in shards)
+                 and after[s] and before.get(s) != after[s]]
+        latest = since_ns
+        with self.lock:
+            for s in moved:
+                start = next(t[1] for t in reversed(self.terms[s]) if t[0] == after[s][0] and t[2] is None)
+                latest = max(latest, start)
+        return len(moved), (latest - since_ns) / 1e6
+
+    def terminate(self, identity):
+        proc = self.procs.pop(identity)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        self.readers[identity].join(timeout=5)
+
+    def kill(self, identity):
+        proc = self.procs.pop(identity)
+        proc.kill()
+        proc.wait()
+        ts = now_ns()
+        self.readers[identity].join(timeout=5)
+        with self.lock:
+            for s in self.terms:
+                self._end(s, identity, ts)
+
+    def stop_all(self):
+        for identity in list(self.procs):
+            self.terminate(identity)
+
+    def overlaps(self):
+        """(shards ever owned by two replicas at once, total seconds of it)."""
+        until = now_ns()
+        with self.lock:
+            per = [overlap_seconds(terms, until) for terms in self.terms.values()]
+        return sum(1 for o in per if o > 0), sum(per)
+
+    def requests(self, rows):
+        """Requests so far per replica (every verb) from the server's rows."""
+        mine = {f"{self.prefix}-r{k}" for k in range(1, self.counter + 1)}
+        return {c: sum(r["count"] for r in rows if r["client"] == c) for c in mine}
+
+
+def sharding(server, binary, mode, shards, m, window):
+    """One sharded workload of `shards` shards on `m` replicas (`mode`:
+    --sharding or --sharding-baseline): balance after settling, requests per
+    replica per second over `window` s, then a graceful join (m -> m+1), a
+    graceful leave (SIGTERM, back to m) and, if m >= 2, a crash (SIGKILL,
+    m -> m-1); overlaps over the whole run. Returns a dict of figures."""
+    balanced = mode == "--sharding"
+    prefix = f"sh{'b' if not balanced else 's'}{m}-{now_ns() % 10**6}"
+    g = ShardGroup(server, binary, mode, shards, prefix)
+    out = {}
+    try:
+        t0 = time.time()
+        for _ in range(m):
+            g.spawn()
+        out["settled"] = g.settle(balanced)
+        out["settle_s"] = time.time() - t0
+        c = g.counts()
+        out["max"], out["min"] = max(c.values()), min(c.values())
+        live = set(g.procs)
+        before = server.requests()["requests"]
+        time.sleep(window)
+        after = server.requests()["requests"]
+        ra, rb = g.requests(after), g.requests(before)
+        per = [(ra.get(i, 0) - rb.get(i, 0)) / window for i in live]
+        out["req_per_replica"] = statistics.mean(per)
+        out["req_max_replica"] = max(per)
+        out["req_total"] = sum(per)
+        # A graceful join: from the joiner's `ready` line (before its first
+        # request) until every moved shard's new owner holds it.
+        own0 = {s: w[0] if w else None for s, w in g.owners().items()}
+        joiner = g.spawn()
+        out["join_settled"] = g.settle(balanced)
+        with g.lock:
+            ready = g.ready.get(joiner, now_ns())
+        moved, ms = g.moved_time({s: [o] for s, o in own0.items()}, ready)
+        out["join_moved"], out["join_ms"] = moved, ms if moved else float("nan")
+        # A graceful leave: SIGTERM to the replica owning the most shards
+        # (the oldest of those).
+        own0 = g.owners()
+        c = g.counts()
+        leaver = sorted(g.procs, key=lambda i: (-c.get(i, 0), int(i.rsplit("r", 1)[1])))[0]
+        t_leave = now_ns()
+        g.terminate(leaver)
+        out["leave_settled"] = g.settle(balanced)
+        moved, ms = g.moved_time(own0, t_leave)
+        out["leave_moved"], out["leave_ms"] = moved, ms if moved else float("nan")
+        # A crash: SIGKILL to the replica owning the most shards.
+        if len(g.procs) >= 2:
+            c = g.counts()
+            victim = max(c, key=c.get)
+            own0 = g.owners()
+            lost = {s for s, w in own0.items() if victim in w}
+            t_kill = now_ns()
+            g.kill(victim)
+            out["crash_settled"] = g.settle(balanced, timeout=60 + LEASE_MS / 1000)
+            moved, ms = g.moved_time(own0, t_kill, lost)
+            out["crash_moved"] = moved
+            out["crash_ms"] = ms if moved else float("nan")
+            out["crash_minus_lease_ms"] = ms - LEASE_MS if moved else float("nan")
+    finally:
+        g.stop_all()
+    out["overlap_shards"], out["overlap_s"] = g.overlaps()
+    print(f"# sharding {mode} N={shards} M={m}: {out}", file=sys.stderr, flush=True)
+    return out
+
+
 # === Main ===
 
 def main():
@@ -833,7 +1032,7 @@ def main():
     parser.add_argument("--impl", action="append", default=[], help="NAME=BINARY")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--only", choices=["partition", "rolling", "herd", "many", "peers", "directed"],
+    parser.add_argument("--only", choices=["partition", "rolling", "herd", "many", "peers", "directed", "sharding"],
                         help="run just this scenario (a targeted measurement, or the rolling-upgrade check); "
                              "peers: the scenarios every implementation runs (partition, handover, crash, "
                              "load, chaos, and the RTT), not scale, herd, many or rolling")
@@ -976,6 +1175,30 @@ def main():
                                     (f"many_leases_{many_count}_watches", name, row["watches"], "count"),
                                     (f"many_leases_{many_count}_requests", name, row["req_per_s"], "req/s")]
                 LEASE_MS, RENEW_MS, RETRY_MS = saved
+            if not real and args.only in (None, "sharding") and "kube-elector" in impls:
+                shard_n = 64
+                for m in ([1, 4] if args.quick else [1, 2, 4, 8]):
+                    for label, mode in (("kube-elector", "--sharding"), ("knative-style", "--sharding-baseline")):
+                        r = attempt("sharding", sharding, server, impls["kube-elector"], mode, shard_n, m,
+                                    5 if args.quick else 10)
+                        if not r:
+                            continue
+                        p = f"sharding_{shard_n}x{m}"
+                        figures += [(f"{p}_settled", label, str(r["settled"]), "bool"),
+                                    (f"{p}_max_shards", label, r["max"], "count"),
+                                    (f"{p}_min_shards", label, r["min"], "count"),
+                                    (f"{p}_req_per_replica", label, r["req_per_replica"], "req/s"),
+                                    (f"{p}_req_total", label, r["req_total"], "req/s"),
+                                    (f"{p}_join_moved", label, r["join_moved"], "count"),
+                                    (f"{p}_join_ms", label, r["join_ms"], "ms"),
+                                    (f"{p}_leave_moved", label, r["leave_moved"], "count"),
+                                    (f"{p}_leave_ms", label, r["leave_ms"], "ms")]
+                        if "crash_ms" in r:
+                            figures += [(f"{p}_crash_moved", label, r["crash_moved"], "count"),
+                                        (f"{p}_crash_ms", label, r["crash_ms"], "ms"),
+                                        (f"{p}_crash_minus_lease_ms", label, r["crash_minus_lease_ms"], "ms")]
+                        figures += [(f"{p}_overlap_shards", label, r["overlap_shards"], "count"),
+                                    (f"{p}_overlap", label, r["overlap_s"], "s")]
             mixed = rolling_participants(impls)
             if not real and args.only in (None, "rolling") and mixed:
                 print(f"# rolling: {', '.join(mixed)} on one Lease", file=sys.stderr)
@@ -993,6 +1216,7 @@ def main():
         print(f"# timeline data: {args.timeline}", file=sys.stderr)
 
     names = list(impls)
+    names += [n for n in dict.fromkeys(i for _, i, _, _ in figures) if n not in names]  # knative-style
     print(f"\n{'Real kube-apiserver' if real else 'Embedded Lease API server'}; lease {LEASE_MS} ms, renew deadline {RENEW_MS} ms, retry {RETRY_MS} ms; "
           f"{args.only or ('quick' if args.quick else 'full')} run, seed {args.seed}\n")
     if figures:

@@ -29,6 +29,13 @@ pub struct Args {
     pub handover_file: Option<String>,
     /// Round-trip mode: time this many GETs of the Lease, one after another.
     pub rtt: usize,
+    /// kube-elector only: run one `ShardedElector` of this many shards
+    /// (`--lease-name` is the prefix) and print `shard_acquired` /
+    /// `shard_released` lines.
+    pub sharding: u32,
+    /// kube-elector only: the knative-style baseline, one plain elector per
+    /// shard Lease (all through one hub), campaigning for every shard.
+    pub sharding_baseline: u32,
 }
 
 pub fn parse() -> Args {
@@ -47,6 +54,8 @@ pub fn parse() -> Args {
         window: Duration::from_secs(20),
         handover_file: None,
         rtt: 0,
+        sharding: 0,
+        sharding_baseline: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -67,6 +76,8 @@ pub fn parse() -> Args {
             "--window-ms" => args.window = ms(),
             "--handover-file" => args.handover_file = Some(value.clone()),
             "--rtt" => args.rtt = value.parse().expect("a count"),
+            "--sharding" => args.sharding = value.parse().expect("a count"),
+            "--sharding-baseline" => args.sharding_baseline = value.parse().expect("a count"),
             _ => eprintln!("ignoring unknown flag {flag}"),
         }
     }
@@ -80,6 +91,31 @@ pub fn emit(implementation: &str, identity: &str, event: &str, leader: &str) {
         .map_or(0, |d| d.as_nanos());
     let line = format!(
         "{{\"ts_unix_nanos\":{ts},\"impl\":{},\"identity\":{},\"event\":{},\"leader\":{}}}",
+        quote(implementation),
+        quote(identity),
+        quote(event),
+        quote(leader)
+    );
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Prints one event line about a shard (`shard_acquired`, `shard_released`),
+/// flushed: the fields of [`emit`] (`leader` is this identity on an
+/// acquisition, else empty) and `shard`, the shard's number.
+#[allow(dead_code)] // the sharding modes of kube-elector only
+pub fn emit_shard(implementation: &str, identity: &str, event: &str, shard: u32) {
+    let ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let leader = if event == "shard_acquired" {
+        identity
+    } else {
+        ""
+    };
+    let line = format!(
+        "{{\"ts_unix_nanos\":{ts},\"impl\":{},\"identity\":{},\"event\":{},\"leader\":{},\"shard\":{shard}}}",
         quote(implementation),
         quote(identity),
         quote(event),

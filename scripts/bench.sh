@@ -11,6 +11,8 @@
 #   scripts/bench.sh --only herd        # N candidates on one Lease (N = 10, 100, 1,000)
 #   scripts/bench.sh --only many        # 10,000 Leases led by one process
 #   scripts/bench.sh --only directed    # kube-elector's directed handover (hand_over to a named identity)
+#   scripts/bench.sh --only sharding    # ShardedElector, 64 shards on 1, 2, 4, 8 replicas, beside
+#                                       # a knative-style baseline (an elector per shard per replica)
 #   scripts/bench.sh --server real      # on kube-apiserver + etcd (interop/cmd/apiserver):
 #                                       # handover, crash takeover, API load, one GET's RTT
 #

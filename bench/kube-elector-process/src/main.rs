@@ -2,7 +2,9 @@
 //! `--scale N` it runs N electors on N Leases instead and reports its resident
 //! memory and CPU use in steady state as `scale` lines; `--herd N` hands one
 //! Lease over among N candidates of one `LeaseHub`, `--many N` leads N Leases
-//! through one, `--rtt N` times N GETs of one Lease (see bench/README.md).
+//! through one, `--rtt N` times N GETs of one Lease, `--sharding N` runs one
+//! `ShardedElector` of N shards and `--sharding-baseline N` one plain
+//! elector per shard Lease (see bench/README.md).
 
 #[path = "../../protocol.rs"]
 mod protocol;
@@ -10,7 +12,10 @@ mod protocol;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube_elector::{ElectorConfig, ElectorHandle, LeaderElector, LeaderEvent, LeaseHub, Successor};
+use kube_elector::{
+    ElectorConfig, ElectorHandle, LeaderElector, LeaderEvent, LeaseHub, ShardConfig,
+    ShardedElector, Successor,
+};
 use tokio::signal::unix::{SignalKind, signal};
 
 const IMPL: &str = "kube-elector";
@@ -42,6 +47,12 @@ async fn main() {
     }
     if args.rtt > 0 {
         return rtt(&args, client).await;
+    }
+    if args.sharding > 0 {
+        return sharding(&args, client).await;
+    }
+    if args.sharding_baseline > 0 {
+        return sharding_baseline(&args, client, elector_config).await;
     }
     protocol::emit(IMPL, &args.identity, "ready", "");
     let handle = LeaderElector::new(client, elector_config(&args.lease_name, &args.identity))
@@ -339,6 +350,106 @@ async fn many(
         futures::future::join_all(handles.into_iter().map(ElectorHandle::shutdown)),
     )
     .await;
+}
+
+/// One replica of a `ShardedElector` of `--sharding` shards, prefix
+/// `--lease-name`: a `shard_acquired` / `shard_released` line per term of
+/// each shard it owns, printed by the shard's work (`run_per_shard`) while
+/// it holds the term's guard, so a shard's `shard_released` line is out
+/// before its handover releases the Lease. SIGTERM makes it leave
+/// gracefully (member Lease released, every shard handed to its next
+/// owner once its work returned).
+async fn sharding(args: &protocol::Args, client: kube::Client) {
+    let config = ShardConfig::new(&args.lease_name, args.sharding)
+        .namespace(&args.namespace)
+        .identity(&args.identity)
+        .lease_duration(args.lease_duration)
+        .renew_deadline(args.renew_deadline)
+        .retry_period(args.retry_period);
+    protocol::emit(IMPL, &args.identity, "ready", "");
+    let leave = tokio_util::sync::CancellationToken::new();
+    let handle = ShardedElector::new(client, config)
+        .expect("valid config")
+        .spawn_with_token(&leave);
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let identity = args.identity.as_str();
+    {
+        let work = handle.run_per_shard(|shard, leadership| async move {
+            protocol::emit_shard(IMPL, identity, "shard_acquired", shard);
+            leadership.lost().await;
+            protocol::emit_shard(IMPL, identity, "shard_released", shard);
+            drop(leadership); // now the handover may release the Lease
+        });
+        tokio::pin!(work);
+        tokio::select! {
+            _ = term.recv() => {
+                leave.cancel();
+                // Every shard's work returns as its term ends; then it ends.
+                work.await;
+            }
+            () = &mut work => {}
+        }
+    }
+    let _ = handle.shutdown().await;
+    protocol::emit(IMPL, &args.identity, "exited", "");
+}
+
+/// The knative-style baseline: one plain elector per shard Lease
+/// `<lease-name>-<shard>`, all through one `LeaseHub` (one watch of the
+/// namespace), each campaigning for its shard whatever the others own (no
+/// membership, no balancing). Prints the lines of `sharding`. On SIGTERM
+/// the terms end (lines printed) before the electors shut down and release.
+async fn sharding_baseline(
+    args: &protocol::Args,
+    client: kube::Client,
+    config: impl Fn(&str, &str) -> ElectorConfig,
+) {
+    let hub = LeaseHub::new(client);
+    protocol::emit(IMPL, &args.identity, "ready", "");
+    let handles: Vec<ElectorHandle> = (0..args.sharding_baseline)
+        .map(|shard| {
+            hub.elector(config(
+                &format!("{}-{shard}", args.lease_name),
+                &args.identity,
+            ))
+            .expect("valid config")
+            .spawn()
+        })
+        .collect();
+    let mut events = futures::stream::select_all(
+        handles
+            .iter()
+            .zip(0u32..)
+            .map(|(h, shard)| h.events().map(move |event| (shard, event)).boxed()),
+    );
+    let mut leading = std::collections::BTreeSet::new();
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            event = events.next() => match event {
+                Some((shard, LeaderEvent::StartedLeading)) => {
+                    leading.insert(shard);
+                    protocol::emit_shard(IMPL, &args.identity, "shard_acquired", shard);
+                }
+                Some((shard, LeaderEvent::StoppedLeading)) if leading.remove(&shard) => {
+                    protocol::emit_shard(IMPL, &args.identity, "shard_released", shard);
+                }
+                Some(_) => {}
+                None => break,
+            },
+        }
+    }
+    for shard in std::mem::take(&mut leading) {
+        protocol::emit_shard(IMPL, &args.identity, "shard_released", shard);
+    }
+    drop(events);
+    let _ = tokio::time::timeout(
+        Duration::from_secs(30),
+        futures::future::join_all(handles.into_iter().map(ElectorHandle::shutdown)),
+    )
+    .await;
+    protocol::emit(IMPL, &args.identity, "exited", "");
 }
 
 fn rss_kib() -> u64 {

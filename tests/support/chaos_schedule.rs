@@ -670,11 +670,26 @@ impl Chaos {
                 self.deleted_at = Some(Instant::now());
             }
             7 => {
-                self.note("forced takeover by an outside writer");
+                // The intruder's record states the holder's own duration
+                // when client-go holds: client-go keeps its term whatever
+                // the record says (as for the duration edit of step 14), so
+                // a shorter one would let the others in before its term
+                // ends; that is client-go's rule, not the property tested.
+                let holder = self.holder(api).await.map(|(holder, _)| holder);
+                let client_go_holds = holder.is_some() && holder == self.client_go_label();
+                let duration = if client_go_holds {
+                    CLIENT_GO_LEASE
+                } else {
+                    LEASE
+                };
+                self.note(&format!(
+                    "forced takeover by an outside writer (its record: {duration:?})"
+                ));
                 if let Ok(mut lease) = api.get(&self.lease).await {
                     let spec = lease.spec.get_or_insert_with(Default::default);
                     spec.holder_identity = Some("intruder".into());
-                    spec.lease_duration_seconds = Some(2);
+                    spec.lease_duration_seconds =
+                        Some(i32::try_from(duration.as_secs()).unwrap_or(i32::MAX));
                     spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
                     let _ = api
                         .replace(&self.lease, &PostParams::default(), &lease)

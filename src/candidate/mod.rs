@@ -152,6 +152,26 @@ fn resource() -> ApiResource {
     )
 }
 
+/// Why a request of the task failed (its cause kept, for the logs and for
+/// telling a 404 apart).
+#[derive(Debug)]
+enum Failure {
+    Api(kube::Error),
+    Timeout(Duration),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Api(kube::Error::Api(status)) => {
+                write!(f, "{} {}: {}", status.code, status.reason, status.message)
+            }
+            Self::Api(error) => write!(f, "{error}"),
+            Self::Timeout(limit) => write!(f, "no answer within {limit:?}"),
+        }
+    }
+}
+
 /// Why a step of the task ended early.
 enum Interrupted {
     /// What the loop wants changed.
@@ -319,7 +339,7 @@ impl Task {
             let stream = match self.api.watch(&params, &version).await {
                 Ok(stream) => stream,
                 Err(error) => {
-                    self.failed("watch the LeaseCandidate", &error.to_string());
+                    self.failed("watch the LeaseCandidate", &error);
                     return Err(Interrupted::Failed);
                 }
             };
@@ -448,7 +468,7 @@ impl Task {
             .await
         {
             Ok(_) => tracing::debug!("deleted the LeaseCandidate"),
-            Err(error) if error.contains("404") || error.contains("NotFound") => {}
+            Err(Failure::Api(kube::Error::Api(status))) if status.code == 404 => {}
             Err(error) => self.failed("delete the LeaseCandidate", &error),
         }
     }
@@ -460,18 +480,10 @@ impl Task {
     async fn bounded<T>(
         &self,
         request: impl Future<Output = Result<T, kube::Error>>,
-    ) -> Result<T, String> {
+    ) -> Result<T, Failure> {
         match timeout(self.declared.request_timeout, request).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(kube::Error::Api(status))) => Err(format!(
-                "{} {}: {}",
-                status.code, status.reason, status.message
-            )),
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err(format!(
-                "no answer within {:?}",
-                self.declared.request_timeout
-            )),
+            Ok(answer) => answer.map_err(Failure::Api),
+            Err(_) => Err(Failure::Timeout(self.declared.request_timeout)),
         }
     }
 
@@ -482,7 +494,7 @@ impl Task {
         }
     }
 
-    fn failed(&mut self, what: &str, error: &str) {
+    fn failed(&mut self, what: &str, error: &dyn std::fmt::Display) {
         if self.failures == 0 {
             tracing::warn!(
                 %error,

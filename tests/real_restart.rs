@@ -251,6 +251,32 @@ impl Server {
     }
 }
 
+/// kube-apiserver as the restart conformance check sees it: SIGTERM, then
+/// its exit and a start on the same etcd and credentials.
+impl support::restart::Restartable for Server {
+    async fn client(&self) -> kube::Client {
+        kube::Client::try_from(self.config().await).expect("a client")
+    }
+
+    async fn begin_stop(&mut self) {
+        if let Some(pid) = self.apiserver.as_ref().and_then(Child::id) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+        }
+    }
+
+    async fn start_again(&mut self) {
+        if let Some(mut child) = self.apiserver.take()
+            && timeout(PATIENCE, child.wait()).await.is_err()
+        {
+            let _ = child.kill().await;
+        }
+        self.start_apiserver().await;
+    }
+}
+
 // === etcd's JSON gateway ===
 
 /// A POST of `body` to etcd's gRPC gateway; its JSON answer.
@@ -625,6 +651,22 @@ async fn apiserver_and_etcd_killed_and_restarted_on_the_same_data_keep_electors_
 
 /// Waits until the Lease is three versions past `version` (the leader
 /// renewed).
+/// The embedded server's model of a graceful stop and a restart
+/// (`tests/restart.rs`) checked against the real thing: watches open and
+/// silent after requests fail, 410 for a resume after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "starts kube-apiserver and etcd of its own: scripts/e2e-real.sh runs it"]
+async fn kube_apiserver_keeps_watches_open_and_silent_into_a_stop_and_expires_their_versions_after_a_restart()
+ {
+    let scenario = "restart-conformance";
+    let Some(bins) = binaries(scenario) else {
+        return;
+    };
+    let mut server = Server::start(&bins.apiserver, scenario, true, &[]).await;
+    support::restart::check(&mut server, "kube-apiserver (watch cache on)").await;
+    server.shutdown().await;
+}
+
 async fn renewed(api: &Api<Lease>, lease: &str, version: &str) {
     let version: i64 = version.parse().unwrap();
     loop {

@@ -69,7 +69,9 @@ pub(crate) async fn handle(
     }
 }
 
-/// `{"clear": true}` or `{"target": "all"|"<client>", ...}` with any of:
+/// `{"clear": true}`, `{"stop_gracefully_ms": N}` and `{"restart": true}`
+/// (`stop_gracefully`, `restart`), or `{"target": "all"|"<client>", ...}`
+/// with any of:
 /// - `"latency_ms": N`, `"error_rate": F`, `"refuse": B`, `"hang": B`,
 ///   `"partition": B`, `"forbid": [verbs]`, `"allow": [verbs]`;
 /// - `"watch_delay_ms": N`, `"watch_black_hole": B`, `"watch_error": B`
@@ -87,6 +89,14 @@ fn apply_faults(shared: &Shared, spec: &Value) -> Result<(), String> {
     let faults = &shared.faults;
     if spec["clear"] == true {
         faults.clear();
+        return Ok(());
+    }
+    if let Some(ms) = spec["stop_gracefully_ms"].as_u64() {
+        shared.stop_gracefully(Duration::from_millis(ms));
+        return Ok(());
+    }
+    if spec["restart"] == true {
+        shared.restart();
         return Ok(());
     }
     let target = target_of(spec["target"].as_str().unwrap_or("all"));

@@ -169,6 +169,12 @@ pub(crate) struct FaultState {
     stale_reads: BTreeMap<FaultTarget, Arc<Snapshot>>,
     /// Raised on every heal, so that requests held by a partition know to fail.
     pub(crate) heals: u64,
+    /// A graceful stop under way (`stop_gracefully`): nothing is served, and
+    /// open watches stay open, silent, until this instant.
+    pub(crate) stopping: Option<tokio::time::Instant>,
+    /// Raised on every `restart`: a watch opened before it belonged to the
+    /// process that stopped, and ends.
+    pub(crate) restarts: u64,
 }
 
 impl FaultState {
@@ -372,11 +378,14 @@ impl Faults {
         });
     }
 
+    /// Lifts every fault; a graceful stop is not a fault of a client, and
+    /// only a restart ends it.
     pub(crate) fn clear(&self) {
         self.modify(|s| {
-            let heals = s.heals + 1;
             *s = FaultState {
-                heals,
+                heals: s.heals + 1,
+                stopping: s.stopping,
+                restarts: s.restarts,
                 ..FaultState::default()
             };
         });

@@ -156,7 +156,8 @@
 //!   "write_answer_delay_ms": N, "stale_reads": B, "names_only": B,
 //!   "resource": "leases" | "leasecandidates"}` (absent keys change
 //!   nothing; a zero duration clears; `resource`, Leases by default, is
-//!   what `forbid` and `allow` apply to), or `{"clear": true}`.
+//!   what `forbid` and `allow` apply to), or `{"clear": true}`; and the
+//!   server as a whole: `{"stop_gracefully_ms": N}`, `{"restart": true}`.
 
 mod admin;
 mod answers;
@@ -436,6 +437,28 @@ impl LeaseApiServer {
     pub fn stale_reads(&self, target: FaultTarget, on: bool) {
         let snapshot = on.then(|| Snapshot::of(&self.shared.store));
         self.shared.faults.set_stale_reads(target, snapshot);
+    }
+
+    /// Begins a graceful stop, as kube-apiserver's on SIGTERM looks to its
+    /// clients: from now on no request of any client is answered (each
+    /// connection is dropped, idle kept-alive ones at their next request),
+    /// while the watches already open stay open and deliver nothing, no
+    /// events and no bookmarks, for `linger`; then they break as a lost
+    /// connection does. kube-apiserver v1.37 kept them so for about 10 s. A
+    /// watch that stays open is no sign that the server is there. Only
+    /// [`restart`](Self::restart) ends the stop.
+    pub fn stop_gracefully(&self, linger: Duration) {
+        self.shared.stop_gracefully(linger);
+    }
+
+    /// Serves again, as a kube-apiserver restarted on the same etcd: the
+    /// objects are as they were, watches still open from before end, and a
+    /// watch resumed from any `resourceVersion` served before the restart
+    /// gets `410 Expired` (the new watch cache starts from a list at a newer
+    /// revision), so the client lists again. A restart without a stop is
+    /// one after a crash.
+    pub fn restart(&self) {
+        self.shared.restart();
     }
 
     /// Lifts every fault (held requests of partitions fail, hung ones

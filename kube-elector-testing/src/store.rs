@@ -106,6 +106,17 @@ impl Store {
         self.lock().version
     }
 
+    /// What a kube-apiserver restarted on the same etcd starts from: the
+    /// objects as they are, and a watch cache filled by a list at a newer
+    /// revision (its own writes at start-up move etcd on), so that a watch
+    /// resumed from any version seen before gets 410.
+    pub(crate) fn restart(&self) {
+        let mut inner = self.lock();
+        inner.version += 1;
+        inner.compacted = inner.version;
+        inner.history.clear();
+    }
+
     pub(crate) fn get(&self, resource: Resource, ns: &str, name: &str) -> Result<Value, ApiError> {
         get_in(&self.lock().objects, resource, ns, name)
     }
@@ -451,7 +462,7 @@ impl Inner {
         self.history.push_back(event.clone());
         while self.history.len() > HISTORY {
             if let Some(old) = self.history.pop_front() {
-                self.compacted = old.version;
+                self.compacted = self.compacted.max(old.version);
             }
         }
         let by_name = (event.resource, event.name.clone());

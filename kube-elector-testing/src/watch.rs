@@ -70,6 +70,7 @@ pub(crate) fn watch(
         tx,
         last: from.unwrap_or(0),
         pending: VecDeque::new(),
+        restarts: shared.faults.snapshot().restarts,
     };
     tokio::spawn(stream.run(start.backlog, start.live, timeout, bookmarks));
     Ok(stream_response(rx))
@@ -119,6 +120,8 @@ struct WatchStream {
     last: u64,
     /// Received, not yet sent: held by a watch delay or a black hole.
     pending: VecDeque<Pending>,
+    /// The server's restarts when the watch began.
+    restarts: u64,
 }
 
 impl WatchStream {
@@ -220,6 +223,29 @@ impl WatchStream {
         Ok(())
     }
 
+    /// Sits out a graceful stop of the server: the watch stays open and
+    /// silent until the stop's linger ends it, as a lost connection, or a
+    /// restart does (the process that served it is gone). `Ended` then.
+    async fn sit_out_stop(
+        &self,
+        faults: &mut tokio::sync::watch::Receiver<FaultState>,
+        state: &FaultState,
+    ) -> Result<(), Ended> {
+        let lingering = state
+            .stopping
+            .filter(|until| *until > Instant::now() && state.restarts == self.restarts);
+        let Some(until) = lingering else {
+            let _ = self.tx.send(Err(std::io::Error::other(Dropped))).await;
+            return Err(Ended);
+        };
+        tokio::select! {
+            _ = faults.changed() => Ok(()),
+            () = tokio::time::sleep_until(until) => Ok(()),
+            () = self.tx.closed() => Err(Ended),
+            () = self.shared.shutdown.cancelled() => Err(Ended),
+        }
+    }
+
     /// Queues a live event; `Ended` when the watch fell too far behind.
     fn receive(
         &mut self,
@@ -264,8 +290,15 @@ impl WatchStream {
         let mut tick = tokio::time::interval(BOOKMARK_EVERY);
         tick.reset();
         loop {
-            // A partitioned or hung client gets nothing.
             let state = faults.borrow_and_update().clone();
+            // A stopping server sends nothing; a restarted one is another process.
+            if state.stopping.is_some() || state.restarts != self.restarts {
+                if self.sit_out_stop(&mut faults, &state).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            // A partitioned or hung client gets nothing.
             if cut_off(&state, &self.client) {
                 if self.sit_out(&mut faults, &state, end).await.is_err() {
                     return;

@@ -8,6 +8,7 @@ pub mod client_faults;
 pub mod coordinated;
 pub mod fault_proxy;
 pub mod recorder;
+pub mod restart;
 pub mod scrape;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -58,6 +58,21 @@ impl Shared {
             shutdown: CancellationToken::new(),
         }
     }
+
+    /// See `LeaseApiServer::stop_gracefully`.
+    pub(crate) fn stop_gracefully(&self, linger: std::time::Duration) {
+        let until = tokio::time::Instant::now() + linger;
+        self.faults.modify(|s| s.stopping = Some(until));
+    }
+
+    /// See `LeaseApiServer::restart`.
+    pub(crate) fn restart(&self) {
+        self.store.restart();
+        self.faults.modify(|s| {
+            s.stopping = None;
+            s.restarts += 1;
+        });
+    }
 }
 
 /// The connection is dropped without an answer (a refused or partitioned client).
@@ -193,11 +208,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     }
 }
 
-/// Refused, partitioned, hung and slow clients: dropped, held (then
-/// dropped, or let through) or delayed before anything else happens.
+/// Refused, partitioned, hung and slow clients (and every client while the
+/// server stops): dropped, held (then dropped, or let through) or delayed
+/// before anything else happens.
 async fn connection_faults(shared: &Shared, client: &str) -> Result<(), Dropped> {
     let faults = shared.faults.snapshot();
-    if faults.refused(client) {
+    if faults.refused(client) || faults.stopping.is_some() {
         return Err(Dropped);
     }
     if faults.partitioned(client) {

@@ -46,6 +46,16 @@ def now_ns():
     return time.time_ns()
 
 
+def process_log(lease, identity):
+    """Where an elector process's stderr goes: a file in $BENCH_LOG_DIR
+    (with RUST_LOG set, kube-elector's processes log there), else nowhere."""
+    directory = os.environ.get("BENCH_LOG_DIR")
+    if not directory:
+        return subprocess.DEVNULL
+    os.makedirs(directory, exist_ok=True)
+    return open(os.path.join(directory, f"{lease}-{identity}.log"), "a")
+
+
 class Server:
     real = False
 
@@ -192,7 +202,8 @@ class Group:
                 "--namespace", "default", "--lease-name", self.lease, "--identity", identity,
                 "--lease-duration-ms", str(LEASE_MS), "--renew-deadline-ms", str(RENEW_MS),
                 "--retry-period-ms", str(RETRY_MS), *extra]
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=process_log(self.lease, identity),
+                                text=True)
         self.procs[identity] = proc
         self.impl_of[identity] = impl
         reader = threading.Thread(target=self._read, args=(identity, proc), daemon=True)
@@ -462,8 +473,9 @@ def baseline_load(server, window):
 
 def rtt(server, binary, samples):
     """One GET of a Lease, then one PUT that changes it, as kube-rs's client
-    sends them, timed by bench-kube-elector --rtt: (GET median, GET p99,
-    PUT median, PUT p99) in milliseconds."""
+    sends them, and a PUT until a watch of the Lease delivers it, timed by
+    bench-kube-elector --rtt: (GET median, GET p99, PUT median, PUT p99,
+    PUT-to-watch median) in milliseconds."""
     out = subprocess.run(
         [binary, "--kubeconfig", server.kubeconfig("rtt-probe"), "--namespace", "default",
          "--lease-name", "rtt-probe", "--identity", "rtt-probe", "--rtt", str(samples)],
@@ -472,7 +484,8 @@ def rtt(server, binary, samples):
         if '"rtt"' in line:
             row = json.loads(line)
             print(f"# {line}", file=sys.stderr, flush=True)
-            return row["median_ms"], row["p99_ms"], row.get("put_median_ms"), row.get("put_p99_ms")
+            return (row["median_ms"], row["p99_ms"], row.get("put_median_ms"), row.get("put_p99_ms"),
+                    row.get("put_seen_median_ms"))
     raise RuntimeError(f"no rtt line: {out.stderr[-500:]}")
 
 
@@ -842,7 +855,8 @@ class ShardGroup:
                 "--namespace", "default", "--lease-name", self.prefix, "--identity", identity,
                 "--lease-duration-ms", str(LEASE_MS), "--renew-deadline-ms", str(RENEW_MS),
                 "--retry-period-ms", str(RETRY_MS), self.mode, str(self.shards)]
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=process_log(self.lease, identity),
+                                text=True)
         self.procs[identity] = proc
         reader = threading.Thread(target=self._read, args=(identity, proc), daemon=True)
         self.readers[identity] = reader
@@ -1021,6 +1035,27 @@ def sharding(server, binary, mode, shards, m, window):
 
 # === Main ===
 
+def handover_figures(server, name, binary, rounds, seed, rtt_median, floor):
+    """The graceful handover's figures for one implementation: median, p99,
+    samples, and the median over one GET's round trip and over the floor
+    (a PUT seen by a watch, then another PUT)."""
+    try:
+        g = graceful(server, name, binary, rounds, seed)
+    except Exception as e:  # noqa: BLE001 - report and go on
+        print(f"# graceful failed: {e!r}", file=sys.stderr)
+        g = []
+    figures = [("graceful_handover_median", name, statistics.median(g) if g else float("nan"), "ms"),
+               ("graceful_handover_p99", name, percentile(g, 99), "ms"),
+               ("graceful_handover_samples", name, len(g), "count")]
+    if g and rtt_median:
+        figures.append(("graceful_handover_in_rtts", name, statistics.median(g) / rtt_median, "RTTs"))
+    if g and floor:
+        figures.append(("graceful_handover_over_floor", name, statistics.median(g) / floor, "x"))
+    if g:
+        print(f"# graceful {name}: " + " ".join(f"{t:.1f}" for t in g), file=sys.stderr, flush=True)
+    return figures
+
+
 def main():
     global LEASE_MS, RENEW_MS, RETRY_MS  # set from the flags: what every elector is given
     parser = argparse.ArgumentParser()
@@ -1032,10 +1067,12 @@ def main():
     parser.add_argument("--impl", action="append", default=[], help="NAME=BINARY")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--only", choices=["partition", "rolling", "herd", "many", "peers", "directed", "sharding"],
+    parser.add_argument("--only", choices=["partition", "rolling", "herd", "many", "peers", "directed", "sharding",
+                                           "graceful"],
                         help="run just this scenario (a targeted measurement, or the rolling-upgrade check); "
                              "peers: the scenarios every implementation runs (partition, handover, crash, "
-                             "load, chaos, and the RTT), not scale, herd, many or rolling")
+                             "load, chaos, and the RTT), not scale, herd, many or rolling; graceful: the RTT "
+                             "and the graceful handover alone")
     parser.add_argument("--rolling-rounds", type=int, help="rounds of the rolling scenario (default 10, 6 quick)")
     parser.add_argument("--lease-duration-ms", type=int, default=LEASE_MS)
     parser.add_argument("--renew-deadline-ms", type=int, default=RENEW_MS)
@@ -1069,11 +1106,13 @@ def main():
     real = args.real_kubeconfig is not None
     rtt_binary = args.rtt_binary or impls.get("kube-elector")
     rtt_median = None
+    handover_floor = None
     with tempfile.TemporaryDirectory() as workdir:
         server = RealServer(args.real_kubeconfig) if real else Server(args.server, workdir)
         try:
             peers = args.only in (None, "peers")
-            if rtt_binary and peers:
+            handover_only = args.only == "graceful"
+            if rtt_binary and (peers or handover_only):
                 r = attempt("rtt", rtt, server, shlex.split(rtt_binary)[0], 50 if args.quick else 200)
                 if r:
                     rtt_median = r[0]
@@ -1082,17 +1121,20 @@ def main():
                     if r[2] is not None:
                         figures += [("put_rtt_median", "kube-elector", r[2], "ms"),
                                     ("put_rtt_p99", "kube-elector", r[3], "ms")]
+                    if r[4] is not None:
+                        # A handover's floor: the release reaches a watch,
+                        # then the acquire's PUT.
+                        handover_floor = r[4] + r[2]
+                        figures += [("put_seen_by_watch_median", "kube-elector", r[4], "ms"),
+                                    ("handover_floor", "kube-elector", handover_floor, "ms")]
             if real and peers:
                 baseline = attempt("baseline load", baseline_load, server, window) or 0.0
                 figures.append(("api_load_apiserver_own", "kube-elector", baseline, "req/s"))
-            for name, binary in impls.items() if real and peers else ():
+            for name, binary in impls.items() if real and (peers or handover_only) else ():
                 print(f"# {name} (real server)", file=sys.stderr)
-                g = attempt("graceful", graceful, server, name, binary, rounds, args.seed) or []
-                figures += [("graceful_handover_median", name, statistics.median(g) if g else float("nan"), "ms"),
-                            ("graceful_handover_p99", name, percentile(g, 99), "ms"),
-                            ("graceful_handover_samples", name, len(g), "count")]
-                if g and rtt_median:
-                    figures.append(("graceful_handover_in_rtts", name, statistics.median(g) / rtt_median, "RTTs"))
+                figures += handover_figures(server, name, binary, rounds, args.seed, rtt_median, handover_floor)
+                if handover_only:
+                    continue
                 c = attempt("crash", crash, server, name, binary, crash_rounds, args.seed) or []
                 figures += [("crash_takeover_median", name, statistics.median(c) if c else float("nan"), "ms"),
                             ("crash_takeover_minus_lease_median", name,
@@ -1105,8 +1147,12 @@ def main():
                 for fig in figures:
                     if fig[1] == name:
                         print(",".join(map(str, fig)), file=sys.stderr, flush=True)
-            for name, binary in impls.items() if not real and args.only in (None, "partition", "peers") else ():
+            for name, binary in impls.items() if not real and args.only in (None, "partition", "peers",
+                                                                           "graceful") else ():
                 print(f"# {name}", file=sys.stderr)
+                if handover_only:
+                    figures += handover_figures(server, name, binary, rounds, args.seed, rtt_median, handover_floor)
+                    continue
                 p, timeline = attempt("partition", partition, server, name, binary, crash_rounds) or ([], None)
                 if timeline:
                     timelines.append(timeline)
@@ -1117,12 +1163,7 @@ def main():
                             ("partition_margin_min", name, min(r[2] for r in p) if p else float("nan"), "ms")]
                 if args.only == "partition":
                     continue
-                g = attempt("graceful", graceful, server, name, binary, rounds, args.seed) or []
-                figures += [("graceful_handover_median", name, statistics.median(g) if g else float("nan"), "ms"),
-                            ("graceful_handover_p99", name, percentile(g, 99), "ms"),
-                            ("graceful_handover_samples", name, len(g), "count")]
-                if g and rtt_median:
-                    figures.append(("graceful_handover_in_rtts", name, statistics.median(g) / rtt_median, "RTTs"))
+                figures += handover_figures(server, name, binary, rounds, args.seed, rtt_median, handover_floor)
                 c = attempt("crash", crash, server, name, binary, crash_rounds, args.seed) or []
                 figures += [("crash_takeover_median", name, statistics.median(c) if c else float("nan"), "ms"),
                             ("crash_takeover_minus_lease_median", name,

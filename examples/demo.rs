@@ -18,6 +18,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -66,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
     let t0 = Instant::now();
 
     // Each replica has its own client, which the demo can freeze.
+    let timeline = Timeline::default();
     let mut replicas = Vec::new();
     for i in 1..=REPLICAS {
         let frozen = Arc::new(AtomicBool::new(false));
@@ -82,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
                 .retry_period(RETRY),
         )?
         .spawn();
-        print_events(&elector, t0);
+        print_events(&elector, t0, Some(&timeline));
         replicas.push((elector, frozen));
     }
 
@@ -91,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
     let name = leader.identity().to_owned();
     println!("{} -- graceful handover: cancelling {name}", stamp(t0));
     let cancelled = Instant::now();
+    timeline.mark(cancelled, 'G');
     leader.shutdown().await?;
     let second = wait_for_leader(&replicas, None).await?;
     let graceful = replicas[second].0.state().term.map(|t| t.started_at);
@@ -103,11 +106,16 @@ async fn main() -> anyhow::Result<()> {
     );
     replicas[second].1.store(true, Ordering::SeqCst);
     let frozen_at = Instant::now();
+    timeline.mark(frozen_at, 'F');
     let third = wait_for_leader(&replicas, Some(second)).await?;
     let crash = replicas[third].0.state().term.map_or(Duration::ZERO, |t| {
         t.started_at.saturating_duration_since(frozen_at)
     });
 
+    // A moment of the last term, so that its lane shows.
+    tokio::time::sleep(LEASE / 4).await;
+    println!();
+    timeline.print(t0, Instant::now());
     println!();
     println!(
         "graceful handover (cancel -> next StartedLeading): {:>8.1} ms",
@@ -143,7 +151,7 @@ async fn replica() -> anyhow::Result<()> {
         LeaderElector::new(client, ElectorConfig::new(lease))?.spawn_with_token(&shutdown);
     println!("{} campaigning", elector.identity());
     let t0 = Instant::now();
-    print_events(&elector, t0);
+    print_events(&elector, t0, None);
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -195,11 +203,15 @@ async fn wait_for_leader(
     }
 }
 
-fn print_events(elector: &ElectorHandle, t0: Instant) {
+fn print_events(elector: &ElectorHandle, t0: Instant, timeline: Option<&Timeline>) {
     let name = elector.identity().to_owned();
     let mut events = elector.events();
+    let timeline = timeline.cloned();
     tokio::spawn(async move {
         while let Some(event) = events.next().await {
+            if let Some(timeline) = &timeline {
+                timeline.record(&name, &event, Instant::now());
+            }
             let text = match event {
                 LeaderEvent::StartedLeading => "started leading".to_owned(),
                 LeaderEvent::StoppedLeading => "stopped leading".to_owned(),
@@ -211,6 +223,106 @@ fn print_events(elector: &ElectorHandle, t0: Instant) {
             println!("{} [{name}] {text}", stamp(t0));
         }
     });
+}
+
+// === Who led when, drawn in the terminal ===
+
+/// The replicas' terms as their events reported them, and the demo's marks.
+#[derive(Clone, Default)]
+struct Timeline(Arc<Mutex<TimelineInner>>);
+
+#[derive(Default)]
+struct TimelineInner {
+    /// (replica, start, end): `end` is `None` while the term runs.
+    terms: Vec<(String, Instant, Option<Instant>)>,
+    lanes: Vec<String>,
+    marks: Vec<(Instant, char)>,
+}
+
+/// Columns of the drawing.
+const COLUMNS: u32 = 72;
+
+impl Timeline {
+    fn record(&self, who: &str, event: &LeaderEvent, at: Instant) {
+        let mut inner = self.0.lock().unwrap();
+        if !inner.lanes.iter().any(|lane| lane == who) {
+            inner.lanes.push(who.to_owned());
+            inner.lanes.sort();
+        }
+        match event {
+            LeaderEvent::StartedLeading => inner.terms.push((who.to_owned(), at, None)),
+            LeaderEvent::StoppedLeading => {
+                if let Some(term) = inner
+                    .terms
+                    .iter_mut()
+                    .rev()
+                    .find(|(w, _, end)| w == who && end.is_none())
+                {
+                    term.2 = Some(at);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn mark(&self, at: Instant, mark: char) {
+        self.0.lock().unwrap().marks.push((at, mark));
+    }
+
+    /// One lane per replica from `t0` to `end`: `#` while it led, `.` while
+    /// it did not; `!` under a column where two replicas led at once.
+    fn print(&self, t0: Instant, end: Instant) {
+        let inner = self.0.lock().unwrap();
+        let column = (end - t0) / COLUMNS;
+        let cell = |c: u32| (t0 + column * c, t0 + column * (c + 1));
+        let leads = |who: &str, (from, to): (Instant, Instant)| {
+            inner
+                .terms
+                .iter()
+                .any(|(w, s, e)| w == who && *s < to && e.unwrap_or(end) > from)
+        };
+        println!(
+            "who led when ({:.0} ms a column; G: the graceful handover began, F: the leader froze)",
+            ms(column)
+        );
+        let width = inner.lanes.iter().map(String::len).max().unwrap_or(0);
+        for who in &inner.lanes {
+            let lane: String = (0..COLUMNS)
+                .map(|c| if leads(who, cell(c)) { '#' } else { '.' })
+                .collect();
+            println!("  {who:>width$} {lane}");
+        }
+        let marks: String = (0..COLUMNS)
+            .map(|c| {
+                let (from, to) = cell(c);
+                inner
+                    .marks
+                    .iter()
+                    .find(|(at, _)| *at >= from && *at < to)
+                    .map_or(' ', |(_, m)| *m)
+            })
+            .collect();
+        println!("  {:>width$} {marks}", "");
+        // Two replicas' terms that truly intersect (not merely in one column).
+        let overlap: String = (0..COLUMNS)
+            .map(|c| {
+                let (from, to) = cell(c);
+                let both = inner.terms.iter().any(|(a, s1, e1)| {
+                    inner.terms.iter().any(|(b, s2, e2)| {
+                        let (start, stop) =
+                            ((*s1).max(*s2), e1.unwrap_or(end).min(e2.unwrap_or(end)));
+                        a != b && start < stop && start < to && stop > from
+                    })
+                });
+                if both { '!' } else { ' ' }
+            })
+            .collect();
+        if overlap.contains('!') {
+            println!("  {:>width$} {overlap} <- two leaders", "");
+        } else {
+            println!("  never two leaders at once");
+        }
+    }
 }
 
 fn stamp(t0: Instant) -> String {

@@ -8,6 +8,8 @@
 #   scripts/bench.sh --quick    # a short run
 #   scripts/bench.sh --only peers       # the scenarios every implementation runs (no scale, herd, many, rolling)
 #   scripts/bench.sh --only partition   # just the partitioned-leader measurement (and the timeline)
+#   scripts/bench.sh --only graceful    # one GET's and one PUT's RTT, and the graceful handover;
+#                                       # BENCH_LOG_DIR=DIR keeps each process's stderr (RUST_LOG: kube-elector's logs)
 #   scripts/bench.sh --only herd        # N candidates on one Lease (N = 10, 100, 1,000)
 #   scripts/bench.sh --only many        # 10,000 Leases led by one process
 #   scripts/bench.sh --only directed    # kube-elector's directed handover (hand_over to a named identity)

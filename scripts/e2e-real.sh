@@ -161,6 +161,14 @@ deploy_check() {
   kill -TERM "$pid"
   wait "$pid" || { log "the demo replica failed:"; cat "$out"; return 1; }
   grep -q "Released" "$out" || { log "the demo replica did not release the Lease:"; cat "$out"; return 1; }
+
+  log "the demo (the README's main command) on this server: three replicas, a handover, a crash"
+  local demo_out="$workdir/demo.out"
+  if ! KUBECONFIG="$kubeconfig" timeout 120 "$cargo_target/debug/examples/demo" >"$demo_out" 2>&1; then
+    log "the demo failed:"; cat "$demo_out"; return 1
+  fi
+  sed -n '/^who led when/,$p' "$demo_out" | sed 's/^/    /' >&2
+  grep -q "never two leaders at once" "$demo_out" || { log "the demo saw two leaders:"; cat "$demo_out"; return 1; }
 }
 
 # --- the suites

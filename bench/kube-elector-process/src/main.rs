@@ -23,6 +23,12 @@ const IMPL: &str = "kube-elector";
 #[tokio::main]
 async fn main() {
     let args = protocol::parse();
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig).expect("kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
@@ -201,17 +207,52 @@ async fn rtt(args: &protocol::Args, client: kube::Client) {
             .expect("PUT the Lease");
         put_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
+    // A write seen by a watch: from sending a PUT to its event arriving on
+    // a watch of the Lease (its own connection), as a release reaches the
+    // followers. A handover's floor is this plus one more PUT (the acquire).
+    let params = kube::api::WatchParams::default()
+        .fields(&format!("metadata.name={}", args.lease_name))
+        .timeout(290);
+    let version = lease.metadata.resource_version.clone().unwrap_or_default();
+    let stream = leases.watch(&params, &version).await.expect("watch the Lease");
+    let mut stream = std::pin::pin!(stream);
+    let mut seen_ms: Vec<f64> = Vec::with_capacity(args.rtt);
+    for i in 0..args.rtt {
+        lease
+            .spec
+            .get_or_insert_with(Default::default)
+            .lease_transitions = Some(i32::try_from(i).unwrap_or(i32::MAX));
+        let t0 = std::time::Instant::now();
+        lease = leases
+            .replace(&args.lease_name, &Default::default(), &lease)
+            .await
+            .expect("PUT the Lease");
+        let wanted = lease.metadata.resource_version.clone();
+        loop {
+            match stream.next().await {
+                Some(Ok(kube::api::WatchEvent::Modified(seen)))
+                    if seen.metadata.resource_version == wanted =>
+                {
+                    break;
+                }
+                Some(Ok(_)) => {}
+                other => panic!("the watch ended: {other:?}"),
+            }
+        }
+        seen_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
     let at = |v: &mut Vec<f64>, q: f64| {
         v.sort_by(f64::total_cmp);
         v[((v.len() - 1) as f64 * q).round() as usize]
     };
     println!(
-        "{{\"event\":\"rtt\",\"samples\":{},\"median_ms\":{:.3},\"p99_ms\":{:.3},\"put_median_ms\":{:.3},\"put_p99_ms\":{:.3}}}",
+        "{{\"event\":\"rtt\",\"samples\":{},\"median_ms\":{:.3},\"p99_ms\":{:.3},\"put_median_ms\":{:.3},\"put_p99_ms\":{:.3},\"put_seen_median_ms\":{:.3}}}",
         ms.len(),
         at(&mut ms, 0.5),
         at(&mut ms, 0.99),
         at(&mut put_ms, 0.5),
-        at(&mut put_ms, 0.99)
+        at(&mut put_ms, 0.99),
+        at(&mut seen_ms, 0.5)
     );
 }
 

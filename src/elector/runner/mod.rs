@@ -269,6 +269,11 @@ impl Runner {
     }
 
     fn observe(&mut self, lease: Lease, now: Instant) {
+        tracing::trace!(
+            version = ?lease.metadata.resource_version,
+            holder = ?record::holder(record::spec_of(&lease)),
+            "observed the Lease"
+        );
         let held_by_another =
             record::holder(record::spec_of(&lease)).is_some_and(|h| h != self.me());
         let Observation { stop, shortened } = self.schedule.observe(lease, now);
@@ -332,6 +337,7 @@ impl Runner {
             return;
         };
         self.schedule.remember(TermRecord::of(&spec));
+        tracing::trace!(?verdict, "writing the Lease");
         let request = match &previous {
             None => futures::future::Either::Left(self.api.create(spec, timeout)),
             Some(lease) => futures::future::Either::Right(self.api.replace(

@@ -195,17 +195,23 @@ async fn rtt(args: &protocol::Args, client: kube::Client) {
     // The same for a write: a PUT that changes the record (as a renew
     // does), conditional on the resourceVersion it read back.
     let mut lease = leases.get(&args.lease_name).await.expect("GET the Lease");
+    let put = |mut lease: Lease, i: usize| {
+        let leases = leases.clone();
+        async move {
+            lease
+                .spec
+                .get_or_insert_with(Default::default)
+                .lease_transitions = Some(i32::try_from(i).unwrap_or(i32::MAX));
+            leases
+                .replace(&args.lease_name, &Default::default(), &lease)
+                .await
+                .expect("PUT the Lease")
+        }
+    };
     let mut put_ms: Vec<f64> = Vec::with_capacity(args.rtt);
     for i in 0..args.rtt {
-        lease
-            .spec
-            .get_or_insert_with(Default::default)
-            .lease_transitions = Some(i32::try_from(i).unwrap_or(i32::MAX));
         let t0 = std::time::Instant::now();
-        lease = leases
-            .replace(&args.lease_name, &Default::default(), &lease)
-            .await
-            .expect("PUT the Lease");
+        lease = put(lease, i).await;
         put_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
     // A write seen by a watch: from sending a PUT to its event arriving on
@@ -219,15 +225,8 @@ async fn rtt(args: &protocol::Args, client: kube::Client) {
     let mut stream = std::pin::pin!(stream);
     let mut seen_ms: Vec<f64> = Vec::with_capacity(args.rtt);
     for i in 0..args.rtt {
-        lease
-            .spec
-            .get_or_insert_with(Default::default)
-            .lease_transitions = Some(i32::try_from(i).unwrap_or(i32::MAX));
         let t0 = std::time::Instant::now();
-        lease = leases
-            .replace(&args.lease_name, &Default::default(), &lease)
-            .await
-            .expect("PUT the Lease");
+        lease = put(lease, i).await;
         let wanted = lease.metadata.resource_version.clone();
         loop {
             match stream.next().await {

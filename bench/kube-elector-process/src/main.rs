@@ -221,7 +221,10 @@ async fn rtt(args: &protocol::Args, client: kube::Client) {
         .fields(&format!("metadata.name={}", args.lease_name))
         .timeout(290);
     let version = lease.metadata.resource_version.clone().unwrap_or_default();
-    let stream = leases.watch(&params, &version).await.expect("watch the Lease");
+    let stream = leases
+        .watch(&params, &version)
+        .await
+        .expect("watch the Lease");
     let mut stream = std::pin::pin!(stream);
     let mut seen_ms: Vec<f64> = Vec::with_capacity(args.rtt);
     for i in 0..args.rtt {

@@ -475,7 +475,8 @@ def rtt(server, binary, samples):
     """One GET of a Lease, then one PUT that changes it, as kube-rs's client
     sends them, and a PUT until a watch of the Lease delivers it, timed by
     bench-kube-elector --rtt: (GET median, GET p99, PUT median, PUT p99,
-    PUT-to-watch median) in milliseconds."""
+    PUT-to-watch median), back to back, then (GET, PUT, PUT-to-watch)
+    medians after 300 ms pauses, in milliseconds."""
     out = subprocess.run(
         [binary, "--kubeconfig", server.kubeconfig("rtt-probe"), "--namespace", "default",
          "--lease-name", "rtt-probe", "--identity", "rtt-probe", "--rtt", str(samples)],
@@ -485,7 +486,8 @@ def rtt(server, binary, samples):
             row = json.loads(line)
             print(f"# {line}", file=sys.stderr, flush=True)
             return (row["median_ms"], row["p99_ms"], row.get("put_median_ms"), row.get("put_p99_ms"),
-                    row.get("put_seen_median_ms"))
+                    row.get("put_seen_median_ms"), row.get("idle_get_median_ms"),
+                    row.get("idle_put_median_ms"), row.get("idle_put_seen_median_ms"))
     raise RuntimeError(f"no rtt line: {out.stderr[-500:]}")
 
 
@@ -1122,10 +1124,15 @@ def main():
                         figures += [("put_rtt_median", "kube-elector", r[2], "ms"),
                                     ("put_rtt_p99", "kube-elector", r[3], "ms")]
                     if r[4] is not None:
+                        figures.append(("put_seen_by_watch_median", "kube-elector", r[4], "ms"))
+                    if r[7] is not None:
                         # A handover's floor: the release reaches a watch,
-                        # then the acquire's PUT.
-                        handover_floor = r[4] + r[2]
-                        figures += [("put_seen_by_watch_median", "kube-elector", r[4], "ms"),
+                        # then the acquire's PUT, each after a pause (as in
+                        # a handover: nobody wrote for a while).
+                        handover_floor = r[7] + r[6]
+                        figures += [("idle_get_rtt_median", "kube-elector", r[5], "ms"),
+                                    ("idle_put_rtt_median", "kube-elector", r[6], "ms"),
+                                    ("idle_put_seen_by_watch_median", "kube-elector", r[7], "ms"),
                                     ("handover_floor", "kube-elector", handover_floor, "ms")]
             if real and peers:
                 baseline = attempt("baseline load", baseline_load, server, window) or 0.0

@@ -231,32 +231,66 @@ async fn rtt(args: &protocol::Args, client: kube::Client) {
         let t0 = std::time::Instant::now();
         lease = put(lease, i).await;
         let wanted = lease.metadata.resource_version.clone();
-        loop {
-            match stream.next().await {
-                Some(Ok(kube::api::WatchEvent::Modified(seen)))
-                    if seen.metadata.resource_version == wanted =>
-                {
-                    break;
-                }
-                Some(Ok(_)) => {}
-                other => panic!("the watch ended: {other:?}"),
-            }
-        }
+        seen(&mut stream, wanted).await;
         seen_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    // The same after a pause of 300 ms each, as a handover's requests come
+    // (a leader renews every retry period, a follower only watches): a
+    // connection and a server that were idle answer slower than back to back.
+    let idle = (args.rtt / 5).max(10);
+    let (mut idle_get, mut idle_put, mut idle_seen) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..idle {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t0 = std::time::Instant::now();
+        leases.get(&args.lease_name).await.expect("GET the Lease");
+        idle_get.push(t0.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t0 = std::time::Instant::now();
+        lease = put(lease, args.rtt + i).await;
+        idle_put.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let wanted = lease.metadata.resource_version.clone();
+        seen(&mut stream, wanted).await;
+        idle_seen.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
     let at = |v: &mut Vec<f64>, q: f64| {
         v.sort_by(f64::total_cmp);
         v[((v.len() - 1) as f64 * q).round() as usize]
     };
     println!(
-        "{{\"event\":\"rtt\",\"samples\":{},\"median_ms\":{:.3},\"p99_ms\":{:.3},\"put_median_ms\":{:.3},\"put_p99_ms\":{:.3},\"put_seen_median_ms\":{:.3}}}",
+        "{{\"event\":\"rtt\",\"samples\":{},\"median_ms\":{:.3},\"p99_ms\":{:.3},\"put_median_ms\":{:.3},\"put_p99_ms\":{:.3},\"put_seen_median_ms\":{:.3},\"idle_samples\":{idle},\"idle_get_median_ms\":{:.3},\"idle_put_median_ms\":{:.3},\"idle_put_seen_median_ms\":{:.3}}}",
         ms.len(),
         at(&mut ms, 0.5),
         at(&mut ms, 0.99),
         at(&mut put_ms, 0.5),
         at(&mut put_ms, 0.99),
-        at(&mut seen_ms, 0.5)
+        at(&mut seen_ms, 0.5),
+        at(&mut idle_get, 0.5),
+        at(&mut idle_put, 0.5),
+        at(&mut idle_seen, 0.5)
     );
+}
+
+/// Waits until `stream` delivers the change that made `version`.
+async fn seen<S>(stream: &mut std::pin::Pin<&mut S>, version: Option<String>)
+where
+    S: futures::Stream<
+            Item = Result<
+                kube::api::WatchEvent<k8s_openapi::api::coordination::v1::Lease>,
+                kube::Error,
+            >,
+        >,
+{
+    loop {
+        match stream.next().await {
+            Some(Ok(kube::api::WatchEvent::Modified(seen)))
+                if seen.metadata.resource_version == version =>
+            {
+                return;
+            }
+            Some(Ok(_)) => {}
+            other => panic!("the watch ended: {other:?}"),
+        }
+    }
 }
 
 /// How long any one wait of a benchmark mode may take.

@@ -16,6 +16,12 @@
 //!   same version), then the follower must still track the Lease and take
 //!   it over when the leader hands it over.
 //!
+//! - the conformance check of `tests/support/restart.rs`, which the embedded
+//!   server's `stop_gracefully` and `restart` must pass too: after SIGTERM
+//!   requests fail while an open watch stays open and silent (about 10 s on
+//!   v1.37), and after the restart a resume from the version that watch
+//!   last saw gets 410 Expired, with the watch cache on.
+//!
 //! client-go's elector (`interop/cmd/client-go-elector`) is a candidate in
 //! the restart scenarios. Each scenario prints its figures. Needs
 //! `KUBE_ELECTOR_APISERVER` (the binary), `KUBE_ELECTOR_CLIENT_GO_ELECTOR`

@@ -533,6 +533,29 @@ async fn a_shutdown_during_a_create_releases_the_lease_it_may_have_written() {
     );
 }
 
+/// A release that fails once (a 500, a dropped connection) is tried again:
+/// without it the followers wait out a lease duration. Found looking for
+/// a real-server handover that took a lease duration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_fails_once_is_tried_again() {
+    let server = LeaseApiServer::start().await.unwrap();
+    let name = support::unique_name("release-retry");
+    let a = spawn(&server, config(&name, "a"), "a");
+    drop(leads(&a, "a").await);
+    // The next update of a's is its release: the term has just begun, so
+    // its first renew is a retry period away, and the shutdown comes first.
+    let updates = server.requests().get("a", Verb::Update);
+    server.fail_next(client("a"), Verb::Update, 1);
+    assert_eq!(a.shutdown().await.unwrap(), ShutdownOutcome::Released);
+    let after = leases(&server).get(&name).await.unwrap().spec.unwrap();
+    assert_eq!(after.holder_identity.as_deref(), Some(""), "not released");
+    assert_eq!(
+        server.requests().get("a", Verb::Update) - updates,
+        2,
+        "one failed release and one that landed"
+    );
+}
+
 // === 10. Silent watches ===
 
 async fn a_follower_with_a_broken_watch_polls(break_watch: impl Fn(&LeaseApiServer)) {

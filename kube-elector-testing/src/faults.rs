@@ -167,6 +167,8 @@ pub(crate) struct FaultState {
     write_answer_delay: BTreeMap<FaultTarget, Duration>,
     /// The store as it was when `stale_reads` was set for the target.
     stale_reads: BTreeMap<FaultTarget, Arc<Snapshot>>,
+    /// How many more requests of a verb are answered 500, by target.
+    fail_next: BTreeMap<(FaultTarget, Verb), u32>,
     /// Raised on every heal, so that requests held by a partition know to fail.
     pub(crate) heals: u64,
     /// A graceful stop under way (`stop_gracefully`): nothing is served, and
@@ -329,6 +331,35 @@ impl Faults {
                 s.stale_reads.remove(&target);
             }
         });
+    }
+
+    /// Answers the next `n` requests of `verb` from `target` with 500.
+    pub(crate) fn set_fail_next(&self, target: FaultTarget, verb: Verb, n: u32) {
+        self.modify(|s| {
+            if n == 0 {
+                s.fail_next.remove(&(target, verb));
+            } else {
+                s.fail_next.insert((target, verb), n);
+            }
+        });
+    }
+
+    /// Whether this request of `verb` from `client` is one of those that
+    /// `set_fail_next` asked to fail (and counts it).
+    pub(crate) fn take_failure(&self, client: &str, verb: Verb) -> bool {
+        self.state.send_if_modified(|s| {
+            let Some(left) = s
+                .fail_next
+                .iter_mut()
+                .find(|((t, v), _)| *v == verb && t.matches(client))
+                .map(|(_, left)| left)
+            else {
+                return false;
+            };
+            *left -= 1;
+            s.fail_next.retain(|_, left| *left > 0);
+            true
+        })
     }
 
     pub(crate) fn set_error_rate(&self, target: FaultTarget, rate: f64) {

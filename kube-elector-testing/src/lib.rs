@@ -303,6 +303,15 @@ impl LeaseApiServer {
         self.shared.faults.set_error_rate(target, rate);
     }
 
+    /// Answers the next `n` requests of `verb` from `target` (of any
+    /// resource) with 500 and a Status body, without applying them; other
+    /// requests are answered as usual (zero clears it): a release that
+    /// fails once, for instance, with `fail_next(target, Verb::Update, 1)`
+    /// just before the shutdown.
+    pub fn fail_next(&self, target: FaultTarget, verb: Verb, n: u32) {
+        self.shared.faults.set_fail_next(target, verb, n);
+    }
+
     /// Drops the connection of every request of `target` without an answer:
     /// the client sees a connection error, not an HTTP status. Its watches end.
     pub fn refuse_connections(&self, target: FaultTarget, refuse: bool) {

@@ -77,7 +77,7 @@ async fn answer(
     shared.faults.count(&client, resource, verb);
 
     let rate = shared.faults.snapshot().error_rate(&client);
-    if shared.faults.draw_error(rate) {
+    if shared.faults.take_failure(&client, verb) || shared.faults.draw_error(rate) {
         // 500, not 503: kube's client retries 503 (and 429, 504) on its own,
         // which would hide the fault from the code under test.
         return Ok(error(&status::injected()));

@@ -94,7 +94,12 @@ impl Runner {
             // server was ever reached or not).
             return Ok(ShutdownOutcome::NotHolding);
         }
-        for _ in 0..2 {
+        // Two conflicts (a renew cut off by the shutdown may land after the
+        // read) or one failure: every attempt is conditional, so trying again
+        // is safe, and a release that is not written costs the followers a
+        // lease duration.
+        let mut failed_once = false;
+        for _ in 0..3 {
             if matches!(self.schedule.view, View::Unknown) {
                 match self.api.get(timeout).await? {
                     Some(lease) => self.observe(lease, Instant::now()),
@@ -128,7 +133,13 @@ impl Runner {
                     return Ok(ShutdownOutcome::Released);
                 }
                 Err(Error::Conflict { .. }) => self.schedule.forget_view(),
-                Err(error) => return Err(error),
+                Err(error) if failed_once || !error.is_retryable() => return Err(error),
+                Err(error) => {
+                    tracing::warn!(%error, "the release failed; trying once more");
+                    failed_once = true;
+                    // It may have landed without its answer.
+                    self.schedule.forget_view();
+                }
             }
         }
         Err(Error::Conflict {

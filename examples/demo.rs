@@ -292,16 +292,18 @@ impl Timeline {
                 .collect();
             println!("  {who:>width$} {lane}");
         }
-        let marks: String = (0..COLUMNS)
-            .map(|c| {
-                let (from, to) = cell(c);
-                inner
-                    .marks
-                    .iter()
-                    .find(|(at, _)| *at >= from && *at < to)
-                    .map_or(' ', |(_, m)| *m)
-            })
-            .collect();
+        // Each mark under its column, or the next free one when two fall
+        // in one column (the freeze follows the handover within ms).
+        let mut marks = vec![' '; COLUMNS as usize];
+        for (at, mark) in &inner.marks {
+            let column = (0..COLUMNS)
+                .find(|&c| cell(c).1 > *at)
+                .unwrap_or(COLUMNS - 1);
+            if let Some(free) = marks[column as usize..].iter_mut().find(|m| **m == ' ') {
+                *free = *mark;
+            }
+        }
+        let marks: String = marks.into_iter().collect();
         println!("  {:>width$} {marks}", "");
         // Two replicas' terms that truly intersect (not merely in one column).
         let overlap: String = (0..COLUMNS)

@@ -138,3 +138,117 @@ async fn a_ttl_that_is_not_whole_seconds_is_a_config_error() {
     let err = l.try_acquire_or_renew().await.unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err}");
 }
+
+/// Three polled locks on one Lease, two of them twins (one `holder_id`, as a
+/// pod and its replacement), under a seeded schedule of the fault model a
+/// polled lock can meet: partitions, hung requests, latency, lost and late
+/// answers to writes, stale reads, an outside writer's takeover, wall
+/// clocks an hour apart. A lock acts as leader while its last result
+/// `is_leading()`; no two locks may ever believe so at one instant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polled_locks_never_act_as_leader_at_once_under_random_faults() {
+    use std::sync::{Arc, Mutex};
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    use kube::api::PostParams;
+    use kube_elector::SkewedClock;
+    use kube_elector_testing::{FaultTarget, LeaseApiServer};
+    use tokio::time::Instant;
+
+    let server = LeaseApiServer::start().await.unwrap();
+    let name = support::unique_name("polled-chaos");
+    let ttl = Duration::from_secs(2);
+    let beliefs = Arc::new(Mutex::new(Vec::<(String, Instant, Instant)>::new()));
+    let end = Instant::now() + Duration::from_secs(16);
+    let mut pollers = Vec::new();
+    // (label: the client its faults hit, holder_id, wall-clock offset)
+    for (label, holder, hours) in [("a", "a", 0), ("b", "twin", 1), ("c", "twin", -1)] {
+        let lock = LeaseLock::new(
+            server.client_for(label),
+            "default",
+            LeaseLockParams {
+                holder_id: holder.into(),
+                lease_name: name.clone(),
+                lease_ttl: ttl,
+            },
+        )
+        .with_clock(SkewedClock::new(jiff::SignedDuration::from_hours(hours)));
+        let beliefs = Arc::clone(&beliefs);
+        pollers.push(tokio::spawn(async move {
+            let mut last: Option<(Instant, Instant)> = None;
+            while Instant::now() < end {
+                let result = lock.try_acquire_or_renew().await;
+                let now = Instant::now();
+                if let Some((from, until)) = last.take() {
+                    beliefs
+                        .lock()
+                        .unwrap()
+                        .push((label.into(), from, until.min(now)));
+                }
+                if let Ok(result) = result
+                    && result.is_leading()
+                {
+                    last = Some((now, result.valid_until.unwrap()));
+                }
+                tokio::time::sleep(ttl / 4).await;
+            }
+            if let Some((from, until)) = last {
+                let until = until.min(Instant::now());
+                beliefs.lock().unwrap().push((label.into(), from, until));
+            }
+        }));
+    }
+    let api: Api<Lease> = Api::namespaced(server.client_for("outside"), "default");
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut below = |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let mut log = Vec::new();
+    while Instant::now() + Duration::from_secs(2) < end {
+        let who = FaultTarget::Client(["a", "b", "c"][usize::try_from(below(3)).unwrap()].into());
+        let hold = Duration::from_millis(300 + below(1500));
+        let kind = below(8);
+        log.push(format!("{kind} on {who:?} for {hold:?}"));
+        match kind {
+            0 => server.partition(who.clone()),
+            1 => server.hang(who.clone()),
+            2 => server.set_latency(who.clone(), Duration::from_millis(100 + below(600))),
+            3 => server.lose_write_answers(who.clone(), true),
+            4 => server.delay_write_answers(who.clone(), Duration::from_millis(100 + below(800))),
+            5 => server.stale_reads(who.clone(), true),
+            6 => {
+                // An outside writer takes the Lease with a record of the
+                // locks' own duration (a shorter one is a documented limit).
+                if let Ok(mut lease) = api.get(&name).await {
+                    let spec = lease.spec.get_or_insert_with(Default::default);
+                    spec.holder_identity = Some("intruder".into());
+                    spec.lease_duration_seconds = Some(2);
+                    spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+                    let _ = api.replace(&name, &PostParams::default(), &lease).await;
+                }
+            }
+            _ => {}
+        }
+        tokio::time::sleep(hold).await;
+        server.heal(who.clone());
+        server.release(who);
+        server.clear_faults();
+    }
+    for poller in pollers {
+        poller.await.unwrap();
+    }
+    let beliefs = beliefs.lock().unwrap().clone();
+    for (who, from, until) in &beliefs {
+        for (other, f2, u2) in &beliefs {
+            assert!(
+                !(who != other && from < u2 && f2 < until),
+                "{who} and {other} both acted as leader: {:?} of overlap\nschedule: {log:#?}",
+                (*until).min(*u2) - (*from).max(*f2)
+            );
+        }
+    }
+    assert!(!beliefs.is_empty(), "nobody ever led\nschedule: {log:#?}");
+}

@@ -22,7 +22,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube_elector::{
-    ElectorConfig, ElectorHandle, ElectorMetrics, LeaderElector, LeaseHub, SkewedClock, WallClock,
+    ElectorConfig, ElectorHandle, ElectorMetrics, LeaderElector, LeaseHub, SkewedClock, Successor,
+    WallClock,
 };
 use kube_elector_testing::{FaultTarget, LeaseApiServer};
 use prometheus_client::registry::Registry;
@@ -610,7 +611,7 @@ impl Chaos {
     async fn step(&mut self, api: &Api<Lease>) {
         let target = |id: String| FaultTarget::Client(process_of(&id));
         let hold = self.rng.millis(300, 2500);
-        let kind = self.rng.below(16);
+        let kind = self.rng.below(17);
         match kind {
             0 => {
                 let ms = self.rng.millis(50, 600);
@@ -697,12 +698,98 @@ impl Chaos {
                 }
             }
             8..=14 => self.newer_fault(kind, hold, api).await,
+            15 => self.handover_under_fault(hold).await,
             _ => {
                 self.note(&format!("calm, {hold:?}"));
                 tokio::time::sleep(hold).await;
             }
         }
         self.faults.clear_faults();
+    }
+
+    /// A directed handover by the leader while one fault is in force: the
+    /// named successor (or the next in line) partitioned, its watch late,
+    /// silent or failing, its reads stale, or the leader's write answers
+    /// lost or its requests slow. The handover runs to its end (or a lease
+    /// and a half) inside the fault; the recorder checks the terms as ever.
+    async fn handover_under_fault(&mut self, hold: Duration) {
+        let target = |id: &str| FaultTarget::Client(process_of(id));
+        let Some(leader) = self.electors.iter().position(|(_, e)| e.is_leader()) else {
+            self.note(&format!(
+                "calm (no kube-elector leads to hand over), {hold:?}"
+            ));
+            tokio::time::sleep(hold).await;
+            return;
+        };
+        let leader_label = self.electors[leader].0.clone();
+        let others: Vec<(String, String)> = self
+            .electors
+            .iter()
+            .filter(|(label, e)| {
+                *label != leader_label && e.identity() != self.electors[leader].1.identity()
+            })
+            .map(|(label, e)| (label.clone(), e.identity().to_owned()))
+            .collect();
+        let named = if others.is_empty() || self.rng.below(3) == 0 {
+            None
+        } else {
+            let i = usize::try_from(self.rng.below(others.len() as u64)).unwrap();
+            Some(others[i].clone())
+        };
+        let victim = named
+            .as_ref()
+            .map_or_else(|| self.pick(), |(label, _)| label.clone());
+        let fault = self.rng.below(8);
+        let (what, how) = match fault {
+            0 => ("partitioned", self.faults.partition(target(&victim))),
+            1 => (
+                "watch 300ms late",
+                self.faults
+                    .delay_watch(target(&victim), Duration::from_millis(300)),
+            ),
+            2 => (
+                "watch silent",
+                self.faults.black_hole_watch(target(&victim), true),
+            ),
+            3 => (
+                "watch failing",
+                self.faults.fail_watch(target(&victim), true),
+            ),
+            4 => (
+                "reads stale",
+                self.faults.stale_reads(target(&victim), true),
+            ),
+            5 => ("requests hang", self.faults.hang(target(&victim))),
+            6 => (
+                "(the leader's) write answers lost",
+                self.faults.lose_write_answers(target(&leader_label), true),
+            ),
+            _ => (
+                "(all) 200ms latency",
+                self.faults
+                    .set_latency(FaultTarget::All, Duration::from_millis(200)),
+            ),
+        };
+        let successor = match &named {
+            Some((_, identity)) => Successor::Named(identity.clone()),
+            None => Successor::Any,
+        };
+        self.note(&format!(
+            "{leader_label} hands over to {} while {victim} is {what}",
+            named.as_ref().map_or("anyone", |(_, id)| id.as_str()),
+        ));
+        self.explain(how);
+        let outcome = tokio::time::timeout(
+            LEASE + LEASE / 2,
+            self.electors[leader].1.hand_over(successor),
+        )
+        .await;
+        self.note(&format!("  handover: {outcome:?}"));
+        tokio::time::sleep(hold.min(LEASE)).await;
+        if fault == 5 {
+            let how = self.faults.release(target(&victim));
+            self.explain(how);
+        }
     }
 
     /// A restart of a candidate: graceful, or a crash (no release).

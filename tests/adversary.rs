@@ -335,6 +335,69 @@ impl Drop for RecordEnd {
     }
 }
 
+/// Replicas whose settings differ (a rollout that changed them, or one
+/// replica configured by hand): lease 2 s / 4 s / 6 s with renew deadlines
+/// and retry periods to match. A follower counts the duration the holder
+/// recorded, not its own, and a leader never counts on more than that: the
+/// leader is partitioned again and again, and no two ever lead at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_with_different_durations_never_lead_at_once() {
+    let server = LeaseApiServer::start().await.unwrap();
+    let name = support::unique_name("mixed-settings");
+    let recorder = Recorder::default();
+    let mut handles = Vec::new();
+    for (who, lease, deadline, retry) in [
+        ("short", 2_000, 1_000, 250),
+        ("mid", 4_000, 3_000, 1_000),
+        ("long", 6_000, 4_000, 1_500),
+    ] {
+        let config = config(&name, who)
+            .lease_duration(Duration::from_millis(lease))
+            .renew_deadline(Duration::from_millis(deadline))
+            .retry_period(Duration::from_millis(retry));
+        let handle = spawn(&server, config, who);
+        recorder.watch(&handle);
+        handles.push((who, handle));
+    }
+    let mut leaders = Vec::new();
+    for round in 0..4 {
+        let deadline = Instant::now() + PATIENCE;
+        assert!(
+            recorder.wait_leading(deadline).await,
+            "round {round}: nobody leads"
+        );
+        let (who, handle) = handles
+            .iter()
+            .find(|(who, _)| recorder.is_leading(who))
+            .expect("a term is open");
+        leaders.push(*who);
+        // Partitioned until another leads (after the duration it
+        // recorded, whatever their own), then healed.
+        server.partition(client(who));
+        timeout(PATIENCE, handle.subscribe().wait_for(|s| s.term.is_none()))
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: {who} still leads, partitioned"))
+            .expect("the elector runs");
+        for (other, handle) in handles.iter().filter(|(other, _)| other != who) {
+            let moved =
+                |s: &kube_elector::LeaderState| s.leader.as_deref().is_some_and(|l| l != *who);
+            timeout(PATIENCE, handle.subscribe().wait_for(moved))
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: {other} never saw a new leader"))
+                .expect("the elector runs");
+        }
+        server.heal(client(who));
+    }
+    for (_, handle) in handles {
+        handle.shutdown().await.unwrap();
+    }
+    recorder.assert_no_overlap();
+    assert!(
+        leaders.windows(2).any(|w| w[0] != w[1]),
+        "leadership never moved: {leaders:?}"
+    );
+}
+
 // === 5. The polled lock ===
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

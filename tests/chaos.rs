@@ -19,6 +19,9 @@
 //! answers to writes, stale reads; wall clocks skewed, frozen or running at
 //! the wrong rate; and now and then two electors sharing one identity.
 //!
+//! An observer rides along (a target of the faults like the electors): it
+//! must send no write, and name the leader once the faults stop.
+//!
 //! Every elector also keeps metrics and records Kubernetes Events through the
 //! same faulty client: neither may disturb leadership, and an elector that
 //! shut down has balanced its metrics (as many terms ended as started, the

@@ -22,10 +22,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube_elector::{
-    ElectorConfig, ElectorHandle, ElectorMetrics, LeaderElector, LeaseHub, SkewedClock, Successor,
-    WallClock,
+    ElectorConfig, ElectorHandle, ElectorMetrics, LeaderElector, LeaderObserver, LeaseHub,
+    ObserverHandle, SkewedClock, Successor, WallClock,
 };
-use kube_elector_testing::{FaultTarget, LeaseApiServer};
+use kube_elector_testing::{FaultTarget, LeaseApiServer, Verb};
 use prometheus_client::registry::Registry;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -358,7 +358,13 @@ pub struct Chaos {
     deleted_at: Option<Instant>,
     /// When an elector was last started.
     spawned_at: Option<Instant>,
+    /// An observer on a client of its own (embedded server: its requests
+    /// are counted apart), a target of the faults like any elector.
+    observer: Option<ObserverHandle>,
 }
+
+/// The client id of the chaos run's observer.
+const OBSERVER: &str = "chaos-observer";
 
 impl Chaos {
     /// How a backend expressed the last fault, when not as asked.
@@ -590,9 +596,14 @@ impl Chaos {
         self.electors.len() as u64 + u64::from(self.client_go_label().is_some())
     }
 
-    /// The client of an elector picked at random.
+    /// The client of an elector (or of the observer, if one runs) picked at
+    /// random.
     fn pick(&mut self) -> String {
-        let i = usize::try_from(self.rng.below(self.candidates())).unwrap();
+        let with_observer = u64::from(self.observer.is_some());
+        let i = usize::try_from(self.rng.below(self.candidates() + with_observer)).unwrap();
+        if with_observer == 1 && i == usize::try_from(self.candidates()).unwrap() {
+            return OBSERVER.to_owned();
+        }
         match self.electors.get(i) {
             Some((client, _)) => client.clone(),
             None => self
@@ -705,6 +716,39 @@ impl Chaos {
             }
         }
         self.faults.clear_faults();
+    }
+
+    /// The observer sent no write through all the faults, and names the
+    /// leader the electors agree on once they are calm (by `deadline`,
+    /// plus a lease: it may have seen the last leader's record just
+    /// before a crash, and waits it out as followers do).
+    async fn check_observer(&self, deadline: Instant) {
+        let (Some(observer), Backend::Embedded(server)) = (&self.observer, &self.faults) else {
+            return;
+        };
+        let counts = server.requests();
+        let writes: u64 = [Verb::Create, Verb::Update, Verb::Patch, Verb::Delete]
+            .into_iter()
+            .map(|verb| counts.get(OBSERVER, verb))
+            .sum();
+        assert_eq!(writes, 0, "the observer wrote\n{}", self.log);
+        let Some(leader) = self
+            .electors
+            .iter()
+            .find(|(_, e)| e.is_leader())
+            .map(|(_, e)| e.identity().to_owned())
+        else {
+            return; // client-go leads
+        };
+        let sees = |s: &kube_elector::LeaderState| s.leader.as_deref() == Some(leader.as_str());
+        let mut state = observer.subscribe();
+        let seen = tokio::time::timeout_at(deadline + LEASE, state.wait_for(sees)).await;
+        assert!(
+            seen.is_ok(),
+            "the observer names {:?}, not the leader {leader}, after the faults stopped\n{}",
+            observer.leader(),
+            self.log
+        );
     }
 
     /// A directed handover by the leader while one fault is in force: the
@@ -991,9 +1035,20 @@ pub async fn run(run: Run) -> Report {
         rng: Rng(seed.max(1)),
         deleted_at: None,
         spawned_at: None,
+        observer: None,
     };
     for _ in 0..run.electors {
         chaos.spawn();
+    }
+    if let Backend::Embedded(server) = &chaos.faults {
+        let config = ElectorConfig::new(&chaos.lease)
+            .namespace("default")
+            .identity(OBSERVER)
+            .lease_duration(LEASE)
+            .renew_deadline(RENEW_DEADLINE)
+            .retry_period(RETRY);
+        let observer = LeaderObserver::new(server.client_for(OBSERVER), config).unwrap();
+        chaos.observer = Some(observer.spawn());
     }
     chaos.spawn_client_go().await;
     let longest = if chaos.client_go.is_some() {
@@ -1021,6 +1076,7 @@ pub async fn run(run: Run) -> Report {
         chaos.recorder.intervals()
     );
     let leader_after_faults = calm.elapsed();
+    chaos.check_observer(deadline).await;
     for (client, e) in std::mem::take(&mut chaos.electors) {
         let identity = e.identity().to_owned();
         let _ = e.shutdown().await;

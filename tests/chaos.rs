@@ -17,7 +17,9 @@
 //! restarts and crashes, deleted Leases, forced takeovers and duration edits
 //! by outside writers, late, silent and failing watches, lost and late
 //! answers to writes, stale reads; wall clocks skewed, frozen or running at
-//! the wrong rate; and now and then two electors sharing one identity.
+//! the wrong rate; now and then two electors sharing one identity; and one
+//! elector in three with other settings (lease 3 s, renew deadline 2 s,
+//! retry 400 ms, where the others have 2 s, 1 s and 250 ms).
 //!
 //! An observer rides along (a target of the faults like the electors): it
 //! must send no write, and name the leader once the faults stop.

@@ -46,6 +46,13 @@ pub const SLACK: Duration = Duration::from_secs(1);
 /// lease than kube-elector's covers the late answers of the schedule (up to
 /// 0.9 s) as client-go's own defaults (15 s / 10 s / 2 s) would.
 pub const CLIENT_GO_LEASE: Duration = Duration::from_secs(3);
+/// The settings of some of the electors on the embedded server (replicas
+/// whose settings differ: a rollout that changed them): longer durations.
+const SLOW: (Duration, Duration, Duration) = (
+    Duration::from_secs(3),
+    Duration::from_secs(2),
+    Duration::from_millis(400),
+);
 
 // === Backends ===
 
@@ -485,13 +492,21 @@ impl Chaos {
         } else {
             client.clone()
         };
-        let (clock, described) = self.clock();
+        let (clock, mut described) = self.clock();
+        // On the embedded server, one elector in three has other settings.
+        let slow = matches!(self.faults, Backend::Embedded(_)) && self.rng.below(3) == 0;
+        let (lease, renew_deadline, retry) = if slow {
+            described.push_str(", lease 3 s, renew deadline 2 s, retry 400 ms");
+            SLOW
+        } else {
+            (LEASE, RENEW_DEADLINE, RETRY)
+        };
         let config = ElectorConfig::new(&self.lease)
             .namespace("default")
             .identity(&identity)
-            .lease_duration(LEASE)
-            .renew_deadline(RENEW_DEADLINE)
-            .retry_period(RETRY)
+            .lease_duration(lease)
+            .renew_deadline(renew_deadline)
+            .retry_period(retry)
             .clock(clock);
         let mut registry = Registry::default();
         let config = config
@@ -664,14 +679,14 @@ impl Chaos {
                 let how = self.faults.refuse_connections(target(who), false);
                 self.explain(how);
             }
-            5 if self.deleted_at.is_some_and(|d| d.elapsed() < LEASE) => {
+            5 if self.deleted_at.is_some_and(|d| d.elapsed() < SLOW.0) => {
                 self.note(&format!(
                     "calm (no restart right after a deletion), {hold:?}"
                 ));
                 tokio::time::sleep(hold).await;
             }
             5 => self.restart().await,
-            6 if self.spawned_at.is_some_and(|s| s.elapsed() < LEASE) => {
+            6 if self.spawned_at.is_some_and(|s| s.elapsed() < SLOW.0) => {
                 self.note(&format!("calm (no deletion right after a start), {hold:?}"));
                 tokio::time::sleep(hold).await;
             }
@@ -1051,10 +1066,11 @@ pub async fn run(run: Run) -> Report {
         chaos.observer = Some(observer.spawn());
     }
     chaos.spawn_client_go().await;
+    // The longest lease and retry period any candidate may have.
     let longest = if chaos.client_go.is_some() {
-        CLIENT_GO_LEASE.max(LEASE)
+        CLIENT_GO_LEASE.max(SLOW.0)
     } else {
-        LEASE
+        SLOW.0
     };
     let end = Instant::now() + run.duration;
     let mut steps = 0;
@@ -1067,7 +1083,7 @@ pub async fn run(run: Run) -> Report {
     }
     chaos.note("faults stop");
     let calm = Instant::now();
-    let deadline = calm + longest + RETRY + SLACK;
+    let deadline = calm + longest + SLOW.2 + SLACK;
     assert!(
         chaos.recorder.wait_leading(deadline).await,
         "seed {seed}: no leader {:?} after the faults stopped\n{}\nterms: {:#?}",

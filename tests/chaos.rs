@@ -16,7 +16,9 @@
 //! The faults: latency, 5xx bursts, partitions, hung and refused clients,
 //! restarts and crashes, deleted Leases, forced takeovers and duration edits
 //! by outside writers, late, silent and failing watches, lost and late
-//! answers to writes, stale reads; wall clocks skewed, frozen or running at
+//! answers to writes, stale reads, a graceful stop and restart of the
+//! server (watches silent, then 410 on resume), a directed handover while
+//! one fault hits the leader or its successor; wall clocks skewed, frozen or running at
 //! the wrong rate; now and then two electors sharing one identity; and one
 //! elector in three with other settings (lease 3 s, renew deadline 2 s,
 //! retry 400 ms, where the others have 2 s, 1 s and 250 ms).

@@ -637,7 +637,7 @@ impl Chaos {
     async fn step(&mut self, api: &Api<Lease>) {
         let target = |id: String| FaultTarget::Client(process_of(&id));
         let hold = self.rng.millis(300, 2500);
-        let kind = self.rng.below(17);
+        let kind = self.rng.below(18);
         match kind {
             0 => {
                 let ms = self.rng.millis(50, 600);
@@ -725,6 +725,20 @@ impl Chaos {
             }
             8..=14 => self.newer_fault(kind, hold, api).await,
             15 => self.handover_under_fault(hold).await,
+            16 if matches!(self.faults, Backend::Embedded(_)) => {
+                // As kube-apiserver on SIGTERM and a restart: no answers,
+                // open watches silent, then every version served before
+                // expired (410 on resume).
+                let linger = self.rng.millis(100, 1500);
+                self.note(&format!(
+                    "the server stops gracefully (watches linger {linger:?}) for {hold:?}, then restarts"
+                ));
+                if let Backend::Embedded(server) = &self.faults {
+                    server.stop_gracefully(linger);
+                    tokio::time::sleep(hold).await;
+                    server.restart();
+                }
+            }
             _ => {
                 self.note(&format!("calm, {hold:?}"));
                 tokio::time::sleep(hold).await;

@@ -14,8 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use kube_elector::{
-    ElectorConfig, ElectorHandle, LeaderElector, LeaseLock, LeaseLockParams, ShutdownOutcome,
-    WallClock,
+    ElectorConfig, ElectorHandle, LeaderElector, LeaseHub, LeaseLock, LeaseLockParams,
+    ShutdownOutcome, WallClock,
 };
 use kube_elector_testing::{FaultTarget, LeaseApiServer, Verb};
 use tokio::time::{Instant, timeout};
@@ -467,8 +467,19 @@ async fn a_polled_lease_lock_acts_only_within_its_validity() {
 
 // === 6. A blocked runtime ===
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_guard_answers_from_its_own_deadline_while_its_runtime_is_blocked() {
+/// How the blocked leader of `blocked_leader` was made.
+#[derive(Clone, Copy, Debug)]
+enum Blocked {
+    /// A plain elector, leading.
+    Plain,
+    /// An elector of a `LeaseHub`, leading.
+    Hub,
+}
+
+/// `a` leads in a runtime of its own; once `b` sees it lead, the leader
+/// work blocks that runtime for three lease durations. `b` takes over, and
+/// `a`'s guard must say it no longer leads, while its task cannot run.
+async fn blocked_leader(how: Blocked) {
     let server = LeaseApiServer::start().await.unwrap();
     let name = support::unique_name("blocked");
     let kube_config = server.kube_config_for("a");
@@ -482,9 +493,11 @@ async fn a_guard_answers_from_its_own_deadline_while_its_runtime_is_blocked() {
             .unwrap();
         runtime.block_on(async move {
             let client = kube::Client::try_from(kube_config).unwrap();
-            let a = LeaderElector::new(client, config(&lease, "a"))
-                .unwrap()
-                .spawn();
+            let elector = match how {
+                Blocked::Hub => LeaseHub::new(client).elector(config(&lease, "a")),
+                Blocked::Plain => LeaderElector::new(client, config(&lease, "a")),
+            };
+            let a = elector.unwrap().spawn();
             let guard = a.became_leader().await.unwrap();
             guard_tx.send(guard).unwrap();
             block_rx.await.unwrap();
@@ -501,13 +514,23 @@ async fn a_guard_answers_from_its_own_deadline_while_its_runtime_is_blocked() {
     let b_leads = leads(&b, "b").await;
     assert!(
         !guard.is_leading(),
-        "the blocked leader's guard still says it leads while b leads"
+        "{how:?}: the blocked leader's guard still says it leads while b leads"
     );
     drop(b_leads);
     tokio::task::spawn_blocking(move || blocked.join().unwrap())
         .await
         .unwrap();
     b.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_answers_from_its_own_deadline_while_its_runtime_is_blocked() {
+    blocked_leader(Blocked::Plain).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_electors_guard_answers_from_its_own_deadline_while_its_runtime_is_blocked() {
+    blocked_leader(Blocked::Hub).await;
 }
 
 // === 8. Fencing tokens ===

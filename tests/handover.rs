@@ -297,3 +297,77 @@ async fn a_handover_asked_of_a_stopped_elector_says_so() {
     );
     handle.join().await.expect("a clean end");
 }
+
+/// An outside writer takes the Lease while the leader drains for a
+/// handover to `b`: the release, conditional, must not clobber the
+/// intruder's record, and the successor's name no longer applies (it was
+/// written for another record), so nobody takes the Lease before the
+/// intruder's record has expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outside_takeover_during_a_handover_is_neither_clobbered_nor_skipped() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    use kube::Api;
+    use kube::api::PostParams;
+
+    let target = Target::new().await;
+    let lease = unique_name("handover-outside");
+    let recorder = Recorder::default();
+    let handles = leader_and_followers(&target, &lease, &["a", "b"], &recorder).await;
+    let leadership = handles[0].became_leader().await.expect("a leads");
+    let api: Api<Lease> = Api::namespaced(target.client_for("outside"), target.namespace());
+
+    let (outcome, taken_at) = {
+        let handover = handles[0].hand_over(Successor::Named("b".into()));
+        tokio::pin!(handover);
+        tokio::select! {
+            () = leadership.lost() => {}
+            _ = &mut handover => panic!("the handover finished while the work still ran"),
+            () = tokio::time::sleep(PATIENCE) => panic!("the term did not end in time"),
+        }
+        // While the work drains, the intruder writes (a conditional PUT, read
+        // again after a conflict with a renew).
+        let taken_at = loop {
+            let mut current = api.get(&lease).await.expect("the Lease");
+            let spec = current.spec.get_or_insert_with(Default::default);
+            spec.holder_identity = Some("intruder".into());
+            spec.lease_duration_seconds = Some(4);
+            spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+            let sent = tokio::time::Instant::now();
+            match api.replace(&lease, &PostParams::default(), &current).await {
+                Ok(_) => break sent,
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(e) => panic!("the outside write failed: {e}"),
+            }
+        };
+        drop(leadership);
+        let outcome = tokio::time::timeout(PATIENCE, handover)
+            .await
+            .expect("the handover ends once the work is done")
+            .expect("the handover");
+        (outcome, taken_at)
+    };
+    assert_eq!(
+        outcome,
+        HandoverOutcome::NotLeading,
+        "nothing was left to hand over"
+    );
+    let holder = api.get(&lease).await.unwrap().spec.unwrap().holder_identity;
+    assert_eq!(
+        holder.as_deref(),
+        Some("intruder"),
+        "the release clobbered the intruder"
+    );
+    assert_eq!(new_leader(&handles, "a").await, "intruder");
+    // Whoever leads next (the handover was void: `a` may win the race),
+    // took the Lease only once the intruder's record had expired.
+    let next = new_leader(&handles, "intruder").await;
+    let terms = recorder.wait_terms(2).await;
+    assert!(
+        terms[1].start >= taken_at + Duration::from_secs(4),
+        "{next} took the intruder's live Lease {:?} after it was written",
+        terms[1].start - taken_at
+    );
+    recorder.assert_no_overlap();
+    shut_down(handles).await;
+}

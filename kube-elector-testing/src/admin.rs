@@ -8,10 +8,11 @@ use hyper::Method;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use crate::answers::Snapshot;
-use crate::faults::{Delay, Flag, Verb};
-use crate::http::{Body, MAX_BODY, Shared, respond, target_of};
+use crate::faults::{Delay, Flag, Verb, target_of};
 use crate::resource::Resource;
+use crate::shared::Shared;
+use crate::store::Snapshot;
+use crate::wire::{Body, MAX_BODY, respond};
 
 pub(crate) async fn handle(
     shared: &Shared,

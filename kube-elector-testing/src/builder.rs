@@ -7,8 +7,9 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::LeaseApiServer;
-use crate::http::{self, Shared};
-use crate::strategy::Gates;
+use crate::http;
+use crate::resource::Gates;
+use crate::shared::Shared;
 
 /// Sets up a [`LeaseApiServer`]; from [`LeaseApiServer::builder`].
 ///

@@ -4,8 +4,8 @@
 use hyper::Method;
 use serde_json::{Value, json};
 
+use crate::resource::Gates;
 use crate::resource::Resource;
-use crate::strategy::Gates;
 
 const VERSION: &str = "v1.34.0";
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::answers::Snapshot;
 use crate::resource::Resource;
+use crate::store::Snapshot;
 
 /// Which clients a fault applies to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -483,4 +483,14 @@ pub(crate) enum Delay {
     Watch,
     /// The answer to a write, after it was applied.
     WriteAnswer,
+}
+
+/// The target a name of the admin endpoint stands for: every client for
+/// `all`, `*` or nothing, else the client of that name.
+pub(crate) fn target_of(name: &str) -> FaultTarget {
+    if name.is_empty() || name == "all" || name == "*" {
+        FaultTarget::All
+    } else {
+        FaultTarget::Client(name.to_owned())
+    }
 }

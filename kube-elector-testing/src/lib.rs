@@ -169,13 +169,16 @@ mod fields;
 mod http;
 mod meta;
 mod patch;
+mod request;
 mod resource;
 mod selector;
+mod shared;
 mod status;
 mod store;
 mod strategy;
 mod validate;
 mod watch;
+mod wire;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -185,12 +188,12 @@ use std::time::Duration;
 
 use tokio_util::sync::DropGuard;
 
-use answers::Snapshot;
 pub use builder::LeaseApiServerBuilder;
 use faults::{Delay, Flag};
 pub use faults::{FaultTarget, RequestCounts, Verb};
-use http::Shared;
 pub use resource::Resource;
+use shared::Shared;
+use store::Snapshot;
 
 /// A running embedded Lease API server; dropping it stops the server.
 #[must_use = "the server stops when dropped"]

@@ -1,17 +1,20 @@
-//! The resources the server stores, and what differs between them: their
-//! names, the version they are served at, the fields a selector may name,
-//! and the strategy (`pkg/registry/coordination/*/strategy.go`) and
-//! validation (`pkg/apis/coordination/validation`) kube-apiserver applies to
-//! them. The store, the watches, the patches and the HTTP paths are the same
-//! for every resource.
+//! The resources the server stores, and what tells them apart: their
+//! names, the version they are served at, the fields a selector may name.
+//! What the server does to each before storing it is in `strategy.rs`; the
+//! store, the watches, the patches and the HTTP paths are the same for
+//! every resource.
 
 use std::fmt;
 
-use serde_json::Value;
+use crate::status::{LEASE_CANDIDATES, LEASES, Names};
 
-use crate::status::{ApiError, LEASE_CANDIDATES, LEASES, Names};
-use crate::strategy::Gates;
-use crate::validate;
+/// The feature gates of a server that change what it serves and how it
+/// treats Leases (`strategy.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Gates {
+    /// `CoordinatedLeaderElection`.
+    pub(crate) coordinated_leader_election: bool,
+}
 
 /// A resource the server serves, for the request counters and the 403s
 /// aimed at one resource ([`LeaseApiServer::requests_for`],
@@ -105,56 +108,6 @@ impl Resource {
                 "299 - \"coordination.k8s.io/v1beta1 LeaseCandidate is deprecated in v1.36+, unavailable in v1.39+\"",
             ),
         }
-    }
-
-    /// The strategy's `PrepareForCreate`: what the server drops from an
-    /// object about to be created.
-    pub(crate) fn prepare_for_create(self, gates: Gates, object: &mut Value) {
-        match self {
-            Self::Leases => gates.prepare_for_create(object),
-            Self::LeaseCandidates => {}
-        }
-    }
-
-    /// The strategy's `PrepareForUpdate`: what the server drops from an
-    /// object about to replace `old`.
-    pub(crate) fn prepare_for_update(self, gates: Gates, object: &mut Value, old: &Value) {
-        match self {
-            Self::Leases => gates.prepare_for_update(object, old),
-            Self::LeaseCandidates => {}
-        }
-    }
-
-    /// Validation of an object named `name` about to be created: 400 for
-    /// what does not decode, 422 listing every invalid field.
-    pub(crate) fn validate(self, object: &Value, name: &str) -> Result<(), ApiError> {
-        match self {
-            Self::Leases => validate::lease(object, name),
-            Self::LeaseCandidates => validate::candidate::create(object, name),
-        }
-    }
-
-    /// Validation of an object named `name` about to replace `old`.
-    pub(crate) fn validate_update(
-        self,
-        object: &Value,
-        old: &Value,
-        name: &str,
-    ) -> Result<(), ApiError> {
-        match self {
-            Self::Leases => validate::lease(object, name),
-            Self::LeaseCandidates => validate::candidate::update(object, old, name),
-        }
-    }
-
-    /// Rewrites the `MicroTime`s of a valid object as kube-apiserver
-    /// serializes them.
-    pub(crate) fn normalize(self, object: &mut Value) {
-        let fields: &[&str] = match self {
-            Self::Leases => &["acquireTime", "renewTime"],
-            Self::LeaseCandidates => &["pingTime", "renewTime"],
-        };
-        validate::normalize_times(object, fields);
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::http::ApiRequest;
+use crate::request::ApiRequest;
 use crate::status::{self, ApiError};
 
 /// `fieldSelector` (the fields the resource's `GetAttrs` sets:

@@ -16,9 +16,9 @@ use tokio::sync::broadcast;
 use crate::fields::{self, Operation};
 use crate::meta::{creation_timestamp, make_uid, meta_mut, object_name, version_of};
 use crate::patch::{self, PatchKind};
-use crate::resource::Resource;
+use crate::resource::{Gates, Resource};
 use crate::status::{self, ApiError};
-use crate::strategy::Gates;
+use crate::strategy;
 use crate::validate::checked_object;
 
 /// How many past events a watch can resume from.
@@ -202,8 +202,8 @@ impl Store {
                 )],
             )
         })?;
-        resource.prepare_for_create(self.gates, &mut object);
-        resource.validate(&object, &name)?;
+        strategy::prepare_for_create(resource, self.gates, &mut object);
+        strategy::validate_create(resource, &object, &name)?;
         let mut inner = self.lock();
         let key = (resource, ns.to_owned(), name.clone());
         if inner.objects.contains_key(&key) {
@@ -278,8 +278,8 @@ impl Store {
             return Err(names.resource_version_required(name));
         }
         check_precondition(resource, current, &object, name)?;
-        resource.prepare_for_update(self.gates, &mut object, current);
-        resource.validate_update(&object, current, name)?;
+        strategy::prepare_for_update(resource, self.gates, &mut object, current);
+        strategy::validate_update(resource, &object, current, name)?;
         let mut object = carry_server_fields(current, object);
         fields::record_update(Some(current), &mut object, manager, Operation::Update);
         if unchanged(current, &object) {
@@ -337,8 +337,8 @@ impl Store {
             ));
         }
         meta_mut(&mut patched).insert("namespace".into(), json!(ns));
-        resource.prepare_for_update(self.gates, &mut patched, &current);
-        resource.validate_update(&patched, &current, name)?;
+        strategy::prepare_for_update(resource, self.gates, &mut patched, &current);
+        strategy::validate_update(resource, &patched, &current, name)?;
         let mut patched = carry_server_fields(&current, patched);
         fields::record_update(Some(&current), &mut patched, manager, Operation::Update);
         if unchanged(&current, &patched) {
@@ -389,8 +389,8 @@ impl Store {
                 Ok(created)
             }
             Some(current) => {
-                resource.prepare_for_update(self.gates, &mut applied, &current);
-                resource.validate_update(&applied, &current, name)?;
+                strategy::prepare_for_update(resource, self.gates, &mut applied, &current);
+                strategy::validate_update(resource, &applied, &current, name)?;
                 let mut inner = self.lock();
                 if inner.objects.get(key).map(version_of) != Some(version_of(&current)) {
                     return Err(names.conflict(name));
@@ -440,7 +440,7 @@ impl Inner {
         mut object: Value,
     ) -> Value {
         self.version += 1;
-        key.0.normalize(&mut object);
+        strategy::normalize(key.0, &mut object);
         meta_mut(&mut object).insert("resourceVersion".into(), json!(self.version.to_string()));
         match change {
             Change::Deleted => {
@@ -554,4 +554,38 @@ fn unchanged(current: &Value, next: &Value) -> bool {
         v
     };
     strip(current) == strip(next)
+}
+
+/// The objects as they were at one `resourceVersion`, for stale reads.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    objects: Objects,
+    version: u64,
+}
+
+impl Snapshot {
+    /// The store as it is now.
+    pub(crate) fn of(store: &Store) -> Self {
+        let (objects, version) = store.objects();
+        Self { objects, version }
+    }
+
+    pub(crate) fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// As [`Store::get`], at the snapshot's version.
+    pub(crate) fn get(&self, resource: Resource, ns: &str, name: &str) -> Result<Value, ApiError> {
+        get_in(&self.objects, resource, ns, name)
+    }
+
+    /// As [`Store::list`], at the snapshot's version.
+    pub(crate) fn list(
+        &self,
+        resource: Resource,
+        ns: Option<&str>,
+        keep: impl Fn(&Value) -> bool,
+    ) -> (Vec<Value>, u64) {
+        (list_in(&self.objects, resource, ns, keep), self.version)
+    }
 }

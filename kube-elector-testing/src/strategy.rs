@@ -1,6 +1,7 @@
-//! What kube-apiserver does to a Lease before it validates it: the
+//! What kube-apiserver does to an object before it stores it: the
 //! `PrepareForCreate` and `PrepareForUpdate` of its REST strategy for Leases
-//! (`pkg/registry/coordination/lease/strategy.go`).
+//! (`pkg/registry/coordination/lease/strategy.go`), then the validation of
+//! each resource (`validate/`) and the normalization of its times.
 //!
 //! With the `CoordinatedLeaderElection` feature gate off (the default of
 //! Kubernetes 1.33 to 1.37, where it is beta), `spec.strategy` and
@@ -10,15 +11,12 @@
 
 use serde_json::Value;
 
+use crate::resource::{Gates, Resource};
+use crate::status::ApiError;
+use crate::validate;
+
 /// The fields the gate guards, as the Lease spec spells them.
 const GATED_FIELDS: [&str; 2] = ["strategy", "preferredHolder"];
-
-/// The feature gates of a server that change how it treats Leases.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Gates {
-    /// `CoordinatedLeaderElection`.
-    pub(crate) coordinated_leader_election: bool,
-}
 
 impl Gates {
     /// A Lease about to be created (POST, create-on-PUT, apply to a missing
@@ -46,6 +44,67 @@ impl Gates {
             }
         }
     }
+}
+
+// === Per resource ===
+
+/// The strategy's `PrepareForCreate`: what the server drops from an
+/// object of `resource` about to be created.
+pub(crate) fn prepare_for_create(resource: Resource, gates: Gates, object: &mut Value) {
+    match resource {
+        Resource::Leases => gates.prepare_for_create(object),
+        Resource::LeaseCandidates => {}
+    }
+}
+
+/// The strategy's `PrepareForUpdate`: what the server drops from an
+/// object of `resource` about to replace `old`.
+pub(crate) fn prepare_for_update(
+    resource: Resource,
+    gates: Gates,
+    object: &mut Value,
+    old: &Value,
+) {
+    match resource {
+        Resource::Leases => gates.prepare_for_update(object, old),
+        Resource::LeaseCandidates => {}
+    }
+}
+
+/// Validation of an object named `name` about to be created: 400 for
+/// what does not decode, 422 listing every invalid field.
+pub(crate) fn validate_create(
+    resource: Resource,
+    object: &Value,
+    name: &str,
+) -> Result<(), ApiError> {
+    match resource {
+        Resource::Leases => validate::lease(object, name),
+        Resource::LeaseCandidates => validate::candidate::create(object, name),
+    }
+}
+
+/// Validation of an object named `name` about to replace `old`.
+pub(crate) fn validate_update(
+    resource: Resource,
+    object: &Value,
+    old: &Value,
+    name: &str,
+) -> Result<(), ApiError> {
+    match resource {
+        Resource::Leases => validate::lease(object, name),
+        Resource::LeaseCandidates => validate::candidate::update(object, old, name),
+    }
+}
+
+/// Rewrites the `MicroTime`s of a valid object as kube-apiserver
+/// serializes them.
+pub(crate) fn normalize(resource: Resource, object: &mut Value) {
+    let fields: &[&str] = match resource {
+        Resource::Leases => &["acquireTime", "renewTime"],
+        Resource::LeaseCandidates => &["pingTime", "renewTime"],
+    };
+    validate::normalize_times(object, fields);
 }
 
 fn remove_spec_field(object: &mut Value, field: &str) {

@@ -15,11 +15,13 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 use crate::faults::{FaultState, Flag};
-use crate::http::{ApiRequest, Body, Dropped, Shared};
+use crate::request::ApiRequest;
 use crate::resource::Resource;
 use crate::selector::Selector;
+use crate::shared::Shared;
 use crate::status::{self, ApiError};
 use crate::store::Event;
+use crate::wire::{Body, Dropped};
 
 /// kube-apiserver's `--min-request-timeout` default, for watches that give none.
 const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);

@@ -3,9 +3,10 @@
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 
-use super::{Body, Shared, json_body, respond};
 use crate::events::Request as EventRequest;
+use crate::shared::Shared;
 use crate::status::{self, ApiError};
+use crate::wire::{Body, json_body, respond};
 
 /// Answers a request for the path `/apis/events.k8s.io/v1/{rest}`.
 pub(super) async fn route(

@@ -5,87 +5,23 @@
 
 mod events;
 mod objects;
-mod query;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::AUTHORIZATION;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-pub(crate) use objects::ApiRequest;
-
-use crate::events::Events;
-use crate::faults::{FaultTarget, Faults, Flag};
-use crate::resource::Resource;
-use crate::status::{self, ApiError};
-use crate::store::Store;
-use crate::strategy::Gates;
+use crate::faults::Flag;
+use crate::request::parse_query;
+use crate::resource::{Gates, Resource};
+use crate::shared::Shared;
+use crate::status;
+use crate::wire::{Body, Dropped, error, page_not_found, respond};
 use crate::{admin, discovery};
-
-/// kube-apiserver's default limit on request bodies (3 MiB).
-pub(crate) const MAX_BODY: usize = 3 * 1024 * 1024;
-
-pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
-
-/// Everything one server owns.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) store: Store,
-    pub(crate) events: Events,
-    pub(crate) faults: Faults,
-    pub(crate) shutdown: CancellationToken,
-    /// What the server serves, and how it treats what it serves.
-    pub(crate) gates: Gates,
-}
-
-impl Shared {
-    pub(crate) fn new(gates: Gates) -> Self {
-        Self {
-            gates,
-            store: Store::new(gates),
-            events: Events::default(),
-            faults: Faults::default(),
-            shutdown: CancellationToken::new(),
-        }
-    }
-
-    /// See `LeaseApiServer::stop_gracefully`.
-    pub(crate) fn stop_gracefully(&self, linger: std::time::Duration) {
-        let until = tokio::time::Instant::now() + linger;
-        self.faults.modify(|s| s.stopping = Some(until));
-    }
-
-    /// See `LeaseApiServer::restart`.
-    pub(crate) fn restart(&self) {
-        self.store.restart();
-        self.faults.modify(|s| {
-            s.stopping = None;
-            s.restarts += 1;
-        });
-    }
-}
-
-/// The connection is dropped without an answer (a refused or partitioned client).
-#[derive(Debug)]
-pub(crate) struct Dropped;
-
-impl std::fmt::Display for Dropped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("connection dropped by fault injection")
-    }
-}
-
-impl std::error::Error for Dropped {}
 
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
@@ -171,7 +107,7 @@ fn route<'a>(segments: &'a [&'a str], gates: Gates) -> Route<'a> {
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Dropped> {
     let path = req.uri().path().trim_end_matches('/').to_owned();
-    let query = query::parse_query(req.uri().query().unwrap_or(""));
+    let query = parse_query(req.uri().query().unwrap_or(""));
     let client = client_of(&req);
 
     if let Some(rest) = path.strip_prefix("/_testing") {
@@ -256,82 +192,4 @@ fn client_of(req: &Request<Incoming>) -> String {
         .or_else(|| header("impersonate-user"))
         .unwrap_or("system:anonymous")
         .to_owned()
-}
-
-/// Used by the admin endpoint.
-pub(crate) fn target_of(name: &str) -> FaultTarget {
-    if name.is_empty() || name == "all" || name == "*" {
-        FaultTarget::All
-    } else {
-        FaultTarget::Client(name.to_owned())
-    }
-}
-
-// === Bodies ===
-
-pub(crate) fn respond(code: u16, body: &Value) -> Response<Body> {
-    let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
-    let mut response = Response::new(
-        Full::new(bytes)
-            .map_err(|e: Infallible| match e {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() =
-        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        "application/json".parse().expect("static header"),
-    );
-    response
-}
-
-fn error(e: &ApiError) -> Response<Body> {
-    respond(e.code, &e.body)
-}
-
-/// Go's `http.NotFound`, which ends kube-apiserver's delegation chain: what
-/// it answers under a group it does not serve (no `Status` body).
-fn page_not_found() -> Response<Body> {
-    let mut response = Response::new(
-        Full::new(Bytes::from_static(b"404 page not found\n"))
-            .map_err(|e: Infallible| match e {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = StatusCode::NOT_FOUND;
-    let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        "text/plain; charset=utf-8".parse().expect("static header"),
-    );
-    headers.insert(
-        "x-content-type-options",
-        "nosniff".parse().expect("static header"),
-    );
-    response
-}
-
-/// Reads a JSON body: at most [`MAX_BODY`] bytes; for POST and PUT only
-/// `application/json` (kube-apiserver also takes YAML and protobuf, which no
-/// client of this server sends).
-async fn json_body(req: Request<Incoming>, check_type: bool) -> Result<Value, ApiError> {
-    if check_type {
-        let content_type = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        let media = content_type.split(';').next().unwrap_or("").trim();
-        if media != "application/json" && !media.is_empty() {
-            return Err(status::unsupported_body_type(&content_type));
-        }
-    }
-    let bytes = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|_| status::too_large(MAX_BODY))?
-        .to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| {
-        status::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
-    })
 }

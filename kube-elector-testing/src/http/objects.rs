@@ -10,33 +10,15 @@ use hyper::header::{CONTENT_TYPE, HeaderValue, USER_AGENT, WARNING};
 use hyper::{Method, Request, Response};
 use serde_json::{Value, json};
 
-use super::{Body, Dropped, Shared, error, json_body, respond};
 use crate::faults::{Flag, Verb};
 use crate::patch::PatchKind;
+use crate::request::ApiRequest;
 use crate::resource::Resource;
 use crate::selector::Selector;
+use crate::shared::Shared;
 use crate::status::{self, ApiError};
+use crate::wire::{Body, Dropped, error, json_body, respond};
 use crate::{answers, watch};
-
-/// A parsed request for the objects of one resource.
-#[derive(Debug)]
-pub(crate) struct ApiRequest {
-    pub(crate) client: String,
-    pub(crate) resource: Resource,
-    pub(crate) verb: Verb,
-    pub(crate) namespace: Option<String>,
-    pub(crate) name: Option<String>,
-    pub(crate) query: Vec<(String, String)>,
-}
-
-impl ApiRequest {
-    pub(crate) fn param(&self, key: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-}
 
 /// Answers a request for an object path: counted, then subject to the
 /// error rate and to 403s, then handled; a write's answer may be lost or

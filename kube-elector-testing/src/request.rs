@@ -1,4 +1,28 @@
-//! Query strings: `key=value` pairs, percent-decoded.
+//! A parsed request for the objects of one resource, and its query
+//! string: `key=value` pairs, percent-decoded.
+
+use crate::faults::Verb;
+use crate::resource::Resource;
+
+/// A parsed request for the objects of one resource.
+#[derive(Debug)]
+pub(crate) struct ApiRequest {
+    pub(crate) client: String,
+    pub(crate) resource: Resource,
+    pub(crate) verb: Verb,
+    pub(crate) namespace: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) query: Vec<(String, String)>,
+}
+
+impl ApiRequest {
+    pub(crate) fn param(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
 
 pub(crate) fn parse_query(query: &str) -> Vec<(String, String)> {
     query

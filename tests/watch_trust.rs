@@ -173,6 +173,7 @@ async fn a_joiner_gets_its_share_while_the_namespace_watch_errors() {
 /// `cargo test --test watch_trust -- --ignored --nocapture` prints them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a one-minute measurement per row; run for BENCHMARKS.md"]
+#[allow(clippy::cast_precision_loss)] // counts of requests, far below 2^52
 async fn a_lagging_watch_costs_the_follower_no_more_reads_than_polling() {
     const WINDOW: Duration = Duration::from_secs(60);
     const DEFAULT_RETRY: Duration = Duration::from_secs(2);

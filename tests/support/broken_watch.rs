@@ -81,6 +81,10 @@ pub async fn follower_with_a_broken_watch(
         .term()
         .started_at
         .saturating_duration_since(released);
+    eprintln!(
+        "{name}: the follower first read the Lease after {renews_before_first_read} renew(s) of the \
+         leader since its watch broke, and took the release {taken_after_release:.2?} after it"
+    );
     BrokenWatch {
         renews_before_first_read,
         taken_after_release,

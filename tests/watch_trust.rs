@@ -88,6 +88,75 @@ async fn a_hub_member_reads_at_once_when_the_namespace_watch_errors() {
     );
 }
 
+// === Observers ===
+
+/// `a` leads; an observer (client `"b"`) follows, on its own watch or
+/// through a hub; its watch breaks. Returns the renews of `a` before the
+/// observer's first read, after checking that it still sees the next
+/// leader (`c`, whose watch works) once `a` releases.
+async fn an_observer_with_a_broken_watch(
+    in_hub: bool,
+    break_watch: impl FnOnce(&LeaseApiServer),
+) -> u64 {
+    let server = LeaseApiServer::start().await.unwrap();
+    let name = support::unique_name("observer");
+    let elector = |who: &str| -> ElectorHandle {
+        kube_elector::LeaderElector::new(server.client_for(who), config(&name, who))
+            .expect("valid config")
+            .spawn()
+    };
+    let a = elector("a");
+    drop(
+        tokio::time::timeout(PATIENCE, a.became_leader())
+            .await
+            .expect("a leads in time")
+            .expect("it leads"),
+    );
+    let observer = if in_hub {
+        LeaseHub::new(server.client_for("b")).observer(config(&name, "b"))
+    } else {
+        kube_elector::LeaderObserver::new(server.client_for("b"), config(&name, "b"))
+    }
+    .expect("valid config")
+    .spawn();
+    support::wait_sees_leader(&mut observer.subscribe(), "a", PATIENCE).await;
+    let renews = support::broken_watch::renews_before_first_read(&server, &name, break_watch).await;
+    a.shutdown().await.unwrap();
+    let c = elector("c");
+    support::wait_sees_leader(&mut observer.subscribe(), "c", PATIENCE).await;
+    c.shutdown().await.unwrap();
+    observer.shutdown().await.unwrap();
+    renews
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_distrusts_a_silent_watch_after_about_one_renew_interval() {
+    for in_hub in [false, true] {
+        let renews = an_observer_with_a_broken_watch(in_hub, |server| {
+            server.black_hole_watch(client("b"), true);
+        })
+        .await;
+        assert!(
+            renews <= 1,
+            "the observer (in a hub: {in_hub}) first read the Lease after {renews} more renews"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_reads_at_once_when_its_watch_errors() {
+    for in_hub in [false, true] {
+        let renews = an_observer_with_a_broken_watch(in_hub, |server| {
+            server.fail_watch(client("b"), true);
+        })
+        .await;
+        assert_eq!(
+            renews, 0,
+            "the observer (in a hub: {in_hub}) first read the Lease after {renews} more renews"
+        );
+    }
+}
+
 // === Shard membership ===
 
 const SHARDS: u32 = 6;

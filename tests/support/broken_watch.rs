@@ -47,30 +47,7 @@ pub async fn follower_with_a_broken_watch(
             .expect("it leads"),
     );
     super::wait_sees_leader(&mut follower.subscribe(), "a", PATIENCE).await;
-    let api: Api<Lease> = Api::namespaced(server.client_for("outsider"), "default");
-    let version = |lease: &Lease| lease.metadata.resource_version.clone();
-    let before = version(&api.get(name).await.expect("read the Lease"));
-    let deadline = Instant::now() + PATIENCE;
-    // The next renew: the follower's watch delivers it within a
-    // millisecond or so, and breaks right after.
-    while version(&api.get(name).await.expect("read the Lease")) == before {
-        assert!(Instant::now() < deadline, "the leader never renewed");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let counts = server.requests();
-    let (gets, renews) = (counts.get("b", Verb::Get), counts.get("a", Verb::Update));
-    break_watch(server);
-    let renews_before_first_read = loop {
-        let counts = server.requests();
-        if counts.get("b", Verb::Get) > gets {
-            break counts.get("a", Verb::Update) - renews;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the follower never read the Lease after its watch broke"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    let renews_before_first_read = renews_before_first_read(server, name, break_watch).await;
     leader.shutdown().await.expect("a clean shutdown");
     let released = Instant::now();
     let leadership = tokio::time::timeout(PATIENCE, follower.became_leader())
@@ -88,5 +65,39 @@ pub async fn follower_with_a_broken_watch(
     BrokenWatch {
         renews_before_first_read,
         taken_after_release,
+    }
+}
+
+/// With client `"a"` leading `name` and client `"b"` following it: right
+/// after a renew of `"a"` lands, `break_watch` breaks `"b"`'s watch; the
+/// renews of `"a"` that landed before `"b"` next read the Lease.
+pub async fn renews_before_first_read(
+    server: &LeaseApiServer,
+    name: &str,
+    break_watch: impl FnOnce(&LeaseApiServer),
+) -> u64 {
+    let api: Api<Lease> = Api::namespaced(server.client_for("outsider"), "default");
+    let version = |lease: &Lease| lease.metadata.resource_version.clone();
+    let before = version(&api.get(name).await.expect("read the Lease"));
+    let deadline = Instant::now() + PATIENCE;
+    // The next renew: the follower's watch delivers it within a
+    // millisecond or so, and breaks right after.
+    while version(&api.get(name).await.expect("read the Lease")) == before {
+        assert!(Instant::now() < deadline, "the leader never renewed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let counts = server.requests();
+    let (gets, renews) = (counts.get("b", Verb::Get), counts.get("a", Verb::Update));
+    break_watch(server);
+    loop {
+        let counts = server.requests();
+        if counts.get("b", Verb::Get) > gets {
+            return counts.get("a", Verb::Update) - renews;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the follower never read the Lease after its watch broke"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

@@ -174,7 +174,8 @@ impl Coordinator {
 
     /// Whether the tap can be trusted to report changes of the member
     /// Leases: by the elector's rule, while it is up and, while a member
-    /// Lease is held, has delivered within one renew interval and a fifth.
+    /// Lease is held, has delivered within one renew interval and its
+    /// margin (`record::watch_silence`).
     fn tap_trusted(&self, member: &ElectorHandle, now: Instant) -> bool {
         record::watch_trusted(
             self.watching,

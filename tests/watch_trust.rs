@@ -189,10 +189,12 @@ fn balanced(replicas: &[&ShardedHandle]) -> bool {
     })
 }
 
-/// `x` owns every shard; its namespace watch breaks; `y` joins. `x` learns
-/// of `y` only by listing the member Leases, so the two balance only if
-/// `x` stops trusting its broken watch.
+/// `x` owns every shard; its namespace watch breaks; `y` joins. A silent
+/// or erroring watch tells `x` nothing of `y`: `x` learns of it only by
+/// listing the member Leases (`listed`), so the two balance only if `x`
+/// stops trusting its broken watch.
 async fn a_joiner_gets_its_share_while_the_namespace_watch_is_broken(
+    listed: bool,
     break_watch: impl FnOnce(&LeaseApiServer),
 ) {
     let server = LeaseApiServer::start().await.unwrap();
@@ -209,7 +211,7 @@ async fn a_joiner_gets_its_share_while_the_namespace_watch_is_broken(
     )
     .await;
     assert!(
-        server.requests().get("x", Verb::List) > lists,
+        !listed || server.requests().get("x", Verb::List) > lists,
         "x learnt of y by listing the member Leases"
     );
     server.clear_faults();
@@ -219,7 +221,7 @@ async fn a_joiner_gets_its_share_while_the_namespace_watch_is_broken(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joiner_gets_its_share_while_the_namespace_watch_is_silent() {
-    a_joiner_gets_its_share_while_the_namespace_watch_is_broken(|server| {
+    a_joiner_gets_its_share_while_the_namespace_watch_is_broken(true, |server| {
         server.black_hole_watch(client("x"), true);
     })
     .await;
@@ -227,10 +229,29 @@ async fn a_joiner_gets_its_share_while_the_namespace_watch_is_silent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joiner_gets_its_share_while_the_namespace_watch_errors() {
-    a_joiner_gets_its_share_while_the_namespace_watch_is_broken(|server| {
+    a_joiner_gets_its_share_while_the_namespace_watch_is_broken(true, |server| {
         server.fail_watch(client("x"), true);
     })
     .await;
+}
+
+/// A watch that lags steadily (here by a whole retry period and more)
+/// still delivers the joiner's member Lease, late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_gets_its_share_while_the_namespace_watch_lags() {
+    a_joiner_gets_its_share_while_the_namespace_watch_is_broken(false, |server| {
+        server.delay_watch(client("x"), Duration::from_millis(800));
+    })
+    .await;
+}
+
+/// A restart (as after a crash of kube-apiserver) ends every open watch,
+/// and a resume from a version served before it gets 410 Gone: `x` lists
+/// again and sees the joiner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_gets_its_share_across_a_server_restart_and_410() {
+    a_joiner_gets_its_share_while_the_namespace_watch_is_broken(true, LeaseApiServer::restart)
+        .await;
 }
 
 // === What trusting sooner costs ===

@@ -157,6 +157,55 @@ async fn an_observer_reads_at_once_when_its_watch_errors() {
     }
 }
 
+/// The other two watch faults: a watch that lags steadily, and a server
+/// restart whose resumed watches get 410 Gone. The observer still sees
+/// the next leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_sees_the_next_leader_while_its_watch_lags_and_across_a_restart() {
+    type Fault = fn(&LeaseApiServer);
+    let faults: [(&str, Fault); 2] = [
+        ("a lag", |server| {
+            server.delay_watch(client("b"), Duration::from_millis(800));
+        }),
+        ("a restart", LeaseApiServer::restart),
+    ];
+    for (what, fault) in faults {
+        let server = LeaseApiServer::start().await.unwrap();
+        let name = support::unique_name("observer");
+        let elector = |who: &str| -> ElectorHandle {
+            kube_elector::LeaderElector::new(server.client_for(who), config(&name, who))
+                .expect("valid config")
+                .spawn()
+        };
+        let a = elector("a");
+        drop(
+            tokio::time::timeout(PATIENCE, a.became_leader())
+                .await
+                .expect("a leads in time")
+                .expect("it leads"),
+        );
+        let observer =
+            kube_elector::LeaderObserver::new(server.client_for("b"), config(&name, "b"))
+                .expect("valid config")
+                .spawn();
+        support::wait_sees_leader(&mut observer.subscribe(), "a", PATIENCE).await;
+        fault(&server);
+        a.shutdown().await.unwrap();
+        let c = elector("c");
+        tokio::time::timeout(
+            PATIENCE,
+            observer
+                .subscribe()
+                .wait_for(|s| s.leader.as_deref() == Some("c")),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("after {what}, the observer never saw c lead"))
+        .expect("the observer runs");
+        c.shutdown().await.unwrap();
+        observer.shutdown().await.unwrap();
+    }
+}
+
 // === Shard membership ===
 
 const SHARDS: u32 = 6;

@@ -193,6 +193,17 @@ impl LeaseApi {
         .await
     }
 
+    /// A watch that answered an `ERROR` event (other than 410 Gone): it
+    /// failed, as a request that answered that status would have.
+    pub(crate) fn watch_failed(&self, status: Box<kube::core::Status>) -> Error {
+        Error::Api {
+            operation: LeaseOperation::Watch,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            source: kube::Error::Api(status),
+        }
+    }
+
     fn field_selector(&self) -> String {
         format!("metadata.name={}", self.name)
     }

@@ -307,10 +307,28 @@ pub(crate) fn watch_trusted(
 }
 
 /// How long a watch may stay silent while the Lease is held before it is
-/// distrusted: a few renew periods (renews come every `retry_period`).
+/// distrusted: one renew interval and a margin, a fifth of it but at least
+/// [`SILENCE_FLOOR`].
+///
+/// The holder renews every `retry_period`, so a healthy watch delivers an
+/// event about every `retry_period`, however late each one is (a watch
+/// that lags steadily keeps the interval). The margin is for a healthy but
+/// loaded watch: a renew sent late by a busy leader, or a round trip or a
+/// delivery that takes longer than the one before, still arrives in time
+/// if the difference stays within it (a fifth: the same 1.2 as client-go's
+/// jitter factor; the floor: a busy node's scheduling delays and an API
+/// server's slow writes, which do not shrink with the retry period). An
+/// event later than that costs one read, and the watch is trusted again
+/// at its next event. With the default 2 s retry period a silent watch is
+/// distrusted after 2.4 s, so a release is found within 1.25 retry periods
+/// on a quick server; below 1 s the floor dominates (250 ms: 450 ms).
 pub(crate) fn watch_silence(retry_period: Duration) -> Duration {
-    retry_period.saturating_mul(3)
+    retry_period.saturating_add((retry_period / 5).max(SILENCE_FLOOR))
 }
+
+/// The least margin a watch gets past one renew interval (see
+/// [`watch_silence`]).
+pub(crate) const SILENCE_FLOOR: Duration = Duration::from_millis(200);
 
 /// How long a term of a polled `LeaseLock` is valid after the write that
 /// took or renewed it was sent: two thirds of the TTL (client-go's ratio of
@@ -763,6 +781,12 @@ mod tests {
     fn a_silent_watch_is_distrusted_only_while_the_lease_is_held() {
         let t0 = Instant::now();
         let silence = watch_silence(Duration::from_secs(2));
+        assert_eq!(silence, Duration::from_millis(2400));
+        assert_eq!(
+            watch_silence(Duration::from_millis(250)),
+            Duration::from_millis(450)
+        );
+        assert_eq!(watch_silence(Duration::MAX), Duration::MAX);
         let later = t0 + silence;
         assert!(watch_trusted(true, t0, true, silence, t0));
         assert!(!watch_trusted(true, t0, true, silence, later));

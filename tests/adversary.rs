@@ -642,49 +642,67 @@ async fn a_release_that_fails_once_is_tried_again() {
     );
 }
 
-// === 10. Silent watches ===
+// === 10. Silent and erroring watches ===
 
-async fn a_follower_with_a_broken_watch_polls(break_watch: impl Fn(&LeaseApiServer)) {
+/// Lease 10 s, renew deadline 8 s, retry 2 s: the follower's expiry timer
+/// is five renews away, so only the watch-trust rules make it read sooner.
+const WATCHED_RETRY: Duration = Duration::from_secs(2);
+
+fn watched_config(name: &str, who: &str) -> ElectorConfig {
+    config(name, who)
+        .lease_duration(Duration::from_secs(10))
+        .renew_deadline(Duration::from_secs(8))
+        .retry_period(WATCHED_RETRY)
+}
+
+async fn a_follower_with_a_broken_watch(
+    name: &str,
+    break_watch: impl FnOnce(&LeaseApiServer),
+) -> support::broken_watch::BrokenWatch {
     let server = LeaseApiServer::start().await.unwrap();
-    let name = support::unique_name("silent-watch");
-    let slow = |who: &str| {
-        config(&name, who)
-            .lease_duration(Duration::from_secs(10))
-            .renew_deadline(Duration::from_secs(8))
-            .retry_period(Duration::from_secs(2))
-    };
-    let a = spawn(&server, slow("a"), "a");
-    drop(leads(&a, "a").await);
-    let b = spawn(&server, slow("b"), "b");
-    support::wait_sees_leader(&mut b.subscribe(), "a", PATIENCE).await;
-    let gets = server.requests().get("b", Verb::Get);
-    break_watch(&server);
-    support::eventually(
-        "the follower notices its watch shows no progress and polls",
-        PATIENCE,
-        || server.requests().get("b", Verb::Get) >= gets + 2,
-    )
-    .await;
-    let released = Instant::now();
-    a.shutdown().await.unwrap();
-    let leadership = leads(&b, "b").await;
-    // Polling finds the release long before the follower's expiry timer.
-    assert!(
-        leadership.term().started_at < released + Duration::from_secs(10),
-        "the follower waited for its expiry timer"
-    );
-    drop(leadership);
+    let name = support::unique_name(name);
+    let a = spawn(&server, watched_config(&name, "a"), "a");
+    let b = spawn(&server, watched_config(&name, "b"), "b");
+    let broken =
+        support::broken_watch::follower_with_a_broken_watch(&server, &name, a, &b, break_watch)
+            .await;
     b.shutdown().await.unwrap();
+    // Once it reads, it polls every retry period: the release is found by
+    // the next poll (the bound is twice that, for a loaded machine).
+    assert!(
+        broken.taken_after_release < WATCHED_RETRY * 2,
+        "the follower took the release {:?} after it (retry period {WATCHED_RETRY:?})",
+        broken.taken_after_release
+    );
+    broken
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_follower_whose_watch_delivers_nothing_falls_back_to_polling() {
-    a_follower_with_a_broken_watch_polls(|server| server.black_hole_watch(client("b"), true)).await;
+async fn a_follower_distrusts_a_silent_watch_after_about_one_renew_interval() {
+    let broken = a_follower_with_a_broken_watch("silent-watch", |server| {
+        server.black_hole_watch(client("b"), true);
+    })
+    .await;
+    // Silence is distrusted 1.2 retry periods after the last event: after
+    // the leader's first renew since the break, before its second.
+    assert!(
+        broken.renews_before_first_read <= 1,
+        "the follower first read the Lease after {} more renews of the leader",
+        broken.renews_before_first_read
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_follower_whose_watch_errors_after_every_connect_falls_back_to_polling() {
-    a_follower_with_a_broken_watch_polls(|server| server.fail_watch(client("b"), true)).await;
+async fn a_follower_reads_at_once_when_its_watch_errors() {
+    let broken = a_follower_with_a_broken_watch("erroring-watch", |server| {
+        server.fail_watch(client("b"), true);
+    })
+    .await;
+    assert_eq!(
+        broken.renews_before_first_read, 0,
+        "the follower first read the Lease after {} more renews of the leader",
+        broken.renews_before_first_read
+    );
 }
 
 // === 11. Hung requests ===

@@ -218,6 +218,74 @@ async fn assert_an_outage_warns_once(server: &LeaseApiServer, captured: &Capture
     .await;
 }
 
+/// A follower that waits out a crashed holder's Lease does not blame its
+/// watch (no event is due from a holder that stopped renewing): nothing
+/// about the watch at warn. A watch that really misses a change is a
+/// warning, once.
+#[tokio::test(flavor = "current_thread")]
+async fn a_crashed_holder_is_no_warning_about_the_watch_and_a_watch_that_misses_a_change_is() {
+    let (captured, _guard) = capture();
+    let target = Target::new().await;
+    let Some(server) = target.embedded() else {
+        return support::skip("a partition that stands for a crash, a silent watch");
+    };
+    let lease = support::unique_name("crashed");
+    let leader = spawn(&target, &lease, "crashed-a");
+    drop(
+        timeout(PATIENCE, leader.became_leader())
+            .await
+            .expect("a leader within the patience")
+            .expect("leading"),
+    );
+    let follower = spawn(&target, &lease, "crashed-b");
+    support::wait_sees_leader(&mut follower.subscribe(), "crashed-a", PATIENCE).await;
+    let from = captured.len();
+    // From the server's side a crash: nothing of a's arrives any more.
+    server.partition(FaultTarget::Client("crashed-a".into()));
+    let b_leads = timeout(PATIENCE, follower.became_leader())
+        .await
+        .expect("the follower takes over at expiry")
+        .expect("leading");
+    let text = captured.text();
+    let blamed: Vec<&str> = text[from..]
+        .lines()
+        .filter(|l| l.contains("identity=crashed-b") && l.contains(" WARN ") && l.contains("watch"))
+        .collect();
+    assert!(
+        blamed.is_empty(),
+        "the follower blamed its watch for a crashed holder:\n{}",
+        blamed.join("\n")
+    );
+    drop(b_leads);
+    drop(leader);
+
+    // A follower whose watch goes silent while b renews: warned once.
+    let c = spawn(&target, &lease, "crashed-c");
+    support::wait_sees_leader(&mut c.subscribe(), "crashed-b", PATIENCE).await;
+    server.black_hole_watch(FaultTarget::Client("crashed-c".into()), true);
+    let missed = |text: &str| {
+        count_where(text, |l| {
+            l.contains("identity=crashed-c")
+                && l.contains(" WARN ")
+                && l.contains("missed a change")
+        })
+    };
+    support::eventually("the silent watch is a warning", PATIENCE, || {
+        missed(&captured.text()) >= 1
+    })
+    .await;
+    // Ten more retry periods of polling: still one warning.
+    tokio::time::sleep(RETRY * 10).await;
+    assert_eq!(missed(&captured.text()), 1, "one warning per silence");
+    server.clear_faults();
+    c.shutdown().await.expect("shutdown");
+    follower.shutdown().await.expect("shutdown");
+}
+
+fn count_where(text: &str, f: impl Fn(&str) -> bool) -> usize {
+    text.lines().filter(|l| f(l)).count()
+}
+
 /// A candidate of coordinated election that the API server does not serve
 /// `LeaseCandidate` for says so once (at info) and leads by the plain
 /// election; one whose wall clock lags the server's (by the `Date` of its

@@ -2,8 +2,10 @@
 //!
 //! Followers learn of a release or a new holder within one event delivery
 //! and send no periodic requests. When watching fails (RBAC without `watch`,
-//! errors), the runner is told, polls instead, and the watch is retried with
-//! backoff.
+//! errors, an `ERROR` event other than 410 Gone), the runner is told at once,
+//! reads and polls instead, and the watch is retried with backoff. A watch
+//! that stays connected but silent is the runner's to notice (it knows
+//! whether the Lease is held, and so whether events are due).
 
 use std::time::Duration;
 
@@ -44,12 +46,15 @@ pub(crate) struct Watcher {
     version: Option<String>,
     /// Whether the runner was last told the watch is established.
     healthy: bool,
+    /// Whether the current attempt delivered anything: a watch that did
+    /// worked, and its failure starts a new backoff.
+    delivered: bool,
 }
 
-/// How one watch ended.
+/// How one watch ended (other than failing).
 enum Ended {
-    /// It was established and ended (timeout, broken stream, error event):
-    /// resume from where it was.
+    /// It was established and ended (timeout, broken stream, 410 Gone):
+    /// resume from where it was, or list again.
     Normally,
     /// The runner is gone: stop.
     Closed,
@@ -69,16 +74,20 @@ impl Watcher {
             request_timeout,
             version: None,
             healthy: false,
+            delivered: false,
         }
     }
 
     /// Watches until `token` is cancelled or the runner is gone: re-watches
     /// after a watch ends (no faster than once a retry period), and backs off
-    /// (doubling, up to a minute) while watches cannot be established.
+    /// (doubling, up to a minute) while watches fail without delivering
+    /// anything. The first failure in a row is a warning, the rest debug.
     pub(crate) async fn run(mut self, token: CancellationToken) {
         let mut backoff = self.retry_period;
+        let mut failing = false;
         loop {
             let started = tokio::time::Instant::now();
+            self.delivered = false;
             // Not `run_until_cancelled(self.watch_once())`: a future passed
             // by value to an async fn is held twice in its state.
             let once = tokio::select! {
@@ -90,14 +99,24 @@ impl Watcher {
                 None | Some(Ok(Ended::Closed)) => return,
                 Some(Ok(Ended::Normally)) => {
                     backoff = self.retry_period;
+                    failing = false;
                     // A watch that ends as soon as it starts must not become a hot loop.
                     (started + self.retry_period)
                         .saturating_duration_since(tokio::time::Instant::now())
                 }
                 Some(Err(error)) => {
-                    if self.healthy || backoff == self.retry_period {
+                    if self.delivered {
+                        // It worked until now: a new run of failures.
+                        backoff = self.retry_period;
+                        failing = false;
+                    }
+                    if failing {
+                        let error = &error as &dyn std::error::Error;
+                        tracing::debug!(error, "watching the Lease failed again");
+                    } else {
                         self.warn(&error);
                     }
+                    failing = true;
                     self.healthy = false;
                     if !self.send(Update::Healthy(false)) {
                         return;
@@ -139,8 +158,14 @@ impl Watcher {
         self.updates.post(update)
     }
 
+    /// Sends what the watch delivered to the runner; `false` when it is gone.
+    fn deliver(&mut self, update: Update) -> bool {
+        self.delivered = true;
+        self.send(update)
+    }
+
     /// Lists (when there is no version to resume from), then watches until
-    /// the stream ends.
+    /// the stream ends; an `ERROR` event other than 410 Gone is a failure.
     async fn watch_once(&mut self) -> Result<Ended, crate::error::Error> {
         let from = if let Some(v) = self.version.clone() {
             v
@@ -168,10 +193,10 @@ impl Watcher {
         self.version = Some(from);
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
-            let Some(update) = self.update_of(event) else {
+            let Some(update) = self.update_of(event)? else {
                 return Ok(Ended::Normally);
             };
-            if !self.send(update) {
+            if !self.deliver(update) {
                 return Ok(Ended::Closed);
             }
         }
@@ -179,35 +204,39 @@ impl Watcher {
     }
 
     /// What a watch event tells the runner, keeping the version to resume
-    /// from; `None` when the watch has ended (an error event, a broken
-    /// stream).
-    fn update_of(&mut self, event: Result<WatchEvent<Lease>, kube::Error>) -> Option<Update> {
+    /// from; `None` when the watch has ended (410 Gone, a broken stream),
+    /// an error when it failed (any other `ERROR` event: the runner must
+    /// read at once, and the next watch waits for the backoff).
+    fn update_of(
+        &mut self,
+        event: Result<WatchEvent<Lease>, kube::Error>,
+    ) -> Result<Option<Update>, crate::error::Error> {
         match event {
             Ok(WatchEvent::Added(lease) | WatchEvent::Modified(lease)) => {
                 self.version.clone_from(&lease.metadata.resource_version);
-                Some(Update::Lease(Box::new(lease)))
+                Ok(Some(Update::Lease(Box::new(lease))))
             }
             Ok(WatchEvent::Deleted(lease)) => {
                 self.version.clone_from(&lease.metadata.resource_version);
-                Some(Update::Missing {
+                Ok(Some(Update::Missing {
                     version: lease.metadata.resource_version,
-                })
+                }))
             }
             Ok(WatchEvent::Bookmark(bookmark)) => {
                 self.version = Some(bookmark.metadata.resource_version);
-                Some(Update::Progress)
+                Ok(Some(Update::Progress))
             }
-            Ok(WatchEvent::Error(status)) => {
-                // 410 Gone: our version is too old; list again.
-                tracing::debug!(code = status.code, reason = %status.reason, "watch ended with an error event");
-                if status.code == 410 {
-                    self.version = None;
-                }
-                None
+            Ok(WatchEvent::Error(status)) if status.code == 410 => {
+                // Our version is too old: list again (the list tells the
+                // runner what the Lease is now).
+                tracing::debug!(reason = %status.reason, "watch ended with 410 Gone; listing again");
+                self.version = None;
+                Ok(None)
             }
+            Ok(WatchEvent::Error(status)) => Err(self.api.watch_failed(status)),
             Err(error) => {
                 tracing::debug!(%error, "watch stream broke");
-                None
+                Ok(None)
             }
         }
     }

@@ -7,6 +7,13 @@
 //! to every member. Where listing or watching the namespace is forbidden,
 //! every member gets a watch of its own Lease instead, until the namespace
 //! watch works again.
+//!
+//! The watch-trust rules are the elector's: a failure (a request, or an
+//! `ERROR` event other than 410 Gone) is told to every member and tap at
+//! once, so that they read, and the next watch waits for the backoff. A
+//! watch that stays connected but silent is noticed by whom it serves, as
+//! they know whether their Leases are held and so whether events are due:
+//! each member's schedule, and a tap's coordinator.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -212,16 +219,21 @@ impl Namespace {
         let mut failing = false;
         loop {
             let started = tokio::time::Instant::now();
-            let pause = match self.watch_once(&api, &mut version).await {
+            let mut delivered = false;
+            let pause = match self.watch_once(&api, &mut version, &mut delivered).await {
                 Ok(()) => {
                     backoff = RETRY;
                     failing = false;
                     (started + RETRY).saturating_duration_since(tokio::time::Instant::now())
                 }
                 Err(error) => {
+                    if delivered {
+                        // It worked until now: a new run of failures.
+                        backoff = RETRY;
+                        failing = false;
+                    }
                     self.failed(&error, !failing);
                     failing = true;
-                    version = None;
                     let pause = backoff;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     pause
@@ -256,6 +268,8 @@ impl Namespace {
                     error,
                     "watching the namespace's Leases failed; electors poll until the watch is back"
                 );
+            } else {
+                tracing::debug!(error, "watching the namespace's Leases failed again");
             }
             if members.mode == Mode::Watching {
                 members.mode = Mode::Connecting;
@@ -316,13 +330,27 @@ impl Namespace {
     }
 
     /// Lists (when there is no version to resume from), then watches until
-    /// the stream ends; `version` is where the next watch resumes.
-    async fn watch_once(&self, api: &LeaseApi, version: &mut Option<String>) -> Result<(), Error> {
+    /// the stream ends; `version` is where the next watch resumes (none
+    /// after a failed request or 410 Gone: list again), and `delivered`
+    /// says whether the watch delivered anything. An `ERROR` event other
+    /// than 410 Gone is a failure.
+    async fn watch_once(
+        &self,
+        api: &LeaseApi,
+        version: &mut Option<String>,
+        delivered: &mut bool,
+    ) -> Result<(), Error> {
         let from = match version.clone() {
             Some(from) => from,
             None => self.list(api).await?,
         };
-        let stream = api.watch_namespace(&from, REQUEST_TIMEOUT).await?;
+        let stream = match api.watch_namespace(&from, REQUEST_TIMEOUT).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                *version = None;
+                return Err(error);
+            }
+        };
         self.established();
         *version = Some(from);
         let mut stream = std::pin::pin!(stream);
@@ -338,6 +366,13 @@ impl Namespace {
             let Some(event) = event else {
                 break Ok(());
             };
+            *delivered |= matches!(
+                event,
+                Ok(WatchEvent::Added(_)
+                    | WatchEvent::Modified(_)
+                    | WatchEvent::Deleted(_)
+                    | WatchEvent::Bookmark(_))
+            );
             match event {
                 Ok(WatchEvent::Added(lease) | WatchEvent::Modified(lease)) => {
                     version.clone_from(&lease.metadata.resource_version);
@@ -360,13 +395,13 @@ impl Namespace {
                         member.mailbox.post(Update::Progress);
                     }
                 }
-                Ok(WatchEvent::Error(status)) => {
-                    tracing::debug!(code = status.code, reason = %status.reason, "namespace watch ended with an error event");
-                    if status.code == 410 {
-                        *version = None;
-                    }
+                Ok(WatchEvent::Error(status)) if status.code == 410 => {
+                    tracing::debug!(reason = %status.reason, "namespace watch ended with 410 Gone; listing again");
+                    *version = None;
                     break Ok(());
                 }
+                // Resumed from the same version after the backoff.
+                Ok(WatchEvent::Error(status)) => break Err(api.watch_failed(status)),
                 Err(error) => {
                     tracing::debug!(%error, "namespace watch stream broke");
                     break Ok(());

@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)] // each test file uses a part of this
 
+pub mod broken_watch;
 pub mod client_faults;
 pub mod coordinated;
 pub mod fault_proxy;

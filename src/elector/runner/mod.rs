@@ -103,6 +103,17 @@ pub(super) struct Runner {
     /// The candidate the coordinating controller prefers: the term has to
     /// be handed over to it.
     yield_to: Option<String>,
+    /// While a silent watch is checked: the newest `resourceVersion` seen
+    /// when it was distrusted. The next read tells whether the watch
+    /// missed a change or the holder has simply not renewed.
+    silent_watch: Option<SilentWatch>,
+}
+
+/// A watch distrusted for its silence, until the next read says why.
+#[derive(Debug)]
+struct SilentWatch {
+    /// The newest `resourceVersion` seen when it was distrusted.
+    newest: Option<String>,
 }
 
 impl Runner {
@@ -129,6 +140,7 @@ impl Runner {
             failures: 0,
             candidate,
             yield_to: None,
+            silent_watch: None,
         }
     }
 
@@ -159,11 +171,13 @@ impl Runner {
                 self.stop_leading(&Stop::Deadline);
             }
             if self.schedule.newly_distrusted(now) {
-                tracing::warn!(
-                    "the watch has delivered nothing for {:?} while the Lease is held; polling every {:?} until it does",
+                tracing::debug!(
+                    "the watch has delivered nothing for {:?} while the Lease is held; reading the Lease",
                     record::watch_silence(self.settings.retry_period),
-                    self.settings.retry_period
                 );
+                self.silent_watch = Some(SilentWatch {
+                    newest: self.schedule.newest().map(str::to_owned),
+                });
             }
             if !self.schedule.campaigns() {
                 // An observer's view of who leads also changes when a
@@ -241,7 +255,34 @@ impl Runner {
             Err(error) => {
                 self.failed(&error);
                 self.schedule.back_off(now);
+                return;
             }
+        }
+        self.checked_silent_watch(now);
+    }
+
+    /// After the first read since the watch was distrusted: a warning if
+    /// the read found a change the watch did not deliver; if not, nothing
+    /// is wrong with the watch (a holder that stopped renewing, as a
+    /// crashed one, sends no events): debug.
+    fn checked_silent_watch(&mut self, now: Instant) {
+        let Some(SilentWatch { newest: before }) = self.silent_watch.take() else {
+            return;
+        };
+        let retry = self.settings.retry_period;
+        let missed = self.schedule.lease().is_none() || self.schedule.newest() != before.as_deref();
+        if missed {
+            tracing::warn!(
+                "the watch missed a change of the Lease (it delivered nothing for {:?} while the Lease \
+                 is held); polling every {retry:?} until it delivers again",
+                record::watch_silence(retry),
+            );
+        } else if let Some((holder, silent)) = self.schedule.other_holder_silent_for(now) {
+            tracing::debug!(
+                %holder,
+                "{holder} has not renewed the Lease for {silent:.1?}; the watch missed nothing \
+                 (polling every {retry:?} until it renews, or the Lease expires)"
+            );
         }
     }
 

@@ -337,7 +337,8 @@ impl Schedule {
     }
 
     /// Whether the watch has just stopped being trusted (it is connected
-    /// but shows no progress): the runner says so once, and polling starts.
+    /// but shows no progress): polling starts at once, and the runner
+    /// checks with its first read whether the watch missed a change.
     pub(super) fn newly_distrusted(&mut self, now: Instant) -> bool {
         let trusted = self.watch_trusted(now);
         let newly = !trusted && self.connected && !self.distrusted && self.term.is_none();
@@ -433,6 +434,11 @@ impl Schedule {
     }
 
     // === Observing ===
+
+    /// The newest `resourceVersion` seen, by the watch or a read.
+    pub(super) fn newest(&self) -> Option<&str> {
+        self.newest.as_deref()
+    }
 
     /// Whether `version` is newer than every version seen so far.
     pub(super) fn is_newer(&self, version: Option<&str>) -> bool {

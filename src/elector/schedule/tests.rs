@@ -131,9 +131,12 @@ async fn a_follower_arms_one_timer_at_observed_plus_lease_duration() {
     let mut s = Schedule::new(&settings(), now);
     s.watch_connected(true, now);
     s.observe(held_by("other", 5), now);
-    // The watch must show progress within three retry periods; the
-    // takeover timer is at observed + lease.
-    assert_eq!(s.next_step(now), Step::Wait(now + RETRY * 3));
+    // The watch must show progress within one renew interval and a
+    // fifth; the takeover timer is at observed + lease.
+    assert_eq!(
+        s.next_step(now),
+        Step::Wait(now + record::watch_silence(RETRY))
+    );
     for _ in 0..8 {
         advance(RETRY).await;
         s.watch_progress(Instant::now());
@@ -149,13 +152,47 @@ async fn a_silent_watch_of_a_held_lease_turns_into_polling() {
     s.observe(held_by("other", 5), now);
     s.read_answered(now);
     assert!(!s.newly_distrusted(now));
-    advance(RETRY * 3).await;
+    // A renew a little late (within the margin) is no silence.
+    let silence = record::watch_silence(RETRY);
+    advance(silence.saturating_sub(Duration::from_millis(1))).await;
+    assert!(!s.newly_distrusted(Instant::now()), "a late renew");
+    advance(Duration::from_millis(1)).await;
     let later = Instant::now();
-    assert!(s.newly_distrusted(later), "three silent retry periods");
+    assert!(
+        s.newly_distrusted(later),
+        "one renew interval and the margin of silence"
+    );
     assert_eq!(s.next_step(later), Step::Read);
     s.read_answered(later);
     assert_eq!(s.next_step(later), Step::Wait(later + RETRY));
     assert!(!s.newly_distrusted(later), "said once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_watch_that_fails_is_followed_by_a_read_at_once() {
+    let now = Instant::now();
+    let mut s = Schedule::new(&settings(), now);
+    s.watch_connected(true, now);
+    s.observe(held_by("other", 5), now);
+    s.read_answered(now);
+    advance(RETRY / 10).await;
+    let failed = Instant::now();
+    assert!(matches!(s.next_step(failed), Step::Wait(_)));
+    s.watch_connected(false, failed);
+    assert_eq!(
+        s.next_step(failed),
+        Step::Read,
+        "a failure is known at once"
+    );
+    s.read_answered(failed);
+    assert_eq!(s.next_step(failed), Step::Wait(failed + RETRY));
+    // Connected again: trusted only once it shows progress.
+    advance(RETRY * 2).await;
+    let back = Instant::now();
+    s.watch_connected(true, back);
+    assert!(!s.watch_trusted(back), "silent since before it failed");
+    s.watch_progress(back);
+    assert!(s.watch_trusted(back));
 }
 
 #[tokio::test(start_paused = true)]

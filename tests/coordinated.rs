@@ -93,3 +93,103 @@ async fn declared_candidates_without_a_controller_run_the_plain_election() {
         "the LeaseCandidate is deleted on shutdown"
     );
 }
+
+// === Twins: two instances of one identity ===
+
+/// Lease 2 s, renew deadline 1 s, retry 250 ms, declared as a candidate.
+fn short_coordinated(lease: &str, identity: &str) -> kube_elector::ElectorConfig {
+    support::short_config(lease, identity).coordinated("1.34.0", "1.34.0")
+}
+
+/// Creates `lease` as kube-apiserver's controller does when it elects
+/// `holder`: the holder, the strategy, the duration and `renewTime`, and no
+/// `acquireTime` (`reconcileElectionStep`). The embedded server runs no
+/// controller: the test writes its pick.
+async fn controller_picks(target: &Target, lease: &str, holder: &str) {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+    let api: kube::Api<Lease> = kube::Api::namespaced(target.client_for("controller"), "default");
+    let pick = Lease {
+        metadata: ObjectMeta {
+            name: Some(lease.to_owned()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(holder.to_owned()),
+            strategy: Some("OldestEmulationVersion".to_owned()),
+            lease_duration_seconds: Some(2),
+            renew_time: Some(MicroTime(jiff::Timestamp::now())),
+            ..LeaseSpec::default()
+        }),
+    };
+    api.create(&kube::api::PostParams::default(), &pick)
+        .await
+        .expect("the controller's pick is created");
+}
+
+/// Two instances of `pod-0` (a StatefulSet pod recreated while the old
+/// one still runs), both declared candidates of one Lease that the
+/// controller runs (it carries a `strategy`), the controller's pick naming
+/// `pod-0`. `lag`: how late the second instance's watch delivers.
+async fn twins_under_the_controller(lag: Option<Duration>) {
+    let Some(target) = Target::with_coordinated_leader_election(true).await else {
+        return;
+    };
+    if target.is_real() {
+        return support::skip("writes the controller's pick itself (no controller may run)");
+    }
+    let server = target.embedded().expect("embedded");
+    let lease = unique_name("coordinated-twins");
+    controller_picks(&target, &lease, "pod-0").await;
+    if let Some(lag) = lag {
+        server.delay_watch(
+            kube_elector_testing::FaultTarget::Client("pod-0-b".into()),
+            lag,
+        );
+    }
+    let recorder = Recorder::default();
+    let spawn_twin = |client: &str| {
+        let handle = kube_elector::LeaderElector::new(
+            target.client_for(client),
+            short_coordinated(&lease, "pod-0"),
+        )
+        .expect("valid config")
+        .spawn();
+        recorder.watch_as(&handle, client);
+        handle
+    };
+    let twins = vec![spawn_twin("pod-0-a"), spawn_twin("pod-0-b")];
+    assert!(
+        recorder
+            .wait_leading(tokio::time::Instant::now() + PATIENCE)
+            .await,
+        "one instance takes the controller's pick"
+    );
+    // Six lease durations: a soak, checked as it goes.
+    let end = tokio::time::Instant::now() + Duration::from_secs(12);
+    while tokio::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        recorder.assert_no_overlap();
+    }
+    let terms = recorder.intervals();
+    // One instance takes the pick and renews it; the other waits its term
+    // out, as in the plain election. A term lost to the load of the
+    // machine may be retaken: a few terms, never a storm.
+    assert!(
+        terms.len() <= 3,
+        "{} terms in 12 s between two instances of one identity (lag {lag:?}): {terms:#?}",
+        terms.len()
+    );
+    shut_down(twins).await;
+    recorder.assert_no_overlap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_of_one_identity_never_lead_a_coordinated_lease_at_once() {
+    twins_under_the_controller(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_of_one_identity_never_lead_a_coordinated_lease_at_once_with_a_watch_lag() {
+    twins_under_the_controller(Some(Duration::from_millis(300))).await;
+}

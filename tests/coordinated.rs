@@ -193,3 +193,57 @@ async fn two_instances_of_one_identity_never_lead_a_coordinated_lease_at_once() 
 async fn two_instances_of_one_identity_never_lead_a_coordinated_lease_at_once_with_a_watch_lag() {
     twins_under_the_controller(Some(Duration::from_millis(300))).await;
 }
+
+/// The instance holding the controller's pick crashes (it is cut off from
+/// the server for good) and is replaced by a new instance of the same
+/// identity. The controller does not re-elect a Lease whose holder already
+/// is the candidate it would pick, so the new instance must take the
+/// expired Lease itself: it leads once the old record expired, never
+/// while the old instance still believed it led.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_instance_takes_the_coordinated_lease_its_crashed_twin_held() {
+    let Some(target) = Target::with_coordinated_leader_election(true).await else {
+        return;
+    };
+    if target.is_real() {
+        return support::skip("writes the controller's pick itself (no controller may run)");
+    }
+    let server = target.embedded().expect("embedded");
+    let lease = unique_name("coordinated-restart");
+    controller_picks(&target, &lease, "pod-0").await;
+    let recorder = Recorder::default();
+    let spawn_instance = |client: &str| {
+        let handle = kube_elector::LeaderElector::new(
+            target.client_for(client),
+            short_coordinated(&lease, "pod-0"),
+        )
+        .expect("valid config")
+        .spawn();
+        recorder.watch_as(&handle, client);
+        handle
+    };
+    let old = spawn_instance("pod-0-old");
+    drop(
+        tokio::time::timeout(PATIENCE, old.became_leader())
+            .await
+            .expect("the old instance takes the pick in time")
+            .expect("leads"),
+    );
+    server.partition(kube_elector_testing::FaultTarget::Client(
+        "pod-0-old".into(),
+    ));
+    let new = spawn_instance("pod-0-new");
+    drop(
+        tokio::time::timeout(PATIENCE, new.became_leader())
+            .await
+            .expect("the new instance takes the expired Lease in time")
+            .expect("leads"),
+    );
+    assert!(!old.is_leader(), "the cut-off instance's term ended");
+    recorder.assert_no_overlap();
+    server.heal(kube_elector_testing::FaultTarget::Client(
+        "pod-0-old".into(),
+    ));
+    shut_down(vec![old, new]).await;
+    recorder.assert_no_overlap();
+}

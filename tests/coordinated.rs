@@ -247,3 +247,134 @@ async fn a_restarted_instance_takes_the_coordinated_lease_its_crashed_twin_held(
     shut_down(vec![old, new]).await;
     recorder.assert_no_overlap();
 }
+
+// === One identity, two Leases ===
+
+/// kube-apiserver's controller writes a `LeaseCandidate`'s name as the
+/// holder it elects, and the candidate is named after the identity: one
+/// identity cannot stand for two Leases. In one process, the second
+/// elector is refused at construction; the same identity for the same
+/// Lease (two instances) is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_identity_is_refused_as_the_candidate_of_a_second_lease_in_one_process() {
+    let server = kube_elector_testing::LeaseApiServer::start()
+        .await
+        .expect("start the embedded server");
+    let identity = unique_name("one-identity");
+    let elector = |lease: &str| {
+        kube_elector::LeaderElector::new(
+            server.client_for(&identity),
+            short_coordinated(lease, &identity),
+        )
+    };
+    let first = elector("lease-a").expect("the first elector is valid");
+    let twin = elector("lease-a").expect("a second instance for the same Lease is valid");
+    let error = elector("lease-b")
+        .expect_err("a second Lease for one identity is refused: its LeaseCandidate would overwrite the first's");
+    assert!(
+        error.to_string().contains("lease-a"),
+        "the error names the Lease the identity stands for already: {error}"
+    );
+    drop((first, twin));
+    drop(elector("lease-b").expect("free again once the first electors are gone"));
+}
+
+/// Across processes no construction can see the other elector: one whose
+/// `LeaseCandidate` name is found naming another Lease says so and leaves
+/// it alone (it runs the plain election meanwhile), and declares itself
+/// once that candidate is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_candidate_found_naming_another_lease_is_not_overwritten() {
+    use kube_elector_testing::{Resource, Verb};
+    let Some(target) = Target::with_coordinated_leader_election(true).await else {
+        return;
+    };
+    if target.is_real() {
+        return support::skip("counts the elector's LeaseCandidate requests");
+    }
+    let server = target.embedded().expect("embedded");
+    let identity = unique_name("taken");
+    let lease = unique_name("mine");
+    let candidates = candidates_api(&target);
+    // Another process's elector of this identity, for another Lease.
+    let mut other = kube::api::DynamicObject::new(
+        &identity,
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("coordination.k8s.io", "v1beta1", "LeaseCandidate"),
+            "leasecandidates",
+        ),
+    );
+    other.data = serde_json::json!({
+        "spec": {
+            "leaseName": "another-lease",
+            "binaryVersion": "1.34.0",
+            "emulationVersion": "1.34.0",
+            "strategy": "OldestEmulationVersion",
+            "renewTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        }
+    });
+    let created = candidates
+        .create(&kube::api::PostParams::default(), &other)
+        .await
+        .expect("the other candidate is created");
+    let handle = kube_elector::LeaderElector::new(
+        target.client_for("this-process"),
+        short_coordinated(&lease, &identity),
+    )
+    .expect("valid config")
+    .spawn();
+    let counts = || server.requests_for(Resource::LeaseCandidates);
+    // It read the candidate, then tried to write it or read it again
+    // after a pause.
+    support::eventually(
+        "the elector reads its LeaseCandidate, then writes it or reads it again",
+        PATIENCE,
+        || {
+            let c = counts();
+            c.get("this-process", Verb::Update) > 0 || c.get("this-process", Verb::Get) > 1
+        },
+    )
+    .await;
+    // (kube-apiserver refuses a change of `leaseName` with 422, as the
+    // embedded server does: an attempt would fail, and say nothing clear.)
+    assert_eq!(
+        counts().get("this-process", Verb::Update),
+        0,
+        "the elector tried to overwrite the other Lease's candidate"
+    );
+    let found = candidates.get(&identity).await.expect("still there");
+    assert_eq!(
+        found.data["spec"]["leaseName"], "another-lease",
+        "the other Lease's candidate was overwritten"
+    );
+    assert_eq!(
+        found.metadata.resource_version, created.metadata.resource_version,
+        "the other Lease's candidate was written to"
+    );
+    // The elector runs all the same (the plain election: no strategy here).
+    drop(
+        tokio::time::timeout(PATIENCE, handle.became_leader())
+            .await
+            .expect("leads in time")
+            .expect("leads"),
+    );
+    // Gone: the elector declares itself.
+    candidates
+        .delete(&identity, &kube::api::DeleteParams::default())
+        .await
+        .expect("delete the other candidate");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Ok(Some(found)) = candidates.get_opt(&identity).await
+            && found.data["spec"]["leaseName"] == lease.as_str()
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the elector declared itself once the other candidate was gone"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    handle.shutdown().await.expect("a clean shutdown");
+}

@@ -24,9 +24,11 @@ async fn where_lease_candidate_is_not_served_the_plain_election_and_handover_wor
     };
     let lease = unique_name("not-served");
     let recorder = Recorder::default();
+    // Identities of their own: a candidate name is claimed per process.
+    let (a, b) = (format!("{lease}-a"), format!("{lease}-b"));
     let handles = vec![spawn(
         &target,
-        config(&lease, "a", "1.34.0", "1.34.0"),
+        config(&lease, &a, "1.34.0", "1.34.0"),
         &recorder,
     )];
     drop(
@@ -38,23 +40,23 @@ async fn where_lease_candidate_is_not_served_the_plain_election_and_handover_wor
     let mut handles = handles;
     handles.push(spawn(
         &target,
-        config(&lease, "b", "1.33.0", "1.33.0"),
+        config(&lease, &b, "1.33.0", "1.33.0"),
         &recorder,
     ));
-    all_see(&handles, "a").await;
+    all_see(&handles, &a).await;
     // b's versions are older, but without the controller nothing prefers
     // it: a leads until it hands over.
     let outcome = handles[0]
-        .hand_over(Successor::Named("b".into()))
+        .hand_over(Successor::Named(b.clone()))
         .await
         .expect("the handover");
     assert_eq!(
         outcome,
         HandoverOutcome::Released {
-            successor: Some("b".into())
+            successor: Some(b.clone())
         }
     );
-    all_see(&handles, "b").await;
+    all_see(&handles, &b).await;
     recorder.assert_no_overlap();
     shut_down(handles).await;
 }
@@ -71,7 +73,8 @@ async fn declared_candidates_without_a_controller_run_the_plain_election() {
     }
     let lease = unique_name("no-controller");
     let recorder = Recorder::default();
-    let first = spawn(&target, config(&lease, "a", "1.34.0", "1.34.0"), &recorder);
+    let a = format!("{lease}-a");
+    let first = spawn(&target, config(&lease, &a, "1.34.0", "1.34.0"), &recorder);
     drop(
         tokio::time::timeout(PATIENCE, first.became_leader())
             .await
@@ -80,7 +83,7 @@ async fn declared_candidates_without_a_controller_run_the_plain_election() {
     );
     let candidates = candidates_api(&target);
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while candidates.get_opt("a").await.ok().flatten().is_none() {
+    while candidates.get_opt(&a).await.ok().flatten().is_none() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "a declares itself in time"
@@ -89,7 +92,7 @@ async fn declared_candidates_without_a_controller_run_the_plain_election() {
     }
     first.shutdown().await.expect("a clean shutdown");
     assert!(
-        candidates.get_opt("a").await.expect("read").is_none(),
+        candidates.get_opt(&a).await.expect("read").is_none(),
         "the LeaseCandidate is deleted on shutdown"
     );
 }
@@ -140,7 +143,10 @@ async fn twins_under_the_controller(lag: Option<Duration>) {
     }
     let server = target.embedded().expect("embedded");
     let lease = unique_name("coordinated-twins");
-    controller_picks(&target, &lease, "pod-0").await;
+    // One identity per test: the candidate name is claimed per process
+    // (see `one_identity_is_refused_...` below), whatever the server.
+    let pod = unique_name("pod");
+    controller_picks(&target, &lease, &pod).await;
     if let Some(lag) = lag {
         server.delay_watch(
             kube_elector_testing::FaultTarget::Client("pod-0-b".into()),
@@ -151,7 +157,7 @@ async fn twins_under_the_controller(lag: Option<Duration>) {
     let spawn_twin = |client: &str| {
         let handle = kube_elector::LeaderElector::new(
             target.client_for(client),
-            short_coordinated(&lease, "pod-0"),
+            short_coordinated(&lease, &pod),
         )
         .expect("valid config")
         .spawn();
@@ -210,12 +216,15 @@ async fn a_restarted_instance_takes_the_coordinated_lease_its_crashed_twin_held(
     }
     let server = target.embedded().expect("embedded");
     let lease = unique_name("coordinated-restart");
-    controller_picks(&target, &lease, "pod-0").await;
+    // One identity per test: the candidate name is claimed per process
+    // (see `one_identity_is_refused_...` below), whatever the server.
+    let pod = unique_name("pod");
+    controller_picks(&target, &lease, &pod).await;
     let recorder = Recorder::default();
     let spawn_instance = |client: &str| {
         let handle = kube_elector::LeaderElector::new(
             target.client_for(client),
-            short_coordinated(&lease, "pod-0"),
+            short_coordinated(&lease, &pod),
         )
         .expect("valid config")
         .spawn();
@@ -272,7 +281,10 @@ async fn one_identity_is_refused_as_the_candidate_of_a_second_lease_in_one_proce
     let error = elector("lease-b")
         .expect_err("a second Lease for one identity is refused: its LeaseCandidate would overwrite the first's");
     assert!(
-        error.to_string().contains("lease-a"),
+        matches!(
+            error.problems(),
+            [kube_elector::ConfigProblem::CandidateNameInUse { lease, .. }] if lease == "lease-a"
+        ),
         "the error names the Lease the identity stands for already: {error}"
     );
     drop((first, twin));

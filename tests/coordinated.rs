@@ -130,10 +130,10 @@ async fn controller_picks(target: &Target, lease: &str, holder: &str) {
         .expect("the controller's pick is created");
 }
 
-/// Two instances of `pod-0` (a StatefulSet pod recreated while the old
-/// one still runs), both declared candidates of one Lease that the
+/// Two instances of one identity (a `StatefulSet` pod recreated while the
+/// old one still runs), both declared candidates of one Lease that the
 /// controller runs (it carries a `strategy`), the controller's pick naming
-/// `pod-0`. `lag`: how late the second instance's watch delivers.
+/// that identity. `lag`: how late the second instance's watch delivers.
 async fn twins_under_the_controller(lag: Option<Duration>) {
     let Some(target) = Target::with_coordinated_leader_election(true).await else {
         return;

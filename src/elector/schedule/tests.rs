@@ -409,7 +409,7 @@ async fn a_twins_term_under_the_controller_is_waited_out_then_taken() {
     let renewed = Instant::now();
     s.watch_progress(renewed);
     s.observe(twin(3, jiff::Timestamp::now()), renewed);
-    advance(LEASE - Duration::from_millis(1)).await;
+    advance(LEASE.checked_sub(Duration::from_millis(1)).unwrap()).await;
     let now = Instant::now();
     s.watch_progress(now);
     assert!(!matches!(s.next_step(now), Step::Write(_)));

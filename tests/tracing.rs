@@ -344,3 +344,67 @@ async fn coordinated_election_says_once_that_it_is_not_served_and_that_the_clock
         "said once"
     );
 }
+
+/// A candidate whose `LeaseCandidate` is found naming another Lease (an
+/// elector of another process with the same identity declared it) says so
+/// at error, once, naming both Leases, and leaves it alone.
+#[tokio::test(flavor = "current_thread")]
+async fn a_lease_candidate_naming_another_lease_is_said_once_at_error() {
+    let (captured, _guard) = capture();
+    let Some(target) = Target::with_coordinated_leader_election(true).await else {
+        return;
+    };
+    if target.is_real() {
+        return support::skip("waits on the embedded server's request counts");
+    }
+    let server = target.embedded().expect("embedded");
+    let identity = support::unique_name("cle-taken");
+    let lease = support::unique_name("cle-mine");
+    let candidates = support::coordinated::candidates_api(&target);
+    let mut other = kube::api::DynamicObject::new(
+        &identity,
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("coordination.k8s.io", "v1beta1", "LeaseCandidate"),
+            "leasecandidates",
+        ),
+    );
+    other.data = serde_json::json!({
+        "spec": {
+            "leaseName": "another-lease",
+            "binaryVersion": "1.34.0",
+            "emulationVersion": "1.34.0",
+            "strategy": "OldestEmulationVersion",
+            "renewTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        }
+    });
+    candidates
+        .create(&kube::api::PostParams::default(), &other)
+        .await
+        .expect("the other candidate is created");
+    let config = ElectorConfig::new(&lease)
+        .namespace(target.namespace())
+        .identity(&identity)
+        .lease_duration(LEASE)
+        .renew_deadline(RENEW_DEADLINE)
+        .retry_period(RETRY)
+        .coordinated("1.34.0", "1.34.0");
+    let handle = LeaderElector::new(target.client_for("cle-taken"), config)
+        .expect("valid config")
+        .spawn();
+    // Two reads of the candidate (the second after a back-off of 1 s).
+    support::eventually("the elector reads its candidate twice", PATIENCE, || {
+        server
+            .requests_for(kube_elector_testing::Resource::LeaseCandidates)
+            .get("cle-taken", kube_elector_testing::Verb::Get)
+            >= 2
+    })
+    .await;
+    let text = captured.text();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("names the Lease \"another-lease\""))
+        .collect();
+    assert_eq!(lines.len(), 1, "said once:\n{text}");
+    assert!(lines[0].contains(" ERROR "), "{}", lines[0]);
+    handle.shutdown().await.expect("shutdown");
+}

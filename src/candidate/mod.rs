@@ -12,7 +12,10 @@
 //! controller judges expiry on the server's clock, so a lag past the
 //! safety margin is said in the logs.
 
+mod claim;
 pub(crate) mod version;
+
+pub(crate) use claim::Claim;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +58,10 @@ pub(crate) enum Standing {
     Registered,
     /// Withdrawn for a handover (the controller must not pick this elector).
     Withdrawn,
+    /// Not declared: the `LeaseCandidate` of this name names another Lease
+    /// (an elector of another process with this identity declared it). The
+    /// plain election runs until that candidate is gone.
+    NameTaken,
 }
 
 /// What the election loop asks of the candidate task.
@@ -89,7 +96,14 @@ pub(crate) struct Declared {
 }
 
 impl Candidate {
-    pub(crate) fn spawn(client: Client, declared: Declared, span: tracing::Span) -> Self {
+    /// Starts the task; it keeps `claim` (this process's claim on the
+    /// name) until it ends.
+    pub(crate) fn spawn(
+        client: Client,
+        claim: Option<Claim>,
+        declared: Declared,
+        span: tracing::Span,
+    ) -> Self {
         let (want, wants) = watch::channel(Want::Registered);
         let (standing_tx, standing) = watch::channel(Standing::Unknown);
         let task = Task {
@@ -100,6 +114,8 @@ impl Candidate {
             standing: standing_tx,
             failures: 0,
             lag_reported: false,
+            taken_reported: false,
+            _claim: claim,
         };
         Self {
             want,
@@ -178,6 +194,8 @@ enum Interrupted {
     Want,
     /// A request failed (said in the logs).
     Failed,
+    /// The candidate of this name names another Lease (said in the logs).
+    NameTaken,
 }
 
 struct Task {
@@ -189,6 +207,11 @@ struct Task {
     /// Requests that failed in a row: the first is a warning.
     failures: u32,
     lag_reported: bool,
+    /// Whether the name's being taken by another Lease's candidate was
+    /// said (at error), since this elector last declared itself.
+    taken_reported: bool,
+    /// This process's claim on the name, given up when the task ends.
+    _claim: Option<Claim>,
 }
 
 impl Task {
@@ -219,7 +242,9 @@ impl Task {
                     }
                 }
                 Want::Registered | Want::WithdrawnUntil(_) => {
-                    if let Err(Interrupted::Failed) = self.register_and_keep().await {
+                    if let Err(Interrupted::Failed | Interrupted::NameTaken) =
+                        self.register_and_keep().await
+                    {
                         self.back_off().await;
                     }
                 }
@@ -354,6 +379,7 @@ impl Task {
                     }
                     event = stream.try_next() => match event {
                         Ok(Some(WatchEvent::Modified(object) | WatchEvent::Added(object))) => {
+                            self.check_lease(&object)?;
                             if let Some(ping) = pinged(&object) {
                                 tracing::debug!("pinged by the coordinating controller");
                                 self.saw_ping(ping);
@@ -379,11 +405,15 @@ impl Task {
         }
     }
 
-    /// The candidate, created if missing, renewed if found.
+    /// The candidate, created if missing, renewed if found (unless it
+    /// names another Lease).
     async fn ensure(&mut self) -> Result<DynamicObject, Interrupted> {
         let name = &self.declared.identity;
         match self.bounded(self.api.get_opt(name)).await {
-            Ok(Some(found)) => self.renew(&found).await,
+            Ok(Some(found)) => {
+                self.check_lease(&found)?;
+                self.renew(&found).await
+            }
             Ok(None) => {
                 let object = self.declaration();
                 match self
@@ -392,6 +422,7 @@ impl Task {
                 {
                     Ok(created) => {
                         self.answered();
+                        self.taken_reported = false;
                         tracing::info!(
                             lease = %self.declared.lease_name,
                             "declared as a LeaseCandidate for coordinated election"
@@ -409,6 +440,41 @@ impl Task {
                 Err(Interrupted::Failed)
             }
         }
+    }
+
+    /// Fails with `NameTaken` (said once at error, until this elector
+    /// declares itself again) when `object` (the candidate of this name)
+    /// names another Lease: another elector with this identity, in another
+    /// process, declared it. It is left alone: kube-apiserver keeps
+    /// `leaseName` immutable, and overwriting it would take the other
+    /// Lease's candidate away. Meanwhile this elector is not declared (the
+    /// plain election runs), and it looks again after a back-off.
+    fn check_lease(&mut self, object: &DynamicObject) -> Result<(), Interrupted> {
+        let named = object.data["spec"]["leaseName"]
+            .as_str()
+            .unwrap_or_default();
+        if named == self.declared.lease_name {
+            return Ok(());
+        }
+        self.standing.send_replace(Standing::NameTaken);
+        if self.taken_reported {
+            tracing::debug!(other = %named, "the LeaseCandidate still names another Lease");
+        } else {
+            self.taken_reported = true;
+            tracing::error!(
+                other = %named,
+                candidate = %self.declared.identity,
+                "the LeaseCandidate {} names the Lease {named:?}, not this one: another elector \
+                 with this identity is the candidate of another Lease (the coordinating controller \
+                 writes the candidate's name as the holder, so one identity cannot stand for two \
+                 Leases); leaving it alone, running the plain election, and declaring this elector \
+                 once that candidate is gone. Give each Lease's elector an identity of its own",
+                self.declared.identity
+            );
+        }
+        // Looked at again after the back-off, which grows as failures do.
+        self.failures = self.failures.saturating_add(1);
+        Err(Interrupted::NameTaken)
     }
 
     /// Renews `found` (conditional on its version): `renewTime` = now, the

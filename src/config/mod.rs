@@ -540,6 +540,25 @@ pub enum ConfigProblem {
         /// The retry period given.
         retry_period: Duration,
     },
+    /// In coordinated election, the identity already names the
+    /// `LeaseCandidate` another elector of this process declares for
+    /// another Lease. The candidate is named after the identity, and
+    /// kube-apiserver's controller writes that name as the holder it
+    /// elects: one name cannot stand for two Leases.
+    #[error(
+        "identity {identity:?} is already the LeaseCandidate of Lease {lease:?} in namespace \
+         {namespace:?} (another coordinated elector of this process): the controller writes the \
+         candidate's name as the holder, so one identity cannot be the candidate of two Leases; \
+         give each Lease's elector an identity of its own"
+    )]
+    CandidateNameInUse {
+        /// The identity given.
+        identity: String,
+        /// The namespace of both Leases.
+        namespace: String,
+        /// The Lease the identity is the candidate of already.
+        lease: String,
+    },
 }
 
 #[cfg(test)]

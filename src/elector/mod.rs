@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::api::LeaseApi;
-use crate::candidate::{Candidate, Declared};
-use crate::config::{ConfigError, ElectorConfig, Settings};
+use crate::candidate::{Candidate, Claim, Declared};
+use crate::config::{ConfigError, ConfigProblem, ElectorConfig, Settings};
 use crate::hub::LeaseHub;
 use crate::shared::Shared;
 use crate::state::LeaderState;
@@ -64,6 +64,9 @@ pub struct LeaderElector {
     /// sharded elector campaigns only for the shards assigned to it);
     /// `None`: always, as configured.
     campaign: Option<watch::Receiver<bool>>,
+    /// In coordinated election, this process's claim on the candidate
+    /// name (the identity) for this Lease; the candidate task keeps it.
+    claim: Option<Claim>,
 }
 
 impl std::fmt::Debug for LeaderElector {
@@ -85,10 +88,29 @@ impl LeaderElector {
     /// (`POD_NAMESPACE`, the service-account namespace file, or the client's
     /// default namespace).
     ///
+    /// In coordinated election ([`ElectorConfig::coordinated`]), an
+    /// identity that another elector of this process declares as the
+    /// candidate of another Lease in the same namespace is refused (see
+    /// [`ConfigProblem::CandidateNameInUse`](crate::ConfigProblem::CandidateNameInUse)).
+    ///
     /// # Errors
     /// A [`ConfigError`] listing every invalid value.
     pub fn new(client: Client, config: ElectorConfig) -> Result<Self, ConfigError> {
         let (namespace, settings) = config.resolve(client.default_namespace())?;
+        let claim = match &settings.coordination {
+            Some(_) if settings.campaign => Some(
+                Claim::take(&namespace, &settings.identity, &config.lease_name).map_err(
+                    |lease| {
+                        ConfigError::single(ConfigProblem::CandidateNameInUse {
+                            identity: settings.identity.clone(),
+                            namespace: namespace.clone(),
+                            lease,
+                        })
+                    },
+                )?,
+            ),
+            _ => None,
+        };
         Ok(Self {
             client,
             namespace,
@@ -96,6 +118,7 @@ impl LeaderElector {
             settings: Arc::new(settings),
             hub: None,
             campaign: None,
+            claim,
         })
     }
 
@@ -126,13 +149,14 @@ impl LeaderElector {
     }
 
     /// The `LeaseCandidate` task of coordinated election, if configured.
-    fn candidate(&self, span: &tracing::Span) -> Option<Candidate> {
+    fn candidate(&mut self, span: &tracing::Span) -> Option<Candidate> {
         let versions = self.settings.coordination.clone()?;
         if !self.settings.campaign {
             return None;
         }
         Some(Candidate::spawn(
             self.client.clone(),
+            self.claim.take(),
             Declared {
                 namespace: self.namespace.clone(),
                 lease_name: self.lease_name.clone(),
@@ -168,7 +192,7 @@ impl LeaderElector {
     ///
     /// # Panics
     /// Outside a Tokio runtime.
-    pub fn spawn_with_token(self, token: &CancellationToken) -> ElectorHandle {
+    pub fn spawn_with_token(mut self, token: &CancellationToken) -> ElectorHandle {
         let token = token.child_token();
         let span = tracing::info_span!(
             "leader_election",

@@ -56,6 +56,7 @@ impl LeaderObserver {
                 settings: Arc::new(settings),
                 hub: None,
                 campaign: None,
+                claim: None,
             },
         })
     }

@@ -273,13 +273,15 @@ impl Schedule {
             .filter(|p| !p.is_empty())
     }
 
-    /// Whether the coordinating controller has named this elector the
-    /// holder of a Lease it does not lead yet.
-    pub(super) fn elected(&self) -> bool {
+    /// Whether this elector takes, at `now`, a Lease that coordinated
+    /// election runs for it and that names it (see `record::elected`): the
+    /// controller's pick at once, a record it wrote at once, another
+    /// instance's term (a twin's) once it expired.
+    pub(super) fn elected(&self, now: Instant) -> bool {
         self.term.is_none()
             && self
                 .coordinated_lease()
-                .is_some_and(|observed| observed.holder() == Some(self.me()))
+                .is_some_and(|observed| record::elected(observed, self.me(), self.own(), now))
     }
 
     pub(super) fn set_first_in_line(&mut self, first: bool) {
@@ -372,9 +374,11 @@ impl Schedule {
             ),
             View::Present(observed) => record::judge(Some(observed), self.me(), self.own(), now),
         };
-        if self.elected() {
-            // The controller wrote our identity: the acquire starts the
-            // term (from when it is sent, as any other).
+        if self.elected(now) {
+            // The controller wrote our identity (or a twin's term naming
+            // it expired): the acquire starts the term (from when it is
+            // sent, as any other). A twin's live term is waited out below,
+            // as `judge` says.
             return self.not_before(now, self.write_after, Step::Write(Verdict::Acquire));
         }
         let controller_decides = self.term.is_none() && self.coordinated_lease().is_some();

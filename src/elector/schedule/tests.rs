@@ -409,8 +409,63 @@ async fn a_candidate_the_controller_names_takes_the_lease_at_once() {
     s.set_coordinated(true);
     s.watch_connected(true, now);
     s.watch_progress(now);
-    assert!(s.elected());
+    assert!(s.elected(now));
     assert_eq!(s.next_step(now), Step::Write(Verdict::Acquire));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_twins_term_under_the_controller_is_waited_out_then_taken() {
+    let start = Instant::now();
+    let mut s = Schedule::new(&settings(), start);
+    s.set_coordinated(true);
+    s.watch_connected(true, start);
+    // Another instance of "me" took the controller's pick: its acquire
+    // wrote an acquireTime this one never wrote.
+    let pick = coordinated("me", None, 1);
+    let twin = |rv: u64, renewed: jiff::Timestamp| {
+        let mut spec = record::acquire(
+            pick.spec.as_ref(),
+            "me",
+            2,
+            "2026-11-24T14:00:00Z".parse().unwrap(),
+        );
+        spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            renewed,
+        ));
+        lease(spec, rv)
+    };
+    s.watch_progress(start);
+    s.observe(twin(2, jiff::Timestamp::now()), start);
+    assert!(!s.elected(start));
+    assert!(
+        !matches!(s.next_step(start), Step::Write(_)),
+        "a twin's live term is not ours to take"
+    );
+    // It renews: the wait runs from the renew.
+    advance(LEASE / 2).await;
+    let renewed = Instant::now();
+    s.watch_progress(renewed);
+    s.observe(twin(3, jiff::Timestamp::now()), renewed);
+    advance(LEASE.checked_sub(Duration::from_millis(1)).unwrap()).await;
+    let now = Instant::now();
+    s.watch_progress(now);
+    assert!(!matches!(s.next_step(now), Step::Write(_)));
+    // It stopped renewing (a crash): expired, it is taken, since the
+    // controller does not rewrite a Lease that names its pick already.
+    advance(Duration::from_millis(1)).await;
+    let now = Instant::now();
+    s.watch_progress(now);
+    assert!(s.elected(now));
+    assert_eq!(s.next_step(now), Step::Write(Verdict::Acquire));
+    // A record this instance wrote is its own at once.
+    let mut own = Schedule::new(&settings(), now);
+    own.set_coordinated(true);
+    own.watch_connected(true, now);
+    own.watch_progress(now);
+    let mine = twin(4, jiff::Timestamp::now());
+    own.remember(TermRecord::of(mine.spec.as_ref().unwrap()));
+    own.observe(mine, now);
+    assert_eq!(own.next_step(now), Step::Write(Verdict::Acquire));
 }
 
 #[tokio::test(start_paused = true)]

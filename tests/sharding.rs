@@ -502,3 +502,140 @@ async fn no_shard_is_owned_twice_while_replicas_join_leave_crash_and_are_partiti
         chaos(7, Duration::from_secs(15)).await;
     }
 }
+
+// === What users gate work on ===
+
+/// Whether `handle` reports any shard as its own in any of the forms a
+/// user can gate work on; the forms that still do, named.
+fn claims(handle: &ShardedHandle, shards: u32) -> Vec<String> {
+    use futures::FutureExt;
+    let owned = handle.owned();
+    let mut out = Vec::new();
+    if owned.len() != 0 || !owned.is_empty() {
+        out.push(format!("owned().len() = {}", owned.len()));
+    }
+    if owned.shards().next().is_some() {
+        out.push(format!(
+            "owned().shards() = {:?}",
+            owned.shards().collect::<Vec<_>>()
+        ));
+    }
+    for shard in 0..shards {
+        if owned.contains(shard) {
+            out.push(format!("owned().contains({shard})"));
+        }
+        if owned.term(shard).is_some() {
+            out.push(format!("owned().term({shard})"));
+        }
+        if handle.subscribe().borrow().contains(shard) {
+            out.push(format!("subscribe() contains {shard}"));
+        }
+        if handle.leadership(shard).is_some() {
+            out.push(format!("leadership({shard})"));
+        }
+        let view = handle.shard(shard).expect("a shard");
+        if let Some(Ok(_)) = view.became_leader().now_or_never() {
+            out.push(format!("shard({shard}).became_leader()"));
+        }
+        if let Some(Ok(_)) = handle.became_owner(shard).now_or_never() {
+            out.push(format!("became_owner({shard})"));
+        }
+    }
+    for i in 0..64 {
+        if handle.owns_key(&format!("ns/object-{i}")) {
+            out.push(format!("owns_key(ns/object-{i})"));
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_runtime_is_blocked_claims_no_shard_in_any_form_once_its_terms_are_over() {
+    use futures::StreamExt;
+    let target = Target::new().await;
+    let Some(server) = target.embedded() else {
+        support::skip("a runtime blocked in a thread of its own, on the embedded server");
+        return;
+    };
+    let shards = 4;
+    let fleet = Fleet::new(&target, shards);
+    let config = fleet.config("blocked");
+    let kube_config = server.kube_config_for("blocked");
+    let (handle_tx, handle_rx) = tokio::sync::oneshot::channel();
+    let (block_tx, block_rx) = tokio::sync::oneshot::channel::<()>();
+    let blocked = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let client = kube::Client::try_from(kube_config).unwrap();
+            let handle = ShardedElector::new(client, config).unwrap().spawn();
+            let _ = handle_tx.send(handle);
+            block_rx.await.unwrap();
+            // Work that blocks the runtime for three lease durations.
+            std::thread::sleep(LEASE * 3);
+        });
+    });
+    let a = timeout_or(PATIENCE, handle_rx, "the blocked replica's handle")
+        .await
+        .unwrap();
+    eventually("the replica owns every shard", PATIENCE, || {
+        a.owned().len() == shards as usize && (0..shards).all(|s| a.owned().contains(s))
+    })
+    .await;
+    let mut events = a.events();
+    for _ in 0..shards {
+        let event = timeout_or(PATIENCE, events.next(), "an acquisition").await;
+        assert!(
+            matches!(event, Some(ShardEvent::ShardAcquired { .. })),
+            "{event:?}"
+        );
+    }
+    block_tx.send(()).unwrap();
+    let hub = LeaseHub::new(target.client_for("b"));
+    let b = ShardedElector::in_hub(&hub, fleet.config("b"))
+        .expect("a valid configuration")
+        .spawn();
+    eventually("b owns every shard", PATIENCE, || {
+        (0..shards).all(|s| b.owned().contains(s))
+    })
+    .await;
+    let stale = claims(&a, shards);
+    assert!(
+        stale.is_empty(),
+        "while b owns every shard, the blocked replica still claims: {stale:?}"
+    );
+    let mut released = BTreeSet::new();
+    while released.len() < shards as usize {
+        match timeout_or(
+            PATIENCE,
+            events.next(),
+            "a ShardReleased past the terms' deadlines",
+        )
+        .await
+        {
+            Some(ShardEvent::ShardReleased { shard }) => {
+                released.insert(shard);
+            }
+            other => panic!("expected a release, got {other:?}"),
+        }
+    }
+    assert!(
+        !blocked.is_finished(),
+        "the releases came only once the runtime ran again, not at the terms' deadlines"
+    );
+    tokio::task::spawn_blocking(move || blocked.join().unwrap())
+        .await
+        .unwrap();
+    drop(a);
+    b.shutdown().await.unwrap();
+}
+
+/// `future`'s output, or a panic naming `what` after `patience`.
+async fn timeout_or<F: Future>(patience: Duration, future: F, what: &str) -> F::Output {
+    tokio::time::timeout(patience, future)
+        .await
+        .unwrap_or_else(|_| panic!("no {what} within {patience:?}"))
+}

@@ -23,6 +23,7 @@ use kube_elector_testing::{FaultTarget, Verb};
 use tokio::time::Instant;
 
 use support::recorder::{Interval, Recorder};
+use support::shard_keys::{self, KeyRecorder};
 use support::{Target, eventually, unique_name};
 
 /// Timings with room for a loaded two-core machine: a request may take
@@ -40,6 +41,8 @@ struct Fleet<'a> {
     replicas: Vec<(String, ShardedHandle)>,
     /// One per shard: who believed it owned the shard, when.
     recorders: Vec<Recorder>,
+    /// Who owned which shard, as users see it, with each replica's count.
+    keys: KeyRecorder,
 }
 
 impl<'a> Fleet<'a> {
@@ -50,11 +53,17 @@ impl<'a> Fleet<'a> {
             shards,
             replicas: Vec::new(),
             recorders: (0..shards).map(|_| Recorder::default()).collect(),
+            keys: KeyRecorder::default(),
         }
     }
 
     fn config(&self, identity: &str) -> ShardConfig {
-        ShardConfig::new(&self.prefix, self.shards)
+        self.config_with(identity, self.shards)
+    }
+
+    /// The configuration of a replica of this prefix with `shards` shards.
+    fn config_with(&self, identity: &str, shards: u32) -> ShardConfig {
+        ShardConfig::new(&self.prefix, shards)
             .namespace(self.target.namespace())
             .identity(identity)
             .lease_duration(LEASE)
@@ -65,14 +74,40 @@ impl<'a> Fleet<'a> {
 
     /// Starts a replica whose client (and so whose faults) is `identity`.
     fn join(&mut self, identity: &str) {
+        self.join_with(identity, self.shards);
+    }
+
+    /// Starts a replica of this prefix with `shards` shards (its shards'
+    /// terms are recorded where their numbers are the fleet's too).
+    fn join_with(&mut self, identity: &str, shards: u32) {
         let hub = LeaseHub::new(self.target.client_for(identity));
-        let handle = ShardedElector::in_hub(&hub, self.config(identity))
+        let handle = ShardedElector::in_hub(&hub, self.config_with(identity, shards))
             .expect("a valid configuration")
             .spawn();
-        for (shard, recorder) in (0..).zip(&self.recorders) {
-            recorder.watch_state(handle.shard(shard).expect("a shard").subscribe(), identity);
+        if shards == self.shards {
+            for (shard, recorder) in (0..).zip(&self.recorders) {
+                recorder.watch_state(handle.shard(shard).expect("a shard").subscribe(), identity);
+            }
         }
+        self.keys.watch(handle.subscribe(), identity, shards);
         self.replicas.push((identity.to_owned(), handle));
+    }
+
+    fn handle(&self, identity: &str) -> &ShardedHandle {
+        &self
+            .replicas
+            .iter()
+            .find(|(id, _)| id == identity)
+            .expect("a replica of that name")
+            .1
+    }
+
+    /// The shards the replicas named own between them now.
+    fn owned_by(&self, identities: &[&str]) -> BTreeSet<u32> {
+        identities
+            .iter()
+            .flat_map(|id| self.handle(id).owned().shards().collect::<Vec<_>>())
+            .collect()
     }
 
     fn take(&mut self, identity: &str) -> ShardedHandle {
@@ -501,6 +536,154 @@ async fn no_shard_is_owned_twice_while_replicas_join_leave_crash_and_are_partiti
     } else {
         chaos(7, Duration::from_secs(15)).await;
     }
+}
+
+// === Membership: settings that differ, members that do not serve ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_of_shard_count_under_one_prefix_never_owns_a_key_twice_and_the_new_count_takes_over_once_the_old_has_left()
+ {
+    let target = Target::new().await;
+    let keys = shard_keys::keys(256);
+    let mut fleet = Fleet::new(&target, 16);
+    fleet.join("old-a");
+    fleet.join("old-b");
+    fleet.balanced("two replicas of 16 shards").await;
+    // A rolling upgrade to 32 shards: replicas of the new count join.
+    fleet.join_with("new-a", 32);
+    fleet.join_with("new-b", 32);
+    let all_16: BTreeSet<u32> = (0..16).collect();
+    let all_32: BTreeSet<u32> = (0..32).collect();
+    // While both counts run, one side serves (the old one, there first);
+    // settled, or a key owned twice, whichever comes first.
+    let settled = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let old_serves = fleet.owned_by(&["old-a", "old-b"]) == all_16
+                && fleet.owned_by(&["new-a", "new-b"]).is_empty();
+            if old_serves || !fleet.keys.keys_owned_twice(&keys).is_empty() {
+                return old_serves;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let twice = fleet.keys.keys_owned_twice(&keys);
+    assert!(
+        twice.is_empty(),
+        "{} of {} keys owned by two replicas at once: {twice:#?}",
+        twice.len(),
+        keys.len()
+    );
+    assert_eq!(
+        settled,
+        Ok(true),
+        "while both counts run, the old count owns its 16 shards and the new none"
+    );
+    // The old replicas leave, one after the other: the new count takes over.
+    let left = Instant::now();
+    fleet.take("old-a").shutdown().await.expect("a clean leave");
+    fleet.take("old-b").shutdown().await.expect("a clean leave");
+    eventually("the new count owns its 32 shards", PATIENCE, || {
+        fleet.owned_by(&["new-a", "new-b"]) == all_32
+    })
+    .await;
+    eprintln!(
+        "count change: the new count owned every shard {:?} after the last old replica left (lease {LEASE:?})",
+        left.elapsed()
+    );
+    let twice = fleet.keys.keys_owned_twice(&keys);
+    assert!(twice.is_empty(), "keys owned twice: {twice:#?}");
+    fleet.shut_down().await;
+}
+
+/// Holds and renews the member Lease of `identity` with no replica behind
+/// it, as an outside writer, until the returned token is cancelled.
+fn outside_member(
+    client: kube::Client,
+    namespace: &str,
+    lease: String,
+    identity: &str,
+) -> tokio_util::sync::CancellationToken {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    use kube::api::{Api, ObjectMeta, PostParams};
+    let api: Api<Lease> = Api::namespaced(client, namespace);
+    let token = tokio_util::sync::CancellationToken::new();
+    let stop = token.clone();
+    let identity = identity.to_owned();
+    tokio::spawn(async move {
+        let now = MicroTime(jiff::Timestamp::now());
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(lease.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(identity),
+                lease_duration_seconds: Some(LEASE.as_secs() as i32),
+                acquire_time: Some(now.clone()),
+                renew_time: Some(now),
+                lease_transitions: Some(0),
+                ..LeaseSpec::default()
+            }),
+        };
+        api.create(&PostParams::default(), &lease)
+            .await
+            .expect("the outside writer creates the member Lease");
+        while !stop.is_cancelled() {
+            tokio::time::sleep(RETRY).await;
+            if let Ok(mut current) = api.get(&lease_name(&lease)).await {
+                if let Some(spec) = current.spec.as_mut() {
+                    spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+                }
+                let _ = api
+                    .replace(&lease_name(&lease), &PostParams::default(), &current)
+                    .await;
+            }
+        }
+    });
+    token
+}
+
+fn lease_name(lease: &k8s_openapi::api::coordination::v1::Lease) -> String {
+    lease.metadata.name.clone().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_lease_renewed_with_no_replica_behind_it_loses_its_shards_to_members_that_serve() {
+    let target = Target::new().await;
+    let mut fleet = Fleet::new(&target, 8);
+    fleet.join("a");
+    fleet.join("b");
+    fleet.balanced("two replicas share 8 shards").await;
+    let ghost = outside_member(
+        target.client_for("outsider"),
+        target.namespace(),
+        format!("{}-member-ghost", fleet.prefix),
+        "ghost",
+    );
+    eventually("the replicas count the ghost as a member", PATIENCE, || {
+        fleet
+            .replicas
+            .iter()
+            .all(|(_, h)| h.assignment().members().iter().any(|m| &**m == "ghost"))
+    })
+    .await;
+    let joined = Instant::now();
+    let all: BTreeSet<u32> = (0..8).collect();
+    eventually(
+        "every shard owned again by a replica that serves",
+        PATIENCE,
+        || fleet.owned_by(&["a", "b"]) == all,
+    )
+    .await;
+    eprintln!(
+        "a member that serves nothing: every shard owned again {:?} after it was counted (lease {LEASE:?})",
+        joined.elapsed()
+    );
+    fleet.assert_no_shard_owned_twice();
+    ghost.cancel();
+    fleet.shut_down().await;
 }
 
 // === What users gate work on ===

@@ -131,6 +131,12 @@ impl ShardConfig {
     pub(crate) fn elector(&self, lease: String, identity: &str) -> ElectorConfig {
         let mut config = self.template.clone();
         config.lease_name = lease;
+        // Every member and shard Lease says which count it was written
+        // under: replicas of another count stay out while it lives.
+        config.annotations = vec![(
+            super::fleet::COUNT_ANNOTATION.to_owned(),
+            self.shards.to_string(),
+        )];
         config.identity(identity)
     }
 

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::assign::Assignment;
 use super::config::ShardConfig;
+use super::fleet::{Serving, ShardLeases};
 use super::membership::MemberTable;
 use crate::api::LeaseApi;
 use crate::elector::{ElectorHandle, LeaderElector};
@@ -28,6 +29,11 @@ use crate::record;
 pub(crate) struct Plan {
     pub(crate) assignment: Assignment,
     pub(crate) leaving: bool,
+    /// Whether this replica may own shards: every live replica it sees
+    /// shards with its count, or the one that keeps serving in a
+    /// disagreement does. While not, it takes no shard and lets go of
+    /// those it holds.
+    pub(crate) serving: bool,
 }
 
 impl Plan {
@@ -35,14 +41,31 @@ impl Plan {
         Self {
             assignment: Assignment::compute::<&str>(shards, &[]),
             leaving: false,
+            serving: true,
         }
     }
+}
+
+/// What this replica concluded about the fleet at one instant.
+#[derive(Debug, PartialEq, Eq)]
+struct Verdict {
+    /// The members that get shards: of this replica's count, serving.
+    members: Vec<String>,
+    serving: bool,
+    /// Why not serving, or what disagrees while serving (logged once).
+    disagreement: Option<String>,
 }
 
 pub(crate) struct Coordinator {
     me: Arc<str>,
     shards: u32,
     table: MemberTable,
+    /// The shard Leases of the prefix, of any count.
+    leases: ShardLeases,
+    /// Which members do not take their shards.
+    serving: Serving,
+    /// The last disagreement logged, so that each is logged once.
+    logged: Option<String>,
     tap: TapHandle,
     /// Lists the namespace's Leases when the tap cannot be relied on.
     list: LeaseApi,
@@ -72,6 +95,9 @@ impl Coordinator {
             me,
             shards: config.shards,
             table: MemberTable::new(config.member_prefix()),
+            leases: ShardLeases::new(format!("{}-", config.prefix)),
+            serving: Serving::new(config.template.lease_duration),
+            logged: None,
             tap,
             list,
             request_timeout: config.template.renew_deadline,
@@ -93,7 +119,7 @@ impl Coordinator {
             self.follow_until(Instant::now() + self.retry_period).await;
         }
         let Some(member) = self.member.take().filter(|_| !self.token.is_cancelled()) else {
-            self.publish(None, Instant::now());
+            let _ = self.publish(None, Instant::now());
             return;
         };
         let member = member.spawn();
@@ -109,8 +135,9 @@ impl Coordinator {
         let mut joined = member.subscribe();
         loop {
             let now = Instant::now();
-            self.publish(Some(member), now);
+            let judge_again = self.publish(Some(member), now);
             let wake = self.wake_at(now);
+            let wake = judge_again.map_or(wake, |at| wake.min(at));
             tokio::select! {
                 biased;
                 () = self.token.cancelled() => return,
@@ -144,10 +171,13 @@ impl Coordinator {
     /// When the members must be judged again without an event: the next
     /// expiry, or the next poll while the watch is down.
     fn wake_at(&self, now: Instant) -> Instant {
+        let never = record::after(now, Duration::from_secs(86_400));
         let expiry = self
             .table
             .next_expiry(now)
-            .unwrap_or_else(|| record::after(now, Duration::from_secs(86_400)));
+            .unwrap_or(never)
+            .min(self.leases.next_expiry(now).unwrap_or(never))
+            .min(self.serving.next_return().unwrap_or(never));
         if self.watching {
             expiry
         } else {
@@ -158,8 +188,14 @@ impl Coordinator {
     fn on_tapped(&mut self, tapped: Option<Tapped>) {
         let now = Instant::now();
         match tapped {
-            Some(Tapped::Lease(lease)) => self.table.observe(*lease, now),
-            Some(Tapped::Deleted(name)) => self.table.deleted(&name),
+            Some(Tapped::Lease(lease)) => {
+                self.leases.observe((*lease).clone(), now);
+                self.table.observe(*lease, now);
+            }
+            Some(Tapped::Deleted(name)) => {
+                self.leases.deleted(&name);
+                self.table.deleted(&name);
+            }
             Some(Tapped::Healthy(up)) => self.watching = up,
             // The hub is gone; the token ends the task.
             None => self.watching = false,
@@ -185,6 +221,7 @@ impl Coordinator {
             };
             let now = Instant::now();
             for lease in page.items {
+                self.leases.observe(lease.clone(), now);
                 self.table.observe(lease, now);
             }
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
@@ -196,25 +233,108 @@ impl Coordinator {
 
     // === Publishing ===
 
-    /// The members at `now`: the others by their member Leases as
-    /// observed, and this replica while its member elector holds its
-    /// Lease (by its own term, which ends before the others may judge it
-    /// gone: a replica lets go of its shards first).
-    fn members(&self, member: Option<&ElectorHandle>, now: Instant) -> BTreeSet<String> {
-        let mut members = self.table.members(now);
-        members.remove(&*self.me);
-        if member.is_some_and(ElectorHandle::is_leader) {
-            members.insert(self.me.to_string());
+    /// The fleet at `now` as this replica sees it: the others by their
+    /// member Leases as observed, and this replica while its member
+    /// elector holds its Lease (by its own term, which ends before the
+    /// others may judge it gone: a replica lets go of its shards first).
+    ///
+    /// Members that publish another shard count get no shards. Who serves
+    /// in a disagreement: the count of the longest-standing live member
+    /// (earliest member term); a member that publishes no count counts as
+    /// this replica's count. And no replica serves while a live shard Lease
+    /// of the prefix is held under another count.
+    fn verdict(&mut self, member: Option<&ElectorHandle>, now: Instant) -> Verdict {
+        let mine = self.shards;
+        let mut live = self.table.live(now);
+        let me_member = member.is_some_and(ElectorHandle::is_leader);
+        if !me_member {
+            live.retain(|m| *m.identity != *self.me);
+        } else if !live.iter().any(|m| *m.identity == *self.me) {
+            // Not seen through the watch yet: the youngest member.
+            live.push(super::membership::LiveMember {
+                identity: self.me.to_string(),
+                count: Some(mine),
+                since: None,
+            });
         }
-        members
+        let count = |m: &super::membership::LiveMember| {
+            if *m.identity == *self.me {
+                mine
+            } else {
+                m.count.unwrap_or(mine)
+            }
+        };
+        let senior = live
+            .iter()
+            .min_by(|a, b| a.standing().cmp(&b.standing()))
+            .map_or(mine, count);
+        let others: Vec<String> = live
+            .iter()
+            .filter(|m| count(m) != mine)
+            .map(|m| format!("{} ({} shards)", m.identity, count(m)))
+            .collect();
+        let foreign = self.leases.foreign(mine, now);
+        let suspects = self.serving.suspects(now);
+        let members: Vec<String> = live
+            .iter()
+            .filter(|m| count(m) == mine && !suspects.contains(&m.identity))
+            .map(|m| m.identity.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let serving = senior == mine && foreign.is_empty();
+        let disagreement = if !foreign.is_empty() {
+            Some(format!(
+                "not owning shards: shard Leases of this prefix are held under another shard count (shard: count) {foreign:?}, this replica has {mine}"
+            ))
+        } else if senior != mine {
+            Some(format!(
+                "not owning shards: the longest-standing member shards by {senior}, this replica by {mine}; members of another count: {others:?}"
+            ))
+        } else if !others.is_empty() {
+            Some(format!(
+                "members of another shard count get no shards (this replica's count, {mine}, is the longest-standing member's): {others:?}"
+            ))
+        } else {
+            None
+        };
+        Verdict {
+            members,
+            serving,
+            disagreement,
+        }
     }
 
-    /// Publishes the plan for the members at `now`, if they changed.
-    fn publish(&self, member: Option<&ElectorHandle>, now: Instant) {
-        let members: Vec<String> = self.members(member, now).into_iter().collect();
+    /// Publishes the plan for the fleet at `now`, if it changed; returns
+    /// when the members' serving must be judged again without an event.
+    fn publish(&mut self, member: Option<&ElectorHandle>, now: Instant) -> Option<Instant> {
+        let (verdict, judge_again) = loop {
+            let verdict = self.verdict(member, now);
+            let assignment = Assignment::compute(self.shards, &verdict.members);
+            let (found, next) = self.serving.judge(&assignment, &self.leases, &self.me, now);
+            if found.is_empty() {
+                break (verdict, next);
+            }
+            tracing::warn!(
+                members = ?found,
+                "members keep a shard assigned to them free for a lease duration: they get no shards for {} lease durations",
+                super::fleet::COOL_DOWN_LEASES
+            );
+        };
+        if verdict.disagreement != self.logged {
+            if let Some(why) = &verdict.disagreement {
+                tracing::warn!("{why}");
+            } else if self.logged.is_some() {
+                tracing::info!("every live member shards alike again");
+            }
+            self.logged.clone_from(&verdict.disagreement);
+        }
+        let members = verdict.members;
+        let serving = verdict.serving;
         let leaving = member.is_none();
         self.plan.send_if_modified(|plan| {
             let same = plan.leaving == leaving
+                && plan.serving == serving
                 && plan
                     .assignment
                     .members()
@@ -222,14 +342,21 @@ impl Coordinator {
                     .map(|m| &**m)
                     .eq(members.iter().map(String::as_str));
             if !same {
-                tracing::info!(?members, leaving, "members changed: reassigning the shards");
+                tracing::info!(
+                    ?members,
+                    leaving,
+                    serving,
+                    "members changed: reassigning the shards"
+                );
                 *plan = Arc::new(Plan {
                     assignment: Assignment::compute(self.shards, &members),
                     leaving,
+                    serving,
                 });
             }
             !same
         });
+        judge_again
     }
 
     // === Leaving ===
@@ -237,7 +364,7 @@ impl Coordinator {
     /// Releases the member Lease, so that the others reassign this
     /// replica's shards and campaign for them, then tells the workers to
     /// hand each shard to its owner in the assignment without this replica.
-    async fn leave(self, member: ElectorHandle) {
+    async fn leave(mut self, member: ElectorHandle) {
         if let Err(error) = member.shutdown().await {
             let error = &error as &dyn std::error::Error;
             tracing::warn!(
@@ -245,7 +372,7 @@ impl Coordinator {
                 "releasing the member Lease failed; it expires on its own"
             );
         }
-        self.publish(None, Instant::now());
+        let _ = self.publish(None, Instant::now());
         // Dropping the sender ends the workers' waits for a new plan.
     }
 }

@@ -20,6 +20,7 @@
 mod assign;
 mod config;
 mod coordinator;
+mod fleet;
 mod handle;
 mod key;
 mod membership;
@@ -151,7 +152,7 @@ impl ShardedElector {
         );
         let tap = self
             .hub
-            .tap(self.member.namespace(), &self.config.member_prefix());
+            .tap(self.member.namespace(), &format!("{}-", self.config.prefix));
         let (plan_tx, plan_rx) =
             watch::channel(Arc::new(coordinator::Plan::empty(self.config.shards)));
         let (owned_tx, owned_rx) = watch::channel(OwnedShards::default());

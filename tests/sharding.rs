@@ -822,3 +822,42 @@ async fn timeout_or<F: Future>(patience: Duration, future: F, what: &str) -> F::
         .await
         .unwrap_or_else(|_| panic!("no {what} within {patience:?}"))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_shard_waits_for_its_guards_up_to_the_drain_timeout_and_is_then_handed_over_with_the_guard_reporting_not_leading()
+ {
+    let target = Target::new().await;
+    let mut fleet = Fleet::new(&target, 2);
+    fleet.join("a");
+    fleet.balanced("a owns both shards").await;
+    // Work on every shard that never returns and holds its guard.
+    let guards: Vec<_> = (0..2)
+        .map(|shard| fleet.handle("a").leadership(shard).expect("a owns it"))
+        .collect();
+    let joined = Instant::now();
+    fleet.join("b");
+    let moved = fleet
+        .assignment()
+        .shards_of("b")
+        .next()
+        .expect("b gets a shard");
+    let guard = &guards[moved as usize];
+    eventually("b owns the moved shard", PATIENCE, || {
+        fleet.handle("b").owned().contains(moved)
+    })
+    .await;
+    let waited = joined.elapsed();
+    // The guard is still held: the shard moved anyway, after the drain
+    // timeout, and the guard says so.
+    assert!(
+        guard.token().is_cancelled() && !guard.is_leading(),
+        "the old owner's guard still says it leads while b owns the shard"
+    );
+    assert!(
+        waited >= Duration::from_secs(1),
+        "the move waited for the guard the drain timeout (1 s), not {waited:?}"
+    );
+    fleet.assert_no_shard_owned_twice();
+    drop(guards);
+    fleet.shut_down().await;
+}

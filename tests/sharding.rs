@@ -141,7 +141,28 @@ impl<'a> Fleet<'a> {
     }
 
     async fn balanced(&self, what: &str) {
-        eventually(what, PATIENCE, || self.is_balanced()).await;
+        let deadline = Instant::now() + PATIENCE;
+        while !self.is_balanced() {
+            if Instant::now() >= deadline {
+                let assignment = self.assignment();
+                let mut report = String::new();
+                for (id, handle) in &self.replicas {
+                    let owned: BTreeSet<u32> = handle.owned().shards().collect();
+                    let mine: BTreeSet<u32> = assignment.shards_of(id).collect();
+                    let _ = writeln!(
+                        report,
+                        "{id}: sees members {:?}; owns {} of its {}; missing {:?}; extra {:?}",
+                        handle.assignment().members(),
+                        owned.intersection(&mine).count(),
+                        mine.len(),
+                        mine.difference(&owned).collect::<Vec<_>>(),
+                        owned.difference(&mine).collect::<Vec<_>>(),
+                    );
+                }
+                panic!("not within {PATIENCE:?}: {what}\n{report}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The shards some replica other than their owner in `assignment`
@@ -216,6 +237,10 @@ fn describe(gaps: &[Duration]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_own_exactly_their_balanced_share_for_several_shard_and_replica_counts() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let target = Target::new().await;
     for (shards, replicas) in [(1, 2), (8, 1), (8, 3), (16, 5), (64, 4)] {
         let mut fleet = Fleet::new(&target, shards);
@@ -757,8 +782,8 @@ async fn a_replica_whose_runtime_is_blocked_claims_no_shard_in_any_form_once_its
             let handle = ShardedElector::new(client, config).unwrap().spawn();
             let _ = handle_tx.send(handle);
             block_rx.await.unwrap();
-            // Work that blocks the runtime for three lease durations.
-            std::thread::sleep(LEASE * 3);
+            // Work that blocks the runtime for six lease durations.
+            std::thread::sleep(LEASE * 6);
         });
     });
     let a = timeout_or(PATIENCE, handle_rx, "the blocked replica's handle")

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -66,6 +67,10 @@ pub(crate) struct Coordinator {
     serving: Serving,
     /// The last disagreement logged, so that each is logged once.
     logged: Option<String>,
+    /// The last assignment computed.
+    computed: Option<Assignment>,
+    /// `<prefix>-member-`.
+    member_prefix: String,
     tap: TapHandle,
     /// Lists the namespace's Leases when the tap cannot be relied on.
     list: LeaseApi,
@@ -98,6 +103,8 @@ impl Coordinator {
             leases: ShardLeases::new(format!("{}-", config.prefix)),
             serving: Serving::new(config.template.lease_duration),
             logged: None,
+            computed: None,
+            member_prefix: config.member_prefix(),
             tap,
             list,
             request_timeout: config.template.renew_deadline,
@@ -133,21 +140,35 @@ impl Coordinator {
     /// each change of the members.
     async fn follow(&mut self, member: &ElectorHandle) {
         let mut joined = member.subscribe();
+        // Judged again only when something that may change the verdict
+        // happened: most tapped events are renews of shard Leases.
+        let mut dirty = true;
+        let mut judge_again = None;
         loop {
             let now = Instant::now();
-            let judge_again = self.publish(Some(member), now);
+            if dirty {
+                judge_again = self.publish(Some(member), now);
+                dirty = false;
+            }
             let wake = self.wake_at(now);
-            let wake = judge_again.map_or(wake, |at| wake.min(at));
+            let wake = judge_again.map_or(wake, |at: Instant| wake.min(at));
             tokio::select! {
                 biased;
                 () = self.token.cancelled() => return,
-                tapped = self.tap.rx.recv() => self.on_tapped(tapped),
+                tapped = self.tap.rx.recv() => {
+                    dirty |= self.on_tapped(tapped);
+                    while let Ok(more) = self.tap.rx.try_recv() {
+                        dirty |= self.on_tapped(Some(more));
+                    }
+                }
                 changed = joined.changed() => {
                     if changed.is_err() {
                         return;
                     }
+                    dirty = true;
                 }
                 () = sleep_until(wake) => {
+                    dirty = true;
                     if !self.watching {
                         self.list_members().await;
                     }
@@ -162,7 +183,9 @@ impl Coordinator {
             tokio::select! {
                 biased;
                 () = self.token.cancelled() => return,
-                tapped = self.tap.rx.recv() => self.on_tapped(tapped),
+                tapped = self.tap.rx.recv() => {
+                    self.on_tapped(tapped);
+                }
                 () = sleep_until(until) => return,
             }
         }
@@ -185,20 +208,42 @@ impl Coordinator {
         }
     }
 
-    fn on_tapped(&mut self, tapped: Option<Tapped>) {
+    /// Folds in what the tap heard; whether it may change the verdict (a
+    /// shard Lease renewed by the same holder under the same count does
+    /// not: its expiry is a timer of its own).
+    fn on_tapped(&mut self, tapped: Option<Tapped>) -> bool {
         let now = Instant::now();
         match tapped {
-            Some(Tapped::Lease(lease)) => {
-                self.leases.observe((*lease).clone(), now);
-                self.table.observe(*lease, now);
-            }
+            Some(Tapped::Lease(lease)) => self.observe(*lease, now),
             Some(Tapped::Deleted(name)) => {
                 self.leases.deleted(&name);
                 self.table.deleted(&name);
+                true
             }
-            Some(Tapped::Healthy(up)) => self.watching = up,
+            Some(Tapped::Healthy(up)) => {
+                self.watching = up;
+                true
+            }
             // The hub is gone; the token ends the task.
-            None => self.watching = false,
+            None => {
+                self.watching = false;
+                true
+            }
+        }
+    }
+
+    /// Folds in `lease` (a member or a shard Lease), as [`on_tapped`](Self::on_tapped).
+    fn observe(&mut self, lease: Lease, now: Instant) -> bool {
+        if lease
+            .metadata
+            .name
+            .as_deref()
+            .is_some_and(|name| name.starts_with(&self.member_prefix))
+        {
+            self.table.observe(lease, now);
+            true
+        } else {
+            self.leases.observe(lease, now)
         }
     }
 
@@ -221,8 +266,7 @@ impl Coordinator {
             };
             let now = Instant::now();
             for lease in page.items {
-                self.leases.observe(lease.clone(), now);
-                self.table.observe(lease, now);
+                self.observe(lease, now);
             }
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(next) => from = Some(next),
@@ -305,12 +349,29 @@ impl Coordinator {
         }
     }
 
+    /// The assignment among `members`, computed once per set of members.
+    fn assignment_of(&mut self, members: &[String]) -> Assignment {
+        let same = self.computed.as_ref().is_some_and(|assignment| {
+            assignment
+                .members()
+                .iter()
+                .map(|m| &**m)
+                .eq(members.iter().map(String::as_str))
+        });
+        if !same {
+            self.computed = Some(Assignment::compute(self.shards, members));
+        }
+        self.computed
+            .clone()
+            .unwrap_or_else(|| Assignment::compute(self.shards, members))
+    }
+
     /// Publishes the plan for the fleet at `now`, if it changed; returns
     /// when the members' serving must be judged again without an event.
     fn publish(&mut self, member: Option<&ElectorHandle>, now: Instant) -> Option<Instant> {
         let (verdict, judge_again) = loop {
             let verdict = self.verdict(member, now);
-            let assignment = Assignment::compute(self.shards, &verdict.members);
+            let assignment = self.assignment_of(&verdict.members);
             let (found, next) = self.serving.judge(&assignment, &self.leases, &self.me, now);
             if found.is_empty() {
                 break (verdict, next);
@@ -329,6 +390,7 @@ impl Coordinator {
             }
             self.logged.clone_from(&verdict.disagreement);
         }
+        let assignment = self.assignment_of(&verdict.members);
         let members = verdict.members;
         let serving = verdict.serving;
         let leaving = member.is_none();
@@ -349,7 +411,7 @@ impl Coordinator {
                     "members changed: reassigning the shards"
                 );
                 *plan = Arc::new(Plan {
-                    assignment: Assignment::compute(self.shards, &members),
+                    assignment,
                     leaving,
                     serving,
                 });

@@ -23,7 +23,12 @@ pub(crate) const COUNT_ANNOTATION: &str = "kube-elector.io/shard-count";
 /// How long a member found not to serve gets no shards, in lease
 /// durations; then it is counted again (and found out again if it still
 /// does not serve).
-pub(crate) const COOL_DOWN_LEASES: u32 = 10;
+pub(crate) const COOL_DOWN_LEASES: u32 = 4;
+
+/// How long a shard assigned to a member that holds none may stay free
+/// before the member is suspected, in lease durations: room for a joiner
+/// on a loaded node to take its first shard.
+pub(crate) const SUSPECT_AFTER_LEASES: u32 = 2;
 
 /// The shard count `lease` was written under; `None` when it publishes
 /// none (a replica of a version before counts were published) or garbage.
@@ -69,9 +74,10 @@ impl ShardLeases {
 
     /// Folds in `lease` as seen at `now` (ignored unless it is a shard
     /// Lease of the prefix; an older version than the one held is ignored).
-    pub(crate) fn observe(&mut self, lease: Lease, now: Instant) {
+    /// Whether its holder or count changed (a renew changes neither).
+    pub(crate) fn observe(&mut self, lease: Lease, now: Instant) -> bool {
         let Some(shard) = lease.metadata.name.as_deref().and_then(|n| self.shard(n)) else {
-            return;
+            return false;
         };
         let previous = self.leases.get(&shard);
         if let Some(previous) = previous
@@ -80,10 +86,15 @@ impl ShardLeases {
                 previous.lease.metadata.resource_version.as_deref(),
             )
         {
-            return;
+            return false;
         }
+        let changed = previous.is_none_or(|previous| {
+            previous.holder() != record::holder(record::spec_of(&lease))
+                || count_of(&previous.lease) != count_of(&lease)
+        });
         let observed = Observed::update(previous, lease, now);
         self.leases.insert(shard, observed);
+        changed
     }
 
     /// A shard Lease was deleted.
@@ -159,7 +170,7 @@ pub(crate) struct Serving {
 impl Serving {
     pub(crate) fn new(lease_duration: Duration) -> Self {
         Self {
-            bound: lease_duration,
+            bound: lease_duration * SUSPECT_AFTER_LEASES,
             cool_down: lease_duration * COOL_DOWN_LEASES,
             assigned: HashMap::new(),
             suspects: BTreeMap::new(),
@@ -274,7 +285,7 @@ mod tests {
      {
         let t0 = Instant::now();
         let lease = Duration::from_secs(2);
-        let mut serving = Serving::new(lease);
+        let mut serving = Serving::new(lease / SUSPECT_AFTER_LEASES);
         let mut leases = ShardLeases::new("work-".into());
         let assignment = Assignment::compute(2, &["me", "ghost"]);
         let ghosts: Vec<u32> = assignment.shards_of("ghost").collect();
@@ -286,7 +297,7 @@ mod tests {
         let (found, _) = serving.judge(&assignment, &leases, "me", t0 + lease);
         assert_eq!(found, ["ghost"]);
         assert!(serving.suspects(t0 + lease).contains("ghost"));
-        let back = t0 + lease + lease * COOL_DOWN_LEASES;
+        let back = t0 + lease + lease / SUSPECT_AFTER_LEASES * COOL_DOWN_LEASES;
         assert!(
             serving.suspects(back).is_empty(),
             "counted again after the cool-down"
@@ -297,7 +308,7 @@ mod tests {
     fn a_member_that_holds_its_shard_or_takes_it_in_time_is_no_suspect() {
         let t0 = Instant::now();
         let lease = Duration::from_secs(2);
-        let mut serving = Serving::new(lease);
+        let mut serving = Serving::new(lease / SUSPECT_AFTER_LEASES);
         let mut leases = ShardLeases::new("work-".into());
         let assignment = Assignment::compute(1, &["other"]);
         leases.observe(shard(0, "", None, 1), t0);
@@ -309,7 +320,7 @@ mod tests {
         assert_eq!(next, None);
         // This replica never suspects itself.
         let mine = Assignment::compute(1, &["me"]);
-        let mut serving = Serving::new(lease);
+        let mut serving = Serving::new(lease / SUSPECT_AFTER_LEASES);
         serving.judge(&mine, &ShardLeases::new("work-".into()), "me", t0);
         let (found, _) = serving.judge(
             &mine,

@@ -11,6 +11,9 @@
 //!   or off and hands a moved shard to its new owner;
 //! - `handle`: what users hold: the owned shards, their events, the work.
 //!
+//! - `fleet`: whether every live replica shards alike, and which members
+//!   do not serve their shards (pure);
+//!
 //! Safety is each shard's Lease's: ownership *is* leadership of that
 //! Lease, with its conditional writes and renew deadline. The assignment
 //! only decides who campaigns and to whom a holder hands over, so replicas

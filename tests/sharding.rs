@@ -237,10 +237,6 @@ fn describe(gaps: &[Duration]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_own_exactly_their_balanced_share_for_several_shard_and_replica_counts() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
     let target = Target::new().await;
     for (shards, replicas) in [(1, 2), (8, 1), (8, 3), (16, 5), (64, 4)] {
         let mut fleet = Fleet::new(&target, shards);

@@ -127,6 +127,7 @@ const SHARD_LEASE: Duration = Duration::from_secs(4);
 /// per key, from every replica's owned shards and its own count: no key is
 /// owned by two replicas at any instant; once the faults stop, every key
 /// is owned again.
+#[allow(clippy::too_many_lines)] // one schedule, read top to bottom
 async fn sharding_run(seed: u64, duration: Duration) {
     use std::fmt::Write as _;
 

@@ -715,8 +715,12 @@ fn claims(handle: &ShardedHandle, shards: u32) -> Vec<String> {
     use futures::FutureExt;
     let owned = handle.owned();
     let mut out = Vec::new();
-    if owned.len() != 0 || !owned.is_empty() {
-        out.push(format!("owned().len() = {}", owned.len()));
+    let len = owned.len();
+    if len != 0 {
+        out.push(format!("owned().len() = {len}"));
+    }
+    if !owned.is_empty() {
+        out.push("!owned().is_empty()".into());
     }
     if owned.shards().next().is_some() {
         out.push(format!(

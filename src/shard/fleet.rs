@@ -136,18 +136,32 @@ impl ShardLeases {
             .collect()
     }
 
-    /// Since when `shard` has been free or expired at `now` as observed
-    /// (`None`: held, or never seen).
-    fn free_since(&self, shard: u32, now: Instant) -> Option<Option<Instant>> {
+    /// Whether `shard` is free at `now` as observed, and since when.
+    fn free_since(&self, shard: u32, now: Instant) -> Free {
         let Some(observed) = self.leases.get(&shard) else {
-            return Some(None);
+            return Free::NeverSeen;
         };
         if observed.holder().is_none() {
-            return Some(Some(observed.observed_at));
+            return Free::Since(observed.observed_at);
         }
         let expires = observed.expires_at();
-        (now >= expires).then_some(Some(expires))
+        if now >= expires {
+            Free::Since(expires)
+        } else {
+            Free::Held
+        }
     }
+}
+
+/// A shard Lease as [`ShardLeases::free_since`] judges it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Free {
+    /// Held, and not expired by what was observed.
+    Held,
+    /// Free (released) or expired since then.
+    Since(Instant),
+    /// Not seen (not created yet, or deleted): free as long as known.
+    NeverSeen,
 }
 
 // === Members that do not serve ===
@@ -219,10 +233,11 @@ impl Serving {
             if owner == me || self.suspects.contains_key(owner) || holders.contains(owner) {
                 continue;
             }
-            let Some(free) = leases.free_since(shard, now) else {
-                continue;
+            let unserved = match leases.free_since(shard, now) {
+                Free::Held => continue,
+                Free::Since(free) => free.max(since),
+                Free::NeverSeen => since,
             };
-            let unserved = free.map_or(since, |free| free.max(since));
             let due = record::after(unserved, self.bound);
             if now >= due {
                 self.suspects

@@ -120,9 +120,11 @@ async fn a_crowd_of_candidates_in_three_processes_never_yields_two_leaders() {
 /// The sharded elector's timings in the sharding schedule.
 const SHARD_LEASE: Duration = Duration::from_secs(4);
 
-/// One sharding schedule: replicas join, leave gracefully, crash, are
-/// partitioned, and have their namespace watch broken (connected but
-/// silent, or erroring after every connect); halfway through, the replicas
+/// One sharding schedule: replicas (their wall clocks skewed by up to a
+/// minute) join, leave gracefully, crash, are partitioned, have their
+/// namespace watch broken (connected but silent, or erroring after every
+/// connect) or late, their requests slow, hung or failing, their write
+/// answers lost or late, their reads stale; halfway through, the replicas
 /// that join use another shard count (a rolling change of count). Checked
 /// per key, from every replica's owned shards and its own count: no key is
 /// owned by two replicas at any instant; once the faults stop, every key
@@ -154,9 +156,16 @@ async fn sharding_run(seed: u64, duration: Duration) {
     let mut faulty: Vec<String> = Vec::new();
     let mut spawned = 0;
     let mut count = 8;
-    let join = |id: &str, count: u32, replicas: &mut Vec<(String, ShardedHandle)>| {
+    // Wall clocks skewed by up to a minute either way: they write the
+    // member terms' `acquireTime`, which decides who keeps serving in a
+    // disagreement of counts.
+    let join = |id: &str, count: u32, skew: i64, replicas: &mut Vec<(String, ShardedHandle)>| {
         let hub = LeaseHub::new(server.client_for(id));
+        let clock = std::sync::Arc::new(kube_elector::SkewedClock::new(
+            jiff::SignedDuration::from_secs(skew),
+        ));
         let config = ShardConfig::new(&prefix, count)
+            .clock(clock)
             .namespace("default")
             .identity(id)
             .lease_duration(SHARD_LEASE)
@@ -169,8 +178,23 @@ async fn sharding_run(seed: u64, duration: Duration) {
     };
     for _ in 0..3 {
         spawned += 1;
-        join(&format!("r{spawned}"), count, &mut replicas);
+        let skew = i64::try_from(next(121)).unwrap() - 60;
+        join(&format!("r{spawned}"), count, skew, &mut replicas);
     }
+    // Lifts every fault aimed at `id`.
+    let lift = |id: &str| {
+        let target = || FaultTarget::Client(id.to_owned());
+        server.heal(target());
+        server.release(target());
+        server.black_hole_watch(target(), false);
+        server.fail_watch(target(), false);
+        server.set_latency(target(), Duration::ZERO);
+        server.delay_watch(target(), Duration::ZERO);
+        server.lose_write_answers(target(), false);
+        server.delay_write_answers(target(), Duration::ZERO);
+        server.stale_reads(target(), false);
+        server.set_error_rate(target(), 0.0);
+    };
     while started.elapsed() < duration {
         let at = started.elapsed().as_secs_f64();
         if count == 8 && started.elapsed() >= duration / 2 {
@@ -182,17 +206,21 @@ async fn sharding_run(seed: u64, duration: Duration) {
         }
         let n = replicas.len() as u64;
         let pick = |k: u64| replicas[usize::try_from(k).unwrap()].0.clone();
-        match next(7) {
+        match next(14) {
             0 if n < 5 => {
                 spawned += 1;
                 let id = format!("r{spawned}");
-                let _ = writeln!(log, "{at:7.3}s join {id} ({count} shards)");
-                join(&id, count, &mut replicas);
+                let skew = i64::try_from(next(121)).unwrap() - 60;
+                let _ = writeln!(
+                    log,
+                    "{at:7.3}s join {id} ({count} shards, clock {skew:+} s)"
+                );
+                join(&id, count, skew, &mut replicas);
             }
             1 if n > 1 => {
                 let id = pick(next(n));
                 let _ = writeln!(log, "{at:7.3}s graceful leave of {id}");
-                server.heal(FaultTarget::Client(id.clone()));
+                lift(&id);
                 faulty.retain(|f| f != &id);
                 let i = replicas.iter().position(|(r, _)| *r == id).unwrap();
                 tokio::spawn(replicas.remove(i).1.shutdown());
@@ -223,12 +251,53 @@ async fn sharding_run(seed: u64, duration: Duration) {
                 server.fail_watch(FaultTarget::Client(id.clone()), true);
                 faulty.push(id);
             }
+            6 => {
+                let id = pick(next(n));
+                let ms = 100 + next(800);
+                let _ = writeln!(log, "{at:7.3}s latency {ms} ms for {id}");
+                server.set_latency(FaultTarget::Client(id.clone()), Duration::from_millis(ms));
+                faulty.push(id);
+            }
+            7 => {
+                let id = pick(next(n));
+                let ms = 100 + next(1500);
+                let _ = writeln!(log, "{at:7.3}s watch {ms} ms late for {id}");
+                server.delay_watch(FaultTarget::Client(id.clone()), Duration::from_millis(ms));
+                faulty.push(id);
+            }
+            8 => {
+                let id = pick(next(n));
+                let _ = writeln!(log, "{at:7.3}s write answers lost for {id}");
+                server.lose_write_answers(FaultTarget::Client(id.clone()), true);
+                faulty.push(id);
+            }
+            9 => {
+                let id = pick(next(n));
+                let ms = 100 + next(800);
+                let _ = writeln!(log, "{at:7.3}s write answers {ms} ms late for {id}");
+                server.delay_write_answers(
+                    FaultTarget::Client(id.clone()),
+                    Duration::from_millis(ms),
+                );
+                faulty.push(id);
+            }
+            10 => {
+                let id = pick(next(n));
+                let _ = writeln!(log, "{at:7.3}s stale reads and 30% 500s for {id}");
+                server.stale_reads(FaultTarget::Client(id.clone()), true);
+                server.set_error_rate(FaultTarget::Client(id.clone()), 0.3);
+                faulty.push(id);
+            }
+            11 => {
+                let id = pick(next(n));
+                let _ = writeln!(log, "{at:7.3}s requests of {id} hang");
+                server.hang(FaultTarget::Client(id.clone()));
+                faulty.push(id);
+            }
             _ if !faulty.is_empty() => {
                 let id = faulty.remove(usize::try_from(next(faulty.len() as u64)).unwrap());
-                let _ = writeln!(log, "{at:7.3}s heal {id}");
-                server.heal(FaultTarget::Client(id.clone()));
-                server.black_hole_watch(FaultTarget::Client(id.clone()), false);
-                server.fail_watch(FaultTarget::Client(id), false);
+                let _ = writeln!(log, "{at:7.3}s lift the faults of {id}");
+                lift(&id);
             }
             _ => {}
         }
@@ -236,9 +305,7 @@ async fn sharding_run(seed: u64, duration: Duration) {
     }
     let _ = writeln!(log, "{:7.3}s faults stop", started.elapsed().as_secs_f64());
     for id in faulty {
-        server.heal(FaultTarget::Client(id.clone()));
-        server.black_hole_watch(FaultTarget::Client(id.clone()), false);
-        server.fail_watch(FaultTarget::Client(id), false);
+        lift(&id);
     }
     let twice = recorder.keys_owned_twice(&keys);
     assert!(

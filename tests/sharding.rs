@@ -579,8 +579,12 @@ async fn a_change_of_shard_count_under_one_prefix_never_owns_a_key_twice_and_the
     // settled, or a key owned twice, whichever comes first.
     let settled = tokio::time::timeout(PATIENCE, async {
         loop {
+            // The new replicas have joined and say what blocks them.
             let old_serves = fleet.owned_by(&["old-a", "old-b"]) == all_16
-                && fleet.owned_by(&["new-a", "new-b"]).is_empty();
+                && fleet.owned_by(&["new-a", "new-b"]).is_empty()
+                && ["new-a", "new-b"]
+                    .iter()
+                    .all(|id| fleet.handle(id).blocked().is_some());
             if old_serves || !fleet.keys.keys_owned_twice(&keys).is_empty() {
                 return old_serves;
             }
@@ -598,8 +602,16 @@ async fn a_change_of_shard_count_under_one_prefix_never_owns_a_key_twice_and_the
     assert_eq!(
         settled,
         Ok(true),
-        "while both counts run, the old count owns its 16 shards and the new none"
+        "while both counts run, the old count owns its 16 shards and the new none, and says why"
     );
+    for id in ["new-a", "new-b"] {
+        let why = fleet.handle(id).blocked();
+        assert!(
+            why.as_deref().is_some_and(|why| why.contains("16")),
+            "{id} says why it owns nothing: {why:?}"
+        );
+    }
+    assert_eq!(fleet.handle("old-a").blocked(), None);
     // The old replicas leave, one after the other: the new count takes over.
     let left = Instant::now();
     fleet.take("old-a").shutdown().await.expect("a clean leave");
@@ -608,6 +620,7 @@ async fn a_change_of_shard_count_under_one_prefix_never_owns_a_key_twice_and_the
         fleet.owned_by(&["new-a", "new-b"]) == all_32
     })
     .await;
+    assert_eq!(fleet.handle("new-a").blocked(), None);
     eprintln!(
         "count change: the new count owned every shard {:?} after the last old replica left (lease {LEASE:?})",
         left.elapsed()

@@ -35,6 +35,8 @@ pub(crate) struct Plan {
     /// disagreement does. While not, it takes no shard and lets go of
     /// those it holds.
     pub(crate) serving: bool,
+    /// Why not serving, for users (`ShardedHandle::blocked`).
+    pub(crate) blocked: Option<Arc<str>>,
 }
 
 impl Plan {
@@ -43,6 +45,7 @@ impl Plan {
             assignment: Assignment::compute::<&str>(shards, &[]),
             leaving: false,
             serving: true,
+            blocked: None,
         }
     }
 }
@@ -393,10 +396,16 @@ impl Coordinator {
         let assignment = self.assignment_of(&verdict.members);
         let members = verdict.members;
         let serving = verdict.serving;
+        let blocked: Option<Arc<str>> = if serving {
+            None
+        } else {
+            verdict.disagreement.as_deref().map(Arc::from)
+        };
         let leaving = member.is_none();
         self.plan.send_if_modified(|plan| {
             let same = plan.leaving == leaving
                 && plan.serving == serving
+                && plan.blocked == blocked
                 && plan
                     .assignment
                     .members()
@@ -414,6 +423,7 @@ impl Coordinator {
                     assignment,
                     leaving,
                     serving,
+                    blocked,
                 });
             }
             !same

@@ -305,6 +305,16 @@ impl ShardedHandle {
         self.plan.borrow().assignment.clone()
     }
 
+    /// Why this replica owns no shard while it runs, if something outside
+    /// it blocks it: replicas of another shard count serve (the
+    /// longest-standing member's count, or shard Leases of the prefix held
+    /// under another count). `None` while it takes part. The same reason is
+    /// logged once at warn.
+    #[must_use]
+    pub fn blocked(&self) -> Option<String> {
+        self.plan.borrow().blocked.as_deref().map(str::to_owned)
+    }
+
     /// The shard of `key` (see [`shard_for_key`]).
     #[must_use]
     pub fn shard_of(&self, key: &str) -> u32 {

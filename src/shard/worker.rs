@@ -157,6 +157,7 @@ mod tests {
             assignment: Assignment::compute(1, members),
             leaving,
             serving: true,
+            blocked: None,
         }
     }
 

@@ -630,6 +630,48 @@ async fn a_change_of_shard_count_under_one_prefix_never_owns_a_key_twice_and_the
     fleet.shut_down().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_with_one_identity_never_own_a_key_at_once() {
+    let target = Target::new().await;
+    let keys = shard_keys::keys(256);
+    let mut fleet = Fleet::new(&target, 8);
+    fleet.join("other");
+    fleet.join("twin");
+    fleet.balanced("two replicas share 8 shards").await;
+    // A second instance of "twin" (a StatefulSet pod and its replacement),
+    // recorded apart.
+    let hub = LeaseHub::new(target.client_for("twin-again"));
+    let again = ShardedElector::in_hub(&hub, fleet.config("twin"))
+        .expect("a valid configuration")
+        .spawn();
+    fleet
+        .keys
+        .watch(again.subscribe(), "twin (second instance)", 8);
+    // Both instances run side by side for a lease duration (the attack,
+    // not a wait for an event); then the first leaves, and the second must
+    // wait its terms out before it owns anything.
+    tokio::time::sleep(LEASE).await;
+    fleet.take("twin").shutdown().await.expect("a clean leave");
+    let all: BTreeSet<u32> = (0..8).collect();
+    eventually(
+        "the other replica and the second twin own every shard",
+        PATIENCE,
+        || {
+            fleet
+                .owned_by(&["other"])
+                .union(&again.owned().shards().collect())
+                .copied()
+                .collect::<BTreeSet<u32>>()
+                == all
+        },
+    )
+    .await;
+    let twice = fleet.keys.keys_owned_twice(&keys);
+    assert!(twice.is_empty(), "keys owned twice: {twice:#?}");
+    again.shutdown().await.expect("a clean leave");
+    fleet.shut_down().await;
+}
+
 /// Holds and renews the member Lease of `identity` with no replica behind
 /// it, as an outside writer, until the returned token is cancelled.
 fn outside_member(

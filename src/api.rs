@@ -30,6 +30,8 @@ pub(crate) struct LeaseApi {
     /// Shared by the electors of a hub: how many of their requests may be
     /// in flight at once (each is a connection over HTTP/1).
     limit: Option<Arc<Semaphore>>,
+    /// Set on the Lease by every create and replace.
+    annotations: Arc<[(String, String)]>,
 }
 
 impl std::fmt::Debug for LeaseApi {
@@ -45,6 +47,26 @@ impl LeaseApi {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             limit: None,
+            annotations: Arc::new([]),
+        }
+    }
+
+    /// Sets `annotations` on the Lease with every create and replace.
+    pub(crate) fn annotated(self, annotations: &[(String, String)]) -> Self {
+        Self {
+            annotations: annotations.into(),
+            ..self
+        }
+    }
+
+    /// Sets this Lease's own annotations on `metadata`.
+    fn annotate(&self, metadata: &mut ObjectMeta) {
+        if self.annotations.is_empty() {
+            return;
+        }
+        let map = metadata.annotations.get_or_insert_with(Default::default);
+        for (key, value) in self.annotations.iter() {
+            map.insert(key.clone(), value.clone());
         }
     }
 
@@ -142,12 +164,14 @@ impl LeaseApi {
     /// [`Error::Conflict`].
     pub(crate) async fn create(&self, spec: LeaseSpec, timeout: Duration) -> Result<Lease, Error> {
         let post = PostParams::default();
+        let mut metadata = ObjectMeta {
+            name: Some(self.name.clone()),
+            namespace: Some(self.namespace.clone()),
+            ..ObjectMeta::default()
+        };
+        self.annotate(&mut metadata);
         let lease = Lease {
-            metadata: ObjectMeta {
-                name: Some(self.name.clone()),
-                namespace: Some(self.namespace.clone()),
-                ..ObjectMeta::default()
-            },
+            metadata,
             spec: Some(spec),
         };
         self.bounded(LeaseOperation::Create, timeout, || {
@@ -182,6 +206,7 @@ impl LeaseApi {
         }
         let mut metadata = based_on.metadata.clone();
         record::set_successor(&mut metadata, successor);
+        self.annotate(&mut metadata);
         let post = PostParams::default();
         let lease = Lease {
             metadata,

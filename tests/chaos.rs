@@ -121,3 +121,252 @@ async fn a_crowd_of_candidates_in_three_processes_never_yields_two_leaders() {
         run(seed, duration / 2, Cast::Crowd { per_process: 6 }).await;
     }
 }
+
+// === Sharding ===
+
+/// The sharded elector's timings in the sharding schedule.
+const SHARD_LEASE: Duration = Duration::from_secs(4);
+
+/// One sharding schedule: replicas (their wall clocks skewed by up to a
+/// minute) join, leave gracefully, crash, are partitioned, have their
+/// namespace watch broken (connected but silent, or erroring after every
+/// connect) or late, their requests slow, hung or failing, their write
+/// answers lost or late, their reads stale; halfway through, the replicas
+/// that join use another shard count (a rolling change of count). Checked
+/// per key, from every replica's owned shards and its own count: no key is
+/// owned by two replicas at any instant; once the faults stop, every key
+/// is owned again.
+#[allow(clippy::too_many_lines)] // one schedule, read top to bottom
+async fn sharding_run(seed: u64, duration: Duration) {
+    use std::fmt::Write as _;
+
+    use kube_elector::{ShardConfig, ShardedElector, ShardedHandle};
+    use kube_elector_testing::FaultTarget;
+    use support::shard_keys::{self, KeyRecorder};
+    use tokio::time::Instant;
+
+    let server = LeaseApiServer::start().await.unwrap();
+    let prefix = support::unique_name("chaos-shard");
+    let keys = shard_keys::keys(256);
+    let recorder = KeyRecorder::default();
+    let mut rng = seed | 1;
+    let mut next = move |n: u64| {
+        rng ^= rng >> 12;
+        rng ^= rng << 25;
+        rng ^= rng >> 27;
+        rng.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    };
+    let mut log = String::new();
+    let started = Instant::now();
+    let mut replicas: Vec<(String, ShardedHandle)> = Vec::new();
+    let mut crashed: Vec<ShardedHandle> = Vec::new();
+    let mut faulty: Vec<String> = Vec::new();
+    let mut spawned = 0;
+    let mut count = 8;
+    // Wall clocks skewed by up to a minute either way: they write the
+    // member terms' `acquireTime`, which decides who keeps serving in a
+    // disagreement of counts.
+    let join = |id: &str, count: u32, skew: i64, replicas: &mut Vec<(String, ShardedHandle)>| {
+        let hub = LeaseHub::new(server.client_for(id));
+        let clock = std::sync::Arc::new(kube_elector::SkewedClock::new(
+            jiff::SignedDuration::from_secs(skew),
+        ));
+        let config = ShardConfig::new(&prefix, count)
+            .clock(clock)
+            .namespace("default")
+            .identity(id)
+            .lease_duration(SHARD_LEASE)
+            .renew_deadline(Duration::from_secs(3))
+            .retry_period(Duration::from_millis(500))
+            .drain_timeout(Duration::from_millis(500));
+        let handle = ShardedElector::in_hub(&hub, config).unwrap().spawn();
+        recorder.watch(handle.subscribe(), id, count);
+        replicas.push((id.to_owned(), handle));
+    };
+    for _ in 0..3 {
+        spawned += 1;
+        let skew = i64::try_from(next(121)).unwrap() - 60;
+        join(&format!("r{spawned}"), count, skew, &mut replicas);
+    }
+    // Lifts every fault aimed at `id`.
+    let lift = |id: &str| {
+        let target = || FaultTarget::Client(id.to_owned());
+        server.heal(target());
+        server.release(target());
+        server.black_hole_watch(target(), false);
+        server.fail_watch(target(), false);
+        server.set_latency(target(), Duration::ZERO);
+        server.delay_watch(target(), Duration::ZERO);
+        server.lose_write_answers(target(), false);
+        server.delay_write_answers(target(), Duration::ZERO);
+        server.stale_reads(target(), false);
+        server.set_error_rate(target(), 0.0);
+    };
+    while started.elapsed() < duration {
+        let at = started.elapsed().as_secs_f64();
+        if count == 8 && started.elapsed() >= duration / 2 {
+            count = 12;
+            let _ = writeln!(
+                log,
+                "{at:7.3}s replicas that join from now on have 12 shards"
+            );
+        }
+        let n = replicas.len() as u64;
+        let pick = |k: u64| replicas[usize::try_from(k).unwrap()].0.clone();
+        match next(14) {
+            0 if n < 5 => {
+                spawned += 1;
+                let id = format!("r{spawned}");
+                let skew = i64::try_from(next(121)).unwrap() - 60;
+                let _ = writeln!(
+                    log,
+                    "{at:7.3}s join {id} ({count} shards, clock {skew:+} s)"
+                );
+                join(&id, count, skew, &mut replicas);
+            }
+            1 if n > 1 => {
+                let id = pick(next(n));
+                let _ = writeln!(log, "{at:7.3}s graceful leave of {id}");
+                lift(&id);
+                faulty.retain(|f| f != &id);
+                let i = replicas.iter().position(|(r, _)| *r == id).unwrap();
+                tokio::spawn(replicas.remove(i).1.shutdown());
+            }
+            2 if n > 1 => {
+                let id = pick(next(n));
+                let _ = writeln!(log, "{at:7.3}s crash of {id}");
+                server.partition(FaultTarget::Client(id.clone()));
+                faulty.retain(|f| f != &id);
+                let i = replicas.iter().position(|(r, _)| *r == id).unwrap();
+                crashed.push(replicas.remove(i).1);
+            }
+            3 => {
+                let id = pick(next(n));
+                let _ = writeln!(log, "{at:7.3}s partition {id}");
+                server.partition(FaultTarget::Client(id.clone()));
+                faulty.push(id);
+            }
+            4 => {
+                let id = pick(next(n));
+                let _ = writeln!(log, "{at:7.3}s silent watch for {id}");
+                server.black_hole_watch(FaultTarget::Client(id.clone()), true);
+                faulty.push(id);
+            }
+            5 => {
+                let id = pick(next(n));
+                let _ = writeln!(log, "{at:7.3}s erroring watch for {id}");
+                server.fail_watch(FaultTarget::Client(id.clone()), true);
+                faulty.push(id);
+            }
+            6 => {
+                let id = pick(next(n));
+                let ms = 100 + next(800);
+                let _ = writeln!(log, "{at:7.3}s latency {ms} ms for {id}");
+                server.set_latency(FaultTarget::Client(id.clone()), Duration::from_millis(ms));
+                faulty.push(id);
+            }
+            7 => {
+                let id = pick(next(n));
+                let ms = 100 + next(1500);
+                let _ = writeln!(log, "{at:7.3}s watch {ms} ms late for {id}");
+                server.delay_watch(FaultTarget::Client(id.clone()), Duration::from_millis(ms));
+                faulty.push(id);
+            }
+            8 => {
+                let id = pick(next(n));
+                let _ = writeln!(log, "{at:7.3}s write answers lost for {id}");
+                server.lose_write_answers(FaultTarget::Client(id.clone()), true);
+                faulty.push(id);
+            }
+            9 => {
+                let id = pick(next(n));
+                let ms = 100 + next(800);
+                let _ = writeln!(log, "{at:7.3}s write answers {ms} ms late for {id}");
+                server.delay_write_answers(
+                    FaultTarget::Client(id.clone()),
+                    Duration::from_millis(ms),
+                );
+                faulty.push(id);
+            }
+            10 => {
+                let id = pick(next(n));
+                let _ = writeln!(log, "{at:7.3}s stale reads and 30% 500s for {id}");
+                server.stale_reads(FaultTarget::Client(id.clone()), true);
+                server.set_error_rate(FaultTarget::Client(id.clone()), 0.3);
+                faulty.push(id);
+            }
+            11 => {
+                let id = pick(next(n));
+                let _ = writeln!(log, "{at:7.3}s requests of {id} hang");
+                server.hang(FaultTarget::Client(id.clone()));
+                faulty.push(id);
+            }
+            _ if !faulty.is_empty() => {
+                let id = faulty.remove(usize::try_from(next(faulty.len() as u64)).unwrap());
+                let _ = writeln!(log, "{at:7.3}s lift the faults of {id}");
+                lift(&id);
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(200 + next(1300))).await;
+    }
+    let _ = writeln!(log, "{:7.3}s faults stop", started.elapsed().as_secs_f64());
+    for id in faulty {
+        lift(&id);
+    }
+    let twice = recorder.keys_owned_twice(&keys);
+    assert!(
+        twice.is_empty(),
+        "seed {seed}: keys owned by two replicas at once: {twice:#?}\n{log}"
+    );
+    // Liveness: every key owned again once the faults stop.
+    let unowned = |replicas: &[(String, ShardedHandle)]| {
+        keys.iter()
+            .filter(|key| !replicas.iter().any(|(_, h)| h.owns_key(key)))
+            .count()
+    };
+    let patience = Duration::from_secs(40);
+    let settled = tokio::time::timeout(patience, async {
+        while unowned(&replicas) > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        settled.is_ok(),
+        "seed {seed}: {} of {} keys unowned {patience:?} after the faults stopped\n{log}",
+        unowned(&replicas),
+        keys.len()
+    );
+    let twice = recorder.keys_owned_twice(&keys);
+    assert!(
+        twice.is_empty(),
+        "seed {seed}: keys owned by two replicas at once: {twice:#?}\n{log}"
+    );
+    eprintln!("seed {seed}: no key owned twice\n{log}");
+    drop(crashed);
+    for (_, handle) in replicas {
+        let _ = handle.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_replicas_never_own_a_key_twice_through_joins_leaves_broken_watches_and_a_change_of_count()
+ {
+    let (seeds, duration) = match (
+        std::env::var("KUBE_ELECTOR_CHAOS_SEED")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok()),
+        std::env::var("KUBE_ELECTOR_CHAOS").as_deref(),
+    ) {
+        (Some(seed), _) => (vec![seed], Duration::from_secs(30)),
+        (None, Ok("long")) => (
+            (1..=8).map(|i| i * 104_729).collect(),
+            Duration::from_secs(40),
+        ),
+        _ => (vec![5, 17], Duration::from_secs(6)),
+    };
+    for seed in seeds {
+        sharding_run(seed, duration).await;
+    }
+}

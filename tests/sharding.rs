@@ -23,6 +23,7 @@ use kube_elector_testing::{FaultTarget, Verb};
 use tokio::time::Instant;
 
 use support::recorder::{Interval, Recorder};
+use support::shard_keys::{self, KeyRecorder};
 use support::{Target, eventually, unique_name};
 
 /// Timings with room for a loaded two-core machine: a request may take
@@ -40,6 +41,8 @@ struct Fleet<'a> {
     replicas: Vec<(String, ShardedHandle)>,
     /// One per shard: who believed it owned the shard, when.
     recorders: Vec<Recorder>,
+    /// Who owned which shard, as users see it, with each replica's count.
+    keys: KeyRecorder,
 }
 
 impl<'a> Fleet<'a> {
@@ -50,11 +53,17 @@ impl<'a> Fleet<'a> {
             shards,
             replicas: Vec::new(),
             recorders: (0..shards).map(|_| Recorder::default()).collect(),
+            keys: KeyRecorder::default(),
         }
     }
 
     fn config(&self, identity: &str) -> ShardConfig {
-        ShardConfig::new(&self.prefix, self.shards)
+        self.config_with(identity, self.shards)
+    }
+
+    /// The configuration of a replica of this prefix with `shards` shards.
+    fn config_with(&self, identity: &str, shards: u32) -> ShardConfig {
+        ShardConfig::new(&self.prefix, shards)
             .namespace(self.target.namespace())
             .identity(identity)
             .lease_duration(LEASE)
@@ -65,14 +74,40 @@ impl<'a> Fleet<'a> {
 
     /// Starts a replica whose client (and so whose faults) is `identity`.
     fn join(&mut self, identity: &str) {
+        self.join_with(identity, self.shards);
+    }
+
+    /// Starts a replica of this prefix with `shards` shards (its shards'
+    /// terms are recorded where their numbers are the fleet's too).
+    fn join_with(&mut self, identity: &str, shards: u32) {
         let hub = LeaseHub::new(self.target.client_for(identity));
-        let handle = ShardedElector::in_hub(&hub, self.config(identity))
+        let handle = ShardedElector::in_hub(&hub, self.config_with(identity, shards))
             .expect("a valid configuration")
             .spawn();
-        for (shard, recorder) in (0..).zip(&self.recorders) {
-            recorder.watch_state(handle.shard(shard).expect("a shard").subscribe(), identity);
+        if shards == self.shards {
+            for (shard, recorder) in (0..).zip(&self.recorders) {
+                recorder.watch_state(handle.shard(shard).expect("a shard").subscribe(), identity);
+            }
         }
+        self.keys.watch(handle.subscribe(), identity, shards);
         self.replicas.push((identity.to_owned(), handle));
+    }
+
+    fn handle(&self, identity: &str) -> &ShardedHandle {
+        &self
+            .replicas
+            .iter()
+            .find(|(id, _)| id == identity)
+            .expect("a replica of that name")
+            .1
+    }
+
+    /// The shards the replicas named own between them now.
+    fn owned_by(&self, identities: &[&str]) -> BTreeSet<u32> {
+        identities
+            .iter()
+            .flat_map(|id| self.handle(id).owned().shards().collect::<Vec<_>>())
+            .collect()
     }
 
     fn take(&mut self, identity: &str) -> ShardedHandle {
@@ -106,7 +141,28 @@ impl<'a> Fleet<'a> {
     }
 
     async fn balanced(&self, what: &str) {
-        eventually(what, PATIENCE, || self.is_balanced()).await;
+        let deadline = Instant::now() + PATIENCE;
+        while !self.is_balanced() {
+            if Instant::now() >= deadline {
+                let assignment = self.assignment();
+                let mut report = String::new();
+                for (id, handle) in &self.replicas {
+                    let owned: BTreeSet<u32> = handle.owned().shards().collect();
+                    let mine: BTreeSet<u32> = assignment.shards_of(id).collect();
+                    let _ = writeln!(
+                        report,
+                        "{id}: sees members {:?}; owns {} of its {}; missing {:?}; extra {:?}",
+                        handle.assignment().members(),
+                        owned.intersection(&mine).count(),
+                        mine.len(),
+                        mine.difference(&owned).collect::<Vec<_>>(),
+                        owned.difference(&mine).collect::<Vec<_>>(),
+                    );
+                }
+                panic!("not within {PATIENCE:?}: {what}\n{report}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The shards some replica other than their owner in `assignment`
@@ -501,4 +557,387 @@ async fn no_shard_is_owned_twice_while_replicas_join_leave_crash_and_are_partiti
     } else {
         chaos(7, Duration::from_secs(15)).await;
     }
+}
+
+// === Membership: settings that differ, members that do not serve ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_of_shard_count_under_one_prefix_never_owns_a_key_twice_and_the_new_count_takes_over_once_the_old_has_left()
+ {
+    let target = Target::new().await;
+    let keys = shard_keys::keys(256);
+    let mut fleet = Fleet::new(&target, 16);
+    fleet.join("old-a");
+    fleet.join("old-b");
+    fleet.balanced("two replicas of 16 shards").await;
+    // A rolling upgrade to 32 shards: replicas of the new count join.
+    fleet.join_with("new-a", 32);
+    fleet.join_with("new-b", 32);
+    let all_16: BTreeSet<u32> = (0..16).collect();
+    let all_32: BTreeSet<u32> = (0..32).collect();
+    // While both counts run, one side serves (the old one, there first);
+    // settled, or a key owned twice, whichever comes first.
+    let settled = tokio::time::timeout(PATIENCE, async {
+        loop {
+            // The new replicas have joined and say what blocks them.
+            let old_serves = fleet.owned_by(&["old-a", "old-b"]) == all_16
+                && fleet.owned_by(&["new-a", "new-b"]).is_empty()
+                && ["new-a", "new-b"]
+                    .iter()
+                    .all(|id| fleet.handle(id).blocked().is_some());
+            if old_serves || !fleet.keys.keys_owned_twice(&keys).is_empty() {
+                return old_serves;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let twice = fleet.keys.keys_owned_twice(&keys);
+    assert!(
+        twice.is_empty(),
+        "{} of {} keys owned by two replicas at once: {twice:#?}",
+        twice.len(),
+        keys.len()
+    );
+    assert_eq!(
+        settled,
+        Ok(true),
+        "while both counts run, the old count owns its 16 shards and the new none, and says why"
+    );
+    for id in ["new-a", "new-b"] {
+        let why = fleet.handle(id).blocked();
+        assert!(
+            why.as_deref().is_some_and(|why| why.contains("16")),
+            "{id} says why it owns nothing: {why:?}"
+        );
+    }
+    assert_eq!(fleet.handle("old-a").blocked(), None);
+    // The old replicas leave, one after the other: the new count takes over.
+    let left = Instant::now();
+    fleet.take("old-a").shutdown().await.expect("a clean leave");
+    fleet.take("old-b").shutdown().await.expect("a clean leave");
+    eventually("the new count owns its 32 shards", PATIENCE, || {
+        fleet.owned_by(&["new-a", "new-b"]) == all_32
+    })
+    .await;
+    assert_eq!(fleet.handle("new-a").blocked(), None);
+    eprintln!(
+        "count change: the new count owned every shard {:?} after the last old replica left (lease {LEASE:?})",
+        left.elapsed()
+    );
+    let twice = fleet.keys.keys_owned_twice(&keys);
+    assert!(twice.is_empty(), "keys owned twice: {twice:#?}");
+    fleet.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_with_one_identity_never_own_a_key_at_once() {
+    let target = Target::new().await;
+    let keys = shard_keys::keys(256);
+    let mut fleet = Fleet::new(&target, 8);
+    fleet.join("other");
+    fleet.join("twin");
+    fleet.balanced("two replicas share 8 shards").await;
+    // A second instance of "twin" (a StatefulSet pod and its replacement),
+    // recorded apart.
+    let hub = LeaseHub::new(target.client_for("twin-again"));
+    let again = ShardedElector::in_hub(&hub, fleet.config("twin"))
+        .expect("a valid configuration")
+        .spawn();
+    fleet
+        .keys
+        .watch(again.subscribe(), "twin (second instance)", 8);
+    // Both instances run side by side for a lease duration (the attack,
+    // not a wait for an event); then the first leaves, and the second must
+    // wait its terms out before it owns anything.
+    tokio::time::sleep(LEASE).await;
+    fleet.take("twin").shutdown().await.expect("a clean leave");
+    let all: BTreeSet<u32> = (0..8).collect();
+    eventually(
+        "the other replica and the second twin own every shard",
+        PATIENCE,
+        || {
+            fleet
+                .owned_by(&["other"])
+                .union(&again.owned().shards().collect())
+                .copied()
+                .collect::<BTreeSet<u32>>()
+                == all
+        },
+    )
+    .await;
+    let twice = fleet.keys.keys_owned_twice(&keys);
+    assert!(twice.is_empty(), "keys owned twice: {twice:#?}");
+    again.shutdown().await.expect("a clean leave");
+    fleet.shut_down().await;
+}
+
+/// Holds and renews the member Lease of `identity` with no replica behind
+/// it, as an outside writer, until the returned token is cancelled.
+fn outside_member(
+    client: kube::Client,
+    namespace: &str,
+    lease: String,
+    identity: &str,
+) -> tokio_util::sync::CancellationToken {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    use kube::api::{Api, ObjectMeta, PostParams};
+    let api: Api<Lease> = Api::namespaced(client, namespace);
+    let token = tokio_util::sync::CancellationToken::new();
+    let stop = token.clone();
+    let identity = identity.to_owned();
+    tokio::spawn(async move {
+        let now = MicroTime(jiff::Timestamp::now());
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(lease.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(identity),
+                lease_duration_seconds: Some(LEASE.as_secs() as i32),
+                acquire_time: Some(now.clone()),
+                renew_time: Some(now),
+                lease_transitions: Some(0),
+                ..LeaseSpec::default()
+            }),
+        };
+        api.create(&PostParams::default(), &lease)
+            .await
+            .expect("the outside writer creates the member Lease");
+        while !stop.is_cancelled() {
+            tokio::time::sleep(RETRY).await;
+            if let Ok(mut current) = api.get(&lease_name(&lease)).await {
+                if let Some(spec) = current.spec.as_mut() {
+                    spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+                }
+                let _ = api
+                    .replace(&lease_name(&lease), &PostParams::default(), &current)
+                    .await;
+            }
+        }
+    });
+    token
+}
+
+fn lease_name(lease: &k8s_openapi::api::coordination::v1::Lease) -> String {
+    lease.metadata.name.clone().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_lease_renewed_with_no_replica_behind_it_loses_its_shards_to_members_that_serve() {
+    let target = Target::new().await;
+    let mut fleet = Fleet::new(&target, 8);
+    fleet.join("a");
+    fleet.join("b");
+    fleet.balanced("two replicas share 8 shards").await;
+    let ghost = outside_member(
+        target.client_for("outsider"),
+        target.namespace(),
+        format!("{}-member-ghost", fleet.prefix),
+        "ghost",
+    );
+    eventually("the replicas count the ghost as a member", PATIENCE, || {
+        fleet
+            .replicas
+            .iter()
+            .all(|(_, h)| h.assignment().members().iter().any(|m| &**m == "ghost"))
+    })
+    .await;
+    let joined = Instant::now();
+    let all: BTreeSet<u32> = (0..8).collect();
+    eventually(
+        "every shard owned again by a replica that serves",
+        PATIENCE,
+        || fleet.owned_by(&["a", "b"]) == all,
+    )
+    .await;
+    eprintln!(
+        "a member that serves nothing: every shard owned again {:?} after it was counted (lease {LEASE:?})",
+        joined.elapsed()
+    );
+    fleet.assert_no_shard_owned_twice();
+    ghost.cancel();
+    fleet.shut_down().await;
+}
+
+// === What users gate work on ===
+
+/// Whether `handle` reports any shard as its own in any of the forms a
+/// user can gate work on; the forms that still do, named.
+fn claims(handle: &ShardedHandle, shards: u32) -> Vec<String> {
+    use futures::FutureExt;
+    let owned = handle.owned();
+    let mut out = Vec::new();
+    let len = owned.len();
+    if len != 0 {
+        out.push(format!("owned().len() = {len}"));
+    }
+    if !owned.is_empty() {
+        out.push("!owned().is_empty()".into());
+    }
+    if owned.shards().next().is_some() {
+        out.push(format!(
+            "owned().shards() = {:?}",
+            owned.shards().collect::<Vec<_>>()
+        ));
+    }
+    for shard in 0..shards {
+        if owned.contains(shard) {
+            out.push(format!("owned().contains({shard})"));
+        }
+        if owned.term(shard).is_some() {
+            out.push(format!("owned().term({shard})"));
+        }
+        if handle.subscribe().borrow().contains(shard) {
+            out.push(format!("subscribe() contains {shard}"));
+        }
+        if handle.leadership(shard).is_some() {
+            out.push(format!("leadership({shard})"));
+        }
+        let view = handle.shard(shard).expect("a shard");
+        if let Some(Ok(_)) = view.became_leader().now_or_never() {
+            out.push(format!("shard({shard}).became_leader()"));
+        }
+        if let Some(Ok(_)) = handle.became_owner(shard).now_or_never() {
+            out.push(format!("became_owner({shard})"));
+        }
+    }
+    for i in 0..64 {
+        if handle.owns_key(&format!("ns/object-{i}")) {
+            out.push(format!("owns_key(ns/object-{i})"));
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_runtime_is_blocked_claims_no_shard_in_any_form_once_its_terms_are_over() {
+    use futures::StreamExt;
+    let target = Target::new().await;
+    let Some(server) = target.embedded() else {
+        support::skip("a runtime blocked in a thread of its own, on the embedded server");
+        return;
+    };
+    let shards = 4;
+    let fleet = Fleet::new(&target, shards);
+    let config = fleet.config("blocked");
+    let kube_config = server.kube_config_for("blocked");
+    let (handle_tx, handle_rx) = tokio::sync::oneshot::channel();
+    let (block_tx, block_rx) = tokio::sync::oneshot::channel::<()>();
+    let blocked = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let client = kube::Client::try_from(kube_config).unwrap();
+            let handle = ShardedElector::new(client, config).unwrap().spawn();
+            let _ = handle_tx.send(handle);
+            block_rx.await.unwrap();
+            // Work that blocks the runtime for six lease durations.
+            std::thread::sleep(LEASE * 6);
+        });
+    });
+    let a = timeout_or(PATIENCE, handle_rx, "the blocked replica's handle")
+        .await
+        .unwrap();
+    eventually("the replica owns every shard", PATIENCE, || {
+        a.owned().len() == shards as usize && (0..shards).all(|s| a.owned().contains(s))
+    })
+    .await;
+    let mut events = a.events();
+    for _ in 0..shards {
+        let event = timeout_or(PATIENCE, events.next(), "an acquisition").await;
+        assert!(
+            matches!(event, Some(ShardEvent::ShardAcquired { .. })),
+            "{event:?}"
+        );
+    }
+    block_tx.send(()).unwrap();
+    let hub = LeaseHub::new(target.client_for("b"));
+    let b = ShardedElector::in_hub(&hub, fleet.config("b"))
+        .expect("a valid configuration")
+        .spawn();
+    eventually("b owns every shard", PATIENCE, || {
+        (0..shards).all(|s| b.owned().contains(s))
+    })
+    .await;
+    let stale = claims(&a, shards);
+    assert!(
+        stale.is_empty(),
+        "while b owns every shard, the blocked replica still claims: {stale:?}"
+    );
+    let mut released = BTreeSet::new();
+    while released.len() < shards as usize {
+        match timeout_or(
+            PATIENCE,
+            events.next(),
+            "a ShardReleased past the terms' deadlines",
+        )
+        .await
+        {
+            Some(ShardEvent::ShardReleased { shard }) => {
+                released.insert(shard);
+            }
+            other => panic!("expected a release, got {other:?}"),
+        }
+    }
+    assert!(
+        !blocked.is_finished(),
+        "the releases came only once the runtime ran again, not at the terms' deadlines"
+    );
+    tokio::task::spawn_blocking(move || blocked.join().unwrap())
+        .await
+        .unwrap();
+    drop(a);
+    b.shutdown().await.unwrap();
+}
+
+/// `future`'s output, or a panic naming `what` after `patience`.
+async fn timeout_or<F: Future>(patience: Duration, future: F, what: &str) -> F::Output {
+    tokio::time::timeout(patience, future)
+        .await
+        .unwrap_or_else(|_| panic!("no {what} within {patience:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_shard_waits_for_its_guards_up_to_the_drain_timeout_and_is_then_handed_over_with_the_guard_reporting_not_leading()
+ {
+    let target = Target::new().await;
+    let mut fleet = Fleet::new(&target, 2);
+    fleet.join("a");
+    fleet.balanced("a owns both shards").await;
+    // Work on every shard that never returns and holds its guard.
+    let guards: Vec<_> = (0..2)
+        .map(|shard| fleet.handle("a").leadership(shard).expect("a owns it"))
+        .collect();
+    let joined = Instant::now();
+    fleet.join("b");
+    let moved = fleet
+        .assignment()
+        .shards_of("b")
+        .next()
+        .expect("b gets a shard");
+    let guard = &guards[moved as usize];
+    eventually("b owns the moved shard", PATIENCE, || {
+        fleet.handle("b").owned().contains(moved)
+    })
+    .await;
+    let waited = joined.elapsed();
+    // The guard is still held: the shard moved anyway, after the drain
+    // timeout, and the guard says so.
+    assert!(
+        guard.token().is_cancelled() && !guard.is_leading(),
+        "the old owner's guard still says it leads while b owns the shard"
+    );
+    assert!(
+        waited >= Duration::from_secs(1),
+        "the move waited for the guard the drain timeout (1 s), not {waited:?}"
+    );
+    fleet.assert_no_shard_owned_twice();
+    drop(guards);
+    fleet.shut_down().await;
 }

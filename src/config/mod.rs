@@ -45,6 +45,9 @@ pub struct ElectorConfig {
     pub(crate) clock: Arc<dyn WallClock>,
     pub(crate) reporting: Reporting,
     pub(crate) coordination: Option<Coordination>,
+    /// Annotations every write of this elector sets on its Lease (a
+    /// sharded elector publishes its shard count so).
+    pub(crate) annotations: Vec<(String, String)>,
 }
 
 /// What a candidate of coordinated election declares in its
@@ -88,6 +91,8 @@ impl Default for ElectorConfig {
             reporting: Reporting::default(),
             // Coordinated election is opt-in, as in client-go.
             coordination: None,
+            // Only a sharded elector sets any.
+            annotations: Vec::new(),
         }
     }
 }

@@ -31,6 +31,8 @@ pub(crate) struct Settings {
     /// What this elector declares as a `LeaseCandidate`, if it takes part
     /// in coordinated election.
     pub(crate) coordination: Option<super::Coordination>,
+    /// Annotations every write sets on the Lease.
+    pub(crate) annotations: Vec<(String, String)>,
     // Empty, and so unread, without the optional features.
     #[cfg_attr(not(any(feature = "metrics", feature = "events")), allow(dead_code))]
     pub(crate) reporting: Reporting,
@@ -78,6 +80,7 @@ impl ElectorConfig {
             campaign: true,
             clock: Arc::clone(&self.clock),
             coordination: self.coordination.clone(),
+            annotations: self.annotations.clone(),
             reporting: self.reporting.clone(),
         };
         Ok((namespace, settings))

@@ -15,6 +15,10 @@ use crate::health::HealthCheck;
 use crate::shared::Shared;
 use crate::state::{self, LeaderEvents, LeaderState};
 
+/// How often `became_leader` looks again at a term past its deadline that
+/// its task has not ended yet.
+const OVERDUE_RECHECK: Duration = Duration::from_millis(50);
+
 // === impl ElectorHandle ===
 
 /// The handle of a running elector.
@@ -54,7 +58,10 @@ impl ElectorView {
         &self.identity
     }
 
-    /// Waits until this elector leads, and returns a guard for the term.
+    /// Waits until this elector leads, and returns a guard for the term:
+    /// one whose token is not cancelled and whose deadline has not passed
+    /// (a term past its deadline is over even while the elector's task,
+    /// blocked, has not ended it yet).
     ///
     /// # Errors
     /// [`Error::Stopped`] if the elector stops before it leads.
@@ -66,8 +73,14 @@ impl ElectorView {
         let mut state = self.state.clone();
         loop {
             let term = state.borrow_and_update().term.clone();
+            // A term past its deadline whose token the task has not yet
+            // cancelled (its runtime was blocked) leads no more: judged
+            // from the deadline, as `Term::is_leading` does.
+            let overdue = term
+                .as_ref()
+                .is_some_and(|t| !t.token.is_cancelled() && !t.is_leading());
             if let Some(term) = term
-                && !term.token.is_cancelled()
+                && term.is_leading()
                 && let Some(drain) = self.shared.drain_for(term.id)
             {
                 return Ok(Leadership {
@@ -76,7 +89,16 @@ impl ElectorView {
                     _drain: drain,
                 });
             }
-            state.changed().await.map_err(|_| Error::Stopped)?;
+            if overdue {
+                // The task ends the term (a change) once it runs; look
+                // again now and then in case it renewed in time instead.
+                tokio::select! {
+                    changed = state.changed() => changed.map_err(|_| Error::Stopped)?,
+                    () = tokio::time::sleep(OVERDUE_RECHECK) => {}
+                }
+            } else {
+                state.changed().await.map_err(|_| Error::Stopped)?;
+            }
         }
     }
 

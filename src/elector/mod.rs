@@ -201,7 +201,8 @@ impl LeaderElector {
             identity = %self.settings.identity,
         );
         let candidate = self.candidate(&span);
-        let mut api = LeaseApi::new(self.client, &self.namespace, &self.lease_name);
+        let mut api = LeaseApi::new(self.client, &self.namespace, &self.lease_name)
+            .annotated(&self.settings.annotations);
         if let Some(hub) = &self.hub {
             api = api.limited(hub.limit());
         }

@@ -10,8 +10,9 @@ use crate::config::{ConfigError, ElectorConfig};
 ///
 /// Shard `i` is the Lease `<prefix>-<i>`; this replica's membership is the
 /// Lease `<prefix>-member-<identity>`. Every replica of a workload must
-/// use the same prefix and shard count (the assignment is computed from
-/// them).
+/// use the same prefix; the shard count is published on every Lease a
+/// replica writes, and replicas of another count than the longest-standing
+/// member's own nothing (see the sharding guide on changing the count).
 ///
 /// ```
 /// use std::time::Duration;
@@ -131,6 +132,12 @@ impl ShardConfig {
     pub(crate) fn elector(&self, lease: String, identity: &str) -> ElectorConfig {
         let mut config = self.template.clone();
         config.lease_name = lease;
+        // Every member and shard Lease says which count it was written
+        // under: replicas of another count stay out while it lives.
+        config.annotations = vec![(
+            super::fleet::COUNT_ANNOTATION.to_owned(),
+            self.shards.to_string(),
+        )];
         config.identity(identity)
     }
 

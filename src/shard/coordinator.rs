@@ -10,12 +10,14 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::assign::Assignment;
 use super::config::ShardConfig;
+use super::fleet::{Serving, ShardLeases};
 use super::membership::MemberTable;
 use crate::api::LeaseApi;
 use crate::elector::{ElectorHandle, LeaderElector};
@@ -28,6 +30,13 @@ use crate::record;
 pub(crate) struct Plan {
     pub(crate) assignment: Assignment,
     pub(crate) leaving: bool,
+    /// Whether this replica may own shards: every live replica it sees
+    /// shards with its count, or the one that keeps serving in a
+    /// disagreement does. While not, it takes no shard and lets go of
+    /// those it holds.
+    pub(crate) serving: bool,
+    /// Why not serving, for users (`ShardedHandle::blocked`).
+    pub(crate) blocked: Option<Arc<str>>,
 }
 
 impl Plan {
@@ -35,14 +44,36 @@ impl Plan {
         Self {
             assignment: Assignment::compute::<&str>(shards, &[]),
             leaving: false,
+            serving: true,
+            blocked: None,
         }
     }
+}
+
+/// What this replica concluded about the fleet at one instant.
+#[derive(Debug, PartialEq, Eq)]
+struct Verdict {
+    /// The members that get shards: of this replica's count, serving.
+    members: Vec<String>,
+    serving: bool,
+    /// Why not serving, or what disagrees while serving (logged once).
+    disagreement: Option<String>,
 }
 
 pub(crate) struct Coordinator {
     me: Arc<str>,
     shards: u32,
     table: MemberTable,
+    /// The shard Leases of the prefix, of any count.
+    leases: ShardLeases,
+    /// Which members do not take their shards.
+    serving: Serving,
+    /// The last disagreement logged, so that each is logged once.
+    logged: Option<String>,
+    /// The last assignment computed.
+    computed: Option<Assignment>,
+    /// `<prefix>-member-`.
+    member_prefix: String,
     tap: TapHandle,
     /// Lists the namespace's Leases when the tap cannot be relied on.
     list: LeaseApi,
@@ -54,19 +85,17 @@ pub(crate) struct Coordinator {
     token: CancellationToken,
     /// Whether the namespace watch (and so the tap) is up.
     watching: bool,
-    /// When the tap last delivered a member Lease (or, before the first,
-    /// when following began): a silent tap is distrusted as an elector
-    /// distrusts a silent watch.
+    /// When the tap last delivered a Lease of the prefix (or, before the
+    /// first, when following began): a silent tap is distrusted as an
+    /// elector distrusts a silent watch.
     progress: Instant,
     /// The newest `resourceVersion` the tap delivered: a list that finds a
-    /// newer one shows that the tap missed a change.
+    /// newer member Lease shows that the tap missed a change.
     tapped_version: Option<String>,
     /// Whether the tap is distrusted now, and whether a list found a
     /// change it missed (a warning, once until it delivers again).
     distrusted: bool,
     warned: bool,
-    /// The names of the member Leases start with this.
-    prefix: String,
     /// When to list the member Leases next while the tap is distrusted.
     poll_at: Instant,
 }
@@ -87,6 +116,11 @@ impl Coordinator {
             me,
             shards: config.shards,
             table: MemberTable::new(config.member_prefix()),
+            leases: ShardLeases::new(format!("{}-", config.prefix)),
+            serving: Serving::new(config.template.lease_duration),
+            logged: None,
+            computed: None,
+            member_prefix: config.member_prefix(),
             tap,
             list,
             request_timeout: config.template.renew_deadline,
@@ -99,7 +133,6 @@ impl Coordinator {
             tapped_version: None,
             distrusted: false,
             warned: false,
-            prefix: config.member_prefix(),
             poll_at: Instant::now(),
         }
     }
@@ -114,7 +147,7 @@ impl Coordinator {
             self.follow_until(Instant::now() + self.retry_period).await;
         }
         let Some(member) = self.member.take().filter(|_| !self.token.is_cancelled()) else {
-            self.publish(None, Instant::now());
+            let _ = self.publish(None, Instant::now());
             return;
         };
         let member = member.spawn();
@@ -125,29 +158,42 @@ impl Coordinator {
     // === Following ===
 
     /// Follows the member Leases until the token is cancelled, publishing
-    /// each change of the members; lists them every retry period while
-    /// the tap is not trusted.
+    /// each change of the members.
     async fn follow(&mut self, member: &ElectorHandle) {
         let mut joined = member.subscribe();
+        // Judged again only when something that may change the verdict
+        // happened: most tapped events are renews of shard Leases.
+        let mut dirty = true;
+        let mut judge_again = None;
         loop {
             let now = Instant::now();
-            self.publish(Some(member), now);
+            if dirty {
+                judge_again = self.publish(Some(member), now);
+                dirty = false;
+            }
             let trusted = self.tap_trusted(member, now);
             if !trusted && now >= self.poll_at {
-                self.poll().await;
+                dirty |= self.poll().await;
                 continue;
             }
             let wake = self.wake_at(member, trusted, now);
+            let wake = judge_again.map_or(wake, |at: Instant| wake.min(at));
             tokio::select! {
                 biased;
                 () = self.token.cancelled() => return,
-                tapped = self.tap.rx.recv() => self.on_tapped(tapped),
+                tapped = self.tap.rx.recv() => {
+                    dirty |= self.on_tapped(tapped);
+                    while let Ok(more) = self.tap.rx.try_recv() {
+                        dirty |= self.on_tapped(Some(more));
+                    }
+                }
                 changed = joined.changed() => {
                     if changed.is_err() {
                         return;
                     }
+                    dirty = true;
                 }
-                () = sleep_until(wake) => {}
+                () = sleep_until(wake) => dirty = true,
             }
         }
     }
@@ -158,7 +204,9 @@ impl Coordinator {
             tokio::select! {
                 biased;
                 () = self.token.cancelled() => return,
-                tapped = self.tap.rx.recv() => self.on_tapped(tapped),
+                tapped = self.tap.rx.recv() => {
+                    self.on_tapped(tapped);
+                }
                 () = sleep_until(until) => return,
             }
         }
@@ -169,7 +217,7 @@ impl Coordinator {
     /// Whether a member Lease is held, so that the tap must deliver its
     /// renews (this replica's own, at least, while it is a member).
     fn held(&self, member: &ElectorHandle, now: Instant) -> bool {
-        member.is_leader() || !self.table.members(now).is_empty()
+        member.is_leader() || !self.table.live(now).is_empty()
     }
 
     /// Whether the tap can be trusted to report changes of the member
@@ -187,9 +235,10 @@ impl Coordinator {
     }
 
     /// Lists the member Leases while the tap is not trusted, at once and
-    /// then every retry period. A tap that is up but silent is said once
-    /// (at debug), and a warning when a list finds a change it missed.
-    async fn poll(&mut self) {
+    /// then every retry period; whether the list changed what is known. A
+    /// tap that is up but silent is said once (at debug), and a warning
+    /// when a list finds a change it missed.
+    async fn poll(&mut self) -> bool {
         let silent = self.watching;
         if silent && !self.distrusted {
             tracing::debug!(
@@ -198,25 +247,29 @@ impl Coordinator {
             );
         }
         self.distrusted = true;
-        let missed = self.list_members().await == Some(true);
+        let listed = self.list_members().await;
         self.poll_at = Instant::now() + self.retry_period;
-        if silent && missed && !self.warned {
+        if silent && listed == Some(true) && !self.warned {
             self.warned = true;
             tracing::warn!(
                 "the namespace watch missed a change of the member Leases; listing them every {:?} until it delivers again",
                 self.retry_period
             );
         }
+        listed.is_some()
     }
 
     /// When the members must be judged again without an event: the next
     /// expiry, the next poll while the tap is not trusted, or when a
     /// trusted tap's silence would end its trust.
     fn wake_at(&self, member: &ElectorHandle, trusted: bool, now: Instant) -> Instant {
+        let never = record::after(now, Duration::from_secs(86_400));
         let expiry = self
             .table
             .next_expiry(now)
-            .unwrap_or_else(|| record::after(now, Duration::from_secs(86_400)));
+            .unwrap_or(never)
+            .min(self.leases.next_expiry(now).unwrap_or(never))
+            .min(self.serving.next_return().unwrap_or(never));
         if !trusted {
             expiry.min(self.poll_at)
         } else if self.held(member, now) {
@@ -229,16 +282,21 @@ impl Coordinator {
         }
     }
 
-    fn on_tapped(&mut self, tapped: Option<Tapped>) {
+    /// Folds in what the tap heard; whether it may change the verdict (a
+    /// shard Lease renewed by the same holder under the same count does
+    /// not: its expiry is a timer of its own).
+    fn on_tapped(&mut self, tapped: Option<Tapped>) -> bool {
         let now = Instant::now();
         match tapped {
             Some(Tapped::Lease(lease)) => {
                 self.delivered(lease.metadata.resource_version.as_deref(), now);
-                self.table.observe(*lease, now);
+                self.observe(*lease, now)
             }
             Some(Tapped::Deleted(name)) => {
                 self.delivered(None, now);
+                self.leases.deleted(&name);
                 self.table.deleted(&name);
+                true
             }
             Some(Tapped::Healthy(up)) => {
                 if self.watching && !up {
@@ -246,9 +304,28 @@ impl Coordinator {
                     self.poll_at = now;
                 }
                 self.watching = up;
+                true
             }
             // The hub is gone; the token ends the task.
-            None => self.watching = false,
+            None => {
+                self.watching = false;
+                true
+            }
+        }
+    }
+
+    /// Folds in `lease` (a member or a shard Lease), as [`on_tapped`](Self::on_tapped).
+    fn observe(&mut self, lease: Lease, now: Instant) -> bool {
+        if lease
+            .metadata
+            .name
+            .as_deref()
+            .is_some_and(|name| name.starts_with(&self.member_prefix))
+        {
+            self.table.observe(lease, now);
+            true
+        } else {
+            self.leases.observe(lease, now)
         }
     }
 
@@ -292,10 +369,10 @@ impl Coordinator {
                     .metadata
                     .name
                     .as_deref()
-                    .is_some_and(|name| name.starts_with(&self.prefix))
+                    .is_some_and(|name| name.starts_with(&self.member_prefix))
                     && version.is_some()
                     && record::is_newer(version, self.tapped_version.as_deref());
-                self.table.observe(lease, now);
+                self.observe(lease, now);
             }
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(next) => from = Some(next),
@@ -306,25 +383,132 @@ impl Coordinator {
 
     // === Publishing ===
 
-    /// The members at `now`: the others by their member Leases as
-    /// observed, and this replica while its member elector holds its
-    /// Lease (by its own term, which ends before the others may judge it
-    /// gone: a replica lets go of its shards first).
-    fn members(&self, member: Option<&ElectorHandle>, now: Instant) -> BTreeSet<String> {
-        let mut members = self.table.members(now);
-        members.remove(&*self.me);
-        if member.is_some_and(ElectorHandle::is_leader) {
-            members.insert(self.me.to_string());
+    /// The fleet at `now` as this replica sees it: the others by their
+    /// member Leases as observed, and this replica while its member
+    /// elector holds its Lease (by its own term, which ends before the
+    /// others may judge it gone: a replica lets go of its shards first).
+    ///
+    /// Members that publish another shard count get no shards. Who serves
+    /// in a disagreement: the count of the longest-standing live member
+    /// (earliest member term); a member that publishes no count counts as
+    /// this replica's count. And no replica serves while a live shard Lease
+    /// of the prefix is held under another count.
+    fn verdict(&mut self, member: Option<&ElectorHandle>, now: Instant) -> Verdict {
+        let mine = self.shards;
+        let mut live = self.table.live(now);
+        let me_member = member.is_some_and(ElectorHandle::is_leader);
+        if !me_member {
+            live.retain(|m| *m.identity != *self.me);
+        } else if !live.iter().any(|m| *m.identity == *self.me) {
+            // Not seen through the watch yet: the youngest member.
+            live.push(super::membership::LiveMember {
+                identity: self.me.to_string(),
+                count: Some(mine),
+                since: None,
+            });
         }
-        members
+        let count = |m: &super::membership::LiveMember| {
+            if *m.identity == *self.me {
+                mine
+            } else {
+                m.count.unwrap_or(mine)
+            }
+        };
+        let senior = live
+            .iter()
+            .min_by(|a, b| a.standing().cmp(&b.standing()))
+            .map_or(mine, count);
+        let others: Vec<String> = live
+            .iter()
+            .filter(|m| count(m) != mine)
+            .map(|m| format!("{} ({} shards)", m.identity, count(m)))
+            .collect();
+        let foreign = self.leases.foreign(mine, now);
+        let suspects = self.serving.suspects(now);
+        let members: Vec<String> = live
+            .iter()
+            .filter(|m| count(m) == mine && !suspects.contains(&m.identity))
+            .map(|m| m.identity.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let serving = senior == mine && foreign.is_empty();
+        let disagreement = if !foreign.is_empty() {
+            Some(format!(
+                "not owning shards: shard Leases of this prefix are held under another shard count (shard: count) {foreign:?}, this replica has {mine}"
+            ))
+        } else if senior != mine {
+            Some(format!(
+                "not owning shards: the longest-standing member shards by {senior}, this replica by {mine}; members of another count: {others:?}"
+            ))
+        } else if !others.is_empty() {
+            Some(format!(
+                "members of another shard count get no shards (this replica's count, {mine}, is the longest-standing member's): {others:?}"
+            ))
+        } else {
+            None
+        };
+        Verdict {
+            members,
+            serving,
+            disagreement,
+        }
     }
 
-    /// Publishes the plan for the members at `now`, if they changed.
-    fn publish(&self, member: Option<&ElectorHandle>, now: Instant) {
-        let members: Vec<String> = self.members(member, now).into_iter().collect();
+    /// The assignment among `members`, computed once per set of members.
+    fn assignment_of(&mut self, members: &[String]) -> Assignment {
+        let same = self.computed.as_ref().is_some_and(|assignment| {
+            assignment
+                .members()
+                .iter()
+                .map(|m| &**m)
+                .eq(members.iter().map(String::as_str))
+        });
+        if !same {
+            self.computed = Some(Assignment::compute(self.shards, members));
+        }
+        self.computed
+            .clone()
+            .unwrap_or_else(|| Assignment::compute(self.shards, members))
+    }
+
+    /// Publishes the plan for the fleet at `now`, if it changed; returns
+    /// when the members' serving must be judged again without an event.
+    fn publish(&mut self, member: Option<&ElectorHandle>, now: Instant) -> Option<Instant> {
+        let (verdict, judge_again) = loop {
+            let verdict = self.verdict(member, now);
+            let assignment = self.assignment_of(&verdict.members);
+            let (found, next) = self.serving.judge(&assignment, &self.leases, &self.me, now);
+            if found.is_empty() {
+                break (verdict, next);
+            }
+            tracing::warn!(
+                members = ?found,
+                "members keep a shard assigned to them free for a lease duration: they get no shards for {} lease durations",
+                super::fleet::COOL_DOWN_LEASES
+            );
+        };
+        if verdict.disagreement != self.logged {
+            if let Some(why) = &verdict.disagreement {
+                tracing::warn!("{why}");
+            } else if self.logged.is_some() {
+                tracing::info!("every live member shards alike again");
+            }
+            self.logged.clone_from(&verdict.disagreement);
+        }
+        let assignment = self.assignment_of(&verdict.members);
+        let members = verdict.members;
+        let serving = verdict.serving;
+        let blocked: Option<Arc<str>> = if serving {
+            None
+        } else {
+            verdict.disagreement.as_deref().map(Arc::from)
+        };
         let leaving = member.is_none();
         self.plan.send_if_modified(|plan| {
             let same = plan.leaving == leaving
+                && plan.serving == serving
+                && plan.blocked == blocked
                 && plan
                     .assignment
                     .members()
@@ -332,14 +516,22 @@ impl Coordinator {
                     .map(|m| &**m)
                     .eq(members.iter().map(String::as_str));
             if !same {
-                tracing::info!(?members, leaving, "members changed: reassigning the shards");
-                *plan = Arc::new(Plan {
-                    assignment: Assignment::compute(self.shards, &members),
+                tracing::info!(
+                    ?members,
                     leaving,
+                    serving,
+                    "members changed: reassigning the shards"
+                );
+                *plan = Arc::new(Plan {
+                    assignment,
+                    leaving,
+                    serving,
+                    blocked,
                 });
             }
             !same
         });
+        judge_again
     }
 
     // === Leaving ===
@@ -347,7 +539,7 @@ impl Coordinator {
     /// Releases the member Lease, so that the others reassign this
     /// replica's shards and campaign for them, then tells the workers to
     /// hand each shard to its owner in the assignment without this replica.
-    async fn leave(self, member: ElectorHandle) {
+    async fn leave(mut self, member: ElectorHandle) {
         if let Err(error) = member.shutdown().await {
             let error = &error as &dyn std::error::Error;
             tracing::warn!(
@@ -355,7 +547,7 @@ impl Coordinator {
                 "releasing the member Lease failed; it expires on its own"
             );
         }
-        self.publish(None, Instant::now());
+        let _ = self.publish(None, Instant::now());
         // Dropping the sender ends the workers' waits for a new plan.
     }
 }

@@ -22,6 +22,10 @@ use crate::state::Term;
 // === impl OwnedShards ===
 
 /// The shards this replica owns now, each with its term.
+///
+/// Every answer is judged when it is asked, from each term's own deadline
+/// (as [`Term::is_leading`]): a term past its deadline is not listed, even
+/// while the task that would end it has not run (a blocked runtime).
 #[derive(Clone, Debug, Default)]
 pub struct OwnedShards {
     terms: BTreeMap<u32, Term>,
@@ -32,30 +36,44 @@ impl OwnedShards {
     /// run past its deadline).
     #[must_use]
     pub fn contains(&self, shard: u32) -> bool {
-        self.terms.get(&shard).is_some_and(Term::is_leading)
+        self.term(shard).is_some()
     }
 
     /// The owned shards, in order.
     pub fn shards(&self) -> impl Iterator<Item = u32> + '_ {
-        self.terms.keys().copied()
+        self.leading().map(|(shard, _)| shard)
     }
 
     /// How many shards this replica owns.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.terms.len()
+        self.leading().count()
     }
 
     /// Whether this replica owns no shard.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.terms.is_empty()
+        self.leading().next().is_none()
     }
 
     /// The term of `shard`, if owned.
     #[must_use]
     pub fn term(&self, shard: u32) -> Option<&Term> {
-        self.terms.get(&shard)
+        self.terms.get(&shard).filter(|term| term.is_leading())
+    }
+
+    /// The terms that hold now.
+    fn leading(&self) -> impl Iterator<Item = (u32, &Term)> + '_ {
+        self.terms
+            .iter()
+            .filter(|(_, term)| term.is_leading())
+            .map(|(shard, term)| (*shard, term))
+    }
+
+    /// The earliest deadline of a term that holds now: the answers may
+    /// change then without any event.
+    fn next_deadline(&self) -> Option<tokio::time::Instant> {
+        self.leading().map(|(_, term)| term.deadline()).min()
     }
 
     /// Records `term` (or its absence) for `shard`; whether that changed
@@ -102,8 +120,10 @@ pub enum ShardEvent {
 /// created, then the events of each later change. Derived from the watch
 /// of [`OwnedShards`]: a subscriber that falls behind skips terms that
 /// began and ended meanwhile, but always ends on the true set, and sees a
-/// `ShardReleased` for every `ShardAcquired` it saw. It ends when the
-/// sharded elector has stopped.
+/// `ShardReleased` for every `ShardAcquired` it saw. A term is released
+/// at its deadline (see [`Term::is_leading`]) even when nothing is
+/// published then (the tasks' runtime is blocked), and a term so released
+/// is not acquired again. It ends when the sharded elector has stopped.
 ///
 /// # Cancel safety
 /// `StreamExt::next` on it is cancel safe.
@@ -127,20 +147,28 @@ impl Stream for ShardEvents {
 }
 
 /// The events that lead from `seen` (shard → term id) to `now`, in shard
-/// order; `seen` becomes `now`.
-fn diff(seen: &mut BTreeMap<u32, u64>, now: &OwnedShards, out: &mut VecDeque<ShardEvent>) {
+/// order, judging each term by its deadline now; `seen` becomes `now`.
+/// A term reported released because its deadline passed is never reported
+/// acquired again (`over`), whatever its task does later.
+fn diff(
+    seen: &mut BTreeMap<u32, u64>,
+    over: &mut BTreeMap<u32, u64>,
+    now: &OwnedShards,
+    out: &mut VecDeque<ShardEvent>,
+) {
     seen.retain(|shard, id| {
-        let same = now.terms.get(shard).is_some_and(|t| t.id == *id);
+        let same = now.term(*shard).is_some_and(|t| t.id == *id);
         if !same {
+            over.insert(*shard, *id);
             out.push_back(ShardEvent::ShardReleased { shard: *shard });
         }
         same
     });
-    for (shard, term) in &now.terms {
-        if !seen.contains_key(shard) {
-            seen.insert(*shard, term.id);
+    for (shard, term) in now.leading() {
+        if !seen.contains_key(&shard) && over.get(&shard) != Some(&term.id) {
+            seen.insert(shard, term.id);
             out.push_back(ShardEvent::ShardAcquired {
-                shard: *shard,
+                shard,
                 fencing_token: term.fencing_token,
             });
         }
@@ -151,7 +179,10 @@ fn diff(seen: &mut BTreeMap<u32, u64>, now: &OwnedShards, out: &mut VecDeque<Sha
 /// not yet yielded, and whether it has looked at the current set yet.
 struct Cursor {
     rx: watch::Receiver<OwnedShards>,
+    /// The set last looked at, for its terms' deadlines.
+    last: OwnedShards,
     seen: BTreeMap<u32, u64>,
+    over: BTreeMap<u32, u64>,
     queue: VecDeque<ShardEvent>,
     started: bool,
 }
@@ -162,7 +193,17 @@ impl Cursor {
             if let Some(event) = self.queue.pop_front() {
                 return Some((event, self));
             }
-            let stopped = self.started && self.rx.changed().await.is_err();
+            let stopped = if self.started {
+                // A change, or a deadline that passes with none (the task
+                // that would publish the term's end cannot run).
+                let deadline = self.last.next_deadline();
+                tokio::select! {
+                    changed = self.rx.changed() => changed.is_err(),
+                    () = sleep_until_some(deadline) => false,
+                }
+            } else {
+                false
+            };
             self.started = true;
             let now = if stopped {
                 // Whatever was owned is released; then the stream ends.
@@ -170,7 +211,8 @@ impl Cursor {
             } else {
                 self.rx.borrow_and_update().clone()
             };
-            diff(&mut self.seen, &now, &mut self.queue);
+            diff(&mut self.seen, &mut self.over, &now, &mut self.queue);
+            self.last = now;
             if stopped && self.queue.is_empty() {
                 return None;
             }
@@ -178,10 +220,20 @@ impl Cursor {
     }
 }
 
+/// Sleeps until `at`, or for ever without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 fn events(rx: watch::Receiver<OwnedShards>) -> ShardEvents {
     let cursor = Cursor {
         rx,
+        last: OwnedShards::default(),
         seen: BTreeMap::new(),
+        over: BTreeMap::new(),
         queue: VecDeque::new(),
         started: false,
     };
@@ -251,6 +303,16 @@ impl ShardedHandle {
     #[must_use]
     pub fn assignment(&self) -> Assignment {
         self.plan.borrow().assignment.clone()
+    }
+
+    /// Why this replica owns no shard while it runs, if something outside
+    /// it blocks it: replicas of another shard count serve (the
+    /// longest-standing member's count, or shard Leases of the prefix held
+    /// under another count). `None` while it takes part. The same reason is
+    /// logged once at warn.
+    #[must_use]
+    pub fn blocked(&self) -> Option<String> {
+        self.plan.borrow().blocked.as_deref().map(str::to_owned)
     }
 
     /// The shard of `key` (see [`shard_for_key`]).

@@ -7,7 +7,9 @@
 //! again); the task that feeds it and publishes the assignment is in
 //! `coordinator.rs`.
 
-use std::collections::{BTreeSet, HashMap};
+#[cfg(test)]
+use std::collections::BTreeSet;
+use std::collections::HashMap;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use tokio::time::Instant;
@@ -64,6 +66,7 @@ impl MemberTable {
     /// The members at `now`: the identity in the name of each member Lease
     /// that this identity holds and that has not expired by what this
     /// replica observed.
+    #[cfg(test)]
     pub(crate) fn members(&self, now: Instant) -> BTreeSet<String> {
         self.leases
             .iter()
@@ -71,6 +74,28 @@ impl MemberTable {
                 let identity = name.strip_prefix(&self.prefix)?;
                 (observed.holder() == Some(identity) && now < observed.expires_at())
                     .then(|| identity.to_owned())
+            })
+            .collect()
+    }
+
+    /// The live members at `now`, as [`members`](Self::members), each
+    /// with the count its member Lease publishes and the instant its
+    /// member Lease's term began (its `acquireTime`, as written).
+    pub(crate) fn live(&self, now: Instant) -> Vec<LiveMember> {
+        self.leases
+            .iter()
+            .filter_map(|(name, observed)| {
+                let identity = name.strip_prefix(&self.prefix)?;
+                (observed.holder() == Some(identity) && now < observed.expires_at()).then(|| {
+                    LiveMember {
+                        identity: identity.to_owned(),
+                        count: super::fleet::count_of(&observed.lease),
+                        since: record::spec_of(&observed.lease)
+                            .acquire_time
+                            .as_ref()
+                            .map(|t| t.0),
+                    }
+                })
             })
             .collect()
     }
@@ -84,6 +109,25 @@ impl MemberTable {
             .map(Observed::expires_at)
             .filter(|at| *at > now)
             .min()
+    }
+}
+
+/// A member as [`MemberTable::live`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LiveMember {
+    pub(crate) identity: String,
+    /// The shard count it publishes; `None`: a version that publishes none.
+    pub(crate) count: Option<u32>,
+    /// When its member Lease's term began, as written (a wall clock: it
+    /// decides who keeps serving in a disagreement, never safety).
+    pub(crate) since: Option<jiff::Timestamp>,
+}
+
+impl LiveMember {
+    /// Orders members by standing: the earliest term first, a member
+    /// without one last, then by identity.
+    pub(crate) fn standing(&self) -> (bool, Option<jiff::Timestamp>, &str) {
+        (self.since.is_none(), self.since, &self.identity)
     }
 }
 

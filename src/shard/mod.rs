@@ -11,6 +11,9 @@
 //!   or off and hands a moved shard to its new owner;
 //! - `handle`: what users hold: the owned shards, their events, the work.
 //!
+//! - `fleet`: whether every live replica shards alike, and which members
+//!   do not serve their shards (pure);
+//!
 //! Safety is each shard's Lease's: ownership *is* leadership of that
 //! Lease, with its conditional writes and renew deadline. The assignment
 //! only decides who campaigns and to whom a holder hands over, so replicas
@@ -20,6 +23,7 @@
 mod assign;
 mod config;
 mod coordinator;
+mod fleet;
 mod handle;
 mod key;
 mod membership;
@@ -151,7 +155,7 @@ impl ShardedElector {
         );
         let tap = self
             .hub
-            .tap(self.member.namespace(), &self.config.member_prefix());
+            .tap(self.member.namespace(), &format!("{}-", self.config.prefix));
         let (plan_tx, plan_rx) =
             watch::channel(Arc::new(coordinator::Plan::empty(self.config.shards)));
         let (owned_tx, owned_rx) = watch::channel(OwnedShards::default());

@@ -36,6 +36,10 @@ enum Move {
 
 /// Where `shard` should go, by `plan`, seen from `me`.
 fn destination(plan: &Plan, shard: u32, me: &str) -> Move {
+    if !plan.serving {
+        // Replicas of another count serve: they take it once it is free.
+        return Move::Release;
+    }
     match plan.assignment.owner(shard) {
         Some(owner) if owner == me && !plan.leaving => Move::Stay,
         Some(owner) if owner != me => Move::To(owner.to_owned()),
@@ -71,7 +75,9 @@ impl Worker {
         let mut state = self.elector.subscribe();
         loop {
             let plan = Arc::clone(&self.plan.borrow_and_update());
-            let assigned = !plan.leaving && plan.assignment.owner(self.shard) == Some(&*self.me);
+            let assigned = plan.serving
+                && !plan.leaving
+                && plan.assignment.owner(self.shard) == Some(&*self.me);
             self.campaign.send_if_modified(|on| {
                 let changed = *on != assigned;
                 *on = assigned;
@@ -150,6 +156,8 @@ mod tests {
         Plan {
             assignment: Assignment::compute(1, members),
             leaving,
+            serving: true,
+            blocked: None,
         }
     }
 
@@ -165,5 +173,11 @@ mod tests {
         assert_eq!(destination(&plan(&[], false), 0, "me"), Move::Stay);
         // Leaving, with nobody left to name.
         assert_eq!(destination(&plan(&[], true), 0, "me"), Move::Release);
+        // Replicas of another count serve: let go of it.
+        let other_count = Plan {
+            serving: false,
+            ..plan(&["me"], false)
+        };
+        assert_eq!(destination(&other_count, 0, "me"), Move::Release);
     }
 }

@@ -11,6 +11,7 @@ pub mod fault_proxy;
 pub mod recorder;
 pub mod restart;
 pub mod scrape;
+pub mod shard_keys;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

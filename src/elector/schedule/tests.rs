@@ -28,6 +28,7 @@ fn settings() -> Settings {
         campaign: true,
         clock: Arc::new(SystemClock),
         coordination: None,
+        annotations: Vec::new(),
         reporting: crate::config::Reporting::default(),
     }
 }

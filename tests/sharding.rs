@@ -827,6 +827,9 @@ async fn a_replica_whose_runtime_is_blocked_claims_no_shard_in_any_form_once_its
     let kube_config = server.kube_config_for("blocked");
     let (handle_tx, handle_rx) = tokio::sync::oneshot::channel();
     let (block_tx, block_rx) = tokio::sync::oneshot::channel::<()>();
+    // Unblocks the runtime once the test has seen what it checks (a
+    // sleep of a fixed length ran out first on a loaded machine).
+    let (unblock_tx, unblock_rx) = std::sync::mpsc::channel::<()>();
     let blocked = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -837,8 +840,9 @@ async fn a_replica_whose_runtime_is_blocked_claims_no_shard_in_any_form_once_its
             let handle = ShardedElector::new(client, config).unwrap().spawn();
             let _ = handle_tx.send(handle);
             block_rx.await.unwrap();
-            // Work that blocks the runtime for six lease durations.
-            std::thread::sleep(LEASE * 6);
+            // Work that blocks the runtime until the test is done (or,
+            // should the test fail first, for a minute).
+            let _ = unblock_rx.recv_timeout(std::time::Duration::from_secs(60));
         });
     });
     let a = timeout_or(PATIENCE, handle_rx, "the blocked replica's handle")
@@ -889,6 +893,7 @@ async fn a_replica_whose_runtime_is_blocked_claims_no_shard_in_any_form_once_its
         !blocked.is_finished(),
         "the releases came only once the runtime ran again, not at the terms' deadlines"
     );
+    unblock_tx.send(()).unwrap();
     tokio::task::spawn_blocking(move || blocked.join().unwrap())
         .await
         .unwrap();

@@ -70,12 +70,6 @@ impl OwnedShards {
             .map(|(shard, term)| (*shard, term))
     }
 
-    /// The earliest deadline of a term that holds now: the answers may
-    /// change then without any event.
-    fn next_deadline(&self) -> Option<tokio::time::Instant> {
-        self.leading().map(|(_, term)| term.deadline()).min()
-    }
-
     /// Records `term` (or its absence) for `shard`; whether that changed
     /// anything.
     pub(crate) fn set(&mut self, shard: u32, term: Option<Term>) -> bool {
@@ -188,6 +182,19 @@ struct Cursor {
 }
 
 impl Cursor {
+    /// The earliest deadline of a term reported acquired and not yet
+    /// released: the stream must look again then, even without a change
+    /// (the task that would publish the term's end may not run). A deadline
+    /// already past counts (the stream may be polled late), and a term
+    /// once released is not looked at again.
+    fn next_deadline(&self) -> Option<tokio::time::Instant> {
+        self.seen
+            .iter()
+            .filter_map(|(shard, id)| self.last.terms.get(shard).filter(|t| t.id == *id))
+            .map(Term::deadline)
+            .min()
+    }
+
     async fn next(mut self) -> Option<(ShardEvent, Self)> {
         loop {
             if let Some(event) = self.queue.pop_front() {
@@ -196,7 +203,7 @@ impl Cursor {
             let stopped = if self.started {
                 // A change, or a deadline that passes with none (the task
                 // that would publish the term's end cannot run).
-                let deadline = self.last.next_deadline();
+                let deadline = self.next_deadline();
                 tokio::select! {
                     changed = self.rx.changed() => changed.is_err(),
                     () = sleep_until_some(deadline) => false,

@@ -390,3 +390,92 @@ async fn a_lease_candidate_found_naming_another_lease_is_not_overwritten() {
     }
     handle.shutdown().await.expect("a clean shutdown");
 }
+
+/// Two instances of one identity on a Lease the controller runs (its pick
+/// written by the test, as kube-apiserver's controller writes it), under a
+/// seeded schedule of the faults the embedded server can do: silent and
+/// erroring watches, lost and late write answers, stale reads,
+/// partitions, hung requests, and a graceful stop and restart of the
+/// server (410 on resume). No two instances ever lead at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twins_of_a_coordinated_lease_never_lead_at_once_under_random_faults() {
+    use kube_elector_testing::FaultTarget;
+    use tokio::time::Instant;
+
+    let Some(target) = Target::with_coordinated_leader_election(true).await else {
+        return;
+    };
+    if target.is_real() {
+        return support::skip("writes the controller's pick itself (no controller may run)");
+    }
+    let server = target.embedded().expect("embedded");
+    let lease = unique_name("coordinated-twins-faults");
+    let pod = unique_name("pod");
+    controller_picks(&target, &lease, &pod).await;
+    let recorder = Recorder::default();
+    let spawn_twin = |client: &str| {
+        let handle = kube_elector::LeaderElector::new(
+            target.client_for(client),
+            short_coordinated(&lease, &pod),
+        )
+        .expect("valid config")
+        .spawn();
+        recorder.watch_as(&handle, client);
+        handle
+    };
+    let twins = vec![spawn_twin("twin-a"), spawn_twin("twin-b")];
+    assert!(
+        recorder.wait_leading(Instant::now() + PATIENCE).await,
+        "one instance takes the controller's pick"
+    );
+    // Seed 3 draws every kind of fault below within the run.
+    let mut rng = 3_u64;
+    let mut below = |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let mut log = Vec::new();
+    let end = Instant::now() + Duration::from_secs(16);
+    while Instant::now() < end {
+        let who = ["twin-a", "twin-b"][usize::try_from(below(2)).unwrap()];
+        let target_of = FaultTarget::Client(who.into());
+        let hold = Duration::from_millis(300 + below(1500));
+        let kind = below(9);
+        log.push(format!("{kind} on {who} for {hold:?}"));
+        match kind {
+            0 => server.black_hole_watch(target_of.clone(), true),
+            1 => server.fail_watch(target_of.clone(), true),
+            2 => server.lose_write_answers(target_of.clone(), true),
+            3 => server
+                .delay_write_answers(target_of.clone(), Duration::from_millis(100 + below(800))),
+            4 => server.stale_reads(target_of.clone(), true),
+            5 => server.partition(target_of.clone()),
+            6 => server.hang(target_of.clone()),
+            7 => server.stop_gracefully(Duration::from_millis(200)),
+            _ => {}
+        }
+        let step_end = Instant::now() + hold;
+        while Instant::now() < step_end {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(
+                recorder.overlap().is_none(),
+                "{:?}\n{log:#?}",
+                recorder.overlap()
+            );
+        }
+        if kind == 7 {
+            server.restart();
+        }
+        server.heal(target_of.clone());
+        server.release(target_of);
+        server.clear_faults();
+    }
+    shut_down(twins).await;
+    assert!(
+        recorder.overlap().is_none(),
+        "{:?}\n{log:#?}",
+        recorder.overlap()
+    );
+}

@@ -474,13 +474,20 @@ enum Blocked {
     Plain,
     /// An elector of a `LeaseHub`, leading.
     Hub,
+    /// A declared candidate of coordinated election (the gate on, no
+    /// controller: it runs the plain election beside its `LeaseCandidate`).
+    Coordinated,
 }
 
 /// `a` leads in a runtime of its own; once `b` sees it lead, the leader
 /// work blocks that runtime for three lease durations. `b` takes over, and
 /// `a`'s guard must say it no longer leads, while its task cannot run.
 async fn blocked_leader(how: Blocked) {
-    let server = LeaseApiServer::start().await.unwrap();
+    let server = LeaseApiServer::builder()
+        .coordinated_leader_election(matches!(how, Blocked::Coordinated))
+        .start()
+        .await
+        .unwrap();
     let name = support::unique_name("blocked");
     let kube_config = server.kube_config_for("a");
     let (guard_tx, guard_rx) = tokio::sync::oneshot::channel();
@@ -496,6 +503,9 @@ async fn blocked_leader(how: Blocked) {
             let elector = match how {
                 Blocked::Hub => LeaseHub::new(client).elector(config(&lease, "a")),
                 Blocked::Plain => LeaderElector::new(client, config(&lease, "a")),
+                Blocked::Coordinated => {
+                    LeaderElector::new(client, config(&lease, "a").coordinated("1.34.0", "1.34.0"))
+                }
             };
             let a = elector.unwrap().spawn();
             let guard = a.became_leader().await.unwrap();
@@ -531,6 +541,12 @@ async fn a_guard_answers_from_its_own_deadline_while_its_runtime_is_blocked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_electors_guard_answers_from_its_own_deadline_while_its_runtime_is_blocked() {
     blocked_leader(Blocked::Hub).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinated_candidates_guard_answers_from_its_own_deadline_while_its_runtime_is_blocked()
+{
+    blocked_leader(Blocked::Coordinated).await;
 }
 
 // === 8. Fencing tokens ===

@@ -131,8 +131,9 @@ const SHARD_LEASE: Duration = Duration::from_secs(4);
 /// minute) join, leave gracefully, crash, are partitioned, have their
 /// namespace watch broken (connected but silent, or erroring after every
 /// connect) or late, their requests slow, hung or failing, their write
-/// answers lost or late, their reads stale; halfway through, the replicas
-/// that join use another shard count (a rolling change of count). Checked
+/// answers lost or late, their reads stale; the server stops gracefully and
+/// restarts (410 on resume); halfway through, the replicas that join use
+/// another shard count (a rolling change of count). Checked
 /// per key, from every replica's owned shards and its own count: no key is
 /// owned by two replicas at any instant; once the faults stop, every key
 /// is owned again.
@@ -213,7 +214,7 @@ async fn sharding_run(seed: u64, duration: Duration) {
         }
         let n = replicas.len() as u64;
         let pick = |k: u64| replicas[usize::try_from(k).unwrap()].0.clone();
-        match next(14) {
+        match next(15) {
             0 if n < 5 => {
                 spawned += 1;
                 let id = format!("r{spawned}");
@@ -300,6 +301,18 @@ async fn sharding_run(seed: u64, duration: Duration) {
                 let _ = writeln!(log, "{at:7.3}s requests of {id} hang");
                 server.hang(FaultTarget::Client(id.clone()));
                 faulty.push(id);
+            }
+            12 => {
+                // As kube-apiserver on SIGTERM and a restart: no answers,
+                // open watches silent, then 410 on every resume.
+                let linger = next(1000);
+                let _ = writeln!(
+                    log,
+                    "{at:7.3}s the server stops gracefully (watches linger {linger} ms), then restarts"
+                );
+                server.stop_gracefully(Duration::from_millis(linger));
+                tokio::time::sleep(Duration::from_millis(200 + next(1300))).await;
+                server.restart();
             }
             _ if !faulty.is_empty() => {
                 let id = faulty.remove(usize::try_from(next(faulty.len() as u64)).unwrap());

@@ -946,3 +946,60 @@ async fn a_moved_shard_waits_for_its_guards_up_to_the_drain_timeout_and_is_then_
     drop(guards);
     fleet.shut_down().await;
 }
+
+/// An outside writer takes a shard's Lease: its owner stops owning the
+/// shard (and its keys) once it sees the record, no replica takes the
+/// shard before the intruder's record has expired, and then one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outside_takeover_of_a_shard_lease_is_waited_out_and_no_key_is_owned_twice() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    use kube::api::{Api, PostParams};
+
+    let target = Target::new().await;
+    let keys = shard_keys::keys(256);
+    let mut fleet = Fleet::new(&target, 4);
+    fleet.join("a");
+    fleet.join("b");
+    fleet.balanced("two replicas share 4 shards").await;
+    let owner = if fleet.handle("a").owned().contains(0) {
+        "a"
+    } else {
+        "b"
+    };
+    let api: Api<Lease> = Api::namespaced(target.client_for("outside"), target.namespace());
+    let name = format!("{}-0", fleet.prefix);
+    let taken_at = loop {
+        let mut lease = api.get(&name).await.expect("shard 0's Lease");
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        spec.holder_identity = Some("intruder".into());
+        spec.lease_duration_seconds = Some(i32::try_from(LEASE.as_secs()).unwrap());
+        spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+        let sent = Instant::now();
+        match api.replace(&name, &PostParams::default(), &lease).await {
+            Ok(_) => break sent,
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(e) => panic!("the outside write failed: {e}"),
+        }
+    };
+    eventually("the owner sees that it lost shard 0", PATIENCE, || {
+        !fleet.handle(owner).owned().contains(0)
+    })
+    .await;
+    eventually("a replica owns shard 0 again", PATIENCE, || {
+        !fleet
+            .owned_by(&["a", "b"])
+            .is_disjoint(&BTreeSet::from([0]))
+    })
+    .await;
+    let terms = fleet.recorders[0].intervals();
+    let after: Vec<&Interval> = terms.iter().filter(|i| i.start > taken_at).collect();
+    assert!(
+        after.iter().all(|i| i.start >= taken_at + LEASE),
+        "shard 0 was taken before the intruder's record expired: {terms:#?}"
+    );
+    let twice = fleet.keys.keys_owned_twice(&keys);
+    assert!(twice.is_empty(), "keys owned twice: {twice:#?}");
+    fleet.assert_no_shard_owned_twice();
+    fleet.shut_down().await;
+}

@@ -62,13 +62,22 @@ pub struct Term {
     pub fencing_token: u64,
     /// When the elector started leading, on the local monotonic clock.
     pub started_at: Instant,
-    /// Cancelled the moment this term ends.
-    pub token: CancellationToken,
+    /// Cancelled the moment this term ends; owned by the elector, which
+    /// hands out children of it only ([`token`](Self::token)).
+    pub(crate) token: CancellationToken,
     /// When the term ends unless a renew extends it; shared with the elector.
     pub(crate) ends: Deadline,
 }
 
 impl Term {
+    /// A token cancelled the moment this term ends: a child of the
+    /// elector's own (a new one per call), so cancelling it stops only what
+    /// listens to it, never the term or its renews.
+    #[must_use]
+    pub fn token(&self) -> CancellationToken {
+        self.token.child_token()
+    }
+
     /// Whether this term still holds: its token is not cancelled *and* its
     /// deadline (the renew deadline counted from the last successful renew)
     /// has not passed. The deadline is judged here, on the caller's clock, so

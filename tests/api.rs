@@ -133,3 +133,140 @@ async fn views_of_one_elector_wait_and_work_in_other_tasks_while_the_handle_owns
         .expect("the work loop ends with the elector")
         .unwrap();
 }
+
+/// Waits until the Lease's `resourceVersion` moves past `after` (a renew).
+async fn renewed_past(
+    api: &kube::Api<k8s_openapi::api::coordination::v1::Lease>,
+    name: &str,
+    after: &str,
+) -> String {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let rv = api
+            .get(name)
+            .await
+            .unwrap()
+            .metadata
+            .resource_version
+            .unwrap();
+        if rv != after {
+            return rv;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Lease was not renewed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every token a user can reach from an elector (the guard's, the term's in
+/// the published state, through a view) and from a sharded replica (a
+/// shard's term, a `run_per_shard` guard) is a child of the term's own:
+/// cancelling them all ends nothing. The term holds, the Lease is renewed,
+/// and `became_leader` answers at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_any_token_a_user_can_reach_neither_ends_the_term_nor_stops_renews() {
+    use kube_elector::{ShardConfig, ShardedElector};
+
+    let server = LeaseApiServer::start().await.unwrap();
+    let name = support::unique_name("tokens");
+    let elector = LeaderElector::new(server.client_for("a"), config(&name, "a"))
+        .unwrap()
+        .spawn();
+    let leadership = timeout(PATIENCE, elector.became_leader())
+        .await
+        .expect("a leads")
+        .unwrap();
+    leadership.token().cancel();
+    leadership.term().token().cancel();
+    elector.state().term.expect("a term").token().cancel();
+    elector
+        .subscribe()
+        .borrow()
+        .term
+        .as_ref()
+        .expect("a term")
+        .token()
+        .cancel();
+    elector
+        .view()
+        .state()
+        .term
+        .expect("a term")
+        .token()
+        .cancel();
+    assert!(leadership.is_leading(), "the guard says the term ended");
+    assert!(elector.is_leader(), "the elector says it does not lead");
+    let again = timeout(PATIENCE, elector.became_leader())
+        .await
+        .expect("became_leader answers")
+        .unwrap();
+    assert_eq!(again.term().id, leadership.term().id, "the same term");
+    let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(server.client_for("observer"), "default");
+    let rv = api
+        .get(&name)
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let rv = renewed_past(&api, &name, &rv).await;
+    renewed_past(&api, &name, &rv).await;
+    assert!(leadership.is_leading(), "the term ended after the renews");
+    elector.shutdown().await.unwrap();
+
+    let prefix = support::unique_name("tokens-shard");
+    let config = ShardConfig::new(&prefix, 1)
+        .namespace("default")
+        .identity("s")
+        .lease_duration(Duration::from_secs(2))
+        .renew_deadline(Duration::from_secs(1))
+        .retry_period(Duration::from_millis(250));
+    let sharded = ShardedElector::new(server.client_for("s"), config)
+        .unwrap()
+        .spawn();
+    let guard = timeout(PATIENCE, sharded.became_owner(0))
+        .await
+        .expect("the replica owns its shard")
+        .unwrap();
+    guard.token().cancel();
+    sharded
+        .owned()
+        .term(0)
+        .expect("shard 0's term")
+        .token()
+        .cancel();
+    let cancelled = std::sync::Arc::new(tokio::sync::Notify::new());
+    let ran = std::sync::Arc::clone(&cancelled);
+    let worker = sharded.run_per_shard(move |_, leadership| {
+        leadership.token().cancel();
+        ran.notify_one();
+        async move { leadership.lost().await }
+    });
+    tokio::select! {
+        () = worker => panic!("run_per_shard ended while the replica owns its shard"),
+        () = cancelled.notified() => {}
+        () = tokio::time::sleep(PATIENCE) => panic!("run_per_shard never ran the shard's work"),
+    }
+    assert!(guard.is_leading(), "the shard's guard says its term ended");
+    assert!(
+        sharded.owned().contains(0),
+        "the replica says it no longer owns shard 0"
+    );
+    let shard_api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(server.client_for("observer"), "default");
+    let lease = format!("{prefix}-0");
+    let rv = shard_api
+        .get(&lease)
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    renewed_past(&shard_api, &lease, &rv).await;
+    assert!(sharded.owned().contains(0), "the term ended after a renew");
+    drop(guard);
+    sharded.shutdown().await.unwrap();
+}

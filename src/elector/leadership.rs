@@ -68,10 +68,14 @@ impl Leadership {
         &self.term
     }
 
-    /// Cancelled the moment leadership ends.
+    /// A token cancelled the moment leadership ends: a child of the term's
+    /// own (a new one per call), so cancelling it stops only what listens
+    /// to it, never the term, its renews or its other guards. To give up
+    /// leadership, use [`ElectorHandle::hand_over`](crate::ElectorHandle::hand_over)
+    /// or a shutdown.
     #[must_use]
-    pub fn token(&self) -> &CancellationToken {
-        &self.term.token
+    pub fn token(&self) -> CancellationToken {
+        self.term.token()
     }
 
     /// Whether this term still holds: judged from the term's own deadline

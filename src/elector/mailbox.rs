@@ -6,9 +6,21 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use k8s_openapi::api::coordination::v1::Lease;
 use tokio::sync::Notify;
 
-use super::watcher::Update;
+/// What a watch saw (the per-Lease watcher's, or a hub's for one member).
+#[derive(Debug)]
+pub(crate) enum Update {
+    /// The Lease as it is now.
+    Lease(Box<Lease>),
+    /// There is no Lease (as of this `resourceVersion`, if known).
+    Missing { version: Option<String> },
+    /// The watch delivered a bookmark: it is alive, nothing changed.
+    Progress,
+    /// Whether the watch is established; while it is not, the runner polls.
+    Healthy(bool),
+}
 
 /// How many updates wait for an elector before the oldest observation is
 /// dropped. Only the newest record matters to an elector (older versions

@@ -16,21 +16,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::mailbox::Mailbox;
+use super::mailbox::{Mailbox, Update};
 use crate::api::{LeaseApi, is_forbidden};
-
-/// What the watch saw.
-#[derive(Debug)]
-pub(crate) enum Update {
-    /// The Lease as it is now.
-    Lease(Box<Lease>),
-    /// There is no Lease (as of this `resourceVersion`, if known).
-    Missing { version: Option<String> },
-    /// The watch delivered a bookmark: it is alive, nothing changed.
-    Progress,
-    /// Whether the watch is established; while it is not, the runner polls.
-    Healthy(bool),
-}
 
 /// The longest pause between two attempts to establish the watch.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);

@@ -29,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Member;
 use crate::api::{LeaseApi, is_forbidden};
-use crate::elector::watcher::{Update, Watcher};
+use crate::elector::mailbox::Update;
+use crate::elector::watcher::Watcher;
 use crate::error::Error;
 use crate::record;
 

@@ -11,7 +11,7 @@ use kube_elector_testing::{FaultTarget, LeaseApiServer};
 
 use super::*;
 use crate::elector::mailbox::Inbox;
-use crate::elector::watcher::Update;
+use crate::elector::mailbox::Update;
 
 const PATIENCE: Duration = Duration::from_secs(20);
 

@@ -18,9 +18,9 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::ShutdownOutcome;
+use super::mailbox::Update;
 use super::schedule::{ActiveTerm, Observation, Schedule, Step, Stop};
 use super::telemetry::Telemetry;
-use super::watcher::Update;
 use crate::api::LeaseApi;
 use crate::candidate::{Candidate, Standing};
 use crate::config::Settings;

@@ -79,7 +79,7 @@ def main() -> int:
     cells: dict[tuple[str, str], list[str]] = {}
     for row in rows[2:]:
         parts = [c.strip() for c in row.strip("|").split("|")]
-        protocol = parts[0].replace("**", "")
+        protocol = parts[0].replace("**", "").replace("`", "")
         for fault, cell in zip(FAULTS, parts[1:]):
             tokens = [t.strip() for t in cell.split(",") if t.strip()]
             if not tokens:

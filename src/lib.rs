@@ -125,12 +125,12 @@ mod shared;
 mod state;
 
 pub use clock::{SkewedClock, SystemClock, WallClock};
-pub use config::{ConfigError, ConfigProblem, ElectorConfig, OverdueWork};
+pub use config::{ElectorConfig, OverdueWork};
 pub use elector::{
     ElectorHandle, ElectorView, HandoverOutcome, LeaderElector, LeaderObserver, Leadership,
     ObserverHandle, ShutdownOutcome, Successor,
 };
-pub use error::{Error, LeaseOperation};
+pub use error::{ConfigError, ConfigProblem, Error, LeaseOperation};
 pub use health::{HealthCheck, Unhealthy};
 pub use hub::LeaseHub;
 pub use lock::{LeaseLock, LeaseLockParams, LeaseLockResult};

@@ -10,7 +10,8 @@ use tokio::time::Instant;
 
 use crate::api::LeaseApi;
 use crate::clock::{SystemClock, WallClock};
-use crate::config::{ConfigError, ConfigProblem, dns1123_label, dns1123_subdomain};
+use crate::config::{dns1123_label, dns1123_subdomain};
+use crate::error::{ConfigError, ConfigProblem};
 use crate::error::{Error, LeaseOperation};
 use crate::record::{self, Observed, Own, TermRecord, Verdict};
 

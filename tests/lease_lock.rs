@@ -147,6 +147,7 @@ async fn a_ttl_that_is_not_whole_seconds_is_a_config_error() {
 /// wall clocks an hour apart. A lock acts as leader while its last result
 /// `is_leading()`; no two locks may ever believe so at one instant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // one schedule, read top to bottom
 async fn polled_locks_never_act_as_leader_at_once_under_random_faults() {
     use std::sync::{Arc, Mutex};
 

@@ -12,6 +12,7 @@ pub(crate) use names::{dns1123_label, dns1123_subdomain};
 pub(crate) use settings::{Reporting, Settings};
 
 use crate::clock::{SystemClock, WallClock};
+use crate::error::{ConfigError, ConfigProblem};
 
 /// Configuration of a [`LeaderElector`](crate::LeaderElector).
 ///
@@ -430,140 +431,6 @@ pub enum OverdueWork {
 /// in whole nanoseconds, so that no duration can overflow it.
 fn longer_than_jittered(renew_deadline: Duration, retry_period: Duration) -> bool {
     renew_deadline.as_nanos() * 5 > retry_period.as_nanos() * 6
-}
-
-// === Errors ===
-
-/// A configuration that cannot work, with every problem found.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid elector configuration: {}", join(.problems))]
-pub struct ConfigError {
-    problems: Vec<ConfigProblem>,
-}
-
-impl ConfigError {
-    /// Each value that is wrong, and why.
-    #[must_use]
-    pub fn problems(&self) -> &[ConfigProblem] {
-        &self.problems
-    }
-
-    /// `Ok` when there is no problem.
-    pub(crate) fn from_problems(problems: Vec<ConfigProblem>) -> Result<(), Self> {
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Self { problems })
-        }
-    }
-
-    pub(crate) fn single(problem: ConfigProblem) -> Self {
-        Self {
-            problems: vec![problem],
-        }
-    }
-}
-
-fn join(problems: &[ConfigProblem]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// One invalid value of an [`ElectorConfig`].
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigProblem {
-    /// A name that Kubernetes would refuse.
-    #[error("{field} {value:?} is not a valid name: {reason}")]
-    InvalidName {
-        /// Which setting.
-        field: &'static str,
-        /// The value given.
-        value: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// A version of [`ElectorConfig::coordinated`] that kube-apiserver would
-    /// refuse in a `LeaseCandidate`.
-    #[error("{field} {value:?} is not a semantic version (MAJOR.MINOR.PATCH): {reason}")]
-    InvalidVersion {
-        /// Which version.
-        field: &'static str,
-        /// The value given.
-        value: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// A binary can emulate older versions, not newer ones.
-    #[error(
-        "binary_version {binary_version:?} must not be older than emulation_version {emulation_version:?}"
-    )]
-    BinaryOlderThanEmulation {
-        /// The binary version given.
-        binary_version: String,
-        /// The emulation version given.
-        emulation_version: String,
-    },
-    /// The identity is empty; an empty holder means "free" to every elector.
-    #[error("identity must not be empty: an empty holderIdentity means the Lease is free")]
-    EmptyIdentity,
-    /// A duration of zero.
-    #[error("{field} must be greater than zero")]
-    ZeroDuration {
-        /// Which setting.
-        field: &'static str,
-    },
-    /// The Lease stores whole seconds; a fraction would be cut off, and
-    /// followers would take over before the leader's renew deadline.
-    #[error(
-        "lease_duration must be a whole number of seconds (at most i32::MAX), got {lease_duration:?}"
-    )]
-    LeaseDurationNotWholeSeconds {
-        /// The value given.
-        lease_duration: Duration,
-    },
-    /// A leader must stop before followers may take over.
-    #[error(
-        "lease_duration ({lease_duration:?}) must be greater than renew_deadline ({renew_deadline:?})"
-    )]
-    LeaseNotLongerThanRenewDeadline {
-        /// The lease duration given.
-        lease_duration: Duration,
-        /// The renew deadline given.
-        renew_deadline: Duration,
-    },
-    /// A leader needs room for at least one retry before its deadline.
-    #[error(
-        "renew_deadline ({renew_deadline:?}) must be greater than 1.2 × retry_period ({retry_period:?})"
-    )]
-    RenewDeadlineTooShort {
-        /// The renew deadline given.
-        renew_deadline: Duration,
-        /// The retry period given.
-        retry_period: Duration,
-    },
-    /// In coordinated election, the identity already names the
-    /// `LeaseCandidate` another elector of this process declares for
-    /// another Lease. The candidate is named after the identity, and
-    /// kube-apiserver's controller writes that name as the holder it
-    /// elects: one name cannot stand for two Leases.
-    #[error(
-        "identity {identity:?} is already the LeaseCandidate of Lease {lease:?} in namespace \
-         {namespace:?} (another coordinated elector of this process): the controller writes the \
-         candidate's name as the holder, so one identity cannot be the candidate of two Leases; \
-         give each Lease's elector an identity of its own"
-    )]
-    CandidateNameInUse {
-        /// The identity given.
-        identity: String,
-        /// The namespace of both Leases.
-        namespace: String,
-        /// The Lease the identity is the candidate of already.
-        lease: String,
-    },
 }
 
 #[cfg(test)]

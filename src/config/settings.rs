@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ConfigError, ConfigProblem, ElectorConfig, dns1123_label};
+use super::{ElectorConfig, dns1123_label};
 use crate::clock::WallClock;
+use crate::error::{ConfigError, ConfigProblem};
 
 /// The parts of the configuration the loop uses, with defaults resolved.
 #[derive(Debug)]

@@ -26,7 +26,8 @@ use tracing::Instrument;
 
 use crate::api::LeaseApi;
 use crate::candidate::{Candidate, Claim, Declared};
-use crate::config::{ConfigError, ConfigProblem, ElectorConfig, Settings};
+use crate::config::{ElectorConfig, Settings};
+use crate::error::{ConfigError, ConfigProblem};
 use crate::hub::LeaseHub;
 use crate::shared::Shared;
 use crate::state::LeaderState;

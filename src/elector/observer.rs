@@ -7,7 +7,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{ElectorHandle, LeaderElector};
-use crate::config::{ConfigError, ElectorConfig};
+use crate::config::ElectorConfig;
+use crate::error::ConfigError;
 use crate::error::Error;
 use crate::state::{LeaderEvents, LeaderState};
 

@@ -13,9 +13,10 @@ use kube::Client;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, ElectorConfig};
+use crate::config::ElectorConfig;
 use crate::elector::mailbox::Mailbox;
 use crate::elector::{LeaderElector, LeaderObserver};
+use crate::error::ConfigError;
 #[cfg(test)]
 use namespace::Mode;
 pub(crate) use namespace::Tapped;

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use crate::config::{ConfigError, ElectorConfig};
+use crate::config::ElectorConfig;
+use crate::error::ConfigError;
 
 /// Configuration of a [`ShardedElector`](crate::ShardedElector): how many
 /// shards, the prefix of their Lease names, and the timings every shard

@@ -725,26 +725,27 @@ impl Chaos {
             }
             8..=14 => self.newer_fault(kind, hold, api).await,
             15 => self.handover_under_fault(hold).await,
-            16 if matches!(self.faults, Backend::Embedded(_)) => {
-                // As kube-apiserver on SIGTERM and a restart: no answers,
-                // open watches silent, then every version served before
-                // expired (410 on resume).
-                let linger = self.rng.millis(100, 1500);
-                self.note(&format!(
-                    "the server stops gracefully (watches linger {linger:?}) for {hold:?}, then restarts"
-                ));
-                if let Backend::Embedded(server) = &self.faults {
-                    server.stop_gracefully(linger);
-                    tokio::time::sleep(hold).await;
-                    server.restart();
-                }
-            }
+            16 if matches!(self.faults, Backend::Embedded(_)) => self.restart_server(hold).await,
             _ => {
                 self.note(&format!("calm, {hold:?}"));
                 tokio::time::sleep(hold).await;
             }
         }
         self.faults.clear_faults();
+    }
+
+    /// As kube-apiserver on SIGTERM and a restart: no answers, open watches
+    /// silent, then every version served before expired (410 on resume).
+    async fn restart_server(&mut self, hold: Duration) {
+        let linger = self.rng.millis(100, 1500);
+        self.note(&format!(
+            "the server stops gracefully (watches linger {linger:?}) for {hold:?}, then restarts"
+        ));
+        if let Backend::Embedded(server) = &self.faults {
+            server.stop_gracefully(linger);
+            tokio::time::sleep(hold).await;
+            server.restart();
+        }
     }
 
     /// The observer sent no write through all the faults, and names the
@@ -769,11 +770,12 @@ impl Chaos {
         else {
             return; // client-go leads
         };
-        let sees = |s: &kube_elector::LeaderState| s.leader.as_deref() == Some(leader.as_str());
+        let names_leader =
+            |s: &kube_elector::LeaderState| s.leader.as_deref() == Some(leader.as_str());
         let mut state = observer.subscribe();
-        let seen = tokio::time::timeout_at(deadline + LEASE, state.wait_for(sees)).await;
+        let named = tokio::time::timeout_at(deadline + LEASE, state.wait_for(names_leader)).await;
         assert!(
-            seen.is_ok(),
+            named.is_ok(),
             "the observer names {:?}, not the leader {leader}, after the faults stopped\n{}",
             observer.leader(),
             self.log

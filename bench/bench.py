@@ -857,7 +857,7 @@ class ShardGroup:
                 "--namespace", "default", "--lease-name", self.prefix, "--identity", identity,
                 "--lease-duration-ms", str(LEASE_MS), "--renew-deadline-ms", str(RENEW_MS),
                 "--retry-period-ms", str(RETRY_MS), self.mode, str(self.shards)]
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=process_log(self.lease, identity),
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=process_log(self.prefix, identity),
                                 text=True)
         self.procs[identity] = proc
         reader = threading.Thread(target=self._read, args=(identity, proc), daemon=True)

@@ -12,12 +12,15 @@ as `figure,implementation,value,unit` lines. Figures, not asserts: nothing
 here fails on a slow number.
 
 Usage: bench.py (--server BIN | --real-kubeconfig FILE) --impl NAME=BIN [--impl ...]
-                [--quick] [--seed N] [--only partition|rolling|herd|many|peers|directed|sharding]
+                [--quick | --smoke] [--seed N] [--only partition|rolling|herd|many|peers|directed|sharding]
                 [--rtt-binary BIN] [--timeline FILE.json]
                 [--lease-duration-ms N --renew-deadline-ms N --retry-period-ms N]
 
 The `rolling` scenario is a check, not a figure: it exits 1 if two electors
-led at once or a leader failed to return in time (see rolling()).
+led at once or a leader failed to return in time (see rolling()). --smoke
+runs every scenario once at the smallest sizes and exits 1 if anything
+broke (a scenario raised or took no sample, a process died, a line broke
+the line protocol); other runs list those failures but exit 0.
 """
 
 import argparse

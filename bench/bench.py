@@ -672,10 +672,12 @@ def chaos(server, impl, binary, seconds, seed):
     return g.overlap_seconds(until)
 
 
-def partition(server, impl, binary, rounds):
+def partition(server, impl, binary, rounds, stop_patience=PATIENCE):
     """The leader is partitioned from the API server (its requests hang): when
     does it say it stopped, and when does another start, both counted from
-    the partition? margin = next start - stop; negative is an overlap."""
+    the partition? margin = next start - stop; negative is an overlap. A
+    leader that has not said it stopped `stop_patience` s after the
+    partition never will (the Rust peers): the scenario ends there."""
     g = Group(server, impl, binary, f"partition-{impl}")
     begin = now_ns()
     for _ in range(3):
@@ -692,7 +694,7 @@ def partition(server, impl, binary, rounds):
         server.faults(target=leader, partition=True)
         who, started = g.wait_started(t0, not_identity=leader)
         stopped = None
-        deadline = time.time() + PATIENCE
+        deadline = time.time() + stop_patience
         while stopped is None and time.time() < deadline:
             # The end of the term the partition cut: the leader's latest
             # term that started before it (not an earlier term of the same
@@ -710,7 +712,7 @@ def partition(server, impl, binary, rounds):
         if stopped is None:
             # A figure, not a failure: an elector without a renew deadline
             # (both Rust peers) keeps saying it leads while partitioned.
-            print(f"# partition {impl}: {leader} still said it led {PATIENCE:.0f} s after the partition",
+            print(f"# partition {impl}: {leader} still said it led {stop_patience:.0f} s after the partition",
                   file=sys.stderr, flush=True)
             break
         rows.append(((stopped - t0) / 1e6, (started - t0) / 1e6, (started - stopped) / 1e6))
@@ -1269,6 +1271,7 @@ def main():
     shard_n = 64
     shard_replicas = [1, 4] if args.quick else [1, 2, 4, 8]
     shard_window = 5 if args.quick else 10
+    partition_patience = PATIENCE
     if args.smoke:
         # One sample of everything, at the smallest sizes: a handover, a
         # crash and a partition per implementation, a one-second load window,
@@ -1276,6 +1279,7 @@ def main():
         # leave and crash all run) of 8 shards; a handover and a crash in the
         # rolling check. Scale measures over two lease durations of the run's.
         rounds, crash_rounds, window, chaos_seconds = 1, 1, 1, 3
+        partition_patience = 3 * LEASE_MS / 1000  # a partitioned leader that still leads then never stops
         scale_counts, scale_durations = [10], (LEASE_MS, RENEW_MS, RETRY_MS)
         rolling_rounds = args.rolling_rounds or 2
         herd_counts, herd_rounds = [10], 1
@@ -1361,8 +1365,8 @@ def main():
                     figures += handover_figures(server, name, binary, rounds, args.seed, rtt_median, handover_floor)
                     continue
                 # (No sample is a figure here: a leader that never stopped.)
-                p, timeline = attempt(f"partition {name}", partition, server, name, binary, crash_rounds) or (
-                    [], None)
+                p, timeline = attempt(f"partition {name}", partition, server, name, binary, crash_rounds,
+                                      partition_patience) or ([], None)
                 if timeline:
                     timelines.append(timeline)
                 figures += [("partition_stop_median", name,

@@ -12,12 +12,15 @@ as `figure,implementation,value,unit` lines. Figures, not asserts: nothing
 here fails on a slow number.
 
 Usage: bench.py (--server BIN | --real-kubeconfig FILE) --impl NAME=BIN [--impl ...]
-                [--quick] [--seed N] [--only partition|rolling|herd|many|peers|directed|sharding]
+                [--quick | --smoke] [--seed N] [--only partition|rolling|herd|many|peers|directed|sharding]
                 [--rtt-binary BIN] [--timeline FILE.json]
                 [--lease-duration-ms N --renew-deadline-ms N --retry-period-ms N]
 
 The `rolling` scenario is a check, not a figure: it exits 1 if two electors
-led at once or a leader failed to return in time (see rolling()).
+led at once or a leader failed to return in time (see rolling()). --smoke
+runs every scenario once at the smallest sizes and exits 1 if anything
+broke (a scenario raised or took no sample, a process died, a line broke
+the line protocol); other runs list those failures but exit 0.
 """
 
 import argparse
@@ -36,6 +39,7 @@ import tempfile
 import ssl
 import threading
 import time
+import traceback
 import urllib.request
 
 LEASE_MS, RENEW_MS, RETRY_MS = 2000, 1000, 500
@@ -54,6 +58,151 @@ def process_log(lease, identity):
         return subprocess.DEVNULL
     os.makedirs(directory, exist_ok=True)
     return open(os.path.join(directory, f"{lease}-{identity}.log"), "a")
+
+
+# === What broke ===
+#
+# A scenario that raised, a process that died or exited badly, a line that
+# breaks the line protocol, a scenario that took no sample: each is printed
+# at once and listed at the end of every run; with --smoke any of them makes
+# the run exit 1. Slow figures are never a failure.
+
+FAILURES = []
+_failures_lock = threading.Lock()
+
+
+def failed(what):
+    with _failures_lock:
+        FAILURES.append(what)
+    print(f"# FAILED: {what}", file=sys.stderr, flush=True)
+
+
+def sampled(what, values):
+    """`values` (the samples of a scenario), or [] after reporting that it
+    took none (None: the scenario raised, which is reported already)."""
+    if values is None:
+        return []
+    if not values:
+        failed(f"{what}: no sample")
+    return values
+
+
+class LineCheck:
+    """The line protocol of interop/README.md, checked line by line for one
+    elector process: JSON objects with `ts_unix_nanos`, `impl`, `identity`
+    (its own), `event` and `leader`; `ready` first and once; a
+    `started_leading` (leader: itself) closed by at most one
+    `stopped_leading`, never one without it; nothing after `exited`. With
+    `shards`, the `shard_acquired` / `shard_released` lines of the sharding
+    modes too (a `shard` below `shards`, released only when acquired)."""
+
+    FIELDS = (("ts_unix_nanos", int), ("impl", str), ("identity", str), ("event", str), ("leader", str))
+
+    def __init__(self, identity, label, shards=None):
+        self.identity, self.label, self.shards = identity, label, shards
+        self.ready = self.leading = self.exited = False
+        self.owned = set()
+
+    def bad(self, what):
+        failed(f"{self.label}: line protocol: {what}")
+
+    def check(self, line):
+        """The event of `line`, or None if it is not a protocol object (a
+        violation is reported; an object that breaks a rule is still
+        returned, for the figures)."""
+        try:
+            event = json.loads(line)
+        except ValueError:
+            self.bad(f"not JSON: {line.rstrip()!r}")
+            return None
+        missing = [f for f, kind in self.FIELDS if not isinstance(event, dict) or not isinstance(event.get(f), kind)]
+        if missing:
+            self.bad(f"{', '.join(missing)} missing or mistyped: {line.rstrip()!r}")
+            return None
+        kind = event["event"]
+        if event["identity"] != self.identity:
+            self.bad(f"identity {event['identity']!r} in {kind}")
+        if self.exited:
+            self.bad(f"{kind} after exited")
+        if kind != "ready" and not self.ready:
+            self.bad(f"{kind} before ready")
+        if kind == "ready":
+            if self.ready:
+                self.bad("a second ready")
+            self.ready = True
+        elif kind == "started_leading":
+            if self.leading:
+                self.bad("started_leading twice without stopped_leading")
+            if event["leader"] != self.identity:
+                self.bad(f"started_leading with leader {event['leader']!r}")
+            self.leading = True
+        elif kind == "stopped_leading":
+            if not self.leading:
+                self.bad("stopped_leading without started_leading")
+            self.leading = False
+        elif kind == "exited":
+            self.exited = True
+            if self.owned:
+                self.bad(f"exited owning shards {sorted(self.owned)}")
+        elif kind in ("shard_acquired", "shard_released") and self.shards is not None:
+            shard = event.get("shard")
+            if not isinstance(shard, int) or not 0 <= shard < self.shards:
+                self.bad(f"{kind} of shard {shard!r} (of {self.shards})")
+                return None
+            if kind == "shard_acquired":
+                if shard in self.owned:
+                    self.bad(f"shard_acquired of shard {shard} twice without shard_released")
+                self.owned.add(shard)
+            else:
+                if shard not in self.owned:
+                    self.bad(f"shard_released of shard {shard} without shard_acquired")
+                self.owned.discard(shard)
+        elif kind != "new_leader":
+            self.bad(f"unknown event {kind!r}")
+        return event
+
+
+def stop_process(identity, proc, reader, check, stopping, patience=15):
+    """SIGTERMs an elector process once it has said `ready` (a process
+    signalled before it could handle the signal would just die), and reaps
+    it. The protocol asks for `exited` as its last line and exit status 0
+    within `patience` seconds. One that exited before is left to
+    `watch_exit`, which reports it."""
+    deadline = time.time() + PATIENCE
+    while not check.ready and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    if proc.poll() is not None:
+        reader.join(timeout=5)
+        return
+    if not check.ready:
+        failed(f"{check.label}: no ready line within {PATIENCE:.0f} s")
+    stopping.add(identity)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        status = proc.wait(timeout=patience)
+    except subprocess.TimeoutExpired:
+        failed(f"{check.label}: still running {patience} s after SIGTERM; killed")
+        proc.kill()
+        proc.wait()
+        status = None
+    reader.join(timeout=5)  # its last lines are in the log
+    if status is not None:
+        if status != 0:
+            failed(f"{check.label}: exit status {status} after SIGTERM")
+        elif not reader.is_alive() and not check.exited:
+            failed(f"{check.label}: no exited line after SIGTERM")
+
+
+def watch_exit(identity, proc, stopping, label):
+    """Called when a process's stdout ends: a failure unless the harness
+    signalled it (its identity in `stopping`)."""
+    status = proc.wait()
+    if identity not in stopping:
+        failed(f"{label}: exited on its own (status {status}){log_hint()}")
+
+
+def log_hint():
+    return "" if os.environ.get("BENCH_LOG_DIR") else " (BENCH_LOG_DIR=DIR keeps its stderr)"
 
 
 class Server:
@@ -193,6 +342,8 @@ class Group:
         self.log = []  # (identity, event line as printed)
         self.lock = threading.Lock()
         self.counter = 0
+        self.checks = {}  # identity -> its LineCheck
+        self.stopping = set()  # identities the harness signalled
 
     def spawn(self, impl=None, binary=None, extra=()):
         impl, binary = impl or self.impl, binary or self.binary
@@ -206,6 +357,7 @@ class Group:
                                 text=True)
         self.procs[identity] = proc
         self.impl_of[identity] = impl
+        self.checks[identity] = LineCheck(identity, label=f"{self.lease}: {identity}")
         reader = threading.Thread(target=self._read, args=(identity, proc), daemon=True)
         self.readers[identity] = reader
         reader.start()
@@ -213,9 +365,8 @@ class Group:
 
     def _read(self, identity, proc):
         for line in proc.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
+            event = self.checks[identity].check(line)
+            if event is None:
                 continue
             with self.lock:
                 self.log.append((identity, line.rstrip("\n")))
@@ -228,6 +379,7 @@ class Group:
                 elif event["event"] == "ready":
                     self.ready.add(identity)
             self.events.put((identity, event))
+        watch_exit(identity, proc, self.stopping, self.checks[identity].label)
 
     def _end(self, identity, ts):
         for term in reversed(self.terms):
@@ -265,16 +417,11 @@ class Group:
         with self.lock:
             self._end(identity, now_ns())
         proc = self.procs.pop(identity)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        self.readers[identity].join(timeout=5)  # its last lines are in the log
+        stop_process(identity, proc, self.readers[identity], self.checks[identity], self.stopping)
 
     def kill(self, identity):
         proc = self.procs.pop(identity)
+        self.stopping.add(identity)
         proc.kill()
         proc.wait()
         with self.lock:
@@ -481,6 +628,8 @@ def rtt(server, binary, samples):
         [binary, "--kubeconfig", server.kubeconfig("rtt-probe"), "--namespace", "default",
          "--lease-name", "rtt-probe", "--identity", "rtt-probe", "--rtt", str(samples)],
         capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        raise RuntimeError(f"the rtt probe exited with status {out.returncode}: {out.stderr[-500:]}")
     for line in out.stdout.splitlines():
         if '"rtt"' in line:
             row = json.loads(line)
@@ -523,10 +672,12 @@ def chaos(server, impl, binary, seconds, seed):
     return g.overlap_seconds(until)
 
 
-def partition(server, impl, binary, rounds):
+def partition(server, impl, binary, rounds, stop_patience=PATIENCE):
     """The leader is partitioned from the API server (its requests hang): when
     does it say it stopped, and when does another start, both counted from
-    the partition? margin = next start - stop; negative is an overlap."""
+    the partition? margin = next start - stop; negative is an overlap. A
+    leader that has not said it stopped `stop_patience` s after the
+    partition never will (the Rust peers): the scenario ends there."""
     g = Group(server, impl, binary, f"partition-{impl}")
     begin = now_ns()
     for _ in range(3):
@@ -536,13 +687,14 @@ def partition(server, impl, binary, rounds):
     for _ in range(rounds):
         leader = g.wait_leader()
         if leader is None:
+            failed(f"partition {impl}: no leader within {PATIENCE:.0f} s")
             break
         time.sleep(0.7)  # a renew or so after the term started
         t0 = now_ns()
         server.faults(target=leader, partition=True)
         who, started = g.wait_started(t0, not_identity=leader)
         stopped = None
-        deadline = time.time() + PATIENCE
+        deadline = time.time() + stop_patience
         while stopped is None and time.time() < deadline:
             # The end of the term the partition cut: the leader's latest
             # term that started before it (not an earlier term of the same
@@ -554,7 +706,14 @@ def partition(server, impl, binary, rounds):
                 time.sleep(0.005)
         server.faults(clear=True)
         faults.append((leader, t0, now_ns()))
-        if who is None or stopped is None:
+        if who is None:
+            failed(f"partition {impl}: nobody else led within {PATIENCE:.0f} s of the partition")
+            break
+        if stopped is None:
+            # A figure, not a failure: an elector without a renew deadline
+            # (both Rust peers) keeps saying it leads while partitioned.
+            print(f"# partition {impl}: {leader} still said it led {stop_patience:.0f} s after the partition",
+                  file=sys.stderr, flush=True)
             break
         rows.append(((stopped - t0) / 1e6, (started - t0) / 1e6, (started - stopped) / 1e6))
         time.sleep(LEASE_MS / 1000)  # the healed process settles as a follower
@@ -743,15 +902,21 @@ def rolling(server, impls, rounds, seed):
     return not failures, lines
 
 
-def scale(server, binary, counts):
+def scale(server, binary, counts, durations_ms=(15000, 10000, 2000)):
+    """N electors on N Leases in one process, for each N of `counts`
+    (lease duration, renew deadline, retry period: `durations_ms`; it
+    measures over two lease durations)."""
     rows = []
+    lease, renew, retry = map(str, durations_ms)
     for n in counts:
         kubeconfig = server.kubeconfig(f"scale-{n}")
         out = subprocess.run(
             [binary, "--kubeconfig", kubeconfig, "--lease-name", f"scale{n}", "--identity", f"scale{n}",
-             "--lease-duration-ms", "15000", "--renew-deadline-ms", "10000", "--retry-period-ms", "2000",
+             "--lease-duration-ms", lease, "--renew-deadline-ms", renew, "--retry-period-ms", retry,
              "--scale", str(n)],
             capture_output=True, text=True, timeout=600)
+        if out.returncode != 0:
+            raise RuntimeError(f"scale {n} exited with status {out.returncode}: {out.stderr[-500:]}")
         for line in out.stdout.splitlines():
             if '"scale"' in line:
                 rows.append(json.loads(line))
@@ -782,9 +947,14 @@ def _driven(server, binary, client, mode_flags):
         except OSError:
             pass
         try:
-            proc.wait(timeout=60)
+            status = proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
+            failed(f"{client}: still running 60 s after its stdin closed; killed")
             proc.kill()
+            proc.wait()
+        else:
+            if status != 0:
+                failed(f"{client}: exit status {status}")
 
 
 def _requests_of(server, client, verbs=None):
@@ -849,6 +1019,8 @@ class ShardGroup:
         self.last_event_ns = now_ns()
         self.lock = threading.Lock()
         self.counter = 0
+        self.checks = {}  # identity -> its LineCheck
+        self.stopping = set()  # identities the harness signalled
 
     def spawn(self):
         self.counter += 1
@@ -857,9 +1029,10 @@ class ShardGroup:
                 "--namespace", "default", "--lease-name", self.prefix, "--identity", identity,
                 "--lease-duration-ms", str(LEASE_MS), "--renew-deadline-ms", str(RENEW_MS),
                 "--retry-period-ms", str(RETRY_MS), self.mode, str(self.shards)]
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=process_log(self.lease, identity),
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=process_log(self.prefix, identity),
                                 text=True)
         self.procs[identity] = proc
+        self.checks[identity] = LineCheck(identity, label=f"{self.prefix}: {identity}", shards=self.shards)
         reader = threading.Thread(target=self._read, args=(identity, proc), daemon=True)
         self.readers[identity] = reader
         reader.start()
@@ -867,9 +1040,8 @@ class ShardGroup:
 
     def _read(self, identity, proc):
         for line in proc.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
+            event = self.checks[identity].check(line)
+            if event is None:
                 continue
             with self.lock:
                 ts = event["ts_unix_nanos"]
@@ -881,6 +1053,7 @@ class ShardGroup:
                 elif event["event"] == "shard_released":
                     self._end(event["shard"], identity, ts)
                     self.last_event_ns = max(self.last_event_ns, ts)
+        watch_exit(identity, proc, self.stopping, self.checks[identity].label)
 
     def _end(self, shard, identity, ts):
         for term in reversed(self.terms[shard]):
@@ -934,16 +1107,11 @@ class ShardGroup:
 
     def terminate(self, identity):
         proc = self.procs.pop(identity)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        self.readers[identity].join(timeout=5)
+        stop_process(identity, proc, self.readers[identity], self.checks[identity], self.stopping, patience=30)
 
     def kill(self, identity):
         proc = self.procs.pop(identity)
+        self.stopping.add(identity)
         proc.kill()
         proc.wait()
         ts = now_ns()
@@ -1044,8 +1212,10 @@ def handover_figures(server, name, binary, rounds, seed, rtt_median, floor):
     try:
         g = graceful(server, name, binary, rounds, seed)
     except Exception as e:  # noqa: BLE001 - report and go on
-        print(f"# graceful failed: {e!r}", file=sys.stderr)
-        g = []
+        traceback.print_exc(file=sys.stderr)
+        failed(f"graceful {name}: raised {e!r}")
+        g = None
+    g = sampled(f"graceful {name}", g)
     figures = [("graceful_handover_median", name, statistics.median(g) if g else float("nan"), "ms"),
                ("graceful_handover_p99", name, percentile(g, 99), "ms"),
                ("graceful_handover_samples", name, len(g), "count")]
@@ -1068,6 +1238,10 @@ def main():
     parser.add_argument("--timeline", help="write the partition scenario's terms and faults here (JSON, for bench/timeline.py)")
     parser.add_argument("--impl", action="append", default=[], help="NAME=BINARY")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--smoke", action="store_true",
+                        help="every scenario once, one sample each, at the smallest sizes: figures printed, not "
+                             "checked; exits 1 if a scenario raised or took no sample, a process died or exited "
+                             "badly, or a line broke the line protocol")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--only", choices=["partition", "rolling", "herd", "many", "peers", "directed", "sharding",
                                            "graceful"],
@@ -1087,21 +1261,48 @@ def main():
     window = 5 if args.quick else 20
     chaos_seconds = 15 if args.quick else 60
     scale_counts = [10, 100] if args.quick else [10, 100, 1000]
+    scale_durations = (15000, 10000, 2000)
     rolling_rounds = args.rolling_rounds or (6 if args.quick else 10)
     herd_counts = [10, 100] if args.quick else [10, 100, 1000]
     herd_rounds = 3 if args.quick else 10
     many_count = 1000 if args.quick else 10000
+    many_window_ms = 20000
+    rtt_samples = 50 if args.quick else 200
+    shard_n = 64
+    shard_replicas = [1, 4] if args.quick else [1, 2, 4, 8]
+    shard_window = 5 if args.quick else 10
+    partition_patience = PATIENCE
+    if args.smoke:
+        # One sample of everything, at the smallest sizes: a handover, a
+        # crash and a partition per implementation, a one-second load window,
+        # one chaos fault; the sharding scenario on 2 replicas (so that join,
+        # leave and crash all run) of 8 shards; a handover and a crash in the
+        # rolling check. Scale measures over two lease durations of the run's.
+        rounds, crash_rounds, window, chaos_seconds = 1, 1, 1, 3
+        partition_patience = 3 * LEASE_MS / 1000  # a partitioned leader that still leads then never stops
+        scale_counts, scale_durations = [10], (LEASE_MS, RENEW_MS, RETRY_MS)
+        rolling_rounds = args.rolling_rounds or 2
+        herd_counts, herd_rounds = [10], 1
+        many_count, many_window_ms = 10, 1000
+        rtt_samples = 5
+        shard_n, shard_replicas, shard_window = 8, [2], 1
+        if "kube-elector" not in impls:
+            raise SystemExit("--smoke: no kube-elector among --impl (it runs the scenarios only it has)")
     herd_impls = [n for n in impls if n in ("kube-elector", "client-go")]
     rolling_ok, rolling_lines = True, []
 
     figures = []  # (figure, implementation, value, unit)
+    ran = []  # the scenarios run, as "scenario implementation"
 
     def attempt(what, run, *a):
-        # A scenario that breaks costs its figures, not the run.
+        # A scenario that breaks costs its figures, not the run (but it is
+        # listed at the end, and fails a smoke run).
+        ran.append(what)
         try:
             return run(*a)
         except Exception as e:  # noqa: BLE001 - report and go on
-            print(f"# {what} failed: {e!r}", file=sys.stderr)
+            traceback.print_exc(file=sys.stderr)
+            failed(f"{what}: raised {e!r}")
             return None
 
     timelines = []
@@ -1115,7 +1316,7 @@ def main():
             peers = args.only in (None, "peers")
             handover_only = args.only == "graceful"
             if rtt_binary and (peers or handover_only):
-                r = attempt("rtt", rtt, server, shlex.split(rtt_binary)[0], 50 if args.quick else 200)
+                r = attempt("rtt", rtt, server, shlex.split(rtt_binary)[0], rtt_samples)
                 if r:
                     rtt_median = r[0]
                     figures += [("get_rtt_median", "kube-elector", r[0], "ms"),
@@ -1139,14 +1340,16 @@ def main():
                 figures.append(("api_load_apiserver_own", "kube-elector", baseline, "req/s"))
             for name, binary in impls.items() if real and (peers or handover_only) else ():
                 print(f"# {name} (real server)", file=sys.stderr)
+                ran.append(f"graceful {name}")
                 figures += handover_figures(server, name, binary, rounds, args.seed, rtt_median, handover_floor)
                 if handover_only:
                     continue
-                c = attempt("crash", crash, server, name, binary, crash_rounds, args.seed) or []
+                c = sampled(f"crash {name}", attempt(f"crash {name}", crash, server, name, binary, crash_rounds,
+                                                     args.seed))
                 figures += [("crash_takeover_median", name, statistics.median(c) if c else float("nan"), "ms"),
                             ("crash_takeover_minus_lease_median", name,
                              (statistics.median(c) - LEASE_MS) if c else float("nan"), "ms")]
-                total, followers, leader = attempt("api load", api_load_real, server, name, binary, window,
+                total, followers, leader = attempt(f"api load {name}", api_load_real, server, name, binary, window,
                                                    baseline) or (float("nan"),) * 3
                 figures += [("api_load_total", name, total, "req/s"),
                             ("api_load_followers", name, followers, "req/s"),
@@ -1158,9 +1361,12 @@ def main():
                                                                            "graceful") else ():
                 print(f"# {name}", file=sys.stderr)
                 if handover_only:
+                    ran.append(f"graceful {name}")
                     figures += handover_figures(server, name, binary, rounds, args.seed, rtt_median, handover_floor)
                     continue
-                p, timeline = attempt("partition", partition, server, name, binary, crash_rounds) or ([], None)
+                # (No sample is a figure here: a leader that never stopped.)
+                p, timeline = attempt(f"partition {name}", partition, server, name, binary, crash_rounds,
+                                      partition_patience) or ([], None)
                 if timeline:
                     timelines.append(timeline)
                 figures += [("partition_stop_median", name,
@@ -1170,31 +1376,36 @@ def main():
                             ("partition_margin_min", name, min(r[2] for r in p) if p else float("nan"), "ms")]
                 if args.only == "partition":
                     continue
+                ran.append(f"graceful {name}")
                 figures += handover_figures(server, name, binary, rounds, args.seed, rtt_median, handover_floor)
-                c = attempt("crash", crash, server, name, binary, crash_rounds, args.seed) or []
+                c = sampled(f"crash {name}", attempt(f"crash {name}", crash, server, name, binary, crash_rounds,
+                                                     args.seed))
                 figures += [("crash_takeover_median", name, statistics.median(c) if c else float("nan"), "ms"),
                             ("crash_takeover_minus_lease_median", name,
                              (statistics.median(c) - LEASE_MS) if c else float("nan"), "ms")]
-                total, followers = attempt("api load", api_load, server, name, binary, window) or (
+                total, followers = attempt(f"api load {name}", api_load, server, name, binary, window) or (
                     float("nan"), float("nan"))
                 figures += [("api_load_total", name, total, "req/s"),
                             ("api_load_followers", name, followers, "req/s")]
-                overlap = attempt("chaos", chaos, server, name, binary, chaos_seconds, args.seed)
+                overlap = attempt(f"chaos {name}", chaos, server, name, binary, chaos_seconds, args.seed)
                 figures.append(("chaos_overlap", name, float("nan") if overlap is None else overlap, "s"))
                 for fig in figures:
                     if fig[1] == name:
                         print(",".join(map(str, fig)), file=sys.stderr, flush=True)
             if not real and "kube-elector" in impls and args.only in (None, "directed"):
                 print("# kube-elector (directed handover)", file=sys.stderr)
-                d, others = attempt("directed", directed, server, impls["kube-elector"], rounds,
-                                    args.seed) or ([], 0)
+                d, others = attempt("directed kube-elector", directed, server, impls["kube-elector"], rounds,
+                                    args.seed) or (None, 0)
+                d = sampled("directed kube-elector", d)
                 figures += [("directed_handover_median", "kube-elector",
                              statistics.median(d) if d else float("nan"), "ms"),
                             ("directed_handover_p99", "kube-elector", percentile(d, 99), "ms"),
                             ("directed_handover_samples", "kube-elector", len(d), "count"),
                             ("directed_handover_taken_by_another", "kube-elector", others, "count")]
             if not real and "kube-elector" in impls and args.only is None:
-                for row in attempt("scale", scale, server, impls["kube-elector"], scale_counts) or []:
+                for row in sampled("scale kube-elector", attempt("scale kube-elector", scale, server,
+                                                                 impls["kube-elector"], scale_counts,
+                                                                 scale_durations)):
                     n = row["electors"]
                     figures += [(f"scale_{n}_rss", "kube-elector", row["rss_kib"] / 1024, "MiB"),
                                 (f"scale_{n}_cpu", "kube-elector", row["cpu_share"] * 100, "% of a core"),
@@ -1202,7 +1413,8 @@ def main():
             if not real and args.only in (None, "herd"):
                 for name in herd_impls:
                     for n in herd_counts:
-                        rows = attempt("herd", herd, server, name, impls[name], n, herd_rounds) or []
+                        rows = sampled(f"herd {n} {name}", attempt(f"herd {n} {name}", herd, server, name,
+                                                                   impls[name], n, herd_rounds))
                         ms = [r[0] for r in rows]
                         req = [r[1] for r in rows]
                         figures += [(f"herd_{n}_handover_median", name, statistics.median(ms) if ms else float("nan"), "ms"),
@@ -1215,7 +1427,9 @@ def main():
                 saved = (LEASE_MS, RENEW_MS, RETRY_MS)
                 LEASE_MS, RENEW_MS, RETRY_MS = 60000, 40000, 10000
                 for name in herd_impls:
-                    row = attempt("many", many, server, name, impls[name], many_count, 20000)
+                    row = sampled(f"many {many_count} {name}", attempt(f"many {many_count} {name}", many, server,
+                                                                       name, impls[name], many_count,
+                                                                       many_window_ms))
                     if row:
                         figures += [(f"many_leases_{many_count}_rss", name, row["rss_kib"] / 1024, "MiB"),
                                     (f"many_leases_{many_count}_cpu", name, row["cpu_share"] * 100, "% of a core"),
@@ -1224,13 +1438,16 @@ def main():
                                     (f"many_leases_{many_count}_requests", name, row["req_per_s"], "req/s")]
                 LEASE_MS, RENEW_MS, RETRY_MS = saved
             if not real and args.only in (None, "sharding") and "kube-elector" in impls:
-                shard_n = 64
-                for m in ([1, 4] if args.quick else [1, 2, 4, 8]):
+                for m in shard_replicas:
                     for label, mode in (("kube-elector", "--sharding"), ("knative-style", "--sharding-baseline")):
-                        r = attempt("sharding", sharding, server, impls["kube-elector"], mode, shard_n, m,
-                                    5 if args.quick else 10)
+                        what = f"sharding {shard_n}x{m} {label}"
+                        r = attempt(what, sharding, server, impls["kube-elector"], mode, shard_n, m, shard_window)
                         if not r:
                             continue
+                        for step, when in (("settled", "at the start"), ("join_settled", "after the join"),
+                                           ("leave_settled", "after the leave"), ("crash_settled", "after the crash")):
+                            if r.get(step) is False:
+                                failed(f"{what}: did not settle {when} within the deadline")
                         p = f"sharding_{shard_n}x{m}"
                         figures += [(f"{p}_settled", label, str(r["settled"]), "bool"),
                                     (f"{p}_max_shards", label, r["max"], "count"),
@@ -1250,7 +1467,7 @@ def main():
             mixed = rolling_participants(impls)
             if not real and args.only in (None, "rolling") and mixed:
                 print(f"# rolling: {', '.join(mixed)} on one Lease", file=sys.stderr)
-                rolling_ok, rolling_lines = attempt("rolling", rolling, server, mixed, rolling_rounds,
+                rolling_ok, rolling_lines = attempt(f"rolling {' '.join(mixed)}", rolling, server, mixed, rolling_rounds,
                                                     args.seed) or (False, ["rolling: FAILED: the scenario raised"])
             elif args.only == "rolling" and not real:
                 raise SystemExit("rolling: no kube-elector* or client-go implementation among --impl")
@@ -1265,8 +1482,9 @@ def main():
 
     names = list(impls)
     names += [n for n in dict.fromkeys(i for _, i, _, _ in figures) if n not in names]  # knative-style
+    kind = " ".join(filter(None, [args.only, "smoke" if args.smoke else "quick" if args.quick else None])) or "full"
     print(f"\n{'Real kube-apiserver' if real else 'Embedded Lease API server'}; lease {LEASE_MS} ms, renew deadline {RENEW_MS} ms, retry {RETRY_MS} ms; "
-          f"{args.only or ('quick' if args.quick else 'full')} run, seed {args.seed}\n")
+          f"{kind} run, seed {args.seed}\n")
     if figures:
         print("| figure | unit | " + " | ".join(names) + " |")
         print("|---|---|" + "---|" * len(names))
@@ -1283,7 +1501,16 @@ def main():
         print(f"{fig},{name},{v},{unit}")
     for line in rolling_lines:
         print(line)
-    if not rolling_ok:
+    print(f"\nran: {', '.join(ran)}")
+    with _failures_lock:
+        problems = list(FAILURES)
+    if problems:
+        print(f"{len(problems)} failure(s):")
+        for what in problems:
+            print(f"FAILED: {what}")
+    if args.smoke:
+        print(f"smoke: {len(ran)} scenario runs, " + (f"{len(problems)} failure(s)" if problems else "no failure"))
+    if not rolling_ok or (args.smoke and problems):
         sys.exit(1)
 
 

@@ -17,6 +17,9 @@
 #                                       # a knative-style baseline (an elector per shard per replica)
 #   scripts/bench.sh --server real      # on kube-apiserver + etcd (interop/cmd/apiserver):
 #                                       # handover, crash takeover, API load, one GET's RTT
+#   scripts/bench.sh --smoke            # every scenario once, one sample each, smallest sizes,
+#                                       # debug builds; exits 1 if a scenario broke (CI runs it;
+#                                       # with --server real, the real server's scenarios)
 #
 # The embedded run's partition scenario also draws bench/timeline.svg (who
 # led when, from bench/timeline.json) with matplotlib, which this script
@@ -31,24 +34,38 @@ target=${BENCH_TARGET_DIR:-$root/bench/target}
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 server=embedded
+smoke=0
 args=()
 while [ $# -gt 0 ]; do
   case $1 in
     --server) server=${2:?--server embedded|real}; shift 2 ;;
     --server=*) server=${1#--server=}; shift ;;
+    --smoke) smoke=1; args+=("$1"); shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
 case $server in embedded | real) ;; *) log "--server: embedded or real, not $server"; exit 2 ;; esac
 
-log "building the elector processes (release)"
+# Figures come from release builds; the smoke run only checks that every
+# scenario runs, so it takes debug builds (a fraction of the cold build
+# time) and the debug lease-apiserver that `cargo test` builds.
+if [ "$smoke" = 1 ]; then
+  profile=debug
+  profile_flags=()
+else
+  profile=release
+  profile_flags=(--release)
+fi
+started=$SECONDS
+log "building the elector processes ($profile)"
 for crate in kube-elector-process peers/kube-leader-election peers/kube-lease-manager; do
-  cargo build -q --release --locked --manifest-path "bench/$crate/Cargo.toml" --target-dir "$target"
+  cargo build -q ${profile_flags[@]+"${profile_flags[@]}"} --locked --manifest-path "bench/$crate/Cargo.toml" \
+    --target-dir "$target"
 done
 impls=(
-  --impl "kube-elector=$target/release/bench-kube-elector"
-  --impl "kube-leader-election=$target/release/bench-kube-leader-election"
-  --impl "kube-lease-manager=$target/release/bench-kube-lease-manager"
+  --impl "kube-elector=$target/$profile/bench-kube-elector"
+  --impl "kube-leader-election=$target/$profile/bench-kube-leader-election"
+  --impl "kube-lease-manager=$target/$profile/bench-kube-lease-manager"
 )
 interop_out="$cargo_target/interop"
 if command -v go >/dev/null 2>&1; then
@@ -73,24 +90,37 @@ if [ "$server" = real ]; then
   # The default of Kubernetes 1.33-1.37: no coordinated-election controller
   # writing Leases beside the electors.
   apiserver_start off
-  log "running against $(sed -n 's/^ *server: //p' "$kubeconfig")"
-  python3 bench/bench.py --real-kubeconfig "$kubeconfig" "${impls[@]}" ${args[@]+"${args[@]}"}
-  exit 0
+  log "built and started in $((SECONDS - started)) s; running against $(sed -n 's/^ *server: //p' "$kubeconfig")"
+  started=$SECONDS
+  status=0
+  python3 bench/bench.py --real-kubeconfig "$kubeconfig" "${impls[@]}" ${args[@]+"${args[@]}"} || status=$?
+  log "ran in $((SECONDS - started)) s (exit $status)"
+  exit "$status"
 fi
 
-log "building the lease-apiserver (release)"
-cargo build -q --release -p kube-elector-testing --example lease-apiserver
+log "building the lease-apiserver ($profile)"
+cargo build -q ${profile_flags[@]+"${profile_flags[@]}"} -p kube-elector-testing --example lease-apiserver
 
 # The timeline picture needs matplotlib (scripts/lib/matplotlib.sh).
 . scripts/lib/matplotlib.sh
 python=$(matplotlib_python "$cargo_target/bench-venv") || { python=; log "could not install matplotlib: no timeline picture"; }
+# A smoke run's timeline is drawn to check the path, and kept out of bench/.
 timeline="$cargo_target/bench-timeline.json"
+[ "$smoke" = 0 ] || timeline="$cargo_target/bench-smoke-timeline.json"
 rm -f "$timeline"
 
-log "running"
-python3 bench/bench.py --server "$cargo_target/release/examples/lease-apiserver" --timeline "$timeline" \
-  "${impls[@]}" ${args[@]+"${args[@]}"}
-if [ -s "$timeline" ]; then
+log "built in $((SECONDS - started)) s; running"
+started=$SECONDS
+status=0
+python3 bench/bench.py --server "$cargo_target/$profile/examples/lease-apiserver" --timeline "$timeline" \
+  "${impls[@]}" ${args[@]+"${args[@]}"} || status=$?
+log "ran in $((SECONDS - started)) s (exit $status)"
+[ "$status" = 0 ] || exit "$status"
+if [ -s "$timeline" ] && [ "$smoke" = 1 ]; then
+  if [ -n "$python" ]; then
+    "$python" bench/timeline.py "$timeline" "${timeline%.json}.svg"
+  fi
+elif [ -s "$timeline" ]; then
   cp "$timeline" bench/timeline.json
   [ -z "$python" ] || "$python" bench/timeline.py bench/timeline.json bench/timeline.svg
 fi

@@ -61,13 +61,14 @@ async fn main() {
     if args.sharding_baseline > 0 {
         return sharding_baseline(&args, client, elector_config).await;
     }
+    // The handlers before `ready`: the harness may signal from then on.
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut usr1 = signal(SignalKind::user_defined1()).expect("SIGUSR1 handler");
     protocol::emit(IMPL, &args.identity, "ready", "");
     let handle = LeaderElector::new(client, elector_config(&args.lease_name, &args.identity))
         .expect("valid config")
         .spawn();
     let mut events = handle.events();
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut usr1 = signal(SignalKind::user_defined1()).expect("SIGUSR1 handler");
     let mut leading = false; // a started_leading line is not closed yet
     // A directed handover asked by SIGUSR1, running beside the events.
     let mut handover: Option<std::pin::Pin<Box<dyn Future<Output = _> + '_>>> = None;
@@ -444,12 +445,12 @@ async fn sharding(args: &protocol::Args, client: kube::Client) {
         .lease_duration(args.lease_duration)
         .renew_deadline(args.renew_deadline)
         .retry_period(args.retry_period);
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     protocol::emit(IMPL, &args.identity, "ready", "");
     let leave = tokio_util::sync::CancellationToken::new();
     let handle = ShardedElector::new(client, config)
         .expect("valid config")
         .spawn_with_token(&leave);
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let identity = args.identity.as_str();
     {
         let work = handle.run_per_shard(|shard, leadership| async move {
@@ -483,6 +484,7 @@ async fn sharding_baseline(
     config: impl Fn(&str, &str) -> ElectorConfig,
 ) {
     let hub = LeaseHub::new(client);
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     protocol::emit(IMPL, &args.identity, "ready", "");
     let handles: Vec<ElectorHandle> = (0..args.sharding_baseline)
         .map(|shard| {
@@ -501,7 +503,6 @@ async fn sharding_baseline(
             .map(|(h, shard)| h.events().map(move |event| (shard, event)).boxed()),
     );
     let mut leading = std::collections::BTreeSet::new();
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     loop {
         tokio::select! {
             _ = term.recv() => break,

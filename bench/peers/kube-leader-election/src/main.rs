@@ -19,6 +19,8 @@ const IMPL: &str = "kube-leader-election";
 #[tokio::main]
 async fn main() {
     let args = protocol::parse();
+    // The handler before `ready`: the harness may signal from then on.
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     protocol::emit(IMPL, &args.identity, "ready", "");
     let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig).expect("kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
@@ -34,7 +36,6 @@ async fn main() {
             lease_ttl: args.lease_duration,
         },
     );
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let (mut leading, mut leader) = (false, String::new());
     let mut first = true;
     loop {

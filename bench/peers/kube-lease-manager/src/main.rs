@@ -6,7 +6,8 @@
 //! name for a graceful exit) and ends, and it is joined, as the docs ask
 //! ("preferably you should"), before the process exits. Duration and grace come from
 //! the lease duration and the renew deadline, in whole seconds; it has no
-//! retry period of its own. Speaks bench/protocol.rs.
+//! retry period of its own (the harness's retry period only paces the
+//! retries of a `build()` that failed). Speaks bench/protocol.rs.
 
 #[path = "../../../protocol.rs"]
 mod protocol;
@@ -20,6 +21,8 @@ const IMPL: &str = "kube-lease-manager";
 #[tokio::main]
 async fn main() {
     let args = protocol::parse();
+    // The handler before `ready`: the harness may signal from then on.
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     protocol::emit(IMPL, &args.identity, "ready", "");
     let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig).expect("kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
@@ -32,16 +35,31 @@ async fn main() {
     let grace = duration
         .saturating_sub(args.renew_deadline.as_secs())
         .clamp(1, duration - 1);
-    let manager = LeaseManagerBuilder::new(client, &args.lease_name)
-        .with_namespace(&args.namespace)
-        .with_identity(&args.identity)
-        .with_duration(duration)
-        .with_grace(grace)
-        .build()
-        .await
-        .expect("lease manager");
+    // `build()` reads (and if missing creates) the Lease, so it fails when
+    // the server does (the chaos scenario's injected errors): tried again
+    // every retry period, as a restarted process would, until it works or
+    // a signal comes.
+    let manager = loop {
+        let built = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+            .with_namespace(&args.namespace)
+            .with_identity(&args.identity)
+            .with_duration(duration)
+            .with_grace(grace)
+            .build()
+            .await;
+        match built {
+            Ok(manager) => break manager,
+            Err(e) => eprintln!("{IMPL}: building the lease manager failed: {e}"),
+        }
+        tokio::select! {
+            _ = term.recv() => {
+                protocol::emit(IMPL, &args.identity, "exited", "");
+                return;
+            }
+            () = tokio::time::sleep(args.retry_period) => {}
+        }
+    };
     let (mut channel, task) = manager.watch().await;
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut leading = false;
     let mut leader = String::new();
     loop {

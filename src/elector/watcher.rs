@@ -216,7 +216,7 @@ impl Watcher {
             Ok(WatchEvent::Error(status)) if status.code == 410 => {
                 // Our version is too old: list again (the list tells the
                 // runner what the Lease is now).
-                tracing::debug!(reason = %status.reason, "watch ended with 410 Gone; listing again");
+                tracing::debug!(code = status.code, reason = %status.reason, "watch ended with 410 Gone; listing again");
                 self.version = None;
                 Ok(None)
             }

@@ -397,7 +397,7 @@ impl Namespace {
                     }
                 }
                 Ok(WatchEvent::Error(status)) if status.code == 410 => {
-                    tracing::debug!(reason = %status.reason, "namespace watch ended with 410 Gone; listing again");
+                    tracing::debug!(code = status.code, reason = %status.reason, "namespace watch ended with 410 Gone; listing again");
                     *version = None;
                     break Ok(());
                 }

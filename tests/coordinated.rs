@@ -134,37 +134,55 @@ async fn controller_picks(target: &Target, lease: &str, holder: &str) {
 /// old one still runs), both declared candidates of one Lease that the
 /// controller runs (it carries a `strategy`), the controller's pick naming
 /// that identity. `lag`: how late the second instance's watch delivers.
-async fn twins_under_the_controller(lag: Option<Duration>) {
-    let Some(target) = Target::with_coordinated_leader_election(true).await else {
-        return;
-    };
+/// What the tests that write the controller's pick themselves start from:
+/// the embedded server with the gate on, a Lease the "controller" gave to
+/// `pod` (an identity of this test alone: the candidate name is claimed per
+/// process, see `one_identity_is_refused_...` below), and a recorder.
+/// `None` on a real server, whose controller must not run beside them.
+async fn with_the_controllers_pick(prefix: &str) -> Option<(Target, String, String, Recorder)> {
+    let target = Target::with_coordinated_leader_election(true).await?;
     if target.is_real() {
-        return support::skip("writes the controller's pick itself (no controller may run)");
+        support::skip("writes the controller's pick itself (no controller may run)");
+        return None;
     }
-    let server = target.embedded().expect("embedded");
-    let lease = unique_name("coordinated-twins");
-    // One identity per test: the candidate name is claimed per process
-    // (see `one_identity_is_refused_...` below), whatever the server.
+    let lease = unique_name(prefix);
     let pod = unique_name("pod");
     controller_picks(&target, &lease, &pod).await;
+    Some((target, lease, pod, Recorder::default()))
+}
+
+/// An instance of `pod` on `client`, recorded as `client`.
+fn instance(
+    target: &Target,
+    lease: &str,
+    pod: &str,
+    client: &str,
+    recorder: &Recorder,
+) -> kube_elector::ElectorHandle {
+    let handle =
+        kube_elector::LeaderElector::new(target.client_for(client), short_coordinated(lease, pod))
+            .expect("valid config")
+            .spawn();
+    recorder.watch_as(&handle, client);
+    handle
+}
+
+async fn twins_under_the_controller(lag: Option<Duration>) {
+    let Some((target, lease, pod, recorder)) = with_the_controllers_pick("coordinated-twins").await
+    else {
+        return;
+    };
+    let server = target.embedded().expect("embedded");
     if let Some(lag) = lag {
         server.delay_watch(
             kube_elector_testing::FaultTarget::Client("pod-0-b".into()),
             lag,
         );
     }
-    let recorder = Recorder::default();
-    let spawn_twin = |client: &str| {
-        let handle = kube_elector::LeaderElector::new(
-            target.client_for(client),
-            short_coordinated(&lease, &pod),
-        )
-        .expect("valid config")
-        .spawn();
-        recorder.watch_as(&handle, client);
-        handle
-    };
-    let twins = vec![spawn_twin("pod-0-a"), spawn_twin("pod-0-b")];
+    let twins = vec![
+        instance(&target, &lease, &pod, "pod-0-a", &recorder),
+        instance(&target, &lease, &pod, "pod-0-b", &recorder),
+    ];
     assert!(
         recorder
             .wait_leading(tokio::time::Instant::now() + PATIENCE)
@@ -208,29 +226,13 @@ async fn two_instances_of_one_identity_never_lead_a_coordinated_lease_at_once_wi
 /// while the old instance still believed it led.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_instance_takes_the_coordinated_lease_its_crashed_twin_held() {
-    let Some(target) = Target::with_coordinated_leader_election(true).await else {
+    let Some((target, lease, pod, recorder)) =
+        with_the_controllers_pick("coordinated-restart").await
+    else {
         return;
     };
-    if target.is_real() {
-        return support::skip("writes the controller's pick itself (no controller may run)");
-    }
     let server = target.embedded().expect("embedded");
-    let lease = unique_name("coordinated-restart");
-    // One identity per test: the candidate name is claimed per process
-    // (see `one_identity_is_refused_...` below), whatever the server.
-    let pod = unique_name("pod");
-    controller_picks(&target, &lease, &pod).await;
-    let recorder = Recorder::default();
-    let spawn_instance = |client: &str| {
-        let handle = kube_elector::LeaderElector::new(
-            target.client_for(client),
-            short_coordinated(&lease, &pod),
-        )
-        .expect("valid config")
-        .spawn();
-        recorder.watch_as(&handle, client);
-        handle
-    };
+    let spawn_instance = |client: &str| instance(&target, &lease, &pod, client, &recorder);
     let old = spawn_instance("pod-0-old");
     drop(
         tokio::time::timeout(PATIENCE, old.became_leader())
@@ -402,40 +404,22 @@ async fn twins_of_a_coordinated_lease_never_lead_at_once_under_random_faults() {
     use kube_elector_testing::FaultTarget;
     use tokio::time::Instant;
 
-    let Some(target) = Target::with_coordinated_leader_election(true).await else {
+    let Some((target, lease, pod, recorder)) =
+        with_the_controllers_pick("coordinated-twins-faults").await
+    else {
         return;
     };
-    if target.is_real() {
-        return support::skip("writes the controller's pick itself (no controller may run)");
-    }
     let server = target.embedded().expect("embedded");
-    let lease = unique_name("coordinated-twins-faults");
-    let pod = unique_name("pod");
-    controller_picks(&target, &lease, &pod).await;
-    let recorder = Recorder::default();
-    let spawn_twin = |client: &str| {
-        let handle = kube_elector::LeaderElector::new(
-            target.client_for(client),
-            short_coordinated(&lease, &pod),
-        )
-        .expect("valid config")
-        .spawn();
-        recorder.watch_as(&handle, client);
-        handle
-    };
-    let twins = vec![spawn_twin("twin-a"), spawn_twin("twin-b")];
+    let twins = vec![
+        instance(&target, &lease, &pod, "twin-a", &recorder),
+        instance(&target, &lease, &pod, "twin-b", &recorder),
+    ];
     assert!(
         recorder.wait_leading(Instant::now() + PATIENCE).await,
         "one instance takes the controller's pick"
     );
     // Seed 3 draws every kind of fault below within the run.
-    let mut rng = 3_u64;
-    let mut below = |n: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % n
-    };
+    let mut below = support::seeded(3);
     let mut log = Vec::new();
     let end = Instant::now() + Duration::from_secs(16);
     while Instant::now() < end {

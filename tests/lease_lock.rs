@@ -203,13 +203,7 @@ async fn polled_locks_never_act_as_leader_at_once_under_random_faults() {
     }
     let api: Api<Lease> = Api::namespaced(server.client_for("outside"), "default");
     // Seed 1 draws every kind of fault below within the run.
-    let mut rng = 1_u64;
-    let mut below = |n: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % n
-    };
+    let mut below = support::seeded(1);
     let mut log = Vec::new();
     while Instant::now() + Duration::from_secs(2) < end {
         let who = FaultTarget::Client(["a", "b", "c"][usize::try_from(below(3)).unwrap()].into());

@@ -161,6 +161,18 @@ pub fn skipped(why: &str) {
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
+/// A seeded source of numbers below `n` (xorshift): the same seed draws
+/// the same fault schedule on every run.
+pub fn seeded(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut state = seed.max(1);
+    move |n| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    }
+}
+
 /// Waits until `condition` holds, checking every 20 ms, for at most
 /// `patience`: for figures that change without an event to await (request
 /// counts, renews, log lines).

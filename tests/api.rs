@@ -232,6 +232,11 @@ async fn cancelling_any_token_a_user_can_reach_neither_ends_the_term_nor_stops_r
         .expect("the replica owns its shard")
         .unwrap();
     guard.token().cancel();
+    // The set of owned shards is published just after the shard's term.
+    support::eventually("owned() lists shard 0", PATIENCE, || {
+        sharded.owned().contains(0)
+    })
+    .await;
     sharded
         .owned()
         .term(0)

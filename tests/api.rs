@@ -166,6 +166,7 @@ async fn renewed_past(
 /// cancelling them all ends nothing. The term holds, the Lease is renewed,
 /// and `became_leader` answers at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // an elector, then a sharded replica, top to bottom
 async fn cancelling_any_token_a_user_can_reach_neither_ends_the_term_nor_stops_renews() {
     use kube_elector::{ShardConfig, ShardedElector};
 

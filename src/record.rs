@@ -103,6 +103,21 @@ pub(crate) fn after(now: Instant, d: Duration) -> Instant {
         .unwrap_or(now)
 }
 
+/// The next instant after `now` at which one of the held records in
+/// `observed` expires: a table of Leases must be judged again then, with no
+/// event to wake for.
+pub(crate) fn next_expiry<'a>(
+    observed: impl IntoIterator<Item = &'a Observed>,
+    now: Instant,
+) -> Option<Instant> {
+    observed
+        .into_iter()
+        .filter(|observed| observed.holder().is_some())
+        .map(Observed::expires_at)
+        .filter(|at| *at > now)
+        .min()
+}
+
 /// What tells one term of a holder from another: the holder alone does not,
 /// since two instances can share an identity (a `StatefulSet` pod and its
 /// replacement). Every acquisition writes a new `acquireTime` and raises

@@ -119,12 +119,7 @@ impl ShardLeases {
 
     /// The next instant a held shard Lease may expire, after `now`.
     pub(crate) fn next_expiry(&self, now: Instant) -> Option<Instant> {
-        self.leases
-            .values()
-            .filter(|observed| observed.holder().is_some())
-            .map(Observed::expires_at)
-            .filter(|at| *at > now)
-            .min()
+        record::next_expiry(self.leases.values(), now)
     }
 
     /// Who holds a live shard Lease at `now`.

@@ -103,12 +103,7 @@ impl MemberTable {
     /// The next instant a member may expire, after `now`: the membership
     /// must be judged again then, with no event to wake for.
     pub(crate) fn next_expiry(&self, now: Instant) -> Option<Instant> {
-        self.leases
-            .values()
-            .filter(|observed| observed.holder().is_some())
-            .map(Observed::expires_at)
-            .filter(|at| *at > now)
-            .min()
+        record::next_expiry(self.leases.values(), now)
     }
 }
 

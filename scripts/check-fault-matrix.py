@@ -51,7 +51,7 @@ FAULTS = [
 ]
 
 TEST_FN = re.compile(
-    r"#\[(?:tokio::)?test[^\n]*\]\s*\n(?:\s*#\[[^\n]*\]\s*\n)*\s*(?:async\s+)?fn\s+(\w+)"
+    r"#\[(?:tokio::)?test[^\n]*\][^\n]*\n(?:\s*(?:#\[[^\n]*\]|//)[^\n]*\n)*\s*(?:async\s+)?fn\s+(\w+)"
 )
 
 

@@ -96,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
     timeline.mark(cancelled, 'G');
     leader.shutdown().await?;
     let second = wait_for_leader(&replicas, None).await?;
-    let graceful = replicas[second].0.state().term.map(|t| t.started_at);
+    let graceful = replicas[second].0.state().term.map(|t| t.started_at());
     let graceful = graceful.map_or(Duration::ZERO, |s| s.saturating_duration_since(cancelled));
 
     let name = replicas[second].0.identity().to_owned();
@@ -109,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
     timeline.mark(frozen_at, 'F');
     let third = wait_for_leader(&replicas, Some(second)).await?;
     let crash = replicas[third].0.state().term.map_or(Duration::ZERO, |t| {
-        t.started_at.saturating_duration_since(frozen_at)
+        t.started_at().saturating_duration_since(frozen_at)
     });
 
     // A moment of the last term, so that its lane shows.

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use kube_elector::{LeaseLock, LeaseLockParams};
+use kube_elector::lock::{LeaseLock, LeaseLockParams};
 use kube_elector_testing::LeaseApiServer;
 
 #[tokio::main]

@@ -20,7 +20,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use kube_elector::{ElectorConfig, ElectorMetrics, HealthCheck, LeaderElector};
+use kube_elector::{ElectorConfig, LeaderElector, health::HealthCheck, metrics::ElectorMetrics};
 use kube_elector_testing::LeaseApiServer;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

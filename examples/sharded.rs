@@ -25,7 +25,11 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
-use kube_elector::{LeaseHub, ShardConfig, ShardEvent, ShardedElector, ShardedHandle};
+use kube_elector::{
+    ElectorConfig,
+    hub::LeaseHub,
+    shard::{ShardConfig, ShardEvent, ShardedElector, ShardedHandle},
+};
 use kube_elector_testing::{FaultTarget, LeaseApiServer};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -100,13 +104,16 @@ impl Replica {
 fn replica(server: &LeaseApiServer, name: &str) -> anyhow::Result<Replica> {
     let client = server.client_for(name);
     let hub = LeaseHub::new(client.clone());
-    let config = ShardConfig::new("sharded-example", SHARDS)
-        .namespace("default")
-        .identity(name)
-        .lease_duration(Duration::from_secs(2))
-        .renew_deadline(Duration::from_secs(1))
-        .retry_period(Duration::from_millis(250))
-        .drain_timeout(Duration::from_secs(1));
+    let config = ShardConfig::new(
+        ElectorConfig::new("sharded-example")
+            .namespace("default")
+            .identity(name)
+            .lease_duration(Duration::from_secs(2))
+            .renew_deadline(Duration::from_secs(1))
+            .retry_period(Duration::from_millis(250))
+            .drain_timeout(Duration::from_secs(1)),
+        SHARDS,
+    );
     let sharded = Arc::new(ShardedElector::in_hub(&hub, config)?.spawn());
     let api: Api<Lease> = Api::namespaced(client, "default");
     let acquired = sharded
@@ -139,7 +146,7 @@ fn replica(server: &LeaseApiServer, name: &str) -> anyhow::Result<Replica> {
 /// over all of them, then prints the owners and how long it took.
 async fn settle(what: &str, fleet: &[Replica], since: Instant) {
     let names: Vec<&str> = fleet.iter().map(|r| r.name.as_str()).collect();
-    let want = kube_elector::Assignment::compute(SHARDS, &names);
+    let want = kube_elector::shard::Assignment::compute(SHARDS, &names);
     let done = |r: &Replica| {
         r.sharded.assignment() == want && r.sharded.owned().shards().eq(want.shards_of(&r.name))
     };

@@ -88,7 +88,7 @@ impl LeaseApi {
     }
 
     /// The client the requests go through.
-    #[cfg(feature = "events")]
+    #[cfg(feature = "recorder")]
     pub(crate) fn client(&self) -> Client {
         self.api.clone().into_client()
     }

@@ -28,7 +28,7 @@ impl WallClock for SystemClock {
 ///
 /// ```
 /// use jiff::SignedDuration;
-/// use kube_elector::{SkewedClock, WallClock};
+/// use kube_elector::clock::{SkewedClock, WallClock};
 ///
 /// let ahead = SkewedClock::new(SignedDuration::from_hours(1));
 /// assert!(ahead.now() > jiff::Timestamp::now());

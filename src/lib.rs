@@ -1,26 +1,56 @@
 //! Leader election for Kubernetes workloads through a
 //! `coordination.k8s.io/v1` Lease.
 //!
-//! Replicas of a workload contend for one Lease; the holder leads. Two layers:
+//! Replicas of a workload contend for one Lease; the holder leads, and
+//! hands over at once when it shuts down.
 //!
-//! - [`LeaderElector`]: a background task that campaigns, renews, watches the
-//!   Lease and releases it on shutdown. Its [`ElectorHandle`] offers
-//!   [`became_leader`](ElectorHandle::became_leader) (a guard with a fencing
-//!   token and a token cancelled when leadership ends), the current
-//!   [`LeaderState`] on a `watch` channel, and a [`Stream`](futures::Stream)
-//!   of [`LeaderEvent`]s.
-//! - [`LeaseLock`]: the polled lock of `kube-leader-election`, with the same
-//!   API, for a one-line migration.
+//! # Elect a leader
+//! Build a [`LeaderElector`] from a `kube::Client` and an
+//! [`ElectorConfig`], spawn it, and run the leader's work in each term.
+//! [`ElectorHandle::run_until_signal`] is the usual `main` of an operator:
+//! it runs the work while this replica leads and, on SIGTERM or Ctrl-C,
+//! lets it finish, releases the Lease and returns, so the next replica
+//! takes over within one watch event rather than a lease duration.
 //!
-//! A [`ShardedElector`] spreads work over the replicas: N shards, each a
-//! Lease with its own elector, assigned to the members exactly balanced,
-//! and handed over when a replica joins or leaves (see
-//! [the sharding guide](guide::sharding)).
+//! ```no_run
+//! use kube_elector::{ElectorConfig, LeaderElector};
 //!
-//! Electors and [`LeaderObserver`]s made through one [`LeaseHub`] share one
-//! watch per namespace, and candidates for one Lease stand in line: a
-//! release names the next as its successor, so a handover costs two
-//! requests whatever the number of candidates.
+//! # async fn run() -> anyhow::Result<()> {
+//! let client = kube::Client::try_default().await?;
+//! let elector = LeaderElector::new(client, ElectorConfig::new("my-operator"))?.spawn();
+//! let outcome = elector
+//!     .run_until_signal(|leadership| async move {
+//!         // Leader-only work, until the term ends.
+//!         leadership
+//!             .token()
+//!             .run_until_cancelled(async { /* reconcile, schedule, ... */ })
+//!             .await;
+//!         Ok::<_, anyhow::Error>(())
+//!     })
+//!     .await?;
+//! println!("shut down: {outcome:?}");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What a running elector offers
+//! - The [`ElectorHandle`] owns the elector (dropping it shuts it down);
+//!   through it, and through any clone of its [`ElectorView`]:
+//!   [`became_leader`](ElectorView::became_leader) waits for a term and
+//!   returns its [`Leadership`] guard (a fencing token, a token cancelled
+//!   when the term ends, its deadline);
+//!   [`run_while_leading`](ElectorView::run_while_leading) runs work per
+//!   term; [`subscribe`](ElectorView::subscribe) gives the [`LeaderState`]
+//!   on a `tokio::sync::watch` channel and [`events`](ElectorView::events)
+//!   the same as a [`Stream`](futures::Stream) of [`LeaderEvent`]s
+//!   (`StartedLeading`, `StoppedLeading`, `NewLeader`).
+//! - [`ElectorHandle::shutdown`] (or cancelling the token given to
+//!   [`spawn_with_token`](LeaderElector::spawn_with_token)) ends the term,
+//!   waits for the guards to be dropped (up to the drain timeout), releases
+//!   the Lease and says how it ended ([`ShutdownOutcome`]).
+//! - A configuration that cannot work is refused at construction with a
+//!   [`ConfigError`] naming every bad value; at run time every failure is
+//!   logged and retried, and [`Error`] is what the few fallible calls return.
 //!
 //! # Why it is safe
 //! Every write carries the `resourceVersion` it was based on, so of two
@@ -30,60 +60,40 @@
 //! observed it; a leader counts its term from the moment it *sent* its last
 //! successful renew and stops at `sent + renew_deadline`. Since
 //! `renew_deadline < lease_duration`, a leader that cannot renew stops before
-//! anyone else may start, whatever the wall clocks of the nodes say.
+//! anyone else may start, whatever the wall clocks of the nodes say. The
+//! [safety guide](guide::safety) has the argument and the fault matrix of
+//! the tests that attack it.
 //!
-//! # Example
-//! ```no_run
-//! use std::time::Duration;
-//! use futures::StreamExt;
-//! use kube_elector::{ElectorConfig, LeaderElector, LeaderEvent};
-//! use tokio_util::sync::CancellationToken;
-//!
-//! # async fn run() -> anyhow::Result<()> {
-//! let client = kube::Client::try_default().await?;
-//! let config = ElectorConfig::new("my-operator")
-//!     .lease_duration(Duration::from_secs(15))
-//!     .renew_deadline(Duration::from_secs(10))
-//!     .retry_period(Duration::from_secs(2));
-//! let shutdown = CancellationToken::new();
-//! let elector = LeaderElector::new(client, config)?.spawn_with_token(&shutdown);
-//!
-//! let mut events = elector.events();
-//! tokio::spawn(async move {
-//!     while let Some(event) = events.next().await {
-//!         if let LeaderEvent::NewLeader { identity } = event {
-//!             println!("leader is now {identity:?}");
-//!         }
-//!     }
-//! });
-//!
-//! let leadership = elector.became_leader().await?;
-//! leadership
-//!     .token()
-//!     .run_until_cancelled(async { /* leader-only work */ })
-//!     .await;
-//! drop(leadership);
-//!
-//! shutdown.cancel(); // or elector.shutdown().await: hand over at once
-//! elector.join().await?;
-//! # Ok(())
-//! # }
-//! ```
+//! # Beyond one elector
+//! - [`handover`]: hand leadership to a chosen replica (a rolling update's
+//!   new pod) in one watch event.
+//! - [`observer`]: follow who leads without campaigning.
+//! - [`hub`]: thousands of electors and observers over one watch per
+//!   namespace, candidates standing in line so a release is taken by one.
+//! - [`shard`]: N shards, each a Lease, balanced over the replicas, with
+//!   ownership you can gate each object's work on.
+//! - Coordinated election (KEP-4355): [`ElectorConfig::coordinated`] and
+//!   [the guide](guide::coordinated).
+//! - [`lock`]: the polled `LeaseLock` of `kube-leader-election`, with the
+//!   same API and conditional writes, for a one-line migration.
+//! - [`health`] for `/healthz` and `/readyz`, `metrics` (feature) for
+//!   Prometheus, [`clock`] for the wall clock the elector writes with,
+//!   [`state`] and [`error`] for every type of the state and the errors.
 //!
 //! # Guides
 //! The [`guide`] pages explain [why it is safe](guide::safety), [how to
 //! choose the durations](guide::durations), how to migrate from
 //! [kube-leader-election](guide::migrating_from_kube_leader_election) and
-//! [kube-lease-manager](guide::migrating_from_kube_lease_manager), and how to
+//! [kube-lease-manager](guide::migrating_from_kube_lease_manager), how to
 //! [test leader-gated code](guide::testing) against the embedded API server
 //! of the `kube-elector-testing` crate, and how to [shard](guide::sharding)
 //! the work over replicas.
 //!
 //! # Observability
-//! - [`ElectorHandle::health_check`] gives a [`HealthCheck`] for `/healthz`
-//!   (client-go's rule: a leader whose last renew is older than the lease
-//!   duration plus a tolerance is unhealthy) and `/readyz`.
-//! - With the `metrics` feature, [`ElectorMetrics`] reports
+//! - [`ElectorHandle::health_check`] gives a [`HealthCheck`](health::HealthCheck)
+//!   for `/healthz` (client-go's rule: a leader whose last renew is older
+//!   than the lease duration plus a tolerance is unhealthy) and `/readyz`.
+//! - With the `metrics` feature, `metrics::ElectorMetrics` reports
 //!   `leader_election_master_status{name}` and friends into a
 //!   `prometheus-client` registry. The `probes` example serves all three
 //!   endpoints with axum.
@@ -93,9 +103,9 @@
 //!   `warn`; the steady state logs nothing at `info`.
 //!
 //! # Features
-//! - `metrics`: [`ElectorMetrics`], Prometheus metrics through
+//! - `metrics`: `metrics::ElectorMetrics`, Prometheus metrics through
 //!   `prometheus-client`.
-//! - `events`: [`ElectorConfig::record_events`], Kubernetes Events on the
+//! - `recorder`: `ElectorConfig::recorder`, Kubernetes Events on the
 //!   Lease (`<identity> became leader`) as client-go records them, through
 //!   kube-runtime's `Recorder`.
 //!
@@ -107,39 +117,42 @@
 
 mod api;
 mod candidate;
-mod clock;
+pub mod clock;
 mod config;
 mod elector;
-mod error;
-#[cfg(feature = "events")]
+pub mod error;
+#[cfg(feature = "recorder")]
 mod events;
 pub mod guide;
-mod health;
-mod hub;
-mod lock;
-#[cfg(feature = "metrics")]
-mod metrics;
-mod record;
-mod shard;
-mod shared;
-mod state;
-
-pub use clock::{SkewedClock, SystemClock, WallClock};
-pub use config::{ElectorConfig, OverdueWork};
-pub use elector::{
-    ElectorHandle, ElectorView, HandoverOutcome, LeaderElector, LeaderObserver, Leadership,
-    ObserverHandle, ShutdownOutcome, Successor,
-};
-pub use error::{ConfigError, ConfigProblem, Error, LeaseOperation};
-pub use health::{HealthCheck, Unhealthy};
-pub use hub::LeaseHub;
-pub use lock::{LeaseLock, LeaseLockParams, LeaseLockResult};
+pub mod health;
+pub mod hub;
+pub mod lock;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
-pub use metrics::ElectorMetrics;
-pub use record::SUCCESSOR_ANNOTATION;
-pub use shard::{
-    Assignment, OwnedShards, ShardConfig, ShardConfigError, ShardConfigProblem, ShardEvent,
-    ShardEvents, ShardedElector, ShardedHandle, shard_for_key,
-};
-pub use state::{LeaderEvent, LeaderEvents, LeaderState, Term};
+pub mod metrics;
+mod record;
+pub mod shard;
+mod shared;
+pub mod state;
+
+// The common path: elect, configure, hold the handle and the guard, read
+// the state and its events, handle the errors.
+pub use config::{ElectorConfig, OverdueWork};
+pub use elector::{ElectorHandle, ElectorView, LeaderElector, Leadership, ShutdownOutcome};
+pub use error::{ConfigError, Error};
+pub use state::{LeaderEvent, LeaderEvents, LeaderState};
+
+pub mod handover {
+    //! Handing leadership to a chosen replica: what
+    //! [`ElectorHandle::hand_over`](crate::ElectorHandle::hand_over) takes
+    //! and returns, and the annotation a release names its successor in.
+    pub use crate::elector::{HandoverOutcome, Successor};
+    pub use crate::record::SUCCESSOR_ANNOTATION;
+}
+
+pub mod observer {
+    //! Following who leads a Lease without campaigning: a
+    //! [`LeaderObserver`], configured by the [`ObserverConfig`] it uses.
+    pub use crate::config::ObserverConfig;
+    pub use crate::elector::{LeaderObserver, ObserverHandle};
+}

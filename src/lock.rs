@@ -107,7 +107,7 @@ impl LockState {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use kube_elector::{LeaseLock, LeaseLockParams};
+/// use kube_elector::lock::{LeaseLock, LeaseLockParams};
 ///
 /// # async fn run() -> anyhow::Result<()> {
 /// let leadership = LeaseLock::new(

@@ -59,7 +59,7 @@ struct FailureLabels {
 type Histograms = Family<LeaseLabels, Histogram, fn() -> Histogram>;
 
 /// Prometheus metrics of electors, registered once in a
-/// [`Registry`](prometheus_client::registry::Registry) and given to each
+/// [`Registry`] and given to each
 /// elector with [`ElectorConfig::metrics`](crate::ElectorConfig::metrics).
 /// Every metric carries the label `name`, the Lease's name, so one set
 /// (created once per registry, then cloned) serves the electors of several
@@ -76,7 +76,7 @@ type Histograms = Family<LeaseLabels, Histogram, fn() -> Histogram>;
 ///
 /// ```
 /// use prometheus_client::registry::Registry;
-/// use kube_elector::{ElectorConfig, ElectorMetrics};
+/// use kube_elector::{ElectorConfig, metrics::ElectorMetrics};
 ///
 /// let mut registry = Registry::default();
 /// let metrics = ElectorMetrics::new(&mut registry);

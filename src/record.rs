@@ -2,7 +2,7 @@
 //!
 //! Nothing here does I/O or reads a clock: every function takes "now" and the
 //! observed record and returns a decision or the spec to write. The loop in
-//! `elector` and the [`LeaseLock`](crate::LeaseLock) do the talking.
+//! `elector` and the [`LeaseLock`](crate::lock::LeaseLock) do the talking.
 
 use std::time::Duration;
 

@@ -53,15 +53,15 @@ impl LeaderState {
 #[non_exhaustive]
 pub struct Term {
     /// Counts this elector's terms, from 1.
-    pub id: u64,
+    pub(crate) id: u64,
     /// The `resourceVersion` of the write that started this term, which
     /// kube-apiserver takes from etcd's revision: a later term of any leader
     /// on this Lease has a larger token, across deletions and re-creations
     /// of the Lease. A fencing token for writes that must come from the
-    /// current leader (see [`Leadership::fencing_token`](crate::Leadership::fencing_token)).
-    pub fencing_token: u64,
+    /// current leader (see [`crate::state::Term::fencing_token`](crate::state::Term::fencing_token)).
+    pub(crate) fencing_token: u64,
     /// When the elector started leading, on the local monotonic clock.
-    pub started_at: Instant,
+    pub(crate) started_at: Instant,
     /// Cancelled the moment this term ends; owned by the elector, which
     /// hands out children of it only ([`token`](Self::token)).
     pub(crate) token: CancellationToken,
@@ -70,6 +70,34 @@ pub struct Term {
 }
 
 impl Term {
+    /// Counts this elector's terms, from 1.
+    #[must_use]
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The fencing token of this term: the `resourceVersion` of the write
+    /// that started it.
+    ///
+    /// On kube-apiserver a resourceVersion is etcd's revision, which every
+    /// write to any object raises, so a later term of any leader on this
+    /// Lease, from any replica, has a larger token, also after the Lease was
+    /// deleted and re-created. A store that remembers the largest token it
+    /// accepted and refuses smaller ones therefore refuses writes from every
+    /// earlier term. Tokens order terms only on one cluster (one etcd): a
+    /// restore of etcd from a backup, or a server whose resourceVersions are
+    /// not integers (then the token is 0), breaks the order.
+    #[must_use]
+    pub fn fencing_token(&self) -> u64 {
+        self.fencing_token
+    }
+
+    /// When the elector started leading, on the local monotonic clock.
+    #[must_use]
+    pub fn started_at(&self) -> Instant {
+        self.started_at
+    }
+
     /// A token cancelled the moment this term ends: a child of the
     /// elector's own (a new one per call), so cancelling it stops only what
     /// listens to it, never the term or its renews.

@@ -14,8 +14,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use kube_elector::{
-    ElectorConfig, ElectorHandle, LeaderElector, LeaseHub, LeaseLock, LeaseLockParams,
-    ShutdownOutcome, WallClock,
+    ElectorConfig, ElectorHandle, LeaderElector, ShutdownOutcome,
+    clock::WallClock,
+    hub::LeaseHub,
+    lock::{LeaseLock, LeaseLockParams},
 };
 use kube_elector_testing::{FaultTarget, LeaseApiServer, Verb};
 use tokio::time::{Instant, timeout};
@@ -305,7 +307,7 @@ async fn a_drain_is_protected_only_while_renews_succeed() {
     // Shut down while partitioned: the drain cannot renew.
     a.cancellation_token().cancel();
     let b_leads = leads(&b, "b").await;
-    let b_started = b_leads.term().started_at;
+    let b_started = b_leads.started_at();
     let ended = timeout(PATIENCE, async {
         loop {
             if let Some(at) = *work_ended.lock().unwrap() {

@@ -7,7 +7,9 @@ mod support;
 use std::time::Duration;
 
 use kube_elector::{
-    ConfigProblem, ElectorConfig, LeaderElector, LeaseLock, LeaseLockParams, ShutdownOutcome,
+    ElectorConfig, LeaderElector, ShutdownOutcome,
+    error::ConfigProblem,
+    lock::{LeaseLock, LeaseLockParams},
 };
 use kube_elector_testing::{FaultTarget, LeaseApiServer};
 use tokio::time::timeout;
@@ -168,7 +170,7 @@ async fn renewed_past(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::too_many_lines)] // an elector, then a sharded replica, top to bottom
 async fn cancelling_any_token_a_user_can_reach_neither_ends_the_term_nor_stops_renews() {
-    use kube_elector::{ShardConfig, ShardedElector};
+    use kube_elector::shard::{ShardConfig, ShardedElector};
 
     let server = LeaseApiServer::start().await.unwrap();
     let name = support::unique_name("tokens");
@@ -180,7 +182,6 @@ async fn cancelling_any_token_a_user_can_reach_neither_ends_the_term_nor_stops_r
         .expect("a leads")
         .unwrap();
     leadership.token().cancel();
-    leadership.term().token().cancel();
     elector.state().term.expect("a term").token().cancel();
     elector
         .subscribe()
@@ -203,7 +204,7 @@ async fn cancelling_any_token_a_user_can_reach_neither_ends_the_term_nor_stops_r
         .await
         .expect("became_leader answers")
         .unwrap();
-    assert_eq!(again.term().id, leadership.term().id, "the same term");
+    assert_eq!(again.id(), leadership.id(), "the same term");
     let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
         kube::Api::namespaced(server.client_for("observer"), "default");
     let rv = api
@@ -219,12 +220,15 @@ async fn cancelling_any_token_a_user_can_reach_neither_ends_the_term_nor_stops_r
     elector.shutdown().await.unwrap();
 
     let prefix = support::unique_name("tokens-shard");
-    let config = ShardConfig::new(&prefix, 1)
-        .namespace("default")
-        .identity("s")
-        .lease_duration(Duration::from_secs(2))
-        .renew_deadline(Duration::from_secs(1))
-        .retry_period(Duration::from_millis(250));
+    let config = ShardConfig::new(
+        ElectorConfig::new(&prefix)
+            .namespace("default")
+            .identity("s")
+            .lease_duration(Duration::from_secs(2))
+            .renew_deadline(Duration::from_secs(1))
+            .retry_period(Duration::from_millis(250)),
+        1,
+    );
     let sharded = ShardedElector::new(server.client_for("s"), config)
         .unwrap()
         .spawn();

@@ -45,7 +45,7 @@ mod support;
 
 use std::time::Duration;
 
-use kube_elector::LeaseHub;
+use kube_elector::hub::LeaseHub;
 use kube_elector_testing::LeaseApiServer;
 
 use chaos_schedule::{Backend, Run};
@@ -141,7 +141,7 @@ const SHARD_LEASE: Duration = Duration::from_secs(4);
 async fn sharding_run(seed: u64, duration: Duration) {
     use std::fmt::Write as _;
 
-    use kube_elector::{ShardConfig, ShardedElector, ShardedHandle};
+    use kube_elector::shard::{ShardConfig, ShardedElector, ShardedHandle};
     use kube_elector_testing::FaultTarget;
     use support::shard_keys::{self, KeyRecorder};
     use tokio::time::Instant;
@@ -169,17 +169,20 @@ async fn sharding_run(seed: u64, duration: Duration) {
     // disagreement of counts.
     let join = |id: &str, count: u32, skew: i64, replicas: &mut Vec<(String, ShardedHandle)>| {
         let hub = LeaseHub::new(server.client_for(id));
-        let clock = std::sync::Arc::new(kube_elector::SkewedClock::new(
+        let clock = std::sync::Arc::new(kube_elector::clock::SkewedClock::new(
             jiff::SignedDuration::from_secs(skew),
         ));
-        let config = ShardConfig::new(&prefix, count)
-            .clock(clock)
-            .namespace("default")
-            .identity(id)
-            .lease_duration(SHARD_LEASE)
-            .renew_deadline(Duration::from_secs(3))
-            .retry_period(Duration::from_millis(500))
-            .drain_timeout(Duration::from_millis(500));
+        let config = ShardConfig::new(
+            kube_elector::ElectorConfig::new(&prefix)
+                .clock(clock)
+                .namespace("default")
+                .identity(id)
+                .lease_duration(SHARD_LEASE)
+                .renew_deadline(Duration::from_secs(3))
+                .retry_period(Duration::from_millis(500))
+                .drain_timeout(Duration::from_millis(500)),
+            count,
+        );
         let handle = ShardedElector::in_hub(&hub, config).unwrap().spawn();
         recorder.watch(handle.subscribe(), id, count);
         replicas.push((id.to_owned(), handle));

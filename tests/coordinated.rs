@@ -11,7 +11,7 @@ mod support;
 
 use std::time::Duration;
 
-use kube_elector::{HandoverOutcome, Successor};
+use kube_elector::handover::{HandoverOutcome, Successor};
 
 use support::coordinated::{PATIENCE, all_see, candidates_api, config, shut_down, spawn};
 use support::recorder::Recorder;
@@ -285,7 +285,7 @@ async fn one_identity_is_refused_as_the_candidate_of_a_second_lease_in_one_proce
     assert!(
         matches!(
             error.problems(),
-            [kube_elector::ConfigProblem::CandidateNameInUse { lease, .. }] if lease == "lease-a"
+            [kube_elector::error::ConfigProblem::CandidateNameInUse { lease, .. }] if lease == "lease-a"
         ),
         "the error names the Lease the identity stands for already: {error}"
     );

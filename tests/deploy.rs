@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube_elector::{
-    ElectorConfig, Error, LeaderElector, LeaseLock, LeaseLockParams, ShutdownOutcome,
+    ElectorConfig, Error, LeaderElector, ShutdownOutcome,
+    lock::{LeaseLock, LeaseLockParams},
 };
 use tokio::time::timeout;
 

@@ -15,7 +15,7 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use kube_elector::{
     ElectorConfig, ElectorHandle, LeaderElector, LeaderEvent, LeaderEvents, ShutdownOutcome,
-    SkewedClock,
+    clock::SkewedClock,
 };
 use kube_elector_testing::{FaultTarget, Verb};
 use tokio::time::{Instant, timeout};
@@ -75,7 +75,7 @@ async fn leader_of(electors: &[ElectorHandle]) -> usize {
 /// Waits until one of `electors` other than `except` leads.
 async fn leader_except(electors: &[ElectorHandle], except: Option<usize>) -> usize {
     let deadline = Instant::now() + PATIENCE;
-    let mut receivers: Vec<_> = electors.iter().map(ElectorHandle::subscribe).collect();
+    let mut receivers: Vec<_> = electors.iter().map(|e| e.subscribe()).collect();
     loop {
         let found = receivers
             .iter()
@@ -346,7 +346,7 @@ async fn leader_notices_its_lease_deleted() {
     // `NewLeader { identity: None }`: events may skip intermediate states.)
     wait_for(&mut events, &LeaderEvent::StartedLeading).await;
     let second = elector.became_leader().await.unwrap();
-    assert!(second.term().id > first.term().id);
+    assert!(second.id() > first.id());
     assert_ne!(
         api.get(&lease).await.unwrap().metadata.uid,
         uid,
@@ -713,14 +713,14 @@ fn public_handles_are_send_and_sync() {
     fn send<T: Send>() {}
     check::<ElectorHandle>();
     check::<kube_elector::ElectorView>();
-    check::<kube_elector::LeaderObserver>();
-    check::<kube_elector::ObserverHandle>();
+    check::<kube_elector::observer::LeaderObserver>();
+    check::<kube_elector::observer::ObserverHandle>();
     check::<kube_elector::Leadership>();
     check::<kube_elector::LeaderState>();
-    check::<kube_elector::LeaseLock>();
+    check::<kube_elector::lock::LeaseLock>();
     check::<kube_elector::Error>();
-    check::<kube_elector::HealthCheck>();
-    check::<kube_elector::ElectorMetrics>();
+    check::<kube_elector::health::HealthCheck>();
+    check::<kube_elector::metrics::ElectorMetrics>();
     check::<kube_elector::ElectorConfig>();
     send::<LeaderEvents>();
 }

@@ -24,7 +24,7 @@ fn spawn(target: &Target, lease: &str, identity: &str) -> ElectorHandle {
         .lease_duration(Duration::from_secs(2))
         .renew_deadline(Duration::from_secs(1))
         .retry_period(Duration::from_millis(250))
-        .record_events("kube-elector-test");
+        .recorder("kube-elector-test");
     LeaderElector::new(target.client_for(identity), config)
         .expect("valid config")
         .spawn()

@@ -9,7 +9,9 @@ mod support;
 use std::time::Duration;
 
 use kube_elector::{
-    ElectorConfig, ElectorHandle, Error, HandoverOutcome, LeaderElector, LeaseHub, Successor,
+    ElectorConfig, ElectorHandle, Error, LeaderElector,
+    handover::{HandoverOutcome, Successor},
+    hub::LeaseHub,
 };
 use kube_elector_testing::Verb;
 

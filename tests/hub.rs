@@ -12,7 +12,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Api;
 use kube::api::PostParams;
-use kube_elector::{ElectorHandle, LeaseHub, SUCCESSOR_ANNOTATION};
+use kube_elector::{ElectorHandle, handover::SUCCESSOR_ANNOTATION, hub::LeaseHub};
 use kube_elector_testing::Verb;
 
 use support::{Target, short_config, skip, unique_name, wait_sees_leader};
@@ -128,7 +128,7 @@ async fn successor_never_comes(ghost_in_hub: bool) {
     let hub = LeaseHub::new(server.client_for("process"));
     let lease = unique_name("ghost");
     let ghost = ghost_in_hub.then(|| {
-        hub.observer(short_config(&lease, "ghost"))
+        hub.observer(support::short_observer(&lease))
             .expect("valid config")
             .spawn()
     });

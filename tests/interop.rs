@@ -246,7 +246,7 @@ fn record(handle: &ElectorHandle, terms: &Terms) {
         loop {
             {
                 let state = rx.borrow_and_update();
-                let term = state.term.as_ref().map(|t| (t.id, t.started_at));
+                let term = state.term.as_ref().map(|t| (t.id(), t.started_at()));
                 if current.is_some() && term.map(|t| t.0) != current {
                     terms.end(&who, wall(term.map_or(state.since, |t| t.1)));
                     current = None;
@@ -405,7 +405,7 @@ async fn killed_client_go_leader_is_replaced_after_expiry() {
     let killed_at = Instant::now();
     wait_event(&mut events, &LeaderEvent::StartedLeading).await;
     s.terms.wait_started("kube-elector-0").await;
-    let waited = ours.state().term.unwrap().started_at - killed_at;
+    let waited = ours.state().term.unwrap().started_at() - killed_at;
     // Its last renew was at most a retry period before the kill.
     assert!(
         waited + RETRY >= LEASE,

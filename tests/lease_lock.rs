@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use kube_elector::{Error, LeaseLock, LeaseLockParams};
+use kube_elector::{
+    Error,
+    lock::{LeaseLock, LeaseLockParams},
+};
 
 use support::Target;
 
@@ -153,7 +156,7 @@ async fn polled_locks_never_act_as_leader_at_once_under_random_faults() {
 
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
     use kube::api::PostParams;
-    use kube_elector::SkewedClock;
+    use kube_elector::clock::SkewedClock;
     use kube_elector_testing::{FaultTarget, LeaseApiServer};
     use tokio::time::Instant;
 

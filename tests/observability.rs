@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube_elector::{
-    ElectorConfig, ElectorHandle, ElectorMetrics, LeaderElector, LeaderEvent, LeaderEvents,
-    Unhealthy,
+    ElectorConfig, ElectorHandle, LeaderElector, LeaderEvent, LeaderEvents, health::Unhealthy,
+    metrics::ElectorMetrics,
 };
 use kube_elector_testing::FaultTarget;
 use prometheus_client::registry::Registry;

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube_elector::{ElectorConfig, LeaderElector, LeaderEvent, LeaderObserver};
+use kube_elector::{ElectorConfig, LeaderElector, LeaderEvent, observer::LeaderObserver};
 use kube_elector_testing::{LeaseApiServer, Verb};
 use tokio::time::timeout;
 
@@ -20,9 +20,12 @@ fn config(lease: &str, identity: &str) -> ElectorConfig {
 async fn an_observer_sees_every_change_of_leader_in_order_and_writes_nothing() {
     let server = LeaseApiServer::start().await.unwrap();
     let lease = support::unique_name("observed");
-    let observer = LeaderObserver::new(server.client_for("observer"), config(&lease, "observer"))
-        .unwrap()
-        .spawn();
+    let observer = LeaderObserver::new(
+        server.client_for("observer"),
+        support::short_observer(&lease),
+    )
+    .unwrap()
+    .spawn();
     let mut events = observer.events();
     let mut reported = Vec::new();
     // Three electors lead in turn: each hands over by shutting down.
@@ -82,9 +85,12 @@ async fn an_observer_sees_every_change_of_leader_in_order_and_writes_nothing() {
 async fn an_observer_reports_no_leader_once_a_crashed_holder_expired() {
     let server = LeaseApiServer::start().await.unwrap();
     let lease = support::unique_name("observed-crash");
-    let observer = LeaderObserver::new(server.client_for("observer"), config(&lease, "observer"))
-        .unwrap()
-        .spawn();
+    let observer = LeaderObserver::new(
+        server.client_for("observer"),
+        support::short_observer(&lease),
+    )
+    .unwrap()
+    .spawn();
     let leader = LeaderElector::new(
         server.client_for("a"),
         config(&lease, "a").release_on_cancel(false),

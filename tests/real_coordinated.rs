@@ -14,7 +14,7 @@ use jiff::SignedDuration;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::api::{ListParams, WatchEvent, WatchParams};
-use kube_elector::{ElectorHandle, SkewedClock};
+use kube_elector::{ElectorHandle, clock::SkewedClock};
 
 use support::coordinated::{PATIENCE, all_see, candidates_api, config, shut_down, spawn};
 use support::recorder::Recorder;
@@ -290,7 +290,7 @@ fn record_wall(handle: &ElectorHandle, terms: &WallTerms) {
                 let mut all = terms.lock().unwrap_or_else(PoisonError::into_inner);
                 match (term, open) {
                     (Some(term), false) => {
-                        all.push((who.clone(), wall_of(term.started_at, base), None));
+                        all.push((who.clone(), wall_of(term.started_at(), base), None));
                         open = true;
                     }
                     (None, true) => {
@@ -466,11 +466,14 @@ async fn a_handover_in_coordinated_election_goes_to_another_candidate_first() {
     all_see(&handles, &best).await;
 
     let outcome = handles[0]
-        .hand_over(kube_elector::Successor::Any)
+        .hand_over(kube_elector::handover::Successor::Any)
         .await
         .expect("the handover");
     assert!(
-        matches!(outcome, kube_elector::HandoverOutcome::Released { .. }),
+        matches!(
+            outcome,
+            kube_elector::handover::HandoverOutcome::Released { .. }
+        ),
         "{outcome:?}"
     );
     let deadline = tokio::time::Instant::now() + PATIENCE;

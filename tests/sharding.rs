@@ -18,7 +18,11 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use kube_elector::{Assignment, LeaseHub, ShardConfig, ShardEvent, ShardedElector, ShardedHandle};
+use kube_elector::{
+    ElectorConfig,
+    hub::LeaseHub,
+    shard::{Assignment, ShardConfig, ShardEvent, ShardedElector, ShardedHandle},
+};
 use kube_elector_testing::{FaultTarget, Verb};
 use tokio::time::Instant;
 
@@ -63,13 +67,16 @@ impl<'a> Fleet<'a> {
 
     /// The configuration of a replica of this prefix with `shards` shards.
     fn config_with(&self, identity: &str, shards: u32) -> ShardConfig {
-        ShardConfig::new(&self.prefix, shards)
-            .namespace(self.target.namespace())
-            .identity(identity)
-            .lease_duration(LEASE)
-            .renew_deadline(RENEW_DEADLINE)
-            .retry_period(RETRY)
-            .drain_timeout(Duration::from_secs(1))
+        ShardConfig::new(
+            ElectorConfig::new(&self.prefix)
+                .namespace(self.target.namespace())
+                .identity(identity)
+                .lease_duration(LEASE)
+                .renew_deadline(RENEW_DEADLINE)
+                .retry_period(RETRY)
+                .drain_timeout(Duration::from_secs(1)),
+            shards,
+        )
     }
 
     /// Starts a replica whose client (and so whose faults) is `identity`.

@@ -304,7 +304,7 @@ async fn coordinated_election_says_once_that_it_is_not_served_and_that_the_clock
         .renew_deadline(RENEW_DEADLINE)
         .retry_period(RETRY)
         .coordinated("1.34.0", "1.34.0")
-        .clock(Arc::new(kube_elector::SkewedClock::new(
+        .clock(Arc::new(kube_elector::clock::SkewedClock::new(
             jiff::SignedDuration::from_secs(-10),
         )));
     let handle = LeaderElector::new(target.client_for("cle-lags"), config)

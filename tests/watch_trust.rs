@@ -12,7 +12,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use kube_elector::{
-    Assignment, ElectorConfig, ElectorHandle, LeaseHub, ShardConfig, ShardedElector, ShardedHandle,
+    ElectorConfig, ElectorHandle,
+    hub::LeaseHub,
+    shard::{Assignment, ShardConfig, ShardedElector, ShardedHandle},
 };
 use kube_elector_testing::{FaultTarget, LeaseApiServer, Verb};
 use tokio::time::Instant;
@@ -113,9 +115,16 @@ async fn an_observer_with_a_broken_watch(
             .expect("it leads"),
     );
     let observer = if in_hub {
-        LeaseHub::new(server.client_for("b")).observer(config(&name, "b"))
+        LeaseHub::new(server.client_for("b")).observer(support::observer_of(
+            &name,
+            Duration::from_secs(8),
+            RETRY,
+        ))
     } else {
-        kube_elector::LeaderObserver::new(server.client_for("b"), config(&name, "b"))
+        kube_elector::observer::LeaderObserver::new(
+            server.client_for("b"),
+            support::observer_of(&name, Duration::from_secs(8), RETRY),
+        )
     }
     .expect("valid config")
     .spawn();
@@ -184,10 +193,12 @@ async fn an_observer_sees_the_next_leader_while_its_watch_lags_and_across_a_rest
                 .expect("a leads in time")
                 .expect("it leads"),
         );
-        let observer =
-            kube_elector::LeaderObserver::new(server.client_for("b"), config(&name, "b"))
-                .expect("valid config")
-                .spawn();
+        let observer = kube_elector::observer::LeaderObserver::new(
+            server.client_for("b"),
+            support::observer_of(&name, Duration::from_secs(8), RETRY),
+        )
+        .expect("valid config")
+        .spawn();
         support::wait_sees_leader(&mut observer.subscribe(), "a", PATIENCE).await;
         fault(&server);
         a.shutdown().await.unwrap();
@@ -211,13 +222,16 @@ async fn an_observer_sees_the_next_leader_while_its_watch_lags_and_across_a_rest
 const SHARDS: u32 = 6;
 
 fn shard_config(prefix: &str, identity: &str) -> ShardConfig {
-    ShardConfig::new(prefix, SHARDS)
-        .namespace("default")
-        .identity(identity)
-        .lease_duration(Duration::from_secs(4))
-        .renew_deadline(Duration::from_secs(3))
-        .retry_period(Duration::from_millis(500))
-        .drain_timeout(Duration::from_secs(1))
+    ShardConfig::new(
+        ElectorConfig::new(prefix)
+            .namespace("default")
+            .identity(identity)
+            .lease_duration(Duration::from_secs(4))
+            .renew_deadline(Duration::from_secs(3))
+            .retry_period(Duration::from_millis(500))
+            .drain_timeout(Duration::from_secs(1)),
+        SHARDS,
+    )
 }
 
 fn replica(server: &LeaseApiServer, prefix: &str, identity: &str) -> ShardedHandle {

@@ -690,7 +690,7 @@ mod tests {
             },
             request_timeout: Duration::from_secs(1),
             margin: Duration::from_secs(5),
-            clock: Arc::new(crate::SystemClock),
+            clock: Arc::new(crate::clock::SystemClock),
         };
         let spec = serde_json::json!({
             "leaseName": "lease",

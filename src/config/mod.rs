@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod names;
+mod observer;
 mod settings;
 
 pub(crate) use names::{dns1123_label, dns1123_subdomain};
+pub use observer::ObserverConfig;
 pub(crate) use settings::{Reporting, Settings};
 
 use crate::clock::{SystemClock, WallClock};
@@ -186,16 +188,16 @@ impl ElectorConfig {
     /// cannot renew (a partition), the wait also ends at the renew deadline
     /// after the last renew that succeeded, because from then on another
     /// replica may lead. Work still running then is unprotected:
-    /// [`run_while_leading`](crate::ElectorHandle::run_while_leading) drops
+    /// [`run_while_leading`](crate::ElectorView::run_while_leading) drops
     /// it, and guards report it through
-    /// [`Leadership::deadline`](crate::Leadership::deadline).
+    /// [`crate::state::Term::deadline`](crate::state::Term::deadline).
     #[must_use]
     pub fn drain_timeout(mut self, d: Duration) -> Self {
         self.drain_timeout = d;
         self
     }
 
-    /// What [`run_while_leading`](crate::ElectorHandle::run_while_leading)
+    /// What [`run_while_leading`](crate::ElectorView::run_while_leading)
     /// does with leader work that has not returned by the drain timeout
     /// after its term ended (or by the end of the term's protection, if
     /// sooner): drop its future (the default), or end the process, as
@@ -236,7 +238,7 @@ impl ElectorConfig {
     }
 
     /// Reports Prometheus metrics into `metrics` (see
-    /// [`ElectorMetrics`](crate::ElectorMetrics)), labelled with the Lease's
+    /// [`ElectorMetrics`](crate::metrics::ElectorMetrics)), labelled with the Lease's
     /// name.
     #[cfg(feature = "metrics")]
     #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
@@ -256,13 +258,13 @@ impl ElectorConfig {
     /// ```
     /// use kube_elector::ElectorConfig;
     ///
-    /// let config = ElectorConfig::new("my-operator").record_events("my-operator");
+    /// let config = ElectorConfig::new("my-operator").recorder("my-operator");
     /// # drop(config);
     /// ```
-    #[cfg(feature = "events")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "events")))]
+    #[cfg(feature = "recorder")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "recorder")))]
     #[must_use]
-    pub fn record_events(mut self, controller: impl Into<String>) -> Self {
+    pub fn recorder(mut self, controller: impl Into<String>) -> Self {
         self.reporting.events = Some(controller.into());
         self
     }

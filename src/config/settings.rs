@@ -35,7 +35,7 @@ pub(crate) struct Settings {
     /// Annotations every write sets on the Lease.
     pub(crate) annotations: Vec<(String, String)>,
     // Empty, and so unread, without the optional features.
-    #[cfg_attr(not(any(feature = "metrics", feature = "events")), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "metrics", feature = "recorder")), allow(dead_code))]
     pub(crate) reporting: Reporting,
 }
 
@@ -148,6 +148,6 @@ pub(crate) struct Reporting {
     pub(crate) metrics: Option<crate::metrics::ElectorMetrics>,
     /// Kubernetes Events, as this controller (opt-in: they need RBAC on
     /// events.k8s.io).
-    #[cfg(feature = "events")]
+    #[cfg(feature = "recorder")]
     pub(crate) events: Option<String>,
 }

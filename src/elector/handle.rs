@@ -105,7 +105,7 @@ impl ElectorView {
     /// Runs `work` for each term this elector leads, until the elector stops.
     ///
     /// For each term, `work` gets the term's [`Leadership`] guard and must
-    /// return soon after [`Leadership::token`] is cancelled. Since the guard
+    /// return soon after [`crate::state::Term::token`] is cancelled. Since the guard
     /// lives as long as `work` keeps it, a shutdown releases the Lease only
     /// after `work` has returned (up to the drain timeout, renewing the Lease
     /// meanwhile). Work still running a drain timeout after its term ended is
@@ -184,7 +184,7 @@ impl ElectorView {
         Fut: Future<Output = Result<(), E>>,
     {
         while let Ok(leadership) = self.became_leader().await {
-            let term = leadership.term().clone();
+            let term = leadership.term.clone();
             let drain_timeout = self.drain_timeout;
             // Once the term has ended, the work may finish within the drain
             // timeout, but never past the moment the elector can no longer
@@ -245,6 +245,16 @@ impl ElectorView {
 
 // === impl ElectorHandle ===
 
+impl std::ops::Deref for ElectorHandle {
+    type Target = ElectorView;
+
+    /// What the handle shares with every [`ElectorView`]: waiting to lead,
+    /// running leader work, the state and its events.
+    fn deref(&self) -> &ElectorView {
+        &self.view
+    }
+}
+
 impl ElectorHandle {
     /// A view of this elector that can be cloned and sent to other tasks:
     /// they can wait to lead, run leader work and follow the state, while
@@ -254,78 +264,8 @@ impl ElectorHandle {
         self.view.clone()
     }
 
-    /// The identity this elector writes as `holderIdentity`.
-    #[must_use]
-    pub fn identity(&self) -> &str {
-        self.view.identity()
-    }
-
-    /// Waits until this elector leads, and returns a guard for the term; see
-    /// [`ElectorView::became_leader`].
-    ///
-    /// # Errors
-    /// [`Error::Stopped`] if the elector stops before it leads.
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn became_leader(&self) -> Result<Leadership, Error> {
-        self.view.became_leader().await
-    }
-
-    /// Runs `work` for each term this elector leads, until the elector
-    /// stops; see [`ElectorView::run_while_leading`].
-    ///
-    /// # Cancel safety
-    /// As [`ElectorView::run_while_leading`].
-    pub async fn run_while_leading<F, Fut>(&self, work: F)
-    where
-        F: FnMut(Leadership) -> Fut,
-        Fut: Future<Output = ()>,
-    {
-        self.view.run_while_leading(work).await;
-    }
-
-    /// As [`run_while_leading`](Self::run_while_leading), for work that can
-    /// fail; see [`ElectorView::try_run_while_leading`].
-    ///
-    /// # Errors
-    /// The error the work returned.
-    ///
-    /// # Cancel safety
-    /// As [`ElectorView::run_while_leading`].
-    pub async fn try_run_while_leading<F, Fut, E>(&self, work: F) -> Result<(), E>
-    where
-        F: FnMut(Leadership) -> Fut,
-        Fut: Future<Output = Result<(), E>>,
-    {
-        self.view.try_run_while_leading(work).await
-    }
-
-    /// Whether this elector leads now.
-    #[must_use]
-    pub fn is_leader(&self) -> bool {
-        self.view.is_leader()
-    }
-
-    /// The current state: who leads, whether this elector does, its term.
-    #[must_use]
-    pub fn state(&self) -> LeaderState {
-        self.view.state()
-    }
-
-    /// A receiver of the state, woken on each change of leader or term.
-    #[must_use]
-    pub fn subscribe(&self) -> watch::Receiver<LeaderState> {
-        self.view.subscribe()
-    }
-
-    /// The events of this elector; see [`ElectorView::events`].
-    pub fn events(&self) -> LeaderEvents {
-        self.view.events()
-    }
-
     /// Runs `work` for each term this elector leads (as
-    /// [`try_run_while_leading`](Self::try_run_while_leading)) until the
+    /// [`try_run_while_leading`](ElectorView::try_run_while_leading)) until the
     /// process gets SIGTERM or SIGINT (Ctrl-C; only that one outside Unix),
     /// then shuts the elector down: the term ends, the work finishes (it is
     /// dropped after the drain timeout), the Lease is released, and the
@@ -403,7 +343,7 @@ impl ElectorHandle {
     ///
     /// ```no_run
     /// # async fn run(handle: kube_elector::ElectorHandle) -> Result<(), kube_elector::Error> {
-    /// use kube_elector::Successor;
+    /// use kube_elector::handover::Successor;
     ///
     /// handle.hand_over(Successor::Named("my-operator-7d9f".into())).await?;
     /// # Ok(())

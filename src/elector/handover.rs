@@ -12,12 +12,12 @@ use crate::error::Error;
 #[non_exhaustive]
 pub enum Successor {
     /// The candidate with this identity: the release names it (in
-    /// [`SUCCESSOR_ANNOTATION`](crate::SUCCESSOR_ANNOTATION)), so it takes
+    /// [`SUCCESSOR_ANNOTATION`](crate::handover::SUCCESSOR_ANNOTATION)), so it takes
     /// the Lease with the first event it sees, and every other kube-elector
     /// candidate holds back for a bound (one retry period for the first in
     /// line, two for the rest) in case it never comes.
     Named(String),
-    /// Any candidate but this one: through a [`LeaseHub`](crate::LeaseHub)
+    /// Any candidate but this one: through a [`LeaseHub`](crate::hub::LeaseHub)
     /// the release names the next in line in this process; otherwise it
     /// names nobody and the others race as after any release.
     Any,

@@ -1,10 +1,8 @@
 //! A term of leadership as its holder sees it: the guard
-//! [`ElectorHandle::became_leader`](crate::ElectorHandle::became_leader)
+//! [`ElectorView::became_leader`](crate::ElectorView::became_leader)
 //! returns.
 
 use std::sync::Arc;
-
-use tokio_util::sync::CancellationToken;
 
 use crate::state::Term;
 
@@ -22,9 +20,9 @@ pub(super) async fn unprotected(term: &Term) {
 
 // === impl Leadership ===
 
-/// A term of leadership, returned by [`ElectorHandle::became_leader`](crate::ElectorHandle::became_leader).
+/// A term of leadership, returned by [`ElectorView::became_leader`](crate::ElectorView::became_leader).
 ///
-/// Its [`token`](Leadership::token) is cancelled the moment leadership ends:
+/// Its [`token`](crate::state::Term::token) is cancelled the moment leadership ends:
 /// scope leader-only work to it. On shutdown the elector waits (up to its
 /// drain timeout) for every guard to be dropped before it releases the Lease,
 /// renewing the Lease meanwhile, so leader work can finish before the next
@@ -39,57 +37,22 @@ pub struct Leadership {
     pub(super) _drain: crate::shared::DrainGuard,
 }
 
+impl std::ops::Deref for Leadership {
+    type Target = Term;
+
+    /// The term this guard holds: its [`fencing_token`](Term::fencing_token),
+    /// [`token`](Term::token), [`deadline`](Term::deadline) and
+    /// [`is_leading`](Term::is_leading).
+    fn deref(&self) -> &Term {
+        &self.term
+    }
+}
+
 impl Leadership {
     /// The identity that leads.
     #[must_use]
     pub fn identity(&self) -> &str {
         &self.identity
-    }
-
-    /// The fencing token of this term: the `resourceVersion` of the write
-    /// that started it.
-    ///
-    /// On kube-apiserver a resourceVersion is etcd's revision, which every
-    /// write to any object raises, so a later term of any leader on this
-    /// Lease, from any replica, has a larger token, also after the Lease was
-    /// deleted and re-created. A store that remembers the largest token it
-    /// accepted and refuses smaller ones therefore refuses writes from every
-    /// earlier term. Tokens order terms only on one cluster (one etcd): a
-    /// restore of etcd from a backup, or a server whose resourceVersions are
-    /// not integers (then the token is 0), breaks the order.
-    #[must_use]
-    pub fn fencing_token(&self) -> u64 {
-        self.term.fencing_token
-    }
-
-    /// The term this guard belongs to.
-    #[must_use]
-    pub fn term(&self) -> &Term {
-        &self.term
-    }
-
-    /// A token cancelled the moment leadership ends: a child of the term's
-    /// own (a new one per call), so cancelling it stops only what listens
-    /// to it, never the term, its renews or its other guards. To give up
-    /// leadership, use [`ElectorHandle::hand_over`](crate::ElectorHandle::hand_over)
-    /// or a shutdown.
-    #[must_use]
-    pub fn token(&self) -> CancellationToken {
-        self.term.token()
-    }
-
-    /// Whether this term still holds: judged from the term's own deadline
-    /// as well as its token, so the answer is right even when the elector's
-    /// task cannot run (a blocked runtime) to end the term.
-    #[must_use]
-    pub fn is_leading(&self) -> bool {
-        self.term.is_leading()
-    }
-
-    /// When this term ends unless a renew extends it (local monotonic clock).
-    #[must_use]
-    pub fn deadline(&self) -> tokio::time::Instant {
-        self.term.deadline()
     }
 
     /// A future that completes when the term's token is cancelled and owns

@@ -92,7 +92,7 @@ impl LeaderElector {
     /// In coordinated election ([`ElectorConfig::coordinated`]), an
     /// identity that another elector of this process declares as the
     /// candidate of another Lease in the same namespace is refused (see
-    /// [`ConfigProblem::CandidateNameInUse`](crate::ConfigProblem::CandidateNameInUse)).
+    /// [`ConfigProblem::CandidateNameInUse`](crate::error::ConfigProblem::CandidateNameInUse)).
     ///
     /// # Errors
     /// A [`ConfigError`] listing every invalid value.

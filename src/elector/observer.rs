@@ -7,7 +7,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{ElectorHandle, LeaderElector};
-use crate::config::ElectorConfig;
+use crate::config::ObserverConfig;
 use crate::error::ConfigError;
 use crate::error::Error;
 use crate::state::{LeaderEvents, LeaderState};
@@ -22,11 +22,11 @@ use crate::state::{LeaderEvents, LeaderState};
 /// a read every retry period).
 ///
 /// ```no_run
-/// use kube_elector::{ElectorConfig, LeaderObserver};
+/// use kube_elector::observer::{LeaderObserver, ObserverConfig};
 ///
 /// # async fn run() -> anyhow::Result<()> {
 /// let client = kube::Client::try_default().await?;
-/// let observer = LeaderObserver::new(client, ElectorConfig::new("my-operator"))?.spawn();
+/// let observer = LeaderObserver::new(client, ObserverConfig::new("my-operator"))?.spawn();
 /// let mut leader = observer.subscribe();
 /// loop {
 ///     println!("the leader is {:?}", leader.borrow_and_update().leader);
@@ -40,12 +40,14 @@ pub struct LeaderObserver {
 }
 
 impl LeaderObserver {
-    /// Validates `config` (its identity is unused: an observer writes
-    /// nothing) and resolves the namespace as [`LeaderElector::new`] does.
+    /// Validates `config` and resolves the namespace as
+    /// [`LeaderElector::new`] does.
     ///
     /// # Errors
     /// A [`ConfigError`] listing every invalid value.
-    pub fn new(client: Client, config: ElectorConfig) -> Result<Self, ConfigError> {
+    pub fn new(client: Client, config: ObserverConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let config = config.into_elector();
         let (namespace, mut settings) = config.resolve(client.default_namespace())?;
         settings.campaign = false;
         settings.release_on_cancel = false;
@@ -63,7 +65,7 @@ impl LeaderObserver {
     }
 
     /// Watches through `hub` instead of alone.
-    pub(crate) fn in_hub(self, hub: crate::LeaseHub) -> Self {
+    pub(crate) fn in_hub(self, hub: crate::hub::LeaseHub) -> Self {
         Self {
             elector: self.elector.in_hub(hub),
         }

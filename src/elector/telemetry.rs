@@ -15,13 +15,13 @@ use crate::api::LeaseApi;
 use crate::config::Settings;
 use crate::shared::{RenewFailure, Shared};
 
-#[cfg(feature = "events")]
+#[cfg(feature = "recorder")]
 use crate::events::{EventSink, Note};
 #[cfg(feature = "metrics")]
 use crate::metrics::LeaseMetrics;
 #[cfg(not(feature = "metrics"))]
 use off::LeaseMetrics;
-#[cfg(not(feature = "events"))]
+#[cfg(not(feature = "recorder"))]
 use off::{EventSink, Note};
 
 #[derive(Debug)]
@@ -108,7 +108,7 @@ fn lease_metrics(_: &Settings, _: &LeaseApi) -> Option<LeaseMetrics> {
     None
 }
 
-#[cfg(feature = "events")]
+#[cfg(feature = "recorder")]
 fn event_sink(settings: &Settings, api: &LeaseApi) -> Option<EventSink> {
     let controller = settings.reporting.events.clone()?;
     Some(EventSink::spawn(
@@ -120,14 +120,14 @@ fn event_sink(settings: &Settings, api: &LeaseApi) -> Option<EventSink> {
     ))
 }
 
-#[cfg(not(feature = "events"))]
+#[cfg(not(feature = "recorder"))]
 fn event_sink(_: &Settings, _: &LeaseApi) -> Option<EventSink> {
     None
 }
 
 /// Stand-ins for the reporters of features that are off: they cannot be
 /// made, so code that would use them never runs.
-#[cfg(not(all(feature = "metrics", feature = "events")))]
+#[cfg(not(all(feature = "metrics", feature = "recorder")))]
 #[allow(dead_code, clippy::unused_self, clippy::unused_async)]
 mod off {
     use std::time::Duration;

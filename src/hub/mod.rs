@@ -13,7 +13,7 @@ use kube::Client;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ElectorConfig;
+use crate::config::{ElectorConfig, ObserverConfig};
 use crate::elector::mailbox::Mailbox;
 use crate::elector::{LeaderElector, LeaderObserver};
 use crate::error::ConfigError;
@@ -31,7 +31,7 @@ use namespace::{Namespace, Tap};
 /// one watch of that namespace, demultiplexed to each elector by name; and
 /// the candidates it runs for one Lease do not all write when that Lease is
 /// released or expires: a releasing leader names the next in line as its
-/// successor (see [`SUCCESSOR_ANNOTATION`](crate::SUCCESSOR_ANNOTATION)),
+/// successor (see [`SUCCESSOR_ANNOTATION`](crate::handover::SUCCESSOR_ANNOTATION)),
 /// and only the first in line writes at once.
 ///
 /// The watch covers every Lease of the namespace (a field selector cannot
@@ -42,7 +42,7 @@ use namespace::{Namespace, Tap};
 /// tried again with backoff and taken back when it works.
 ///
 /// ```no_run
-/// use kube_elector::{ElectorConfig, LeaseHub};
+/// use kube_elector::{ElectorConfig, hub::LeaseHub};
 ///
 /// # async fn run() -> anyhow::Result<()> {
 /// let hub = LeaseHub::new(kube::Client::try_default().await?);
@@ -135,7 +135,7 @@ impl LeaseHub {
     ///
     /// # Errors
     /// A [`ConfigError`] listing every invalid value.
-    pub fn observer(&self, config: ElectorConfig) -> Result<LeaderObserver, ConfigError> {
+    pub fn observer(&self, config: ObserverConfig) -> Result<LeaderObserver, ConfigError> {
         LeaderObserver::new(self.inner.client.clone(), config).map(|o| o.in_hub(self.clone()))
     }
 

@@ -1,31 +1,36 @@
 //! What a sharded elector is told, validated before anything runs.
 
-use std::time::Duration;
-
 use crate::config::ElectorConfig;
 use crate::error::ConfigError;
 
-/// Configuration of a [`ShardedElector`](crate::ShardedElector): how many
-/// shards, the prefix of their Lease names, and the timings every shard
-/// and member Lease uses.
+/// Configuration of a [`ShardedElector`](crate::shard::ShardedElector):
+/// how many shards, and the [`ElectorConfig`] every shard and member
+/// Lease is elected by.
 ///
-/// Shard `i` is the Lease `<prefix>-<i>`; this replica's membership is the
-/// Lease `<prefix>-member-<identity>`. Every replica of a workload must
+/// The template's Lease name is the prefix: shard `i` is the Lease
+/// `<prefix>-<i>`, and this replica's membership the Lease
+/// `<prefix>-member-<identity>`. Every other setting of the template
+/// (namespace, identity, timings, drain, overdue work, release on cancel,
+/// adoption, clock, metrics, the recorder) reaches every one of those
+/// electors; coordinated election is refused (see
+/// [`ShardConfigProblem::NotForShards`]). Every replica of a workload must
 /// use the same prefix; the shard count is published on every Lease a
 /// replica writes, and replicas of another count than the longest-standing
 /// member's own nothing (see the sharding guide on changing the count).
 ///
 /// ```
 /// use std::time::Duration;
-/// use kube_elector::ShardConfig;
+/// use kube_elector::ElectorConfig;
+/// use kube_elector::shard::ShardConfig;
 ///
-/// let config = ShardConfig::new("my-operator", 64)
+/// let template = ElectorConfig::new("my-operator")
 ///     .namespace("operators")
 ///     .lease_duration(Duration::from_secs(15))
 ///     .renew_deadline(Duration::from_secs(10))
 ///     .retry_period(Duration::from_secs(2));
+/// let config = ShardConfig::new(template.clone(), 64);
 /// assert!(config.validate().is_ok());
-/// assert!(ShardConfig::new("my-operator", 0).validate().is_err());
+/// assert!(ShardConfig::new(template, 0).validate().is_err());
 /// ```
 #[derive(Clone, Debug)]
 pub struct ShardConfig {
@@ -38,85 +43,23 @@ pub struct ShardConfig {
 }
 
 impl ShardConfig {
-    /// `shards` shards named `<prefix>-0` … `<prefix>-<shards − 1>`, with
-    /// client-go's default timings (15 s / 10 s / 2 s) and a drain timeout
-    /// of 5 s, as [`ElectorConfig`].
+    /// `shards` shards named `<prefix>-0` … `<prefix>-<shards − 1>`, where
+    /// the prefix is `template`'s Lease name, each elected as `template`
+    /// says. The identity, when `template` sets one, is this replica's
+    /// holder and the end of its member Lease's name, so it must fit a
+    /// Lease name (lower-case letters, digits, `-` and `.`); by default
+    /// it is `POD_NAME` (or the host name), made to fit, plus a random
+    /// suffix.
     #[must_use]
-    pub fn new(prefix: impl Into<String>, shards: u32) -> Self {
+    pub fn new(template: ElectorConfig, shards: u32) -> Self {
+        let prefix = template.lease_name.clone();
+        let identity = template.identity.clone();
         Self {
-            prefix: prefix.into(),
+            prefix,
             shards,
-            template: ElectorConfig::new(""),
-            identity: None,
+            template,
+            identity,
         }
-    }
-
-    /// The namespace of every Lease; defaults as [`ElectorConfig::namespace`].
-    #[must_use]
-    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.template = self.template.namespace(namespace);
-        self
-    }
-
-    /// This replica's identity: the holder it writes, and the end of its
-    /// member Lease's name, so it must fit a Lease name (lower-case
-    /// letters, digits, `-` and `.`). Defaults to `POD_NAME` (or the host
-    /// name), made to fit, plus a random suffix.
-    #[must_use]
-    pub fn identity(mut self, identity: impl Into<String>) -> Self {
-        self.identity = Some(identity.into());
-        self
-    }
-
-    /// See [`ElectorConfig::lease_duration`]: also how long a crashed
-    /// replica stays a member, so how long its shards wait for a new owner.
-    #[must_use]
-    pub fn lease_duration(mut self, d: Duration) -> Self {
-        self.template = self.template.lease_duration(d);
-        self
-    }
-
-    /// See [`ElectorConfig::renew_deadline`].
-    #[must_use]
-    pub fn renew_deadline(mut self, d: Duration) -> Self {
-        self.template = self.template.renew_deadline(d);
-        self
-    }
-
-    /// See [`ElectorConfig::retry_period`]: each owned shard and the member
-    /// Lease are renewed this often.
-    #[must_use]
-    pub fn retry_period(mut self, d: Duration) -> Self {
-        self.template = self.template.retry_period(d);
-        self
-    }
-
-    /// See [`ElectorConfig::drain_timeout`]: how long a moved shard's work
-    /// may take to finish before its Lease is handed over anyway.
-    #[must_use]
-    pub fn drain_timeout(mut self, d: Duration) -> Self {
-        self.template = self.template.drain_timeout(d);
-        self
-    }
-
-    /// See [`ElectorConfig::clock`].
-    #[must_use]
-    pub fn clock(mut self, clock: std::sync::Arc<dyn crate::WallClock>) -> Self {
-        self.template = self.template.clock(clock);
-        self
-    }
-
-    /// Reports every shard's metrics (and the member Lease's) into
-    /// `metrics`, each labelled with its Lease's name: per shard,
-    /// `leader_election_master_status{name="<prefix>-<i>"}` is 1 while this
-    /// replica owns it, and `leader_election_transitions_total` counts
-    /// its acquisitions and losses.
-    #[cfg(feature = "metrics")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
-    #[must_use]
-    pub fn metrics(mut self, metrics: crate::ElectorMetrics) -> Self {
-        self.template = self.template.metrics(metrics);
-        self
     }
 
     /// The Lease of shard `shard`.
@@ -161,13 +104,24 @@ impl ShardConfig {
                 identity: identity.to_owned(),
             });
         }
+        if self.template.coordination.is_some() {
+            problems.push(ShardConfigProblem::NotForShards {
+                option: "coordinated",
+                reason: "a LeaseCandidate is named after its identity, so one identity can \
+                         stand in coordinated election for one Lease only, and a replica \
+                         elects every shard Lease under its one identity",
+            });
+        }
         // The longest shard name and the member Lease name stand for all.
         let last = self.shards.saturating_sub(1);
         for lease in [
             self.shard_lease(last),
             format!("{}{identity}", self.member_prefix()),
         ] {
-            if let Err(error) = self.elector(lease, identity).validate() {
+            let mut config = self.elector(lease, identity);
+            // Refused above, with the reason that concerns shards.
+            config.coordination = None;
+            if let Err(error) = config.validate() {
                 problems.push(ShardConfigProblem::Elector(error));
                 break;
             }
@@ -218,4 +172,12 @@ pub enum ShardConfigProblem {
     /// The Leases' names or timings are refused as an elector's would be.
     #[error("the shard and member Leases cannot be elected")]
     Elector(#[source] ConfigError),
+    /// An option of the template that cannot reach shards, and why.
+    #[error("{option} cannot be used for shards: {reason}")]
+    NotForShards {
+        /// The [`ElectorConfig`] setter.
+        option: &'static str,
+        /// Why shards cannot have it.
+        reason: &'static str,
+    },
 }

@@ -396,7 +396,7 @@ impl Coordinator {
     fn verdict(&mut self, member: Option<&ElectorHandle>, now: Instant) -> Verdict {
         let mine = self.shards;
         let mut live = self.table.live(now);
-        let me_member = member.is_some_and(ElectorHandle::is_leader);
+        let me_member = member.is_some_and(|m| m.is_leader());
         if !me_member {
             live.retain(|m| *m.identity != *self.me);
         } else if !live.iter().any(|m| *m.identity == *self.me) {

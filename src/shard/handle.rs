@@ -97,7 +97,7 @@ pub enum ShardEvent {
         /// The shard.
         shard: u32,
         /// The fencing token of the term (see
-        /// [`Leadership::fencing_token`]).
+        /// [`crate::state::Term::fencing_token`]).
         fencing_token: u64,
     },
     /// This replica stopped owning `shard` (handed over, lost or shut
@@ -251,7 +251,7 @@ fn events(rx: watch::Receiver<OwnedShards>) -> ShardEvents {
 
 // === impl ShardedHandle ===
 
-/// The handle of a running [`ShardedElector`](crate::ShardedElector).
+/// The handle of a running [`ShardedElector`](crate::shard::ShardedElector).
 ///
 /// Dropping it makes the replica leave (release the member Lease, hand
 /// every owned shard over), as cancelling its token does;

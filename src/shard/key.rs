@@ -16,7 +16,7 @@ use super::assign::fnv1a;
 /// each reconcile on owning its shard:
 ///
 /// ```
-/// use kube_elector::shard_for_key;
+/// use kube_elector::shard::shard_for_key;
 ///
 /// let shard = shard_for_key("default/my-config", 16);
 /// assert!(shard < 16);

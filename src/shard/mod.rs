@@ -58,11 +58,13 @@ use crate::hub::LeaseHub;
 /// which have observed those Leases all along, take them as they expire.
 ///
 /// ```no_run
-/// use kube_elector::{ShardConfig, ShardedElector};
+/// use kube_elector::ElectorConfig;
+/// use kube_elector::shard::{ShardConfig, ShardedElector};
 ///
 /// # async fn run() -> anyhow::Result<()> {
 /// let client = kube::Client::try_default().await?;
-/// let sharded = ShardedElector::new(client, ShardConfig::new("my-operator", 16))?.spawn();
+/// let config = ShardConfig::new(ElectorConfig::new("my-operator"), 16);
+/// let sharded = ShardedElector::new(client, config)?.spawn();
 /// sharded
 ///     .run_per_shard(|shard, leadership| async move {
 ///         println!("reconciling shard {shard} (fencing token {})", leadership.fencing_token());

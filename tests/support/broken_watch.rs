@@ -54,10 +54,7 @@ pub async fn follower_with_a_broken_watch(
         .await
         .expect("the follower takes the released Lease in time")
         .expect("it leads");
-    let taken_after_release = leadership
-        .term()
-        .started_at
-        .saturating_duration_since(released);
+    let taken_after_release = leadership.started_at().saturating_duration_since(released);
     eprintln!(
         "{name}: the follower first read the Lease after {renews_before_first_read} renew(s) of the \
          leader since its watch broke, and took the release {taken_after_release:.2?} after it"

@@ -22,8 +22,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube_elector::{
-    ElectorConfig, ElectorHandle, ElectorMetrics, LeaderElector, LeaderObserver, LeaseHub,
-    ObserverHandle, SkewedClock, Successor, WallClock,
+    ElectorConfig, ElectorHandle, LeaderElector,
+    clock::{SkewedClock, WallClock},
+    handover::Successor,
+    hub::LeaseHub,
+    metrics::ElectorMetrics,
+    observer::{LeaderObserver, ObserverHandle},
 };
 use kube_elector_testing::{FaultTarget, LeaseApiServer, Verb};
 use prometheus_client::registry::Registry;
@@ -511,7 +515,7 @@ impl Chaos {
         let mut registry = Registry::default();
         let config = config
             .metrics(ElectorMetrics::new(&mut registry))
-            .record_events("kube-elector-chaos");
+            .recorder("kube-elector-chaos");
         self.registries.push((client.clone(), registry));
         let elector = match &hub {
             Some((_, hub)) => hub.elector(config),
@@ -1072,12 +1076,7 @@ pub async fn run(run: Run) -> Report {
         chaos.spawn();
     }
     if let Backend::Embedded(server) = &chaos.faults {
-        let config = ElectorConfig::new(&chaos.lease)
-            .namespace("default")
-            .identity(OBSERVER)
-            .lease_duration(LEASE)
-            .renew_deadline(RENEW_DEADLINE)
-            .retry_period(RETRY);
+        let config = crate::support::observer_of(&chaos.lease, RENEW_DEADLINE, RETRY);
         let observer = LeaderObserver::new(server.client_for(OBSERVER), config).unwrap();
         chaos.observer = Some(observer.spawn());
     }

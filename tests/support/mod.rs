@@ -232,6 +232,32 @@ pub async fn wait_new_leader(
 /// The short timings most tests use, so that elections happen within a
 /// test's patience: lease 2 s, renew deadline 1 s, retry 250 ms, in the
 /// `default` namespace.
+/// An observer of `lease` in the namespace `default` that reads as
+/// often as electors of `retry_period` and `renew_deadline` do, with the
+/// request timeout they run with (half of what is left of the renew
+/// deadline after a retry period).
+#[allow(dead_code)] // not every test binary observes
+pub fn observer_of(
+    lease: &str,
+    renew_deadline: std::time::Duration,
+    retry_period: std::time::Duration,
+) -> kube_elector::observer::ObserverConfig {
+    kube_elector::observer::ObserverConfig::new(lease)
+        .namespace("default")
+        .retry_period(retry_period)
+        .request_timeout(renew_deadline.saturating_sub(retry_period) / 2)
+}
+
+/// An observer that matches [`short_config`]'s electors.
+#[allow(dead_code)] // not every test binary observes
+pub fn short_observer(lease: &str) -> kube_elector::observer::ObserverConfig {
+    observer_of(
+        lease,
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_millis(250),
+    )
+}
+
 pub fn short_config(lease: &str, identity: &str) -> kube_elector::ElectorConfig {
     kube_elector::ElectorConfig::new(lease)
         .namespace("default")

@@ -53,7 +53,7 @@ impl Recorder {
             loop {
                 {
                     let state = rx.borrow_and_update();
-                    let term = state.term.as_ref().map(|t| (t.id, t.started_at));
+                    let term = state.term.as_ref().map(|t| (t.id(), t.started_at()));
                     intervals.send_modify(|all| {
                         if let Some((id, index)) = current
                             && term.map(|t| t.0) != Some(id)

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use kube_elector::{OwnedShards, shard_for_key};
+use kube_elector::shard::{OwnedShards, shard_for_key};
 use tokio::sync::watch;
 use tokio::time::Instant;
 

@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube_elector::{
-    ElectorConfig, ElectorHandle, LeaderElector, LeaderEvent, LeaseHub, ShardConfig,
-    ShardedElector, Successor,
+    ElectorConfig, ElectorHandle, LeaderElector, LeaderEvent,
+    handover::Successor,
+    hub::LeaseHub,
+    shard::{ShardConfig, ShardedElector},
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -439,12 +441,15 @@ async fn many(
 /// gracefully (member Lease released, every shard handed to its next
 /// owner once its work returned).
 async fn sharding(args: &protocol::Args, client: kube::Client) {
-    let config = ShardConfig::new(&args.lease_name, args.sharding)
-        .namespace(&args.namespace)
-        .identity(&args.identity)
-        .lease_duration(args.lease_duration)
-        .renew_deadline(args.renew_deadline)
-        .retry_period(args.retry_period);
+    let config = ShardConfig::new(
+        ElectorConfig::new(&args.lease_name)
+            .namespace(&args.namespace)
+            .identity(&args.identity)
+            .lease_duration(args.lease_duration)
+            .renew_deadline(args.renew_deadline)
+            .retry_period(args.retry_period),
+        args.sharding,
+    );
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     protocol::emit(IMPL, &args.identity, "ready", "");
     let leave = tokio_util::sync::CancellationToken::new();

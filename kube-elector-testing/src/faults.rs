@@ -151,6 +151,10 @@ impl RequestCounts {
 
 /// The faults in force. Cloned into a `watch` channel so that held requests
 /// wake when a fault is lifted.
+///
+/// One field per kind of fault, flat on purpose: each is set and cleared
+/// alone through the admin endpoint, and a request checks them in one
+/// place; grouping them would only add a level to every lookup.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FaultState {
     latency: BTreeMap<FaultTarget, Duration>,

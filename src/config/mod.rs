@@ -33,6 +33,10 @@ use crate::error::{ConfigError, ConfigProblem};
 ///     .retry_period(Duration::from_secs(2));
 /// assert!(config.validate().is_ok());
 /// ```
+//
+// One field per setter, flat on purpose: a builder whose every option is
+// validated together (`validate` reports all problems at once), and the
+// template a sharded elector copies per Lease.
 #[derive(Clone)]
 pub struct ElectorConfig {
     pub(crate) lease_name: String,

@@ -9,6 +9,9 @@ use crate::clock::WallClock;
 use crate::error::{ConfigError, ConfigProblem};
 
 /// The parts of the configuration the loop uses, with defaults resolved.
+///
+/// Flat on purpose: the configuration's options resolved once, read (never
+/// written) by the runner, the schedule and the telemetry of one elector.
 #[derive(Debug)]
 pub(crate) struct Settings {
     pub(crate) identity: String,

@@ -192,6 +192,29 @@ impl<'a> Fleet<'a> {
             .collect()
     }
 
+    /// Every term of the shards in `shards` that overlaps `since` or
+    /// starts after it: who, and from when to when (relative to `since`).
+    fn terms_since(&self, shards: &BTreeSet<u32>, since: Instant) -> String {
+        let mut report = String::new();
+        for (shard, recorder) in (0..).zip(&self.recorders) {
+            if !shards.contains(&shard) {
+                continue;
+            }
+            for i in recorder.intervals() {
+                if i.end.is_none_or(|end| end > since) {
+                    let _ = writeln!(
+                        report,
+                        "shard {shard}: {} from {:?} to {:?}",
+                        i.who,
+                        i.start.checked_duration_since(since),
+                        i.end.map(|end| end.saturating_duration_since(since)),
+                    );
+                }
+            }
+        }
+        report
+    }
+
     fn assert_no_shard_owned_twice(&self) {
         for recorder in &self.recorders {
             recorder.assert_no_overlap();
@@ -295,10 +318,13 @@ async fn a_join_moves_only_what_the_assignment_moves_by_handover_and_a_leave_lik
     let moved: BTreeSet<u32> = (0..16)
         .filter(|&s| before.owner(s) != after.owner(s))
         .collect();
+    let others = fleet.shards_owned_by_others_since(&before, joined);
     assert_eq!(
-        fleet.shards_owned_by_others_since(&before, joined),
+        others,
         moved,
-        "exactly the shards the assignment moves were owned by another replica"
+        "exactly the shards the assignment moves were owned by another replica; \
+         their terms since d joined:\n{}",
+        fleet.terms_since(&others.union(&moved).copied().collect(), joined)
     );
     assert!(moved.len() >= after.shards_of("d").count());
     let gaps = fleet.gaps_since(joined);
@@ -316,7 +342,14 @@ async fn a_join_moves_only_what_the_assignment_moves_by_handover_and_a_leave_lik
     let moved: BTreeSet<u32> = (0..16)
         .filter(|&s| after.owner(s) != last.owner(s))
         .collect();
-    assert_eq!(fleet.shards_owned_by_others_since(&after, left), moved);
+    let others = fleet.shards_owned_by_others_since(&after, left);
+    assert_eq!(
+        others,
+        moved,
+        "exactly the shards the assignment moves were owned by another replica; \
+         their terms since b left:\n{}",
+        fleet.terms_since(&others.union(&moved).copied().collect(), left)
+    );
     fleet.assert_no_shard_owned_twice();
     fleet.shut_down().await;
 }

@@ -13,7 +13,6 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::error::{Error, LeaseOperation};
-use crate::record;
 
 /// How long one watch request may stay open (as kube-runtime's watcher).
 const WATCH_TIMEOUT_SECS: u32 = 290;
@@ -205,7 +204,7 @@ impl LeaseApi {
             return Err(self.conflict(operation));
         }
         let mut metadata = based_on.metadata.clone();
-        record::set_successor(&mut metadata, successor);
+        crate::successor::set(&mut metadata, successor);
         self.annotate(&mut metadata);
         let post = PostParams::default();
         let lease = Lease {

@@ -123,6 +123,7 @@ mod record;
 mod shard;
 mod shared;
 mod state;
+mod successor;
 
 pub use clock::{SkewedClock, SystemClock, WallClock};
 pub use config::{ElectorConfig, OverdueWork};
@@ -137,9 +138,9 @@ pub use lock::{LeaseLock, LeaseLockParams, LeaseLockResult};
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use metrics::ElectorMetrics;
-pub use record::SUCCESSOR_ANNOTATION;
 pub use shard::{
     Assignment, OwnedShards, ShardConfig, ShardConfigError, ShardConfigProblem, ShardEvent,
     ShardEvents, ShardedElector, ShardedHandle, shard_for_key,
 };
 pub use state::{LeaderEvent, LeaderEvents, LeaderState, Term};
+pub use successor::SUCCESSOR_ANNOTATION;

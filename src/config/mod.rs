@@ -9,6 +9,8 @@ mod names;
 mod settings;
 
 pub(crate) use names::{dns1123_label, dns1123_subdomain};
+#[cfg(test)]
+pub(crate) use settings::attempt_timeout;
 pub(crate) use settings::{Reporting, Settings};
 
 use crate::clock::{SystemClock, WallClock};

@@ -116,7 +116,7 @@ impl Runner {
                 return Ok(ShutdownOutcome::NotHolding);
             }
             tracing::trace!(version = ?lease.metadata.resource_version, "releasing the Lease");
-            let named = successor.map(|identity| record::successor_value(spec, identity));
+            let named = successor.map(|identity| crate::successor::value(spec, identity));
             let spec = record::release(spec, self.settings.clock.now());
             match self
                 .api

@@ -224,7 +224,7 @@ impl Schedule {
     /// record it carries.
     pub(super) fn named_successor(&self) -> Option<&str> {
         match &self.view {
-            View::Present(observed) => record::successor(&observed.lease),
+            View::Present(observed) => crate::successor::named(&observed.lease),
             _ => None,
         }
     }
@@ -290,7 +290,7 @@ impl Schedule {
 
     /// The earliest this candidate writes to take the Lease: when it came
     /// free (released, expired, missing), plus its place in line (see
-    /// `record::deferral`). A Lease that carries our own record is ours
+    /// `successor::deferral`). A Lease that carries our own record is ours
     /// to take at once.
     fn take_at(&self, verdict: &Verdict) -> Instant {
         let not_before = if *verdict == Verdict::Create {
@@ -312,7 +312,7 @@ impl Schedule {
             View::Missing { since } => *since,
             View::Unknown => return not_before,
         };
-        let wait = record::deferral(
+        let wait = crate::successor::deferral(
             self.named_successor(),
             self.me(),
             self.place.first_in_line,

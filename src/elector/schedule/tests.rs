@@ -20,7 +20,7 @@ fn settings() -> Settings {
         lease_duration: LEASE,
         renew_deadline: DEADLINE,
         retry_period: RETRY,
-        request_timeout: record::attempt_timeout(DEADLINE, RETRY),
+        request_timeout: crate::config::attempt_timeout(DEADLINE, RETRY),
         release_on_cancel: true,
         drain_timeout: Duration::from_secs(5),
         overdue_work: crate::config::OverdueWork::Drop,
@@ -297,8 +297,8 @@ fn released(rv: u64, successor: Option<&str>) -> Lease {
         rv,
     );
     if let Some(successor) = successor {
-        let value = record::successor_value(record::spec_of(&lease), successor);
-        record::set_successor(&mut lease.metadata, Some(value));
+        let value = crate::successor::value(record::spec_of(&lease), successor);
+        crate::successor::set(&mut lease.metadata, Some(value));
     }
     lease
 }

@@ -65,6 +65,23 @@ pub(crate) fn set(metadata: &mut ObjectMeta, value: Option<String>) {
     }
 }
 
+/// The object to write in place of `based_on` with `spec`: its metadata
+/// as read (the `resourceVersion` the write is conditional on), naming
+/// `successor` for a release that names one, and without a name on every
+/// other write (the name has served its purpose once the Lease is written
+/// again).
+pub(crate) fn to_write(based_on: &Lease, spec: LeaseSpec, successor: Option<&str>) -> Lease {
+    let mut metadata = based_on.metadata.clone();
+    set(
+        &mut metadata,
+        successor.map(|identity| value(spec_of(based_on), identity)),
+    );
+    Lease {
+        metadata,
+        spec: Some(spec),
+    }
+}
+
 /// How long a candidate waits, once the Lease is free to take (released,
 /// expired or missing), before it writes: the named successor at once; when
 /// none is named, the first candidate in line at once; everyone else a

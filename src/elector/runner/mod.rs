@@ -383,9 +383,7 @@ impl Runner {
             None => futures::future::Either::Left(self.api.create(spec, timeout)),
             Some(lease) => futures::future::Either::Right(self.api.replace(
                 LeaseOperation::Acquire,
-                lease,
-                spec,
-                None,
+                crate::successor::to_write(lease, spec, None),
                 timeout,
             )),
         };
@@ -466,7 +464,11 @@ impl Runner {
         let timeout = self.schedule.request_timeout(sent);
         let result = self
             .api
-            .replace(LeaseOperation::Renew, &based_on, spec, None, timeout)
+            .replace(
+                LeaseOperation::Renew,
+                crate::successor::to_write(&based_on, spec, None),
+                timeout,
+            )
             .await;
         let now = Instant::now();
         match result {

@@ -116,11 +116,11 @@ impl Runner {
                 return Ok(ShutdownOutcome::NotHolding);
             }
             tracing::trace!(version = ?lease.metadata.resource_version, "releasing the Lease");
-            let named = successor.map(|identity| crate::successor::value(spec, identity));
             let spec = record::release(spec, self.settings.clock.now());
+            let release = crate::successor::to_write(&lease, spec, successor);
             match self
                 .api
-                .replace(LeaseOperation::Release, &lease, spec, named, timeout)
+                .replace(LeaseOperation::Release, release, timeout)
                 .await
             {
                 Ok(lease) => {

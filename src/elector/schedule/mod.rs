@@ -7,6 +7,8 @@
 //! what to do. The verdicts come from `record`; this is where they are
 //! scheduled. Tested under paused time below.
 
+mod lead;
+mod observe;
 mod term;
 
 pub(crate) use term::{ActiveTerm, Observation, Shortened, Stop};
@@ -15,11 +17,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::record::{self, Observed, Own, TermRecord, Verdict};
-use crate::state::{Deadline, Term};
 
 /// How many of the records this elector wrote it remembers (its last terms,
 /// acquires whose answers it never saw).
@@ -322,35 +322,6 @@ impl Schedule {
         not_before.max(record::after(came_free, wait))
     }
 
-    // === Watch health ===
-
-    fn silence(&self) -> Duration {
-        record::watch_silence(self.timing.retry_period)
-    }
-
-    fn watch_trusted(&self, now: Instant) -> bool {
-        record::watch_trusted(
-            self.connected,
-            self.progress,
-            self.leader().is_some(),
-            self.silence(),
-            now,
-        )
-    }
-
-    /// Whether the watch has just stopped being trusted (it is connected
-    /// but shows no progress): polling starts at once, and the runner
-    /// checks with its first read whether the watch missed a change.
-    pub(super) fn newly_distrusted(&mut self, now: Instant) -> bool {
-        let trusted = self.watch_trusted(now);
-        let newly = !trusted && self.connected && !self.distrusted && self.term.is_none();
-        if newly {
-            self.poll_at = now;
-        }
-        self.distrusted = !trusted;
-        newly
-    }
-
     // === Scheduling ===
 
     /// Whether the term has run past its deadline.
@@ -435,247 +406,6 @@ impl Schedule {
                 .max(Duration::from_millis(1)),
             None => limit,
         }
-    }
-
-    // === Observing ===
-
-    /// The newest `resourceVersion` seen, by the watch or a read.
-    pub(super) fn newest(&self) -> Option<&str> {
-        self.newest.as_deref()
-    }
-
-    /// Whether `version` is newer than every version seen so far.
-    pub(super) fn is_newer(&self, version: Option<&str>) -> bool {
-        self.newest.is_none() || record::is_newer(version, self.newest.as_deref())
-    }
-
-    /// Whether `version` is older than one already seen (a lagging cache):
-    /// such an answer must not replace the newer observation. The same
-    /// version again is not stale: it is the record, still unchanged.
-    pub(super) fn is_stale(&self, version: Option<&str>) -> bool {
-        version.is_some_and(|v| {
-            self.newest
-                .as_deref()
-                .is_some_and(|newest| newest != v && record::is_newer(Some(newest), Some(v)))
-        })
-    }
-
-    fn saw_version(&mut self, version: Option<&str>) {
-        if let Some(version) = version
-            && self.is_newer(Some(version))
-        {
-            self.newest = Some(version.to_owned());
-        }
-    }
-
-    /// A read answered: polls are due a retry period later.
-    pub(super) fn read_answered(&mut self, now: Instant) {
-        self.poll_at = now + self.timing.retry_period;
-    }
-
-    /// A request failed, or a read was older than what was seen: no write
-    /// before a retry period has passed.
-    pub(super) fn back_off(&mut self, now: Instant) {
-        self.write_after = now + self.timing.retry_period;
-    }
-
-    /// The watch delivered an event, or connected or broke.
-    pub(super) fn watch_progress(&mut self, now: Instant) {
-        self.progress = now;
-    }
-
-    pub(super) fn watch_connected(&mut self, connected: bool, now: Instant) {
-        self.connected = connected;
-        if !connected {
-            self.poll_at = now;
-        }
-    }
-
-    /// The Lease as read at `now`.
-    pub(super) fn observe(&mut self, mut lease: Lease, now: Instant) -> Observation {
-        // Never read, and most of a cached Lease (serde_json maps, about
-        // 1.8 KB a copy): dropped. A PUT without them keeps the server's.
-        lease.metadata.managed_fields = None;
-        self.saw_version(lease.metadata.resource_version.as_deref());
-        // The last Lease seen, even across a failed write: the observation
-        // time of an unchanged record must not move.
-        let observed = Box::new(Observed::update(self.last_seen.as_deref(), lease, now));
-        let record = observed.term_record();
-        let recorded = record::lease_duration(record::spec_of(&observed.lease));
-        let preferred = self.preferred_over_me(record::spec_of(&observed.lease));
-        self.last_seen = Some(observed.clone());
-        self.view = View::Present(observed);
-        if record.holder.as_deref().is_some_and(|h| h != self.me()) {
-            self.free_since = None;
-        }
-        let timing = &self.timing;
-        let Some(active) = &mut self.term else {
-            return Observation::default();
-        };
-        if !record::still_holds(&record, &active.record) {
-            let stop = if record.holder.as_deref() == Some(timing.identity.as_str()) {
-                Stop::Twin
-            } else {
-                Stop::Taken(record.holder)
-            };
-            return Observation {
-                stop: Some(stop),
-                shortened: None,
-            };
-        }
-        if let Some(preferred) = preferred {
-            return Observation {
-                stop: Some(Stop::Preferred(preferred)),
-                shortened: None,
-            };
-        }
-        let end = record::term_end(
-            active.renewed_sent,
-            timing.renew_deadline,
-            timing.lease_duration,
-            recorded,
-        );
-        if end >= active.ends_at {
-            return Observation::default();
-        }
-        active.set_end(end);
-        active.renew_at = now;
-        Observation {
-            stop: None,
-            shortened: Some(Shortened { recorded }),
-        }
-    }
-
-    /// The Lease was found missing at `now`.
-    pub(super) fn observe_missing(&mut self, version: Option<&str>, now: Instant) -> Option<Stop> {
-        self.saw_version(version);
-        let since = match &self.view {
-            View::Missing { since } => *since,
-            _ => now,
-        };
-        self.view = View::Missing { since };
-        self.term.is_some().then_some(Stop::Deleted)
-    }
-
-    /// A write was cut off, conflicted or failed: what the Lease holds now
-    /// is unknown until it is read again.
-    pub(super) fn forget_view(&mut self) {
-        self.view = View::Unknown;
-    }
-
-    // === Writing ===
-
-    /// A create or acquire conflicted: read again. After a create, also wait
-    /// a retry period: someone else created it and leads, and a read that
-    /// still says "missing" (a lagging cache) must not turn into a loop.
-    pub(super) fn write_conflicted(&mut self, verdict: &Verdict, now: Instant) {
-        self.view = View::Unknown;
-        if *verdict == Verdict::Create {
-            self.create_after = now + self.timing.retry_period;
-        }
-    }
-
-    /// The term being renewed (the current one, or the one draining), and
-    /// the Lease to base the renew on, if the Lease still carries its record.
-    pub(super) fn renew_basis(&self) -> Option<Lease> {
-        let active = self.term.as_ref().or(self.draining.as_ref())?;
-        match &self.view {
-            View::Present(observed)
-                if record::still_holds(&observed.term_record(), &active.record) =>
-            {
-                Some(observed.lease.clone())
-            }
-            _ => None,
-        }
-    }
-
-    /// A renew sent at `sent` was answered at `now`; `extended` if the
-    /// server stored a new record (the term then runs from `sent`), else the
-    /// next attempt is `retry_at`.
-    pub(super) fn renewed(&mut self, sent: Instant, extended: bool, retry_at: Instant) {
-        let timing = self.timing.clone();
-        let Some(active) = self.term.as_mut().or(self.draining.as_mut()) else {
-            return;
-        };
-        if extended {
-            active.renewed_sent = sent;
-            active.renew_at = sent + timing.retry_period;
-            active.set_end(record::term_end(
-                sent,
-                timing.renew_deadline,
-                timing.lease_duration,
-                Some(timing.lease_duration),
-            ));
-        } else {
-            active.renew_at = retry_at;
-        }
-    }
-
-    /// When a failed renew is retried: at once after a timeout (the
-    /// timed-out connection is dropped, so the retry uses a fresh one), a
-    /// retry period later otherwise.
-    pub(super) fn retry_at(&self, timed_out: bool, now: Instant) -> Instant {
-        if timed_out {
-            now
-        } else {
-            now + self.timing.retry_period
-        }
-    }
-
-    // === Terms ===
-
-    /// Starts a term with the Lease just written (by a request sent at
-    /// `sent`), if the answer came within the renew deadline; `drained`
-    /// closes when the term's guards are gone. Returns the term, and the
-    /// fencing token if the server's resourceVersion is one.
-    pub(super) fn start_term(
-        &mut self,
-        sent: Instant,
-        now: Instant,
-        drained: crate::shared::Drained,
-    ) -> Option<(Term, Option<u64>)> {
-        if now >= record::after(sent, self.timing.renew_deadline) {
-            self.back_off(now);
-            return None;
-        }
-        let View::Present(observed) = &self.view else {
-            return None;
-        };
-        let record = observed.term_record();
-        let fencing = record::fencing_token(&observed.lease);
-        let ends_at = record::term_end(
-            sent,
-            self.timing.renew_deadline,
-            self.timing.lease_duration,
-            record::lease_duration(record::spec_of(&observed.lease)),
-        );
-        self.terms += 1;
-        let token = CancellationToken::new();
-        let term = Term {
-            id: self.terms,
-            fencing_token: fencing.unwrap_or(0),
-            started_at: now,
-            token: token.clone(),
-            ends: Deadline::new(ends_at),
-        };
-        self.remember(record.clone());
-        self.term = Some(ActiveTerm {
-            term: term.clone(),
-            record,
-            renewed_sent: sent,
-            ends_at,
-            renew_at: sent + self.timing.retry_period,
-            drained,
-            _cancel_on_drop: token.drop_guard(),
-        });
-        Some((term, fencing))
-    }
-
-    /// Ends the current term, if any: its token is cancelled at once.
-    pub(super) fn stop_term(&mut self) -> Option<ActiveTerm> {
-        let active = self.term.take()?;
-        active.term.token.cancel();
-        Some(active)
     }
 }
 

@@ -19,14 +19,14 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::ShutdownOutcome;
-use super::schedule::{ActiveTerm, Schedule, Step, Stop};
+use super::schedule::{ActiveTerm, Input, Schedule, Started, Step, Stop, Write};
 use super::telemetry::Telemetry;
 use crate::api::LeaseApi;
 use crate::candidate::{Candidate, Standing};
 use crate::config::Settings;
-use crate::error::{Error, LeaseOperation};
+use crate::error::Error;
 use crate::hub::Membership;
-use crate::record::{self, TermRecord, Verdict};
+use crate::record::{self, Verdict};
 use crate::shared::{RenewFailure, Shared};
 use crate::state::LeaderState;
 
@@ -54,15 +54,15 @@ pub(super) struct Feed {
     pub(super) campaign: Option<watch::Receiver<bool>>,
 }
 
-/// Completes when the campaign switch changes (never without one, or once
-/// its sender is gone).
-async fn switched(campaign: &mut Option<watch::Receiver<bool>>) {
+/// Completes with the new value when the campaign switch changes (never
+/// without one, or once its sender is gone).
+async fn switched(campaign: &mut Option<watch::Receiver<bool>>) -> bool {
     if let Some(switch) = campaign
         && switch.changed().await.is_ok()
     {
-        return;
+        return *switch.borrow_and_update();
     }
-    std::future::pending::<()>().await;
+    std::future::pending().await
 }
 
 impl Feed {
@@ -163,8 +163,11 @@ impl Runner {
                 let _ = request.reply.send(outcome);
                 continue;
             }
-            if let Some(switch) = &self.feed.campaign {
-                self.schedule.set_campaign(*switch.borrow());
+            if let Some(switch) = &mut self.feed.campaign
+                && switch.has_changed().unwrap_or(false)
+            {
+                let campaign = *switch.borrow_and_update();
+                self.schedule.input(Input::Campaign(campaign));
             }
             let now = Instant::now();
             if self.schedule.term_over(now) {
@@ -184,26 +187,20 @@ impl Runner {
                 // holder expires, without any event.
                 self.publish();
             }
-            self.schedule
-                .set_coordinated(self.candidate.as_ref().is_some_and(|c| {
-                    matches!(c.standing(), Standing::Registered | Standing::Withdrawn)
-                }));
-            let in_line = self.feed.first_in_line(self.schedule.named_successor());
-            self.schedule.set_first_in_line(in_line);
+            self.tell_what_changed();
             match self.schedule.next_step(now) {
                 Step::Read => self.read().await,
                 Step::Write(Verdict::Renew) => self.renew_in_loop().await,
-                Step::Write(verdict) => {
-                    self.schedule.free_since.get_or_insert(now);
-                    self.write(verdict).await;
-                }
+                Step::Write(verdict) => self.write(&verdict, now).await,
                 Step::Wait(until) => {
                     tokio::select! {
                         biased;
                         () = self.token.cancelled() => {}
                         update = self.feed.inbox.recv() => self.on_update(update),
                         () = self.shared.handover_asked() => {}
-                        () = switched(&mut self.feed.campaign) => {}
+                        campaign = switched(&mut self.feed.campaign) => {
+                            self.schedule.input(Input::Campaign(campaign));
+                        }
                         () = sleep_until(until) => {}
                     }
                 }
@@ -214,39 +211,45 @@ impl Runner {
         Box::pin(self.shutdown()).await
     }
 
+    /// Tells the schedule what changed around it since the last turn: its
+    /// standing in coordinated election, its place in line (both change
+    /// in other tasks, so they are looked at here, and sent only when they
+    /// changed).
+    fn tell_what_changed(&mut self) {
+        let coordinated = self
+            .candidate
+            .as_ref()
+            .is_some_and(|c| matches!(c.standing(), Standing::Registered | Standing::Withdrawn));
+        if coordinated != self.schedule.coordinated() {
+            self.schedule.input(Input::Coordinated(coordinated));
+        }
+        let first = self.feed.first_in_line(self.schedule.named_successor());
+        if first != self.schedule.first_in_line() {
+            self.schedule.input(Input::FirstInLine(first));
+        }
+    }
+
     fn me(&self) -> &str {
         &self.settings.identity
     }
 
     // === Writing ===
 
-    /// Creates or takes the Lease for a new term.
-    async fn write(&mut self, verdict: Verdict) {
-        let settings = Arc::clone(&self.settings);
-        let previous = match (&verdict, self.schedule.lease()) {
-            (Verdict::Create, _) => None,
-            (Verdict::Acquire, Some(lease)) => Some(lease.clone()),
-            _ => return,
-        };
-        let sent = Instant::now();
-        self.say_why_taking(previous.as_ref(), sent);
-        let timeout = self.schedule.request_timeout(sent);
-        let Some((_, spec)) = record::write_for(
-            &verdict,
-            previous.as_ref().map(record::spec_of),
-            &settings.identity,
-            settings.lease_duration_secs,
-            settings.clock.now(),
-        ) else {
+    /// Creates or takes the Lease for a new term, as `verdict` says at `now`.
+    async fn write(&mut self, verdict: &Verdict, now: Instant) {
+        let wall = self.settings.clock.now();
+        let Some(write) = self.schedule.write(verdict, wall, now) else {
             return;
         };
-        self.schedule.remember(TermRecord::of(&spec));
+        let sent = Instant::now();
+        self.say_why_taking(write.based_on.as_ref(), sent);
+        let timeout = self.schedule.request_timeout(sent);
         tracing::trace!(?verdict, "writing the Lease");
-        let request = match &previous {
-            None => futures::future::Either::Left(self.api.create(spec, timeout)),
+        let request = match &write.based_on {
+            None => futures::future::Either::Left(self.api.create(write.spec, timeout)),
             Some(lease) => futures::future::Either::Right(self.api.replace(
-                LeaseOperation::Acquire,
-                crate::successor::to_write(lease, spec, None),
+                write.operation,
+                crate::successor::to_write(lease, write.spec, None),
                 timeout,
             )),
         };
@@ -310,25 +313,20 @@ impl Runner {
     /// record. (A little over 60 lines: the three answers of one request,
     /// each with its telemetry, read best side by side.)
     async fn renew(&mut self) -> Renewed {
-        let settings = Arc::clone(&self.settings);
-        let Some(based_on) = self.schedule.renew_basis() else {
+        let Some(Write {
+            operation,
+            based_on: Some(based_on),
+            spec,
+        }) = self.schedule.renew_write(self.settings.clock.now())
+        else {
             return Renewed::Lost;
         };
         let sent = Instant::now();
-        let Some((_, spec)) = record::write_for(
-            &Verdict::Renew,
-            Some(record::spec_of(&based_on)),
-            &settings.identity,
-            settings.lease_duration_secs,
-            settings.clock.now(),
-        ) else {
-            return Renewed::Lost;
-        };
         let timeout = self.schedule.request_timeout(sent);
         let result = self
             .api
             .replace(
-                LeaseOperation::Renew,
+                operation,
                 crate::successor::to_write(&based_on, spec, None),
                 timeout,
             )
@@ -403,7 +401,12 @@ impl Runner {
 
     fn start_leading(&mut self, sent: Instant, now: Instant) {
         let (drain, drained) = crate::shared::drain();
-        let Some((term, fencing)) = self.schedule.start_term(sent, now, drained) else {
+        let Some(Started {
+            term,
+            fencing,
+            free_since,
+        }) = self.schedule.start_term(sent, now, drained)
+        else {
             tracing::warn!(
                 "the Lease was taken, but the answer came after the renew deadline; not leading this term"
             );
@@ -419,7 +422,6 @@ impl Runner {
         let uid = lease.and_then(|l| l.metadata.uid.clone());
         self.shared.set_drain(Some((term.id, drain)));
         self.feed.set_leading(true);
-        let free_since = self.schedule.free_since.take();
         self.telemetry
             .started_leading(sent, free_since, uid.as_deref());
         tracing::info!(fencing_token = term.fencing_token, "started leading");

@@ -1,15 +1,84 @@
 //! The schedule's writes and terms: what a write sends, what its answer
 //! changes, and the term it starts.
 
-use k8s_openapi::api::coordination::v1::Lease;
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{ActiveTerm, Schedule, View};
-use crate::record::{self, Verdict};
+use crate::error::LeaseOperation;
+use crate::record::{self, TermRecord, Verdict};
 use crate::state::{Deadline, Term};
 
+/// A write the schedule calls for: the operation, the Lease it is based on
+/// (`None`: a create) and the spec it sends.
+#[derive(Debug)]
+pub(in crate::elector) struct Write {
+    pub(in crate::elector) operation: LeaseOperation,
+    pub(in crate::elector) based_on: Option<Lease>,
+    pub(in crate::elector) spec: LeaseSpec,
+}
+
+/// A term just started: the term, its fencing token if the server's
+/// resourceVersion is one, and since when the Lease was free to take.
+#[derive(Debug)]
+pub(in crate::elector) struct Started {
+    pub(in crate::elector) term: Term,
+    pub(in crate::elector) fencing: Option<u64>,
+    pub(in crate::elector) free_since: Option<Instant>,
+}
+
 impl Schedule {
+    /// The write `verdict` calls for at `now` (a create or an acquire), with
+    /// `wall` as the time it records: until an answer says otherwise, the
+    /// record it writes may land, so it is remembered as ours. `None` when
+    /// there is nothing to write (a wait, or an acquire with no Lease seen).
+    pub(in crate::elector) fn write(
+        &mut self,
+        verdict: &Verdict,
+        wall: Timestamp,
+        now: Instant,
+    ) -> Option<Write> {
+        let based_on = match (verdict, self.lease()) {
+            (Verdict::Create, _) => None,
+            (Verdict::Acquire, Some(lease)) => Some(lease.clone()),
+            _ => return None,
+        };
+        let (operation, spec) = record::write_for(
+            verdict,
+            based_on.as_ref().map(record::spec_of),
+            &self.timing.identity,
+            self.timing.lease_duration_secs,
+            wall,
+        )?;
+        self.free_since.get_or_insert(now);
+        self.remember(TermRecord::of(&spec));
+        Some(Write {
+            operation,
+            based_on,
+            spec,
+        })
+    }
+
+    /// The renew of the current (or draining) term, with `wall` as the time
+    /// it records, if the Lease still carries the term's record.
+    pub(in crate::elector) fn renew_write(&self, wall: Timestamp) -> Option<Write> {
+        let based_on = self.renew_basis()?;
+        let (operation, spec) = record::write_for(
+            &Verdict::Renew,
+            Some(record::spec_of(&based_on)),
+            &self.timing.identity,
+            self.timing.lease_duration_secs,
+            wall,
+        )?;
+        Some(Write {
+            operation,
+            based_on: Some(based_on),
+            spec,
+        })
+    }
+
     // === Writing ===
 
     /// A create or acquire conflicted: read again. After a create, also wait
@@ -80,7 +149,7 @@ impl Schedule {
         sent: Instant,
         now: Instant,
         drained: crate::shared::Drained,
-    ) -> Option<(Term, Option<u64>)> {
+    ) -> Option<Started> {
         if now >= record::after(sent, self.timing.renew_deadline) {
             self.back_off(now);
             return None;
@@ -115,7 +184,11 @@ impl Schedule {
             drained,
             _cancel_on_drop: token.drop_guard(),
         });
-        Some((term, fencing))
+        Some(Started {
+            term,
+            fencing,
+            free_since: self.free_since.take(),
+        })
     }
 
     /// Ends the current term, if any: its token is cancelled at once.

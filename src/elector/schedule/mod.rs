@@ -11,6 +11,7 @@ mod lead;
 mod observe;
 mod term;
 
+pub(in crate::elector) use lead::{Started, Write};
 pub(crate) use term::{ActiveTerm, Observation, Shortened, Stop};
 
 use std::time::Duration;
@@ -36,6 +37,22 @@ pub(super) enum View {
     Present(Box<Observed>),
 }
 
+/// What the runner tells the schedule when it changes: the schedule holds
+/// the value from then on, and no one else does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::elector) enum Input {
+    /// The campaign was switched on or off (a sharded elector's, at run
+    /// time).
+    Campaign(bool),
+    /// This elector became, or stopped being, a declared candidate of
+    /// coordinated election (its `LeaseCandidate` registered or withdrawn).
+    Coordinated(bool),
+    /// This elector's place in its line changed: whether it is first among
+    /// the candidates it knows of, not counting the successor the Lease
+    /// names (alone, it always is).
+    FirstInLine(bool),
+}
+
 /// What to do next.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Step {
@@ -50,6 +67,7 @@ struct Timing {
     identity: String,
     adopt_own_lease: bool,
     campaign: bool,
+    lease_duration_secs: i32,
     lease_duration: Duration,
     renew_deadline: Duration,
     retry_period: Duration,
@@ -85,7 +103,7 @@ pub(super) struct Schedule {
     poll_at: Instant,
     /// When this elector first found the Lease free to take, since it last
     /// saw it held by another (for the handover metric).
-    pub(super) free_since: Option<Instant>,
+    free_since: Option<Instant>,
     /// Where this elector stands among the other candidates.
     place: Place,
 }
@@ -114,6 +132,7 @@ impl Schedule {
                 identity: settings.identity.clone(),
                 adopt_own_lease: settings.adopt_own_lease,
                 campaign: settings.campaign,
+                lease_duration_secs: settings.lease_duration_secs,
                 lease_duration: settings.lease_duration,
                 renew_deadline: settings.renew_deadline,
                 retry_period: settings.retry_period,
@@ -155,7 +174,7 @@ impl Schedule {
 
     /// Until an answer says otherwise, a write of `record` may land: a Lease
     /// that carries it is ours.
-    pub(super) fn remember(&mut self, record: TermRecord) {
+    fn remember(&mut self, record: TermRecord) {
         if !self.written.contains(&record) {
             if self.written.len() == REMEMBERED {
                 self.written.remove(0);
@@ -194,9 +213,23 @@ impl Schedule {
         }
     }
 
-    /// Switches campaigning on or off (a sharded elector's, at run time).
-    pub(super) fn set_campaign(&mut self, campaign: bool) {
-        self.timing.campaign = campaign;
+    /// Takes in what changed around the schedule.
+    pub(super) fn input(&mut self, input: Input) {
+        match input {
+            Input::Campaign(campaign) => self.timing.campaign = campaign,
+            Input::Coordinated(coordinated) => self.place.coordinated = coordinated,
+            Input::FirstInLine(first) => self.place.first_in_line = first,
+        }
+    }
+
+    /// Whether this elector is a declared candidate of coordinated election.
+    pub(super) fn coordinated(&self) -> bool {
+        self.place.coordinated
+    }
+
+    /// Whether this elector is first in line, as last told.
+    pub(super) fn first_in_line(&self) -> bool {
+        self.place.first_in_line
     }
 
     /// Whether this schedule campaigns (an observer does not).
@@ -235,10 +268,6 @@ impl Schedule {
         self.place.aside = self
             .lease()
             .map(|lease| record::transitions(record::spec_of(lease)));
-    }
-
-    pub(super) fn set_coordinated(&mut self, coordinated: bool) {
-        self.place.coordinated = coordinated;
     }
 
     /// The observed Lease, if coordinated election runs it for this
@@ -282,10 +311,6 @@ impl Schedule {
             && self
                 .coordinated_lease()
                 .is_some_and(|observed| record::elected(observed, self.me(), self.own(), now))
-    }
-
-    pub(super) fn set_first_in_line(&mut self, first: bool) {
-        self.place.first_in_line = first;
     }
 
     /// The earliest this candidate writes to take the Lease: when it came

@@ -456,11 +456,7 @@ impl Runner {
         };
         let next = LeaderState {
             leader: leader.map(str::to_owned),
-            term: self
-                .schedule
-                .term
-                .as_ref()
-                .map(|active| active.term.clone()),
+            term: self.schedule.term().map(|active| active.term.clone()),
             since: now,
         };
         let me = self.me();

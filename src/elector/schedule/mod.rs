@@ -28,7 +28,7 @@ const REMEMBERED: usize = 4;
 
 /// What is known of the Lease.
 #[derive(Debug)]
-pub(super) enum View {
+enum View {
     /// Nothing yet, or a write conflicted or was cut off: read before deciding.
     Unknown,
     /// There is no Lease, as first observed at `since`.
@@ -77,16 +77,16 @@ struct Timing {
 #[derive(Debug)]
 pub(super) struct Schedule {
     timing: Timing,
-    pub(super) view: View,
+    view: View,
     /// The Lease as last seen present: a deletion does not end its holder's
     /// term early (see `record::judge_missing`).
     last_seen: Option<Box<Observed>>,
     /// The newest `resourceVersion` seen: an older answer (a lagging cache)
     /// never replaces a newer observation.
     newest: Option<String>,
-    pub(super) term: Option<ActiveTerm>,
+    term: Option<ActiveTerm>,
     /// The term that ended at shutdown, renewed while its work drains.
-    pub(super) draining: Option<ActiveTerm>,
+    draining: Option<ActiveTerm>,
     terms: u64,
     /// Records this elector wrote: a Lease that carries one is its own.
     written: Vec<TermRecord>,
@@ -211,6 +211,31 @@ impl Schedule {
             View::Present(observed) => observed.holder().filter(|_| now < observed.expires_at()),
             _ => None,
         }
+    }
+
+    /// Whether what the Lease holds is unknown until it is read again.
+    pub(super) fn view_unknown(&self) -> bool {
+        matches!(self.view, View::Unknown)
+    }
+
+    /// The term this elector leads, if it leads.
+    pub(super) fn term(&self) -> Option<&ActiveTerm> {
+        self.term.as_ref()
+    }
+
+    /// The term that ended at shutdown is renewed while its work drains.
+    pub(super) fn drain(&mut self, active: ActiveTerm) {
+        self.draining = Some(active);
+    }
+
+    /// The term draining, if its drain has not ended.
+    pub(super) fn draining(&mut self) -> Option<&mut ActiveTerm> {
+        self.draining.as_mut()
+    }
+
+    /// Ends the drain: the term drained, if any.
+    pub(super) fn end_drain(&mut self) -> Option<ActiveTerm> {
+        self.draining.take()
     }
 
     /// Takes in what changed around the schedule.

@@ -86,6 +86,9 @@ impl Feed {
     }
 }
 
+/// Twelve fields: the elector's task owns its connections (API, shared
+/// state, published state, token, feed, telemetry, candidate), its
+/// schedule and the few things that shape only its logs and handovers.
 pub(super) struct Runner {
     api: LeaseApi,
     settings: Arc<Settings>,

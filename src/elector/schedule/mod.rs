@@ -74,6 +74,9 @@ struct Timing {
     request_timeout: Duration,
 }
 
+/// Thirteen fields: what one elector knows of its Lease, its terms and its
+/// place, each read by the decisions of `next_step`; the timings, the
+/// watch's health and the place are grouped already.
 #[derive(Debug)]
 pub(super) struct Schedule {
     timing: Timing,
@@ -90,22 +93,32 @@ pub(super) struct Schedule {
     terms: u64,
     /// Records this elector wrote: a Lease that carries one is its own.
     written: Vec<TermRecord>,
-    /// Whether the watch is connected, and when it last delivered something.
-    connected: bool,
-    progress: Instant,
-    distrusted: bool,
+    /// The health of the watch, and when to poll while it is not trusted.
+    watch: WatchHealth,
     /// No write (acquire or create) before this, after a failed one.
     write_after: Instant,
     /// No create before this, after a create conflicted (someone else
     /// created the Lease): a lagging cache may still say it is missing.
     create_after: Instant,
-    /// When a follower polls next while the watch is not trusted.
-    poll_at: Instant,
     /// When this elector first found the Lease free to take, since it last
     /// saw it held by another (for the handover metric).
     free_since: Option<Instant>,
     /// Where this elector stands among the other candidates.
     place: Place,
+}
+
+/// Whether the watch is trusted to report changes, and when to poll
+/// while it is not.
+#[derive(Debug)]
+struct WatchHealth {
+    /// Whether the watch is connected.
+    connected: bool,
+    /// When it last delivered something (or, before that, started).
+    progress: Instant,
+    /// Whether it was distrusted at the last look.
+    distrusted: bool,
+    /// When a follower polls next while the watch is not trusted.
+    poll_at: Instant,
 }
 
 /// Where a candidate stands among the others: in its line, after a
@@ -145,12 +158,14 @@ impl Schedule {
             draining: None,
             terms: 0,
             written: Vec::new(),
-            connected: false,
-            progress: now,
-            distrusted: false,
+            watch: WatchHealth {
+                connected: false,
+                progress: now,
+                distrusted: false,
+                poll_at: now,
+            },
             write_after: now,
             create_after: now,
-            poll_at: now,
             free_since: None,
             place: Place {
                 first_in_line: true,
@@ -385,7 +400,7 @@ impl Schedule {
         let polling = !self.watch_trusted(now) && !leading;
         let verdict = match &self.view {
             View::Unknown => return self.not_before(now, self.write_after, Step::Read),
-            _ if polling && now >= self.poll_at => return Step::Read,
+            _ if polling && now >= self.watch.poll_at => return Step::Read,
             View::Missing { since } => record::judge_missing(
                 self.last_seen.as_deref(),
                 Some(*since),
@@ -424,10 +439,10 @@ impl Schedule {
         };
         Step::Wait(match (&self.term, polling) {
             (Some(active), _) => wake.min(active.ends_at),
-            (None, true) => wake.min(self.poll_at),
+            (None, true) => wake.min(self.watch.poll_at),
             // A trusted watch of a held Lease must show progress by then.
             (None, false) if self.leader().is_some() => {
-                wake.min(record::after(self.progress, self.silence()))
+                wake.min(record::after(self.watch.progress, self.silence()))
             }
             (None, false) => wake,
         })

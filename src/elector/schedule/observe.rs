@@ -18,8 +18,8 @@ impl Schedule {
 
     pub(super) fn watch_trusted(&self, now: Instant) -> bool {
         record::watch_trusted(
-            self.connected,
-            self.progress,
+            self.watch.connected,
+            self.watch.progress,
             self.leader().is_some(),
             self.silence(),
             now,
@@ -31,11 +31,12 @@ impl Schedule {
     /// checks with its first read whether the watch missed a change.
     pub(in crate::elector) fn newly_distrusted(&mut self, now: Instant) -> bool {
         let trusted = self.watch_trusted(now);
-        let newly = !trusted && self.connected && !self.distrusted && self.term.is_none();
+        let newly =
+            !trusted && self.watch.connected && !self.watch.distrusted && self.term.is_none();
         if newly {
-            self.poll_at = now;
+            self.watch.poll_at = now;
         }
-        self.distrusted = !trusted;
+        self.watch.distrusted = !trusted;
         newly
     }
 
@@ -72,7 +73,7 @@ impl Schedule {
 
     /// A read answered: polls are due a retry period later.
     pub(in crate::elector) fn read_answered(&mut self, now: Instant) {
-        self.poll_at = now + self.timing.retry_period;
+        self.watch.poll_at = now + self.timing.retry_period;
     }
 
     /// A request failed, or a read was older than what was seen: no write
@@ -83,13 +84,13 @@ impl Schedule {
 
     /// The watch delivered an event, or connected or broke.
     pub(in crate::elector) fn watch_progress(&mut self, now: Instant) {
-        self.progress = now;
+        self.watch.progress = now;
     }
 
     pub(in crate::elector) fn watch_connected(&mut self, connected: bool, now: Instant) {
-        self.connected = connected;
+        self.watch.connected = connected;
         if !connected {
-            self.poll_at = now;
+            self.watch.poll_at = now;
         }
     }
 

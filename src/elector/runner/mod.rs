@@ -278,7 +278,7 @@ impl Runner {
                     ?verdict,
                     "the Lease changed since it was read; reading it again"
                 );
-                self.schedule.write_conflicted(&verdict, now);
+                self.schedule.write_conflicted(verdict, now);
             }
             Err(error) => {
                 self.failed(&error);

@@ -130,7 +130,11 @@ impl Runner {
         mut feed: Feed,
     ) -> Self {
         let candidate = feed.candidate.take();
-        let schedule = Schedule::new(&settings, Instant::now());
+        let mut schedule = Schedule::new(&settings, Instant::now());
+        if let Some(switch) = &mut feed.campaign {
+            // The switch's value as it starts; later changes come as inputs.
+            schedule.input(Input::Campaign(*switch.borrow_and_update()));
+        }
         Self {
             api,
             settings,

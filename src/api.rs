@@ -13,7 +13,6 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::error::{Error, LeaseOperation};
-use crate::record;
 
 /// How long one watch request may stay open (as kube-runtime's watcher).
 const WATCH_TIMEOUT_SECS: u32 = 290;
@@ -180,22 +179,18 @@ impl LeaseApi {
         .await
     }
 
-    /// Replaces the spec of `based_on` with `spec`, conditional on the
-    /// `resourceVersion` of `based_on`, and sets the successor annotation to
-    /// `successor` (a release that names one) or removes it (every other
-    /// write: the name has served its purpose once the Lease is written
-    /// again). A newer Lease, or none, is a [`Error::Conflict`]; so is an
-    /// object without a `resourceVersion`, since writing it would not be
-    /// conditional.
+    /// Replaces the Lease with `lease`, conditional on its
+    /// `resourceVersion` (the caller builds the object: the spec and the
+    /// annotations it writes, see `successor::to_write`). A newer Lease, or
+    /// none, is a [`Error::Conflict`]; so is an object without a
+    /// `resourceVersion`, since writing it would not be conditional.
     pub(crate) async fn replace(
         &self,
         operation: LeaseOperation,
-        based_on: &Lease,
-        spec: LeaseSpec,
-        successor: Option<String>,
+        mut lease: Lease,
         timeout: Duration,
     ) -> Result<Lease, Error> {
-        if based_on
+        if lease
             .metadata
             .resource_version
             .as_deref()
@@ -204,14 +199,8 @@ impl LeaseApi {
         {
             return Err(self.conflict(operation));
         }
-        let mut metadata = based_on.metadata.clone();
-        record::set_successor(&mut metadata, successor);
-        self.annotate(&mut metadata);
+        self.annotate(&mut lease.metadata);
         let post = PostParams::default();
-        let lease = Lease {
-            metadata,
-            spec: Some(spec),
-        };
         self.bounded(operation, timeout, || {
             Box::pin(self.api.replace(&self.name, &post, &lease))
         })

@@ -134,6 +134,7 @@ mod record;
 pub mod shard;
 mod shared;
 pub mod state;
+mod successor;
 
 // The common path: elect, configure, hold the handle and the guard, read
 // the state and its events, handle the errors.
@@ -147,7 +148,7 @@ pub mod handover {
     //! [`ElectorHandle::hand_over`](crate::ElectorHandle::hand_over) takes
     //! and returns, and the annotation a release names its successor in.
     pub use crate::elector::{HandoverOutcome, Successor};
-    pub use crate::record::SUCCESSOR_ANNOTATION;
+    pub use crate::successor::SUCCESSOR_ANNOTATION;
 }
 
 pub mod observer {

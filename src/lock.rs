@@ -14,6 +14,7 @@ use crate::config::{dns1123_label, dns1123_subdomain};
 use crate::error::{ConfigError, ConfigProblem};
 use crate::error::{Error, LeaseOperation};
 use crate::record::{self, Observed, Own, TermRecord, Verdict};
+use crate::successor;
 
 /// Parameters of a [`LeaseLock`], as in `kube-leader-election`.
 #[derive(Clone, Debug)]
@@ -250,7 +251,11 @@ impl LeaseLock {
         let sent = Instant::now();
         match self
             .api
-            .replace(action, &observed.lease, spec, None, budget.left())
+            .replace(
+                action,
+                successor::to_write(&observed.lease, spec, None),
+                budget.left(),
+            )
             .await
         {
             Ok(lease) => {
@@ -336,7 +341,11 @@ impl LeaseLock {
         let spec = record::release(record::spec_of(&lease), self.clock.now());
         let released = self
             .api
-            .replace(LeaseOperation::Release, &lease, spec, None, timeout)
+            .replace(
+                LeaseOperation::Release,
+                successor::to_write(&lease, spec, None),
+                timeout,
+            )
             .await?;
         let mut state = self.lock_state();
         state.term = None;

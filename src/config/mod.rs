@@ -11,6 +11,8 @@ mod settings;
 
 pub(crate) use names::{dns1123_label, dns1123_subdomain};
 pub use observer::ObserverConfig;
+#[cfg(test)]
+pub(crate) use settings::attempt_timeout;
 pub(crate) use settings::{Reporting, Settings};
 
 use crate::clock::{SystemClock, WallClock};

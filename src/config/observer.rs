@@ -46,7 +46,7 @@ impl ObserverConfig {
             lease_name: lease_name.into(),
             namespace: None,
             retry_period: defaults.retry_period,
-            request_timeout: crate::record::attempt_timeout(
+            request_timeout: super::settings::attempt_timeout(
                 defaults.renew_deadline,
                 defaults.retry_period,
             ),

@@ -76,7 +76,7 @@ impl ElectorConfig {
             lease_duration: self.lease_duration,
             renew_deadline: self.renew_deadline,
             retry_period: self.retry_period,
-            request_timeout: crate::record::attempt_timeout(self.renew_deadline, self.retry_period),
+            request_timeout: attempt_timeout(self.renew_deadline, self.retry_period),
             release_on_cancel: self.release_on_cancel,
             drain_timeout: self.drain_timeout,
             overdue_work: self.overdue_work,
@@ -153,4 +153,35 @@ pub(crate) struct Reporting {
     /// events.k8s.io).
     #[cfg(feature = "recorder")]
     pub(crate) events: Option<String>,
+}
+
+/// How long one request may take: two attempts fit within the time a leader
+/// has for a renew (the renew deadline less the retry period it waited), so
+/// one hung request does not cost the term.
+pub(crate) fn attempt_timeout(renew_deadline: Duration, retry_period: Duration) -> Duration {
+    (renew_deadline.saturating_sub(retry_period) / 2).max(Duration::from_millis(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_attempts_fit_in_what_is_left_of_a_renew_deadline() {
+        let (deadline, retry) = (Duration::from_secs(1), Duration::from_millis(250));
+        let attempt = attempt_timeout(deadline, retry);
+        assert!(retry + attempt * 2 <= deadline);
+        assert_eq!(
+            attempt_timeout(Duration::from_secs(10), Duration::from_secs(2)),
+            Duration::from_secs(4)
+        );
+    }
+
+    #[test]
+    fn an_absurd_retry_period_leaves_the_least_attempt_timeout() {
+        assert_eq!(
+            attempt_timeout(Duration::from_secs(1), Duration::MAX),
+            Duration::from_millis(1)
+        );
+    }
 }

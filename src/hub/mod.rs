@@ -261,6 +261,16 @@ impl Member {
     }
 }
 
+impl crate::successor::InLine for Arc<Member> {
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    fn in_line(&self) -> bool {
+        self.campaigns && !self.leading.load(Ordering::Acquire)
+    }
+}
+
 /// Held by an elector's task: leaves the watch (and the line) when dropped.
 pub(crate) struct Membership {
     hub: Arc<Inner>,

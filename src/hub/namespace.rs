@@ -32,7 +32,6 @@ use crate::api::{LeaseApi, is_forbidden};
 use crate::elector::mailbox::Update;
 use crate::elector::watcher::Watcher;
 use crate::error::Error;
-use crate::record;
 
 /// The shortest pause between two watches, and the first backoff.
 const RETRY: Duration = Duration::from_secs(1);
@@ -198,16 +197,7 @@ impl Namespace {
     /// The first candidate in line for `name`: the earliest to join that
     /// campaigns, does not lead, and is not `except`.
     pub(super) fn first_in_line(&self, name: &str, except: Option<&str>) -> Option<Arc<Member>> {
-        self.members()
-            .by_name
-            .get(name)?
-            .iter()
-            .find(|m| {
-                m.campaigns
-                    && !m.leading.load(Ordering::Acquire)
-                    && except != Some(m.identity.as_ref())
-            })
-            .cloned()
+        crate::successor::first_in_line(self.members().by_name.get(name)?.iter(), except).cloned()
     }
 
     // === The watch ===
@@ -473,7 +463,7 @@ impl Namespace {
         let Some(list) = members.by_name.get(name) else {
             return;
         };
-        let successor = record::successor(lease);
+        let successor = crate::successor::named(lease);
         let named = |m: &Arc<Member>| Some(m.identity.as_ref()) == successor;
         if !list.iter().any(named) {
             for member in list {

@@ -27,7 +27,7 @@ impl Runner {
             Successor::Any => self.feed.successor(),
         };
         // From here until someone else takes the Lease, this candidate
-        // writes last (see `record::deferral`) ...
+        // writes last (see `successor::deferral`) ...
         self.schedule.step_aside();
         // ... and in coordinated election it withdraws its LeaseCandidate
         // (for a lease duration at most), so that the controller picks

@@ -6,6 +6,7 @@
 //! then shut down (`shutdown.rs`: stop leading, drain, release).
 
 mod handover;
+mod read;
 mod shutdown;
 
 use std::sync::Arc;
@@ -18,15 +19,14 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::ShutdownOutcome;
-use super::mailbox::Update;
-use super::schedule::{ActiveTerm, Observation, Schedule, Step, Stop};
+use super::schedule::{ActiveTerm, Input, Schedule, Started, Step, Stop, Write};
 use super::telemetry::Telemetry;
 use crate::api::LeaseApi;
 use crate::candidate::{Candidate, Standing};
 use crate::config::Settings;
-use crate::error::{Error, LeaseOperation};
+use crate::error::Error;
 use crate::hub::Membership;
-use crate::record::{self, TermRecord, Verdict};
+use crate::record::{self, Verdict};
 use crate::shared::{RenewFailure, Shared};
 use crate::state::LeaderState;
 
@@ -54,15 +54,15 @@ pub(super) struct Feed {
     pub(super) campaign: Option<watch::Receiver<bool>>,
 }
 
-/// Completes when the campaign switch changes (never without one, or once
-/// its sender is gone).
-async fn switched(campaign: &mut Option<watch::Receiver<bool>>) {
+/// Completes with the new value when the campaign switch changes (never
+/// without one, or once its sender is gone).
+async fn switched(campaign: &mut Option<watch::Receiver<bool>>) -> bool {
     if let Some(switch) = campaign
         && switch.changed().await.is_ok()
     {
-        return;
+        return *switch.borrow_and_update();
     }
-    std::future::pending::<()>().await;
+    std::future::pending().await
 }
 
 impl Feed {
@@ -86,6 +86,9 @@ impl Feed {
     }
 }
 
+/// Twelve fields: the elector's task owns its connections (API, shared
+/// state, published state, token, feed, telemetry, candidate), its
+/// schedule and the few things that shape only its logs and handovers.
 pub(super) struct Runner {
     api: LeaseApi,
     settings: Arc<Settings>,
@@ -127,7 +130,11 @@ impl Runner {
         mut feed: Feed,
     ) -> Self {
         let candidate = feed.candidate.take();
-        let schedule = Schedule::new(&settings, Instant::now());
+        let mut schedule = Schedule::new(&settings, Instant::now());
+        if let Some(switch) = &mut feed.campaign {
+            // The switch's value as it starts; later changes come as inputs.
+            schedule.input(Input::Campaign(*switch.borrow_and_update()));
+        }
         Self {
             api,
             settings,
@@ -163,8 +170,11 @@ impl Runner {
                 let _ = request.reply.send(outcome);
                 continue;
             }
-            if let Some(switch) = &self.feed.campaign {
-                self.schedule.set_campaign(*switch.borrow());
+            if let Some(switch) = &mut self.feed.campaign
+                && switch.has_changed().unwrap_or(false)
+            {
+                let campaign = *switch.borrow_and_update();
+                self.schedule.input(Input::Campaign(campaign));
             }
             let now = Instant::now();
             if self.schedule.term_over(now) {
@@ -184,26 +194,20 @@ impl Runner {
                 // holder expires, without any event.
                 self.publish();
             }
-            self.schedule
-                .set_coordinated(self.candidate.as_ref().is_some_and(|c| {
-                    matches!(c.standing(), Standing::Registered | Standing::Withdrawn)
-                }));
-            let in_line = self.feed.first_in_line(self.schedule.named_successor());
-            self.schedule.set_first_in_line(in_line);
+            self.tell_what_changed();
             match self.schedule.next_step(now) {
                 Step::Read => self.read().await,
                 Step::Write(Verdict::Renew) => self.renew_in_loop().await,
-                Step::Write(verdict) => {
-                    self.schedule.free_since.get_or_insert(now);
-                    self.write(verdict).await;
-                }
+                Step::Write(verdict) => self.write(&verdict, now).await,
                 Step::Wait(until) => {
                     tokio::select! {
                         biased;
                         () = self.token.cancelled() => {}
                         update = self.feed.inbox.recv() => self.on_update(update),
                         () = self.shared.handover_asked() => {}
-                        () = switched(&mut self.feed.campaign) => {}
+                        campaign = switched(&mut self.feed.campaign) => {
+                            self.schedule.input(Input::Campaign(campaign));
+                        }
                         () = sleep_until(until) => {}
                     }
                 }
@@ -214,178 +218,45 @@ impl Runner {
         Box::pin(self.shutdown()).await
     }
 
+    /// Tells the schedule what changed around it since the last turn: its
+    /// standing in coordinated election, its place in line (both change
+    /// in other tasks, so they are looked at here, and sent only when they
+    /// changed).
+    fn tell_what_changed(&mut self) {
+        let coordinated = self
+            .candidate
+            .as_ref()
+            .is_some_and(|c| matches!(c.standing(), Standing::Registered | Standing::Withdrawn));
+        if coordinated != self.schedule.coordinated() {
+            self.schedule.input(Input::Coordinated(coordinated));
+        }
+        let first = self.feed.first_in_line(self.schedule.named_successor());
+        if first != self.schedule.first_in_line() {
+            self.schedule.input(Input::FirstInLine(first));
+        }
+    }
+
     fn me(&self) -> &str {
         &self.settings.identity
     }
 
-    // === Reading ===
-
-    async fn read(&mut self) {
-        let timeout = self.schedule.request_timeout(Instant::now());
-        let result = tokio::select! {
-            biased;
-            () = self.token.cancelled() => return,
-            result = self.api.get(timeout) => result,
-        };
-        self.read_answered(result, Instant::now());
-    }
-
-    fn read_answered(&mut self, result: Result<Option<Lease>, Error>, now: Instant) {
-        self.schedule.read_answered(now);
-        match result {
-            Ok(Some(lease)) => {
-                self.answered();
-                if self
-                    .schedule
-                    .is_stale(lease.metadata.resource_version.as_deref())
-                {
-                    tracing::debug!(
-                        version = ?lease.metadata.resource_version,
-                        "the read answered an older resourceVersion than one already seen; ignored"
-                    );
-                    self.schedule.back_off(now);
-                } else {
-                    self.observe(lease, now);
-                }
-            }
-            Ok(None) => {
-                self.answered();
-                self.observe_missing(None, now);
-            }
-            Err(error) => {
-                self.failed(&error);
-                self.schedule.back_off(now);
-                return;
-            }
-        }
-        self.checked_silent_watch(now);
-    }
-
-    /// After the first read since the watch was distrusted: a warning if
-    /// the read found a change the watch did not deliver; if not, nothing
-    /// is wrong with the watch (a holder that stopped renewing, as a
-    /// crashed one, sends no events): debug.
-    fn checked_silent_watch(&mut self, now: Instant) {
-        let Some(SilentWatch { newest: before }) = self.silent_watch.take() else {
-            return;
-        };
-        let retry = self.settings.retry_period;
-        let missed = self.schedule.lease().is_none() || self.schedule.newest() != before.as_deref();
-        if missed {
-            tracing::warn!(
-                "the watch missed a change of the Lease (it delivered nothing for {:?} while the Lease \
-                 is held); polling every {retry:?} until it delivers again",
-                record::watch_silence(retry),
-            );
-        } else if let Some((holder, silent)) = self.schedule.other_holder_silent_for(now) {
-            tracing::debug!(
-                %holder,
-                "{holder} has not renewed the Lease for {silent:.1?}; the watch missed nothing \
-                 (polling every {retry:?} until it renews, or the Lease expires)"
-            );
-        }
-    }
-
-    fn on_update(&mut self, update: Update) {
-        let now = Instant::now();
-        match update {
-            Update::Lease(lease) => {
-                self.schedule.watch_progress(now);
-                if self
-                    .schedule
-                    .is_newer(lease.metadata.resource_version.as_deref())
-                {
-                    self.observe(*lease, now);
-                }
-            }
-            Update::Missing { version } => {
-                self.schedule.watch_progress(now);
-                if self.schedule.is_newer(version.as_deref()) {
-                    self.observe_missing(version.as_deref(), now);
-                }
-            }
-            Update::Progress => self.schedule.watch_progress(now),
-            Update::Healthy(healthy) => self.schedule.watch_connected(healthy, now),
-        }
-    }
-
-    fn observe(&mut self, lease: Lease, now: Instant) {
-        tracing::trace!(
-            version = ?lease.metadata.resource_version,
-            holder = ?record::holder(record::spec_of(&lease)),
-            "observed the Lease"
-        );
-        let held_by_another =
-            record::holder(record::spec_of(&lease)).is_some_and(|h| h != self.me());
-        let Observation { stop, shortened } = self.schedule.observe(lease, now);
-        if held_by_another && let Some(candidate) = &self.candidate {
-            // Someone took what this elector handed over: no longer aside.
-            candidate.rejoin();
-        }
-        self.telemetry.observed();
-        if let Some(shortened) = shortened {
-            tracing::warn!(
-                recorded = ?shortened.recorded,
-                "the Lease now records a shorter duration than this elector writes; \
-                 the term ends by what followers may compute from it unless a renew restores it"
-            );
-        }
-        match stop {
-            Some(Stop::Preferred(preferred)) if self.yield_to.is_none() => {
-                tracing::info!(
-                    %preferred,
-                    "the coordinating controller prefers {preferred}: ending the term, draining, releasing"
-                );
-                self.yield_to = Some(preferred);
-            }
-            Some(Stop::Preferred(_)) | None => {}
-            Some(stop) => {
-                self.stop_leading(&stop);
-            }
-        }
-        self.publish();
-    }
-
-    fn observe_missing(&mut self, version: Option<&str>, now: Instant) {
-        let stop = self.schedule.observe_missing(version, now);
-        self.telemetry.observed();
-        if let Some(stop) = stop {
-            self.stop_leading(&stop);
-        }
-        self.publish();
-    }
-
     // === Writing ===
 
-    /// Creates or takes the Lease for a new term.
-    async fn write(&mut self, verdict: Verdict) {
-        let settings = Arc::clone(&self.settings);
-        let previous = match (&verdict, self.schedule.lease()) {
-            (Verdict::Create, _) => None,
-            (Verdict::Acquire, Some(lease)) => Some(lease.clone()),
-            _ => return,
-        };
-        let sent = Instant::now();
-        self.say_why_taking(previous.as_ref(), sent);
-        let timeout = self.schedule.request_timeout(sent);
-        let Some((_, spec)) = record::write_for(
-            &verdict,
-            previous.as_ref().map(record::spec_of),
-            &settings.identity,
-            settings.lease_duration_secs,
-            settings.clock.now(),
-        ) else {
+    /// Creates or takes the Lease for a new term, as `verdict` says at `now`.
+    async fn write(&mut self, verdict: &Verdict, now: Instant) {
+        let wall = self.settings.clock.now();
+        let Some(write) = self.schedule.write(verdict, wall, now) else {
             return;
         };
-        self.schedule.remember(TermRecord::of(&spec));
+        let sent = Instant::now();
+        self.say_why_taking(write.based_on.as_ref(), sent);
+        let timeout = self.schedule.request_timeout(sent);
         tracing::trace!(?verdict, "writing the Lease");
-        let request = match &previous {
-            None => futures::future::Either::Left(self.api.create(spec, timeout)),
+        let request = match &write.based_on {
+            None => futures::future::Either::Left(self.api.create(write.spec, timeout)),
             Some(lease) => futures::future::Either::Right(self.api.replace(
-                LeaseOperation::Acquire,
-                lease,
-                spec,
-                None,
+                write.operation,
+                crate::successor::to_write(lease, write.spec, None),
                 timeout,
             )),
         };
@@ -411,7 +282,7 @@ impl Runner {
                     ?verdict,
                     "the Lease changed since it was read; reading it again"
                 );
-                self.schedule.write_conflicted(&verdict, now);
+                self.schedule.write_conflicted(verdict, now);
             }
             Err(error) => {
                 self.failed(&error);
@@ -449,24 +320,23 @@ impl Runner {
     /// record. (A little over 60 lines: the three answers of one request,
     /// each with its telemetry, read best side by side.)
     async fn renew(&mut self) -> Renewed {
-        let settings = Arc::clone(&self.settings);
-        let Some(based_on) = self.schedule.renew_basis() else {
+        let Some(Write {
+            operation,
+            based_on: Some(based_on),
+            spec,
+        }) = self.schedule.renew_write(self.settings.clock.now())
+        else {
             return Renewed::Lost;
         };
         let sent = Instant::now();
-        let Some((_, spec)) = record::write_for(
-            &Verdict::Renew,
-            Some(record::spec_of(&based_on)),
-            &settings.identity,
-            settings.lease_duration_secs,
-            settings.clock.now(),
-        ) else {
-            return Renewed::Lost;
-        };
         let timeout = self.schedule.request_timeout(sent);
         let result = self
             .api
-            .replace(LeaseOperation::Renew, &based_on, spec, None, timeout)
+            .replace(
+                operation,
+                crate::successor::to_write(&based_on, spec, None),
+                timeout,
+            )
             .await;
         let now = Instant::now();
         match result {
@@ -538,7 +408,12 @@ impl Runner {
 
     fn start_leading(&mut self, sent: Instant, now: Instant) {
         let (drain, drained) = crate::shared::drain();
-        let Some((term, fencing)) = self.schedule.start_term(sent, now, drained) else {
+        let Some(Started {
+            term,
+            fencing,
+            free_since,
+        }) = self.schedule.start_term(sent, now, drained)
+        else {
             tracing::warn!(
                 "the Lease was taken, but the answer came after the renew deadline; not leading this term"
             );
@@ -554,7 +429,6 @@ impl Runner {
         let uid = lease.and_then(|l| l.metadata.uid.clone());
         self.shared.set_drain(Some((term.id, drain)));
         self.feed.set_leading(true);
-        let free_since = self.schedule.free_since.take();
         self.telemetry
             .started_leading(sent, free_since, uid.as_deref());
         tracing::info!(fencing_token = term.fencing_token, "started leading");
@@ -589,11 +463,7 @@ impl Runner {
         };
         let next = LeaderState {
             leader: leader.map(str::to_owned),
-            term: self
-                .schedule
-                .term
-                .as_ref()
-                .map(|active| active.term.clone()),
+            term: self.schedule.term().map(|active| active.term.clone()),
             since: now,
         };
         let me = self.me();

@@ -7,7 +7,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::{Renewed, Runner};
 use crate::elector::ShutdownOutcome;
-use crate::elector::schedule::{ActiveTerm, Stop, View};
+use crate::elector::schedule::{ActiveTerm, Stop};
 use crate::error::{Error, LeaseOperation};
 use crate::record::{self, TermRecord};
 
@@ -43,8 +43,8 @@ impl Runner {
     pub(super) async fn drain(&mut self, active: ActiveTerm) {
         let settings = Arc::clone(&self.settings);
         let until = record::after(Instant::now(), settings.drain_timeout);
-        self.schedule.draining = Some(active);
-        while let Some(active) = self.schedule.draining.as_mut() {
+        self.schedule.drain(active);
+        while let Some(active) = self.schedule.draining() {
             let (ends_at, renew_at) = (active.ends_at, active.renew_at.min(active.ends_at));
             tokio::select! {
                 biased;
@@ -65,17 +65,15 @@ impl Runner {
                 }
                 () = sleep_until(renew_at) => {}
             }
-            if matches!(self.schedule.view, View::Unknown) {
+            if self.schedule.view_unknown() {
                 self.read_for_drain().await;
             }
-            if matches!(self.renew().await, Renewed::Lost)
-                && !matches!(self.schedule.view, View::Unknown)
-            {
+            if matches!(self.renew().await, Renewed::Lost) && !self.schedule.view_unknown() {
                 tracing::warn!("the Lease is no longer ours while leader work drains");
                 break;
             }
         }
-        if let Some(active) = self.schedule.draining.take() {
+        if let Some(active) = self.schedule.end_drain() {
             active.unprotect(Instant::now());
         }
     }
@@ -100,7 +98,7 @@ impl Runner {
         // lease duration.
         let mut failed_once = false;
         for _ in 0..3 {
-            if matches!(self.schedule.view, View::Unknown) {
+            if self.schedule.view_unknown() {
                 match self.api.get(timeout).await? {
                     Some(lease) => self.observe(lease, Instant::now()),
                     None => self.observe_missing(None, Instant::now()),
@@ -116,11 +114,11 @@ impl Runner {
                 return Ok(ShutdownOutcome::NotHolding);
             }
             tracing::trace!(version = ?lease.metadata.resource_version, "releasing the Lease");
-            let named = successor.map(|identity| record::successor_value(spec, identity));
             let spec = record::release(spec, self.settings.clock.now());
+            let release = crate::successor::to_write(&lease, spec, successor);
             match self
                 .api
-                .replace(LeaseOperation::Release, &lease, spec, named, timeout)
+                .replace(LeaseOperation::Release, release, timeout)
                 .await
             {
                 Ok(lease) => {

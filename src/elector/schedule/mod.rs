@@ -7,19 +7,20 @@
 //! what to do. The verdicts come from `record`; this is where they are
 //! scheduled. Tested under paused time below.
 
+mod lead;
+mod observe;
 mod term;
 
+pub(in crate::elector) use lead::{Started, Write};
 pub(crate) use term::{ActiveTerm, Observation, Shortened, Stop};
 
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::record::{self, Observed, Own, TermRecord, Verdict};
-use crate::state::{Deadline, Term};
 
 /// How many of the records this elector wrote it remembers (its last terms,
 /// acquires whose answers it never saw).
@@ -27,13 +28,29 @@ const REMEMBERED: usize = 4;
 
 /// What is known of the Lease.
 #[derive(Debug)]
-pub(super) enum View {
+enum View {
     /// Nothing yet, or a write conflicted or was cut off: read before deciding.
     Unknown,
     /// There is no Lease, as first observed at `since`.
     Missing { since: Instant },
     /// The Lease as last observed.
     Present(Box<Observed>),
+}
+
+/// What the runner tells the schedule when it changes: the schedule holds
+/// the value from then on, and no one else does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::elector) enum Input {
+    /// The campaign was switched on or off (a sharded elector's, at run
+    /// time).
+    Campaign(bool),
+    /// This elector became, or stopped being, a declared candidate of
+    /// coordinated election (its `LeaseCandidate` registered or withdrawn).
+    Coordinated(bool),
+    /// This elector's place in its line changed: whether it is first among
+    /// the candidates it knows of, not counting the successor the Lease
+    /// names (alone, it always is).
+    FirstInLine(bool),
 }
 
 /// What to do next.
@@ -50,44 +67,58 @@ struct Timing {
     identity: String,
     adopt_own_lease: bool,
     campaign: bool,
+    lease_duration_secs: i32,
     lease_duration: Duration,
     renew_deadline: Duration,
     retry_period: Duration,
     request_timeout: Duration,
 }
 
+/// Thirteen fields: what one elector knows of its Lease, its terms and its
+/// place, each read by the decisions of `next_step`; the timings, the
+/// watch's health and the place are grouped already.
 #[derive(Debug)]
 pub(super) struct Schedule {
     timing: Timing,
-    pub(super) view: View,
+    view: View,
     /// The Lease as last seen present: a deletion does not end its holder's
     /// term early (see `record::judge_missing`).
     last_seen: Option<Box<Observed>>,
     /// The newest `resourceVersion` seen: an older answer (a lagging cache)
     /// never replaces a newer observation.
     newest: Option<String>,
-    pub(super) term: Option<ActiveTerm>,
+    term: Option<ActiveTerm>,
     /// The term that ended at shutdown, renewed while its work drains.
-    pub(super) draining: Option<ActiveTerm>,
+    draining: Option<ActiveTerm>,
     terms: u64,
     /// Records this elector wrote: a Lease that carries one is its own.
     written: Vec<TermRecord>,
-    /// Whether the watch is connected, and when it last delivered something.
-    connected: bool,
-    progress: Instant,
-    distrusted: bool,
+    /// The health of the watch, and when to poll while it is not trusted.
+    watch: WatchHealth,
     /// No write (acquire or create) before this, after a failed one.
     write_after: Instant,
     /// No create before this, after a create conflicted (someone else
     /// created the Lease): a lagging cache may still say it is missing.
     create_after: Instant,
-    /// When a follower polls next while the watch is not trusted.
-    poll_at: Instant,
     /// When this elector first found the Lease free to take, since it last
     /// saw it held by another (for the handover metric).
-    pub(super) free_since: Option<Instant>,
+    free_since: Option<Instant>,
     /// Where this elector stands among the other candidates.
     place: Place,
+}
+
+/// Whether the watch is trusted to report changes, and when to poll
+/// while it is not.
+#[derive(Debug)]
+struct WatchHealth {
+    /// Whether the watch is connected.
+    connected: bool,
+    /// When it last delivered something (or, before that, started).
+    progress: Instant,
+    /// Whether it was distrusted at the last look.
+    distrusted: bool,
+    /// When a follower polls next while the watch is not trusted.
+    poll_at: Instant,
 }
 
 /// Where a candidate stands among the others: in its line, after a
@@ -114,6 +145,7 @@ impl Schedule {
                 identity: settings.identity.clone(),
                 adopt_own_lease: settings.adopt_own_lease,
                 campaign: settings.campaign,
+                lease_duration_secs: settings.lease_duration_secs,
                 lease_duration: settings.lease_duration,
                 renew_deadline: settings.renew_deadline,
                 retry_period: settings.retry_period,
@@ -126,12 +158,14 @@ impl Schedule {
             draining: None,
             terms: 0,
             written: Vec::new(),
-            connected: false,
-            progress: now,
-            distrusted: false,
+            watch: WatchHealth {
+                connected: false,
+                progress: now,
+                distrusted: false,
+                poll_at: now,
+            },
             write_after: now,
             create_after: now,
-            poll_at: now,
             free_since: None,
             place: Place {
                 first_in_line: true,
@@ -155,7 +189,7 @@ impl Schedule {
 
     /// Until an answer says otherwise, a write of `record` may land: a Lease
     /// that carries it is ours.
-    pub(super) fn remember(&mut self, record: TermRecord) {
+    fn remember(&mut self, record: TermRecord) {
         if !self.written.contains(&record) {
             if self.written.len() == REMEMBERED {
                 self.written.remove(0);
@@ -194,9 +228,48 @@ impl Schedule {
         }
     }
 
-    /// Switches campaigning on or off (a sharded elector's, at run time).
-    pub(super) fn set_campaign(&mut self, campaign: bool) {
-        self.timing.campaign = campaign;
+    /// Whether what the Lease holds is unknown until it is read again.
+    pub(super) fn view_unknown(&self) -> bool {
+        matches!(self.view, View::Unknown)
+    }
+
+    /// The term this elector leads, if it leads.
+    pub(super) fn term(&self) -> Option<&ActiveTerm> {
+        self.term.as_ref()
+    }
+
+    /// The term that ended at shutdown is renewed while its work drains.
+    pub(super) fn drain(&mut self, active: ActiveTerm) {
+        self.draining = Some(active);
+    }
+
+    /// The term draining, if its drain has not ended.
+    pub(super) fn draining(&mut self) -> Option<&mut ActiveTerm> {
+        self.draining.as_mut()
+    }
+
+    /// Ends the drain: the term drained, if any.
+    pub(super) fn end_drain(&mut self) -> Option<ActiveTerm> {
+        self.draining.take()
+    }
+
+    /// Takes in what changed around the schedule.
+    pub(super) fn input(&mut self, input: Input) {
+        match input {
+            Input::Campaign(campaign) => self.timing.campaign = campaign,
+            Input::Coordinated(coordinated) => self.place.coordinated = coordinated,
+            Input::FirstInLine(first) => self.place.first_in_line = first,
+        }
+    }
+
+    /// Whether this elector is a declared candidate of coordinated election.
+    pub(super) fn coordinated(&self) -> bool {
+        self.place.coordinated
+    }
+
+    /// Whether this elector is first in line, as last told.
+    pub(super) fn first_in_line(&self) -> bool {
+        self.place.first_in_line
     }
 
     /// Whether this schedule campaigns (an observer does not).
@@ -224,7 +297,7 @@ impl Schedule {
     /// record it carries.
     pub(super) fn named_successor(&self) -> Option<&str> {
         match &self.view {
-            View::Present(observed) => record::successor(&observed.lease),
+            View::Present(observed) => crate::successor::named(&observed.lease),
             _ => None,
         }
     }
@@ -235,10 +308,6 @@ impl Schedule {
         self.place.aside = self
             .lease()
             .map(|lease| record::transitions(record::spec_of(lease)));
-    }
-
-    pub(super) fn set_coordinated(&mut self, coordinated: bool) {
-        self.place.coordinated = coordinated;
     }
 
     /// The observed Lease, if coordinated election runs it for this
@@ -284,13 +353,9 @@ impl Schedule {
                 .is_some_and(|observed| record::elected(observed, self.me(), self.own(), now))
     }
 
-    pub(super) fn set_first_in_line(&mut self, first: bool) {
-        self.place.first_in_line = first;
-    }
-
     /// The earliest this candidate writes to take the Lease: when it came
     /// free (released, expired, missing), plus its place in line (see
-    /// `record::deferral`). A Lease that carries our own record is ours
+    /// `successor::deferral`). A Lease that carries our own record is ours
     /// to take at once.
     fn take_at(&self, verdict: &Verdict) -> Instant {
         let not_before = if *verdict == Verdict::Create {
@@ -312,7 +377,7 @@ impl Schedule {
             View::Missing { since } => *since,
             View::Unknown => return not_before,
         };
-        let wait = record::deferral(
+        let wait = crate::successor::deferral(
             self.named_successor(),
             self.me(),
             self.place.first_in_line,
@@ -320,35 +385,6 @@ impl Schedule {
             self.timing.retry_period,
         );
         not_before.max(record::after(came_free, wait))
-    }
-
-    // === Watch health ===
-
-    fn silence(&self) -> Duration {
-        record::watch_silence(self.timing.retry_period)
-    }
-
-    fn watch_trusted(&self, now: Instant) -> bool {
-        record::watch_trusted(
-            self.connected,
-            self.progress,
-            self.leader().is_some(),
-            self.silence(),
-            now,
-        )
-    }
-
-    /// Whether the watch has just stopped being trusted (it is connected
-    /// but shows no progress): polling starts at once, and the runner
-    /// checks with its first read whether the watch missed a change.
-    pub(super) fn newly_distrusted(&mut self, now: Instant) -> bool {
-        let trusted = self.watch_trusted(now);
-        let newly = !trusted && self.connected && !self.distrusted && self.term.is_none();
-        if newly {
-            self.poll_at = now;
-        }
-        self.distrusted = !trusted;
-        newly
     }
 
     // === Scheduling ===
@@ -364,7 +400,7 @@ impl Schedule {
         let polling = !self.watch_trusted(now) && !leading;
         let verdict = match &self.view {
             View::Unknown => return self.not_before(now, self.write_after, Step::Read),
-            _ if polling && now >= self.poll_at => return Step::Read,
+            _ if polling && now >= self.watch.poll_at => return Step::Read,
             View::Missing { since } => record::judge_missing(
                 self.last_seen.as_deref(),
                 Some(*since),
@@ -403,10 +439,10 @@ impl Schedule {
         };
         Step::Wait(match (&self.term, polling) {
             (Some(active), _) => wake.min(active.ends_at),
-            (None, true) => wake.min(self.poll_at),
+            (None, true) => wake.min(self.watch.poll_at),
             // A trusted watch of a held Lease must show progress by then.
             (None, false) if self.leader().is_some() => {
-                wake.min(record::after(self.progress, self.silence()))
+                wake.min(record::after(self.watch.progress, self.silence()))
             }
             (None, false) => wake,
         })
@@ -435,247 +471,6 @@ impl Schedule {
                 .max(Duration::from_millis(1)),
             None => limit,
         }
-    }
-
-    // === Observing ===
-
-    /// The newest `resourceVersion` seen, by the watch or a read.
-    pub(super) fn newest(&self) -> Option<&str> {
-        self.newest.as_deref()
-    }
-
-    /// Whether `version` is newer than every version seen so far.
-    pub(super) fn is_newer(&self, version: Option<&str>) -> bool {
-        self.newest.is_none() || record::is_newer(version, self.newest.as_deref())
-    }
-
-    /// Whether `version` is older than one already seen (a lagging cache):
-    /// such an answer must not replace the newer observation. The same
-    /// version again is not stale: it is the record, still unchanged.
-    pub(super) fn is_stale(&self, version: Option<&str>) -> bool {
-        version.is_some_and(|v| {
-            self.newest
-                .as_deref()
-                .is_some_and(|newest| newest != v && record::is_newer(Some(newest), Some(v)))
-        })
-    }
-
-    fn saw_version(&mut self, version: Option<&str>) {
-        if let Some(version) = version
-            && self.is_newer(Some(version))
-        {
-            self.newest = Some(version.to_owned());
-        }
-    }
-
-    /// A read answered: polls are due a retry period later.
-    pub(super) fn read_answered(&mut self, now: Instant) {
-        self.poll_at = now + self.timing.retry_period;
-    }
-
-    /// A request failed, or a read was older than what was seen: no write
-    /// before a retry period has passed.
-    pub(super) fn back_off(&mut self, now: Instant) {
-        self.write_after = now + self.timing.retry_period;
-    }
-
-    /// The watch delivered an event, or connected or broke.
-    pub(super) fn watch_progress(&mut self, now: Instant) {
-        self.progress = now;
-    }
-
-    pub(super) fn watch_connected(&mut self, connected: bool, now: Instant) {
-        self.connected = connected;
-        if !connected {
-            self.poll_at = now;
-        }
-    }
-
-    /// The Lease as read at `now`.
-    pub(super) fn observe(&mut self, mut lease: Lease, now: Instant) -> Observation {
-        // Never read, and most of a cached Lease (serde_json maps, about
-        // 1.8 KB a copy): dropped. A PUT without them keeps the server's.
-        lease.metadata.managed_fields = None;
-        self.saw_version(lease.metadata.resource_version.as_deref());
-        // The last Lease seen, even across a failed write: the observation
-        // time of an unchanged record must not move.
-        let observed = Box::new(Observed::update(self.last_seen.as_deref(), lease, now));
-        let record = observed.term_record();
-        let recorded = record::lease_duration(record::spec_of(&observed.lease));
-        let preferred = self.preferred_over_me(record::spec_of(&observed.lease));
-        self.last_seen = Some(observed.clone());
-        self.view = View::Present(observed);
-        if record.holder.as_deref().is_some_and(|h| h != self.me()) {
-            self.free_since = None;
-        }
-        let timing = &self.timing;
-        let Some(active) = &mut self.term else {
-            return Observation::default();
-        };
-        if !record::still_holds(&record, &active.record) {
-            let stop = if record.holder.as_deref() == Some(timing.identity.as_str()) {
-                Stop::Twin
-            } else {
-                Stop::Taken(record.holder)
-            };
-            return Observation {
-                stop: Some(stop),
-                shortened: None,
-            };
-        }
-        if let Some(preferred) = preferred {
-            return Observation {
-                stop: Some(Stop::Preferred(preferred)),
-                shortened: None,
-            };
-        }
-        let end = record::term_end(
-            active.renewed_sent,
-            timing.renew_deadline,
-            timing.lease_duration,
-            recorded,
-        );
-        if end >= active.ends_at {
-            return Observation::default();
-        }
-        active.set_end(end);
-        active.renew_at = now;
-        Observation {
-            stop: None,
-            shortened: Some(Shortened { recorded }),
-        }
-    }
-
-    /// The Lease was found missing at `now`.
-    pub(super) fn observe_missing(&mut self, version: Option<&str>, now: Instant) -> Option<Stop> {
-        self.saw_version(version);
-        let since = match &self.view {
-            View::Missing { since } => *since,
-            _ => now,
-        };
-        self.view = View::Missing { since };
-        self.term.is_some().then_some(Stop::Deleted)
-    }
-
-    /// A write was cut off, conflicted or failed: what the Lease holds now
-    /// is unknown until it is read again.
-    pub(super) fn forget_view(&mut self) {
-        self.view = View::Unknown;
-    }
-
-    // === Writing ===
-
-    /// A create or acquire conflicted: read again. After a create, also wait
-    /// a retry period: someone else created it and leads, and a read that
-    /// still says "missing" (a lagging cache) must not turn into a loop.
-    pub(super) fn write_conflicted(&mut self, verdict: &Verdict, now: Instant) {
-        self.view = View::Unknown;
-        if *verdict == Verdict::Create {
-            self.create_after = now + self.timing.retry_period;
-        }
-    }
-
-    /// The term being renewed (the current one, or the one draining), and
-    /// the Lease to base the renew on, if the Lease still carries its record.
-    pub(super) fn renew_basis(&self) -> Option<Lease> {
-        let active = self.term.as_ref().or(self.draining.as_ref())?;
-        match &self.view {
-            View::Present(observed)
-                if record::still_holds(&observed.term_record(), &active.record) =>
-            {
-                Some(observed.lease.clone())
-            }
-            _ => None,
-        }
-    }
-
-    /// A renew sent at `sent` was answered at `now`; `extended` if the
-    /// server stored a new record (the term then runs from `sent`), else the
-    /// next attempt is `retry_at`.
-    pub(super) fn renewed(&mut self, sent: Instant, extended: bool, retry_at: Instant) {
-        let timing = self.timing.clone();
-        let Some(active) = self.term.as_mut().or(self.draining.as_mut()) else {
-            return;
-        };
-        if extended {
-            active.renewed_sent = sent;
-            active.renew_at = sent + timing.retry_period;
-            active.set_end(record::term_end(
-                sent,
-                timing.renew_deadline,
-                timing.lease_duration,
-                Some(timing.lease_duration),
-            ));
-        } else {
-            active.renew_at = retry_at;
-        }
-    }
-
-    /// When a failed renew is retried: at once after a timeout (the
-    /// timed-out connection is dropped, so the retry uses a fresh one), a
-    /// retry period later otherwise.
-    pub(super) fn retry_at(&self, timed_out: bool, now: Instant) -> Instant {
-        if timed_out {
-            now
-        } else {
-            now + self.timing.retry_period
-        }
-    }
-
-    // === Terms ===
-
-    /// Starts a term with the Lease just written (by a request sent at
-    /// `sent`), if the answer came within the renew deadline; `drained`
-    /// closes when the term's guards are gone. Returns the term, and the
-    /// fencing token if the server's resourceVersion is one.
-    pub(super) fn start_term(
-        &mut self,
-        sent: Instant,
-        now: Instant,
-        drained: crate::shared::Drained,
-    ) -> Option<(Term, Option<u64>)> {
-        if now >= record::after(sent, self.timing.renew_deadline) {
-            self.back_off(now);
-            return None;
-        }
-        let View::Present(observed) = &self.view else {
-            return None;
-        };
-        let record = observed.term_record();
-        let fencing = record::fencing_token(&observed.lease);
-        let ends_at = record::term_end(
-            sent,
-            self.timing.renew_deadline,
-            self.timing.lease_duration,
-            record::lease_duration(record::spec_of(&observed.lease)),
-        );
-        self.terms += 1;
-        let token = CancellationToken::new();
-        let term = Term {
-            id: self.terms,
-            fencing_token: fencing.unwrap_or(0),
-            started_at: now,
-            token: token.clone(),
-            ends: Deadline::new(ends_at),
-        };
-        self.remember(record.clone());
-        self.term = Some(ActiveTerm {
-            term: term.clone(),
-            record,
-            renewed_sent: sent,
-            ends_at,
-            renew_at: sent + self.timing.retry_period,
-            drained,
-            _cancel_on_drop: token.drop_guard(),
-        });
-        Some((term, fencing))
-    }
-
-    /// Ends the current term, if any: its token is cancelled at once.
-    pub(super) fn stop_term(&mut self) -> Option<ActiveTerm> {
-        let active = self.term.take()?;
-        active.term.token.cancel();
-        Some(active)
     }
 }
 

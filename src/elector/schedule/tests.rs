@@ -20,7 +20,7 @@ fn settings() -> Settings {
         lease_duration: LEASE,
         renew_deadline: DEADLINE,
         retry_period: RETRY,
-        request_timeout: record::attempt_timeout(DEADLINE, RETRY),
+        request_timeout: crate::config::attempt_timeout(DEADLINE, RETRY),
         release_on_cancel: true,
         drain_timeout: Duration::from_secs(5),
         overdue_work: crate::config::OverdueWork::Drop,
@@ -297,8 +297,8 @@ fn released(rv: u64, successor: Option<&str>) -> Lease {
         rv,
     );
     if let Some(successor) = successor {
-        let value = record::successor_value(record::spec_of(&lease), successor);
-        record::set_successor(&mut lease.metadata, Some(value));
+        let value = crate::successor::value(record::spec_of(&lease), successor);
+        crate::successor::set(&mut lease.metadata, Some(value));
     }
     lease
 }
@@ -308,19 +308,19 @@ async fn a_named_successor_takes_a_release_at_once_and_the_others_defer_by_place
     let now = Instant::now();
     let mut named = Schedule::new(&settings(), now);
     named.watch_connected(true, now);
-    named.set_first_in_line(false);
+    named.input(Input::FirstInLine(false));
     named.observe(released(5, Some("me")), now);
     assert_eq!(named.next_step(now), Step::Write(Verdict::Acquire));
 
     let mut first = Schedule::new(&settings(), now);
     first.watch_connected(true, now);
-    first.set_first_in_line(true);
+    first.input(Input::FirstInLine(true));
     first.observe(released(5, Some("other")), now);
     assert_eq!(first.next_step(now), Step::Wait(now + RETRY));
 
     let mut rest = Schedule::new(&settings(), now);
     rest.watch_connected(true, now);
-    rest.set_first_in_line(false);
+    rest.input(Input::FirstInLine(false));
     rest.observe(released(5, Some("other")), now);
     assert_eq!(rest.next_step(now), Step::Wait(now + RETRY * 2));
     advance(RETRY * 2).await;
@@ -335,7 +335,7 @@ async fn a_named_successor_takes_a_release_at_once_and_the_others_defer_by_place
     assert_eq!(first.next_step(now), Step::Write(Verdict::Acquire));
     let mut second = Schedule::new(&settings(), now);
     second.watch_connected(true, now);
-    second.set_first_in_line(false);
+    second.input(Input::FirstInLine(false));
     second.observe(released(6, None), now);
     assert_eq!(second.next_step(now), Step::Wait(now + RETRY));
 }
@@ -377,7 +377,7 @@ fn coordinated(holder: &str, preferred: Option<&str>, rv: u64) -> Lease {
 async fn a_candidate_of_coordinated_election_never_takes_a_lease_on_its_own() {
     let now = Instant::now();
     let mut s = Schedule::new(&settings(), now);
-    s.set_coordinated(true);
+    s.input(Input::Coordinated(true));
     s.observe(coordinated("other", None, 1), now);
     // Expired, by every rule of the plain election ...
     advance(LEASE * 4).await;
@@ -407,7 +407,7 @@ async fn a_candidate_the_controller_names_takes_the_lease_at_once() {
         !matches!(s.next_step(now), Step::Write(_)),
         "undeclared, a Lease naming this identity in a term it did not start is a twin's"
     );
-    s.set_coordinated(true);
+    s.input(Input::Coordinated(true));
     s.watch_connected(true, now);
     s.watch_progress(now);
     assert!(s.elected(now));
@@ -418,7 +418,7 @@ async fn a_candidate_the_controller_names_takes_the_lease_at_once() {
 async fn a_twins_term_under_the_controller_is_waited_out_then_taken() {
     let start = Instant::now();
     let mut s = Schedule::new(&settings(), start);
-    s.set_coordinated(true);
+    s.input(Input::Coordinated(true));
     s.watch_connected(true, start);
     // Another instance of "me" took the controller's pick: its acquire
     // wrote an acquireTime this one never wrote.
@@ -460,7 +460,7 @@ async fn a_twins_term_under_the_controller_is_waited_out_then_taken() {
     assert_eq!(s.next_step(now), Step::Write(Verdict::Acquire));
     // A record this instance wrote is its own at once.
     let mut own = Schedule::new(&settings(), now);
-    own.set_coordinated(true);
+    own.input(Input::Coordinated(true));
     own.watch_connected(true, now);
     own.watch_progress(now);
     let mine = twin(4, jiff::Timestamp::now());
@@ -472,7 +472,7 @@ async fn a_twins_term_under_the_controller_is_waited_out_then_taken() {
 #[tokio::test(start_paused = true)]
 async fn a_leader_the_controller_prefers_another_to_hands_over() {
     let mut s = leading();
-    s.set_coordinated(true);
+    s.input(Input::Coordinated(true));
     let record = s.term.as_ref().unwrap().record.clone();
     let mut preferred = coordinated("me", Some("better"), 2);
     let spec = preferred.spec.as_mut().unwrap();

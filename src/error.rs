@@ -90,6 +90,25 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The error and its cause in words, for a log line: kube's own
+    /// rendering of a refused request carries the status in Rust's debug
+    /// syntax, so a status is written as `<code> <reason>: <message>`.
+    pub(crate) fn plain(&self) -> String {
+        match self {
+            Self::Api {
+                source: kube::Error::Api(status),
+                ..
+            } => format!(
+                "{self}: {} {}: {}",
+                status.code, status.reason, status.message
+            ),
+            Self::Api { source, .. } => format!("{self}: {source}"),
+            _ => self.to_string(),
+        }
+    }
+}
+
 /// What a request to the API server was for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -282,6 +282,79 @@ async fn a_crashed_holder_is_no_warning_about_the_watch_and_a_watch_that_misses_
     follower.shutdown().await.expect("shutdown");
 }
 
+/// A persistent 403 on one verb is one warning that names the verb and the
+/// resource (the reads that still succeed in between do not end it), then
+/// quiet, then one line when the verb is allowed again; and no message at
+/// info or above carries Rust's debug syntax for an `Option`.
+#[tokio::test(flavor = "current_thread")]
+async fn a_forbidden_verb_warns_once_naming_it_and_its_end_is_one_line() {
+    let (captured, _guard) = capture();
+    let target = Target::new().await;
+    let Some(server) = target.embedded() else {
+        return support::skip("a 403 on one verb for one client");
+    };
+    let lease = support::unique_name("forbidden");
+    let leader = spawn(&target, &lease, "forbidden-a");
+    drop(
+        timeout(PATIENCE, leader.became_leader())
+            .await
+            .expect("a leader within the patience")
+            .expect("leading"),
+    );
+    let from = captured.len();
+    let client = FaultTarget::Client("forbidden-a".into());
+    let before = server.requests().client("forbidden-a");
+    server.forbid(client.clone(), kube_elector_testing::Verb::Update);
+    // Twenty retry periods of refused updates and successful reads.
+    support::eventually("twenty more requests", PATIENCE, || {
+        server.requests().client("forbidden-a") >= before + 20
+    })
+    .await;
+    let during = captured.text()[from..].to_owned();
+    let mine = |l: &&str| l.contains("identity=forbidden-a");
+    let warnings: Vec<&str> = during
+        .lines()
+        .filter(mine)
+        .filter(|l| l.contains(" WARN ") && !l.contains("lost the Lease"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning:\n{during}");
+    assert!(
+        warnings[0].contains("update") && warnings[0].contains("leases"),
+        "the warning names the verb and the resource: {}",
+        warnings[0]
+    );
+    let recovered = |text: &str| {
+        count_where(text, |l| {
+            l.contains("identity=forbidden-a")
+                && l.contains(" INFO ")
+                && (l.contains("answers again") || l.contains("again"))
+        })
+    };
+    assert_eq!(
+        recovered(&during),
+        0,
+        "no line says the server answers again while update is refused:\n{during}"
+    );
+
+    server.allow(client, kube_elector_testing::Verb::Update);
+    support::eventually("the end of the refusal is logged", PATIENCE, || {
+        recovered(&captured.text()[from..]) == 1
+    })
+    .await;
+    let all = captured.text();
+    let debug_syntax: Vec<&str> = all
+        .lines()
+        .filter(|l| l.contains(" INFO ") || l.contains(" WARN ") || l.contains(" ERROR "))
+        .filter(|l| l.contains("Some(") || l.contains("None"))
+        .collect();
+    assert!(
+        debug_syntax.is_empty(),
+        "debug syntax at info or above:\n{}",
+        debug_syntax.join("\n")
+    );
+    leader.shutdown().await.expect("shutdown");
+}
+
 fn count_where(text: &str, f: impl Fn(&str) -> bool) -> usize {
     text.lines().filter(|l| f(l)).count()
 }

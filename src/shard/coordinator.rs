@@ -483,7 +483,7 @@ impl Coordinator {
                 break (verdict, next);
             }
             tracing::warn!(
-                members = ?found,
+                members = %found.join(", "),
                 "members keep a shard assigned to them free for a lease duration: they get no shards for {} lease durations",
                 super::fleet::COOL_DOWN_LEASES
             );
@@ -517,7 +517,7 @@ impl Coordinator {
                     .eq(members.iter().map(String::as_str));
             if !same {
                 tracing::info!(
-                    ?members,
+                    members = %members.join(", "),
                     leaving,
                     serving,
                     "members changed: reassigning the shards"

@@ -121,7 +121,17 @@ impl Worker {
             Move::To(owner) => Successor::Named(owner),
             Move::Release => Successor::Any,
         };
-        tracing::info!(shard = self.shard, ?to, "the shard moves: handing it over");
+        match &to {
+            Successor::Named(owner) => tracing::info!(
+                shard = self.shard,
+                to = %owner,
+                "the shard moves: handing it over to {owner}"
+            ),
+            _ => tracing::info!(
+                shard = self.shard,
+                "the shard moves: releasing it for the next owner"
+            ),
+        }
         if let Err(error) = self.elector.hand_over(to).await {
             let error = &error as &dyn std::error::Error;
             tracing::warn!(

@@ -6,6 +6,7 @@
 //! then shut down (`shutdown.rs`: stop leading, drain, release).
 
 mod handover;
+mod outage;
 mod read;
 mod shutdown;
 
@@ -98,9 +99,9 @@ pub(super) struct Runner {
     feed: Feed,
     telemetry: Telemetry,
     schedule: Schedule,
-    /// Requests that failed in a row: the first is a warning, the rest are
-    /// debug until one succeeds, so an outage does not flood the logs.
-    failures: u32,
+    /// Requests that fail in a row: the first is a warning, the rest are
+    /// debug until the failure ends, so an outage does not flood the logs.
+    outage: outage::Outage,
     /// The `LeaseCandidate` of coordinated election, if configured.
     candidate: Option<Candidate>,
     /// The candidate the coordinating controller prefers: the term has to
@@ -144,7 +145,7 @@ impl Runner {
             feed,
             telemetry,
             schedule,
-            failures: 0,
+            outage: outage::Outage::default(),
             candidate,
             yield_to: None,
             silent_watch: None,
@@ -249,6 +250,7 @@ impl Runner {
             return;
         };
         let sent = Instant::now();
+        let operation = write.operation;
         self.say_why_taking(write.based_on.as_ref(), sent);
         let timeout = self.schedule.request_timeout(sent);
         tracing::trace!(?verdict, "writing the Lease");
@@ -272,12 +274,12 @@ impl Runner {
         let now = Instant::now();
         match result {
             Ok(lease) => {
-                self.answered();
+                self.answered(operation);
                 self.observe(lease, now);
                 self.start_leading(sent, now);
             }
             Err(Error::Conflict { .. }) => {
-                self.answered();
+                self.answered(operation);
                 tracing::debug!(
                     ?verdict,
                     "the Lease changed since it was read; reading it again"
@@ -296,11 +298,19 @@ impl Runner {
     /// A takeover from a holder that stopped renewing says so, at info.
     fn say_why_taking(&self, previous: Option<&Lease>, now: Instant) {
         if let Some((holder, silent)) = self.schedule.other_holder_silent_for(now) {
-            tracing::info!(
-                %holder,
-                "{holder} has not renewed the Lease for {silent:.1?} (its lease is {:?}): taking the Lease",
-                previous.and_then(|l| record::lease_duration(record::spec_of(l))),
-            );
+            let recorded = previous.and_then(|l| record::lease_duration(record::spec_of(l)));
+            match recorded {
+                Some(lease) => tracing::info!(
+                    %holder,
+                    "{holder} has not renewed the Lease for {silent:.1?} (its lease is \
+                     {lease:?}): taking the Lease",
+                ),
+                None => tracing::info!(
+                    %holder,
+                    "{holder} has not renewed the Lease for {silent:.1?} (it records no lease \
+                     duration): taking the Lease",
+                ),
+            }
         }
     }
 
@@ -341,7 +351,7 @@ impl Runner {
         let now = Instant::now();
         match result {
             Ok(lease) => {
-                self.answered();
+                self.answered(operation);
                 let changed = record::write_changed(
                     based_on.metadata.resource_version.as_deref(),
                     lease.metadata.resource_version.as_deref(),
@@ -362,7 +372,7 @@ impl Runner {
                 }
             }
             Err(Error::Conflict { .. }) => {
-                self.answered();
+                self.answered(operation);
                 self.telemetry.renew_failed(RenewFailure::Conflict);
                 tracing::debug!("the Lease changed since it was read; reading it again");
                 self.schedule.forget_view();
@@ -382,26 +392,13 @@ impl Runner {
         }
     }
 
-    /// The API server answered (a conflict is an answer too).
-    fn answered(&mut self) {
-        if self.failures > 0 {
-            tracing::info!(failed = self.failures, "the API server answers again");
-            self.failures = 0;
-        }
+    /// The API server answered `operation` (a conflict is an answer too).
+    fn answered(&mut self, operation: crate::error::LeaseOperation) {
+        self.outage.answered(operation);
     }
 
     fn failed(&mut self, error: &Error) {
-        let retry = self.settings.retry_period;
-        let error = error as &dyn std::error::Error;
-        if self.failures == 0 {
-            tracing::warn!(
-                error,
-                "request failed; retrying every {retry:?} (further failures in a row are logged at debug)"
-            );
-        } else {
-            tracing::debug!(error, failures = self.failures + 1, "request failed again");
-        }
-        self.failures = self.failures.saturating_add(1);
+        self.outage.failed(error, self.settings.retry_period);
     }
 
     // === Leadership ===

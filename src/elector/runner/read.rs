@@ -27,7 +27,7 @@ impl Runner {
         self.schedule.read_answered(now);
         match result {
             Ok(Some(lease)) => {
-                self.answered();
+                self.answered(crate::error::LeaseOperation::Get);
                 if self
                     .schedule
                     .is_stale(lease.metadata.resource_version.as_deref())
@@ -42,7 +42,7 @@ impl Runner {
                 }
             }
             Ok(None) => {
-                self.answered();
+                self.answered(crate::error::LeaseOperation::Get);
                 self.observe_missing(None, now);
             }
             Err(error) => {

@@ -121,16 +121,17 @@ impl Worker {
             Move::To(owner) => Successor::Named(owner),
             Move::Release => Successor::Any,
         };
-        match &to {
-            Successor::Named(owner) => tracing::info!(
+        if let Successor::Named(owner) = &to {
+            tracing::info!(
                 shard = self.shard,
                 to = %owner,
                 "the shard moves: handing it over to {owner}"
-            ),
-            _ => tracing::info!(
+            );
+        } else {
+            tracing::info!(
                 shard = self.shard,
                 "the shard moves: releasing it for the next owner"
-            ),
+            );
         }
         if let Err(error) = self.elector.hand_over(to).await {
             let error = &error as &dyn std::error::Error;

@@ -299,17 +299,18 @@ impl Runner {
     fn say_why_taking(&self, previous: Option<&Lease>, now: Instant) {
         if let Some((holder, silent)) = self.schedule.other_holder_silent_for(now) {
             let recorded = previous.and_then(|l| record::lease_duration(record::spec_of(l)));
-            match recorded {
-                Some(lease) => tracing::info!(
+            if let Some(lease) = recorded {
+                tracing::info!(
                     %holder,
                     "{holder} has not renewed the Lease for {silent:.1?} (its lease is \
                      {lease:?}): taking the Lease",
-                ),
-                None => tracing::info!(
+                );
+            } else {
+                tracing::info!(
                     %holder,
                     "{holder} has not renewed the Lease for {silent:.1?} (it records no lease \
                      duration): taking the Lease",
-                ),
+                );
             }
         }
     }

@@ -123,6 +123,7 @@ mod record;
 mod shard;
 mod shared;
 mod state;
+mod watch;
 
 pub use clock::{SkewedClock, SystemClock, WallClock};
 pub use config::{ElectorConfig, OverdueWork};

@@ -33,6 +33,7 @@ use tokio::time::{Instant, sleep, timeout};
 
 use crate::clock::WallClock;
 use crate::config::Coordination;
+use crate::watch::Backoff;
 
 /// The strategy kube-elector declares: the one kube-apiserver's controller
 /// implements.
@@ -112,7 +113,7 @@ impl Candidate {
             declared,
             wants,
             standing: standing_tx,
-            failures: 0,
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
             lag_reported: false,
             taken_reported: false,
             _claim: claim,
@@ -204,8 +205,9 @@ struct Task {
     declared: Declared,
     wants: watch::Receiver<Want>,
     standing: watch::Sender<Standing>,
-    /// Requests that failed in a row: the first is a warning.
-    failures: u32,
+    /// Requests that failed in a row (the first is a warning), and the
+    /// pause they call for: 1 s doubling to 60 s.
+    backoff: Backoff,
     lag_reported: bool,
     /// Whether the name's being taken by another Lease's candidate was
     /// said (at error), since this elector last declared itself.
@@ -268,7 +270,7 @@ impl Task {
                 }
                 Err(error) => self.failed("discover LeaseCandidate", &error),
             }
-            let pause = back_off(self.failures);
+            let pause = sleep(self.backoff.pause());
             tokio::select! {
                 () = pause => {}
                 _ = self.wants.wait_for(|w| *w == Want::Gone) => return false,
@@ -473,7 +475,7 @@ impl Task {
             );
         }
         // Looked at again after the back-off, which grows as failures do.
-        self.failures = self.failures.saturating_add(1);
+        self.backoff.fail();
         Err(Interrupted::NameTaken)
     }
 
@@ -554,14 +556,14 @@ impl Task {
     }
 
     fn answered(&mut self) {
-        if self.failures > 0 {
+        if self.backoff.failing() {
             tracing::info!("the LeaseCandidate is kept again");
-            self.failures = 0;
+            self.backoff.reset();
         }
     }
 
     fn failed(&mut self, what: &str, error: &dyn std::fmt::Display) {
-        if self.failures == 0 {
+        if self.backoff.fail() {
             tracing::warn!(
                 %error,
                 "could not {what}: retrying (the election itself goes on; further failures in a \
@@ -570,19 +572,13 @@ impl Task {
         } else {
             tracing::debug!(%error, "could not {what} again");
         }
-        self.failures = self.failures.saturating_add(1);
     }
 
+    /// Waits before the next attempt, as long as the failures in a row
+    /// call for.
     async fn back_off(&self) {
-        back_off(self.failures).await;
+        sleep(self.backoff.pause()).await;
     }
-}
-
-/// Waits before the next attempt after `failures` in a row: 1 s doubling
-/// to 60 s.
-async fn back_off(failures: u32) {
-    let exponent = failures.saturating_sub(1).min(6);
-    sleep(Duration::from_secs(1 << exponent).min(Duration::from_secs(60))).await;
 }
 
 /// The candidate as `declared`, renewed now.

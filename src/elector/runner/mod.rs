@@ -13,22 +13,20 @@ use std::sync::Arc;
 use k8s_openapi::api::coordination::v1::Lease;
 use tokio::sync::watch;
 
-use super::mailbox::Inbox;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::ShutdownOutcome;
-use super::mailbox::Update;
 use super::schedule::{ActiveTerm, Observation, Schedule, Step, Stop};
 use super::telemetry::Telemetry;
 use crate::api::LeaseApi;
 use crate::candidate::{Candidate, Standing};
 use crate::config::Settings;
 use crate::error::{Error, LeaseOperation};
-use crate::hub::Membership;
 use crate::record::{self, TermRecord, Verdict};
 use crate::shared::{RenewFailure, Shared};
 use crate::state::LeaderState;
+use crate::watch::{Inbox, Membership, Update};
 
 /// How a renew went.
 #[derive(Debug)]

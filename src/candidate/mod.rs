@@ -19,9 +19,9 @@ pub(crate) mod version;
 
 pub(crate) use claim::Claim;
 use lag::Lag;
+pub(crate) use object::Declared;
 use object::{declaration, pinged, resource};
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -33,13 +33,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
 
-use crate::clock::WallClock;
-use crate::config::Coordination;
 use crate::watch::Backoff;
-
-/// The strategy kube-elector declares: the one kube-apiserver's controller
-/// implements.
-pub(crate) const STRATEGY: &str = "OldestEmulationVersion";
 
 /// How often a candidate renews without being pinged (client-go's).
 const RENEW_EVERY: Duration = Duration::from_secs(300);
@@ -83,19 +77,6 @@ pub(crate) struct Candidate {
     want: watch::Sender<Want>,
     standing: watch::Receiver<Standing>,
     task: JoinHandle<()>,
-}
-
-/// What the task needs to know.
-#[derive(Debug)]
-pub(crate) struct Declared {
-    pub(crate) namespace: String,
-    pub(crate) lease_name: String,
-    pub(crate) identity: String,
-    pub(crate) versions: Coordination,
-    pub(crate) request_timeout: Duration,
-    /// `lease − renew deadline`: the clock lag the controller tolerates.
-    pub(crate) margin: Duration,
-    pub(crate) clock: Arc<dyn WallClock>,
 }
 
 impl Candidate {

@@ -1,11 +1,32 @@
-//! The `LeaseCandidate` object as kube-elector declares it, and what a
-//! watched one says (a ping).
+//! The `LeaseCandidate` object as kube-elector declares it (from what
+//! the task is told: `Declared`), and what a watched one says (a ping).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 
-use super::{Declared, STRATEGY};
+use crate::clock::WallClock;
+use crate::config::Coordination;
+
+/// The strategy kube-elector declares: the one kube-apiserver's controller
+/// implements.
+const STRATEGY: &str = "OldestEmulationVersion";
+
+/// What the task needs to know.
+#[derive(Debug)]
+pub(crate) struct Declared {
+    pub(crate) namespace: String,
+    pub(crate) lease_name: String,
+    pub(crate) identity: String,
+    pub(crate) versions: Coordination,
+    pub(crate) request_timeout: Duration,
+    /// `lease − renew deadline`: the clock lag the controller tolerates.
+    pub(crate) margin: Duration,
+    pub(crate) clock: Arc<dyn WallClock>,
+}
 
 /// `coordination.k8s.io/v1beta1` `LeaseCandidate`, as a dynamic resource.
 pub(super) fn resource() -> ApiResource {
@@ -56,10 +77,6 @@ fn micros(t: Timestamp) -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use crate::config::Coordination;
 
     #[test]
     fn a_ping_newer_than_the_renew_asks_for_one() {

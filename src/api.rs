@@ -50,6 +50,12 @@ impl LeaseApi {
         }
     }
 
+    /// The Leases of `namespace` as a whole, for its list and watch; its
+    /// errors name them `{namespace}/*`.
+    pub(crate) fn every_lease(client: Client, namespace: &str) -> Self {
+        Self::new(client, namespace, "*")
+    }
+
     /// Sets `annotations` on the Lease with every create and replace.
     pub(crate) fn annotated(self, annotations: &[(String, String)]) -> Self {
         Self {

@@ -135,6 +135,7 @@ pub mod shard;
 mod shared;
 pub mod state;
 mod successor;
+mod watch;
 
 // The common path: elect, configure, hold the handle and the guard, read
 // the state and its events, handle the errors.

@@ -13,30 +13,27 @@
 //! safety margin is said in the logs.
 
 mod claim;
+mod lag;
+mod object;
 pub(crate) mod version;
 
 pub(crate) use claim::Claim;
+use lag::Lag;
+pub(crate) use object::Declared;
+use object::{declaration, pinged, resource};
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams, WatchEvent, WatchParams,
-};
+use kube::api::{DeleteParams, DynamicObject, PostParams, WatchEvent, WatchParams};
 use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
 
-use crate::clock::WallClock;
-use crate::config::Coordination;
-
-/// The strategy kube-elector declares: the one kube-apiserver's controller
-/// implements.
-pub(crate) const STRATEGY: &str = "OldestEmulationVersion";
+use crate::watch::Backoff;
 
 /// How often a candidate renews without being pinged (client-go's).
 const RENEW_EVERY: Duration = Duration::from_secs(300);
@@ -82,19 +79,6 @@ pub(crate) struct Candidate {
     task: JoinHandle<()>,
 }
 
-/// What the task needs to know.
-#[derive(Debug)]
-pub(crate) struct Declared {
-    pub(crate) namespace: String,
-    pub(crate) lease_name: String,
-    pub(crate) identity: String,
-    pub(crate) versions: Coordination,
-    pub(crate) request_timeout: Duration,
-    /// `lease − renew deadline`: the clock lag the controller tolerates.
-    pub(crate) margin: Duration,
-    pub(crate) clock: Arc<dyn WallClock>,
-}
-
 impl Candidate {
     /// Starts the task; it keeps `claim` (this process's claim on the
     /// name) until it ends.
@@ -109,11 +93,11 @@ impl Candidate {
         let task = Task {
             api: Api::namespaced_with(client.clone(), &declared.namespace, &resource()),
             client,
+            lag: Lag::new(declared.margin),
             declared,
             wants,
             standing: standing_tx,
-            failures: 0,
-            lag_reported: false,
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
             taken_reported: false,
             _claim: claim,
         };
@@ -161,13 +145,6 @@ impl Candidate {
     }
 }
 
-fn resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("coordination.k8s.io", "v1beta1", "LeaseCandidate"),
-        "leasecandidates",
-    )
-}
-
 /// Why a request of the task failed (its cause kept, for the logs and for
 /// telling a 404 apart).
 #[derive(Debug)]
@@ -204,9 +181,11 @@ struct Task {
     declared: Declared,
     wants: watch::Receiver<Want>,
     standing: watch::Sender<Standing>,
-    /// Requests that failed in a row: the first is a warning.
-    failures: u32,
-    lag_reported: bool,
+    /// Requests that failed in a row (the first is a warning), and the
+    /// pause they call for: 1 s doubling to 60 s.
+    backoff: Backoff,
+    /// Whether a clock lag was said.
+    lag: Lag,
     /// Whether the name's being taken by another Lease's candidate was
     /// said (at error), since this elector last declared itself.
     taken_reported: bool,
@@ -268,7 +247,7 @@ impl Task {
                 }
                 Err(error) => self.failed("discover LeaseCandidate", &error),
             }
-            let pause = back_off(self.failures);
+            let pause = sleep(self.backoff.pause());
             tokio::select! {
                 () = pause => {}
                 _ = self.wants.wait_for(|w| *w == Want::Gone) => return false,
@@ -289,7 +268,8 @@ impl Task {
             .map_err(|e| e.to_string())?;
         let answered = self.declared.clock.now();
         if let Some(date) = response.headers().get(http::header::DATE) {
-            self.saw_date(date.to_str().unwrap_or_default(), sent, answered);
+            self.lag
+                .saw_date(date.to_str().unwrap_or_default(), sent, answered);
         }
         let status = response.status();
         if status == http::StatusCode::NOT_FOUND {
@@ -306,45 +286,6 @@ impl Task {
         Ok(list["resources"]
             .as_array()
             .is_some_and(|r| r.iter().any(|r| r["name"] == "leasecandidates")))
-    }
-
-    /// Compares the server's `Date` (whole seconds) with this elector's
-    /// wall clock at the midpoint of the request, and says once when this
-    /// clock lags by more than half the margin the controller tolerates.
-    fn saw_date(&mut self, date: &str, sent: Timestamp, answered: Timestamp) {
-        let Ok(server) = jiff::fmt::rfc2822::DateTimeParser::new().parse_timestamp(date) else {
-            return;
-        };
-        self.report_lag(clock_lag(server, sent, answered).unwrap_or_default());
-    }
-
-    /// A ping stamped `ping` by the server's clock has just arrived: this
-    /// clock lags by at least how far it reads before it.
-    fn saw_ping(&mut self, ping: Timestamp) {
-        let now = self.declared.clock.now();
-        let lag = ping.duration_since(now);
-        if lag > SignedDuration::ZERO {
-            self.report_lag(lag.unsigned_abs());
-        }
-    }
-
-    /// Says once when this clock lags the API server's by more than half
-    /// the margin, and once when it no longer does.
-    fn report_lag(&mut self, lag: Duration) {
-        let margin = self.declared.margin;
-        if lag > margin / 2 && !self.lag_reported {
-            self.lag_reported = true;
-            tracing::warn!(
-                lag = ?lag,
-                margin = ?margin,
-                "this elector's clock is at least {lag:?} behind the API server's: in coordinated \
-                 election the controller judges expiry on its own clock, so a leader is safe only \
-                 while its clock lags by less than lease duration - renew deadline ({margin:?})"
-            );
-        } else if lag <= margin / 4 && self.lag_reported {
-            self.lag_reported = false;
-            tracing::info!("this elector's clock no longer lags the API server's");
-        }
     }
 
     /// Declares the candidate (or renews the one found), then renews it on
@@ -382,7 +323,7 @@ impl Task {
                             self.check_lease(&object)?;
                             if let Some(ping) = pinged(&object) {
                                 tracing::debug!("pinged by the coordinating controller");
-                                self.saw_ping(ping);
+                                self.lag.saw_ping(ping, self.declared.clock.now());
                                 current = self.renew_after(&object, Some(ping)).await?;
                             } else {
                                 current = object;
@@ -473,7 +414,7 @@ impl Task {
             );
         }
         // Looked at again after the back-off, which grows as failures do.
-        self.failures = self.failures.saturating_add(1);
+        self.backoff.fail();
         Err(Interrupted::NameTaken)
     }
 
@@ -486,7 +427,7 @@ impl Task {
     /// Renews `found`, answering `ping`: the controller counts the answer
     /// only if `renewTime` is not before `pingTime` (its own clock), so a
     /// clock that lags writes the ping's time instead of its own (and is
-    /// said to lag: see `saw_ping`). Otherwise the answer would never
+    /// said to lag: see `Lag::saw_ping`). Otherwise the answer would never
     /// count, and each renew would look like a ping not yet answered.
     async fn renew_after(
         &mut self,
@@ -554,14 +495,14 @@ impl Task {
     }
 
     fn answered(&mut self) {
-        if self.failures > 0 {
+        if self.backoff.failing() {
             tracing::info!("the LeaseCandidate is kept again");
-            self.failures = 0;
+            self.backoff.reset();
         }
     }
 
     fn failed(&mut self, what: &str, error: &dyn std::fmt::Display) {
-        if self.failures == 0 {
+        if self.backoff.fail() {
             tracing::warn!(
                 %error,
                 "could not {what}: retrying (the election itself goes on; further failures in a \
@@ -570,140 +511,11 @@ impl Task {
         } else {
             tracing::debug!(%error, "could not {what} again");
         }
-        self.failures = self.failures.saturating_add(1);
     }
 
+    /// Waits before the next attempt, as long as the failures in a row
+    /// call for.
     async fn back_off(&self) {
-        back_off(self.failures).await;
-    }
-}
-
-/// Waits before the next attempt after `failures` in a row: 1 s doubling
-/// to 60 s.
-async fn back_off(failures: u32) {
-    let exponent = failures.saturating_sub(1).min(6);
-    sleep(Duration::from_secs(1 << exponent).min(Duration::from_secs(60))).await;
-}
-
-/// The candidate as `declared`, renewed now.
-fn declaration(declared: &Declared) -> DynamicObject {
-    let mut object =
-        DynamicObject::new(&declared.identity, &resource()).within(&declared.namespace);
-    let now = MicroTime(micros(declared.clock.now()));
-    object.data = serde_json::json!({
-        "spec": {
-            "leaseName": declared.lease_name,
-            "binaryVersion": declared.versions.binary_version,
-            "emulationVersion": declared.versions.emulation_version,
-            "strategy": STRATEGY,
-            "renewTime": now,
-        }
-    });
-    object
-}
-
-/// When the controller pinged the candidate, if it did since it last
-/// renewed.
-fn pinged(object: &DynamicObject) -> Option<Timestamp> {
-    let spec = &object.data["spec"];
-    let time = |field: &str| {
-        spec[field]
-            .as_str()
-            .and_then(|t| t.parse::<Timestamp>().ok())
-    };
-    match (time("pingTime"), time("renewTime")) {
-        (Some(ping), Some(renew)) if ping > renew => Some(ping),
-        (Some(ping), None) => Some(ping),
-        _ => None,
-    }
-}
-
-/// `t` cut to whole microseconds, as a `MicroTime` is stored.
-fn micros(t: Timestamp) -> Timestamp {
-    Timestamp::from_microsecond(t.as_microsecond()).unwrap_or(t)
-}
-
-/// How far this clock is at least behind the server's, from a `Date` of
-/// `server` (whole seconds: the server's time was in `[server, server +
-/// 1 s)`) on an answer to a request sent at `sent` and answered at
-/// `answered` by this clock. `None` when it is not behind by more than the
-/// measurement can tell.
-fn clock_lag(server: Timestamp, sent: Timestamp, answered: Timestamp) -> Option<Duration> {
-    // The server stamped its Date between `sent` and `answered` (our
-    // clock); the least lag consistent with both is the server's earliest
-    // possible time minus our latest.
-    let lag = server.duration_since(answered);
-    (lag > SignedDuration::ZERO)
-        .then(|| lag.unsigned_abs())
-        .filter(|_| sent <= answered)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn at(secs: i64, millis: i64) -> Timestamp {
-        Timestamp::from_millisecond(secs * 1000 + millis).unwrap()
-    }
-
-    #[test]
-    fn a_lag_is_the_least_the_date_proves() {
-        // The server said 100 s when our clock read 97.2 s to 97.4 s: we
-        // are at least 2.6 s behind.
-        assert_eq!(
-            clock_lag(at(100, 0), at(97, 200), at(97, 400)),
-            Some(Duration::from_millis(2600))
-        );
-        // A clock ahead of the server's, or within the Date's second, lags
-        // by nothing the Date can prove.
-        assert_eq!(clock_lag(at(100, 0), at(100, 100), at(100, 300)), None);
-        assert_eq!(clock_lag(at(100, 0), at(103, 0), at(103, 1)), None);
-    }
-
-    #[test]
-    fn a_ping_newer_than_the_renew_asks_for_one() {
-        let object = |ping: Option<&str>, renew: Option<&str>| {
-            let mut o = DynamicObject::new("c", &resource());
-            o.data = serde_json::json!({ "spec": { "pingTime": ping, "renewTime": renew } });
-            o
-        };
-        let (early, late) = (
-            Some("2026-12-02T00:00:00.000000Z"),
-            Some("2026-12-02T00:00:05.000000Z"),
-        );
-        let late_ping = late.map(|t| t.parse::<Timestamp>().unwrap());
-        assert_eq!(pinged(&object(late, early)), late_ping);
-        assert_eq!(pinged(&object(early, late)), None);
-        assert_eq!(pinged(&object(None, late)), None);
-        assert_eq!(pinged(&object(late, None)), late_ping);
-    }
-
-    #[test]
-    fn the_declaration_is_what_kube_apiserver_accepts() {
-        let declared = Declared {
-            namespace: "ns".into(),
-            lease_name: "lease".into(),
-            identity: "me".into(),
-            versions: Coordination {
-                binary_version: "1.34.0".into(),
-                emulation_version: "1.33.0".into(),
-            },
-            request_timeout: Duration::from_secs(1),
-            margin: Duration::from_secs(5),
-            clock: Arc::new(crate::clock::SystemClock),
-        };
-        let spec = serde_json::json!({
-            "leaseName": "lease",
-            "binaryVersion": "1.34.0",
-            "emulationVersion": "1.33.0",
-            "strategy": "OldestEmulationVersion",
-        });
-        let object = declaration(&declared);
-        assert_eq!(object.metadata.name.as_deref(), Some("me"));
-        assert_eq!(object.metadata.namespace.as_deref(), Some("ns"));
-        for field in ["leaseName", "binaryVersion", "emulationVersion", "strategy"] {
-            assert_eq!(object.data["spec"][field], spec[field], "{field}");
-        }
-        assert!(object.data["spec"]["renewTime"].is_string());
+        sleep(self.backoff.pause()).await;
     }
 }

@@ -4,12 +4,10 @@
 mod handle;
 mod handover;
 mod leadership;
-pub(crate) mod mailbox;
 mod observer;
 mod runner;
 mod schedule;
 mod telemetry;
-pub(crate) mod watcher;
 
 pub use handle::{ElectorHandle, ElectorView, ShutdownOutcome};
 pub(crate) use handover::Request as HandoverRequest;
@@ -28,10 +26,9 @@ use crate::api::LeaseApi;
 use crate::candidate::{Candidate, Claim, Declared};
 use crate::config::{ElectorConfig, Settings};
 use crate::error::{ConfigError, ConfigProblem};
-use crate::hub::LeaseHub;
 use crate::shared::Shared;
 use crate::state::LeaderState;
-use mailbox::Inbox;
+use crate::watch::{Inbox, Scope, SharedWatch, Timing, ToMailbox, Watch};
 
 /// A validated elector, ready to be spawned.
 ///
@@ -58,9 +55,9 @@ pub struct LeaderElector {
     namespace: String,
     lease_name: String,
     settings: Arc<Settings>,
-    /// The hub whose namespace watch this elector joins; `None`: it
-    /// watches its own Lease.
-    hub: Option<LeaseHub>,
+    /// The shared watch (a hub's namespace watch) this elector joins;
+    /// `None`: it watches its own Lease.
+    hub: Option<Arc<dyn SharedWatch>>,
     /// Whether it may write to take the Lease, switched at run time (a
     /// sharded elector campaigns only for the shards assigned to it);
     /// `None`: always, as configured.
@@ -124,7 +121,7 @@ impl LeaderElector {
     }
 
     /// Watches through `hub` instead of alone.
-    pub(crate) fn in_hub(self, hub: LeaseHub) -> Self {
+    pub(crate) fn in_hub(self, hub: Arc<dyn SharedWatch>) -> Self {
         Self {
             hub: Some(hub),
             ..self
@@ -202,7 +199,7 @@ impl LeaderElector {
             identity = %self.settings.identity,
         );
         let candidate = self.candidate(&span);
-        let mut api = LeaseApi::new(self.client, &self.namespace, &self.lease_name)
+        let mut api = LeaseApi::new(self.client.clone(), &self.namespace, &self.lease_name)
             .annotated(&self.settings.annotations);
         if let Some(hub) = &self.hub {
             api = api.limited(hub.limit());
@@ -219,15 +216,21 @@ impl LeaderElector {
                 mailbox,
             ))
         } else {
+            let watch = Watch::new(
+                self.client,
+                &self.namespace,
+                Scope::Lease(self.lease_name.clone()),
+                None,
+                Timing {
+                    retry: self.settings.retry_period,
+                    request_timeout: self.settings.request_timeout,
+                },
+            );
+            let sink = ToMailbox::new(mailbox, self.settings.retry_period);
             tokio::spawn(
-                watcher::Watcher::new(
-                    api.clone(),
-                    mailbox,
-                    self.settings.retry_period,
-                    self.settings.request_timeout,
-                )
-                .run(token.child_token())
-                .instrument(span.clone()),
+                watch
+                    .run(sink, token.child_token())
+                    .instrument(span.clone()),
             );
             None
         };

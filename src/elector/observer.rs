@@ -65,7 +65,7 @@ impl LeaderObserver {
     }
 
     /// Watches through `hub` instead of alone.
-    pub(crate) fn in_hub(self, hub: crate::hub::LeaseHub) -> Self {
+    pub(crate) fn in_hub(self, hub: Arc<dyn crate::watch::SharedWatch>) -> Self {
         Self {
             elector: self.elector.in_hub(hub),
         }

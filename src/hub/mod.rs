@@ -6,17 +6,15 @@ mod namespace;
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use kube::Client;
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{ElectorConfig, ObserverConfig};
-use crate::elector::mailbox::Mailbox;
 use crate::elector::{LeaderElector, LeaderObserver};
 use crate::error::ConfigError;
+use crate::watch::{Line, Mailbox, Member, Membership, SharedWatch};
 #[cfg(test)]
 use namespace::Mode;
 pub(crate) use namespace::Tapped;
@@ -127,7 +125,8 @@ impl LeaseHub {
     /// # Errors
     /// A [`ConfigError`] listing every invalid value.
     pub fn elector(&self, config: ElectorConfig) -> Result<LeaderElector, ConfigError> {
-        LeaderElector::new(self.inner.client.clone(), config).map(|e| e.in_hub(self.clone()))
+        LeaderElector::new(self.inner.client.clone(), config)
+            .map(|e| e.in_hub(Arc::new(self.clone())))
     }
 
     /// An observer that watches through this hub. Validates `config` as
@@ -136,7 +135,8 @@ impl LeaseHub {
     /// # Errors
     /// A [`ConfigError`] listing every invalid value.
     pub fn observer(&self, config: ObserverConfig) -> Result<LeaderObserver, ConfigError> {
-        LeaderObserver::new(self.inner.client.clone(), config).map(|o| o.in_hub(self.clone()))
+        LeaderObserver::new(self.inner.client.clone(), config)
+            .map(|o| o.in_hub(Arc::new(self.clone())))
     }
 
     /// Joins the watch of `namespace` for the Lease `name`: updates go to
@@ -149,21 +149,14 @@ impl LeaseHub {
         campaigns: bool,
         mailbox: Arc<Mailbox>,
     ) -> Membership {
-        let member = Arc::new(Member {
-            name: name.to_owned(),
-            identity: Arc::from(identity),
-            campaigns,
-            leading: AtomicBool::new(false),
-            mailbox,
-            own_watch: Mutex::new(None),
-        });
+        let member = Arc::new(Member::new(name, identity, campaigns, mailbox));
         self.with_namespace(namespace, |ns| {
             ns.admit(&member);
-            Membership {
+            let seat = Seat {
                 hub: Arc::clone(&self.inner),
                 namespace: Arc::clone(ns),
-                member,
-            }
+            };
+            Membership::new(member, Box::new(seat))
         })
     }
 
@@ -236,28 +229,22 @@ impl Drop for TapHandle {
     }
 }
 
-/// One elector's or observer's place in a namespace's watch.
-#[derive(Debug)]
-pub(crate) struct Member {
-    name: String,
-    identity: Arc<str>,
-    campaigns: bool,
-    leading: AtomicBool,
-    mailbox: Arc<Mailbox>,
-    /// Its own watch of its Lease, while the namespace watch is forbidden.
-    own_watch: Mutex<Option<CancellationToken>>,
-}
+// === What an elector takes from a hub ===
 
-impl Member {
-    fn stop_own_watch(&self) {
-        if let Some(token) = self
-            .own_watch
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            token.cancel();
-        }
+impl SharedWatch for LeaseHub {
+    fn limit(&self) -> Arc<Semaphore> {
+        LeaseHub::limit(self)
+    }
+
+    fn join(
+        &self,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+        campaigns: bool,
+        mailbox: Arc<Mailbox>,
+    ) -> Membership {
+        LeaseHub::join(self, namespace, name, identity, campaigns, mailbox)
     }
 }
 
@@ -267,57 +254,28 @@ impl crate::successor::InLine for Arc<Member> {
     }
 
     fn in_line(&self) -> bool {
-        self.campaigns && !self.leading.load(Ordering::Acquire)
+        self.campaigns && !self.leading.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
-/// Held by an elector's task: leaves the watch (and the line) when dropped.
-pub(crate) struct Membership {
+/// A member's namespace watch and line, as its membership reaches them.
+struct Seat {
     hub: Arc<Inner>,
     namespace: Arc<Namespace>,
-    member: Arc<Member>,
 }
 
-impl std::fmt::Debug for Membership {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Membership")
-            .field("lease", &self.member.name)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Membership {
-    /// Says whether this member leads now: a leader is not in line.
-    pub(crate) fn set_leading(&self, leading: bool) {
-        self.member.leading.store(leading, Ordering::Release);
+impl Line for Seat {
+    fn first_in_line(&self, name: &str, except: Option<&str>) -> Option<Arc<Member>> {
+        self.namespace.first_in_line(name, except)
     }
 
-    /// Whether this member is the first candidate in line for its Lease,
-    /// not counting leaders and the successor `named`.
-    pub(crate) fn first_in_line(&self, named: Option<&str>) -> bool {
-        self.namespace
-            .first_in_line(&self.member.name, named)
-            .is_some_and(|first| Arc::ptr_eq(&first, &self.member))
-    }
-
-    /// The candidate to name as successor when this member releases its
-    /// Lease: the first other candidate in line in this process.
-    pub(crate) fn successor(&self) -> Option<Arc<str>> {
-        self.namespace
-            .first_in_line(&self.member.name, Some(&self.member.identity))
-            .map(|m| Arc::clone(&m.identity))
-    }
-}
-
-impl Drop for Membership {
-    fn drop(&mut self) {
-        self.member.stop_own_watch();
+    fn leave(&self, member: &Arc<Member>) {
         let mut namespaces = self
             .hub
             .namespaces
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if self.namespace.leave(&self.member) {
+        if self.namespace.leave(member) {
             namespaces.remove(self.namespace.name());
         }
     }

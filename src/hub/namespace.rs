@@ -1,8 +1,9 @@
 //! The watch of one namespace's Leases, and the members it serves.
 //!
-//! The task lists the namespace (a page at a time), watches it from the
-//! list's `resourceVersion`, resumes after a watch ends and lists again
-//! after 410 Gone, as the per-Lease watch does. Each event goes to the
+//! The task runs the crate's one watch loop ([`Watch`] in the namespace
+//! [`Scope`]: lists a page at a time, watches from the list's
+//! `resourceVersion`, resumes, lists again after 410 Gone, backs off);
+//! here is what it does with what it sees. Each event goes to the
 //! members watching that Lease's name, in order; bookmarks and health go
 //! to every member. Where listing or watching the namespace is forbidden,
 //! every member gets a watch of its own Lease instead, until the namespace
@@ -20,23 +21,17 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Client;
-use kube::api::WatchEvent;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::Member;
-use crate::api::{LeaseApi, is_forbidden};
-use crate::elector::mailbox::Update;
-use crate::elector::watcher::Watcher;
+use crate::api::is_forbidden;
 use crate::error::Error;
+use crate::watch::{Event, Member, Scope, Sink, Timing, ToMailbox, Update, Watch};
 
 /// The shortest pause between two watches, and the first backoff.
 const RETRY: Duration = Duration::from_secs(1);
-/// The longest pause between two attempts while the watch fails.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long a list page or the start of a watch may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Cadence and timeout of the per-Lease watches that stand in while the
@@ -125,7 +120,7 @@ impl Namespace {
         tokio::spawn(tracing::Instrument::instrument(
             async move {
                 let token = task.token.clone();
-                token.run_until_cancelled(task.run()).await;
+                task.run(token).await;
             },
             span,
         ));
@@ -202,36 +197,23 @@ impl Namespace {
 
     // === The watch ===
 
-    async fn run(&self) {
-        let api =
-            LeaseApi::new(self.client.clone(), &self.name, "*").limited(Arc::clone(&self.limit));
-        let mut version = None;
-        let mut backoff = RETRY;
-        let mut failing = false;
-        loop {
-            let started = tokio::time::Instant::now();
-            let mut delivered = false;
-            let pause = match self.watch_once(&api, &mut version, &mut delivered).await {
-                Ok(()) => {
-                    backoff = RETRY;
-                    failing = false;
-                    (started + RETRY).saturating_duration_since(tokio::time::Instant::now())
-                }
-                Err(error) => {
-                    if delivered {
-                        // It worked until now: a new run of failures.
-                        backoff = RETRY;
-                        failing = false;
-                    }
-                    self.failed(&error, !failing);
-                    failing = true;
-                    let pause = backoff;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    pause
-                }
-            };
-            tokio::time::sleep(pause).await;
-        }
+    async fn run(&self, token: CancellationToken) {
+        let timing = Timing {
+            retry: RETRY,
+            request_timeout: REQUEST_TIMEOUT,
+        };
+        let watch = Watch::new(
+            self.client.clone(),
+            &self.name,
+            Scope::Namespace,
+            Some(Arc::clone(&self.limit)),
+            timing,
+        );
+        let demux = Demux {
+            namespace: self,
+            held: Held::default(),
+        };
+        watch.run(demux, token).await;
     }
 
     /// The namespace watch could not be established: members fall back.
@@ -278,14 +260,17 @@ impl Namespace {
     /// is forbidden).
     fn watch_own(&self, member: &Arc<Member>) {
         let token = self.token.child_token();
-        let api = LeaseApi::new(self.client.clone(), &self.name, &member.name)
-            .limited(Arc::clone(&self.limit));
-        let watcher = Watcher::new(
-            api,
-            Arc::clone(&member.mailbox),
-            OWN_WATCH_RETRY,
-            REQUEST_TIMEOUT,
+        let watch = Watch::new(
+            self.client.clone(),
+            &self.name,
+            Scope::Lease(member.name.clone()),
+            Some(Arc::clone(&self.limit)),
+            Timing {
+                retry: OWN_WATCH_RETRY,
+                request_timeout: REQUEST_TIMEOUT,
+            },
         );
+        let sink = ToMailbox::new(Arc::clone(&member.mailbox), OWN_WATCH_RETRY);
         let previous = member
             .own_watch
             .lock()
@@ -294,7 +279,7 @@ impl Namespace {
         if let Some(previous) = previous {
             previous.cancel();
         }
-        tokio::spawn(tracing::Instrument::in_current_span(watcher.run(token)));
+        tokio::spawn(tracing::Instrument::in_current_span(watch.run(sink, token)));
     }
 
     /// The watch is established: members that watched their own Leases stop
@@ -320,111 +305,18 @@ impl Namespace {
         }
     }
 
-    /// Lists (when there is no version to resume from), then watches until
-    /// the stream ends; `version` is where the next watch resumes (none
-    /// after a failed request or 410 Gone: list again), and `delivered`
-    /// says whether the watch delivered anything. An `ERROR` event other
-    /// than 410 Gone is a failure.
-    async fn watch_once(
-        &self,
-        api: &LeaseApi,
-        version: &mut Option<String>,
-        delivered: &mut bool,
-    ) -> Result<(), Error> {
-        let from = match version.clone() {
-            Some(from) => from,
-            None => self.list(api).await?,
-        };
-        let stream = match api.watch_namespace(&from, REQUEST_TIMEOUT).await {
-            Ok(stream) => stream,
-            Err(error) => {
-                *version = None;
-                return Err(error);
-            }
-        };
-        self.established();
-        *version = Some(from);
-        let mut stream = std::pin::pin!(stream);
-        let mut held = Held::default();
-        let ended = loop {
-            let event = tokio::select! {
-                event = stream.next() => event,
-                () = held.due() => {
-                    held.flush_due(tokio::time::Instant::now());
-                    continue;
-                }
-            };
-            let Some(event) = event else {
-                break Ok(());
-            };
-            *delivered |= matches!(
-                event,
-                Ok(WatchEvent::Added(_)
-                    | WatchEvent::Modified(_)
-                    | WatchEvent::Deleted(_)
-                    | WatchEvent::Bookmark(_))
-            );
-            match event {
-                Ok(WatchEvent::Added(lease) | WatchEvent::Modified(lease)) => {
-                    version.clone_from(&lease.metadata.resource_version);
-                    self.deliver_lease(&lease, &mut held);
-                }
-                Ok(WatchEvent::Deleted(lease)) => {
-                    version.clone_from(&lease.metadata.resource_version);
-                    let name = lease.metadata.name.unwrap_or_default();
-                    held.flush(&name);
-                    for tap in &self.members().taps {
-                        tap.post(&name, || Tapped::Deleted(name.clone()));
-                    }
-                    self.deliver(&name, || Update::Missing {
-                        version: lease.metadata.resource_version.clone(),
-                    });
-                }
-                Ok(WatchEvent::Bookmark(bookmark)) => {
-                    *version = Some(bookmark.metadata.resource_version);
-                    for member in self.members().by_name.values().flatten() {
-                        member.mailbox.post(Update::Progress);
-                    }
-                }
-                Ok(WatchEvent::Error(status)) if status.code == 410 => {
-                    tracing::debug!(code = status.code, reason = %status.reason, "namespace watch ended with 410 Gone; listing again");
-                    *version = None;
-                    break Ok(());
-                }
-                // Resumed from the same version after the backoff.
-                Ok(WatchEvent::Error(status)) => break Err(api.watch_failed(status)),
-                Err(error) => {
-                    tracing::debug!(%error, "namespace watch stream broke");
-                    break Ok(());
-                }
-            }
-        };
-        held.flush_all();
-        ended
-    }
-
-    /// Lists every Lease of the namespace and tells each member what its
-    /// Lease is now (or that it is missing); returns the list's version.
-    async fn list(&self, api: &LeaseApi) -> Result<String, Error> {
+    /// Tells each tap of every Lease of its prefix, and each member what
+    /// its Lease is now (or that it is missing), after a list as of
+    /// `version`.
+    fn listed(&self, listed: Vec<Lease>, version: &str) {
+        // Every Lease, not only those watched now: a member may join
+        // while later pages are read.
         let mut leases: HashMap<String, Lease> = HashMap::new();
-        let mut continue_from: Option<String> = None;
-        let version = loop {
-            let page = api
-                .list_namespace(continue_from.as_deref(), REQUEST_TIMEOUT)
-                .await?;
-            let version = page.metadata.resource_version.clone().unwrap_or_default();
-            // Every Lease, not only those watched now: a member may join
-            // while later pages are read.
-            for lease in page.items {
-                if let Some(name) = lease.metadata.name.clone() {
-                    leases.insert(name, lease);
-                }
+        for lease in listed {
+            if let Some(name) = lease.metadata.name.clone() {
+                leases.insert(name, lease);
             }
-            match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                Some(next) => continue_from = Some(next),
-                None => break version,
-            }
-        };
+        }
         let members = self.members();
         for (name, lease) in &leases {
             for tap in &members.taps {
@@ -436,12 +328,30 @@ impl Namespace {
                 member.mailbox.post(match leases.get(name) {
                     Some(lease) => Update::Lease(Box::new(lease.clone())),
                     None => Update::Missing {
-                        version: Some(version.clone()),
+                        version: Some(version.to_owned()),
                     },
                 });
             }
         }
-        Ok(version)
+    }
+
+    /// Tells the taps and the members watching it that a Lease was deleted.
+    fn deleted(&self, lease: Lease, held: &mut Held) {
+        let name = lease.metadata.name.unwrap_or_default();
+        held.flush(&name);
+        for tap in &self.members().taps {
+            tap.post(&name, || Tapped::Deleted(name.clone()));
+        }
+        self.deliver(&name, || Update::Missing {
+            version: lease.metadata.resource_version.clone(),
+        });
+    }
+
+    /// A bookmark: every member hears that the watch is alive.
+    fn progress(&self) {
+        for member in self.members().by_name.values().flatten() {
+            member.mailbox.post(Update::Progress);
+        }
     }
 
     /// Posts `lease` to the members watching it, after any change of it
@@ -489,6 +399,50 @@ impl Namespace {
                 member.mailbox.post(update());
             }
         }
+    }
+}
+
+/// The namespace watch's findings, demultiplexed to the members and taps.
+struct Demux<'a> {
+    namespace: &'a Namespace,
+    held: Held,
+}
+
+impl Sink for Demux<'_> {
+    fn listed(&mut self, leases: Vec<Lease>, version: &str) -> bool {
+        self.namespace.listed(leases, version);
+        true
+    }
+
+    fn established(&mut self) -> bool {
+        self.namespace.established();
+        true
+    }
+
+    fn event(&mut self, event: Event) -> bool {
+        match event {
+            Event::Applied(lease) => self.namespace.deliver_lease(&lease, &mut self.held),
+            Event::Deleted(lease) => self.namespace.deleted(lease, &mut self.held),
+            Event::Bookmark => self.namespace.progress(),
+        }
+        true
+    }
+
+    fn failed(&mut self, error: &Error, first: bool) -> bool {
+        self.namespace.failed(error, first);
+        true
+    }
+
+    fn ended(&mut self) {
+        self.held.flush_all();
+    }
+
+    fn due(&self) -> impl Future<Output = ()> + Send {
+        self.held.due()
+    }
+
+    fn on_due(&mut self) {
+        self.held.flush_due(tokio::time::Instant::now());
     }
 }
 

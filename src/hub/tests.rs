@@ -10,8 +10,7 @@ use kube::api::{ObjectMeta, PostParams};
 use kube_elector_testing::{FaultTarget, LeaseApiServer};
 
 use super::*;
-use crate::elector::mailbox::Inbox;
-use crate::elector::mailbox::Update;
+use crate::watch::{Inbox, Update};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -43,6 +42,11 @@ async fn holders_until(inbox: &Inbox, last: &str) -> Vec<String> {
             }
         }
     }
+}
+
+/// The watch of `namespace` (while it has members).
+fn namespace_of(hub: &LeaseHub, namespace: &str) -> Arc<Namespace> {
+    Arc::clone(&hub.inner.namespaces.lock().unwrap()[namespace])
 }
 
 fn lease(name: &str, holder: &str) -> Lease {
@@ -121,9 +125,10 @@ async fn a_forbidden_namespace_watch_falls_back_to_per_lease_watches_and_recover
     let hub = LeaseHub::new(server.client_for("process"));
     let (inbox, mailbox) = Inbox::new();
     let membership = hub.join("default", "fallback", "me", true, mailbox);
+    let namespace = namespace_of(&hub, "default");
     // The per-Lease watch is up, and delivers.
     until_healthy(&inbox).await;
-    assert_eq!(membership.namespace.members().mode, Mode::PerLease);
+    assert_eq!(namespace.members().mode, Mode::PerLease);
     let api: Api<Lease> = Api::namespaced(server.client_for("writer"), "default");
     write_holders(&api, "fallback", 3).await;
     holders_until(&inbox, "fallback-2").await;
@@ -132,7 +137,7 @@ async fn a_forbidden_namespace_watch_falls_back_to_per_lease_watches_and_recover
     // and takes over; the per-Lease watch stops.
     server.restrict_to_names(process, false);
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while membership.namespace.members().mode != Mode::Watching {
+    while namespace.members().mode != Mode::Watching {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the namespace watch is back in time"
@@ -140,7 +145,7 @@ async fn a_forbidden_namespace_watch_falls_back_to_per_lease_watches_and_recover
         let _ = tokio::time::timeout(Duration::from_millis(200), inbox.recv()).await;
     }
     assert!(
-        membership.member.own_watch.lock().unwrap().is_none(),
+        membership.member().own_watch.lock().unwrap().is_none(),
         "the per-Lease watch was stopped"
     );
     let mut current = api.get("fallback").await.unwrap();
@@ -160,7 +165,7 @@ async fn the_last_member_to_leave_stops_the_namespace_watch() {
     until_healthy(&inbox).await;
     let (_other_inbox, other_mailbox) = Inbox::new();
     let second = hub.join("default", "b", "y", false, other_mailbox);
-    let token = first.namespace.token.clone();
+    let token = namespace_of(&hub, "default").token.clone();
     drop(first);
     assert!(!token.is_cancelled(), "a member is left");
     drop(second);

@@ -111,7 +111,7 @@ impl Coordinator {
         token: CancellationToken,
     ) -> Self {
         let list =
-            LeaseApi::new(hub.client().clone(), member.namespace(), "*").limited(hub.limit());
+            LeaseApi::every_lease(hub.client().clone(), member.namespace()).limited(hub.limit());
         Self {
             me,
             shards: config.shards,

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use k8s_openapi::api::coordination::v1::Lease;
 use tokio::sync::watch;
 
-use super::mailbox::Inbox;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
@@ -26,10 +25,10 @@ use crate::api::LeaseApi;
 use crate::candidate::{Candidate, Standing};
 use crate::config::Settings;
 use crate::error::Error;
-use crate::hub::Membership;
 use crate::record::{self, Verdict};
 use crate::shared::{RenewFailure, Shared};
 use crate::state::LeaderState;
+use crate::watch::{Inbox, Membership};
 
 /// How a renew went.
 #[derive(Debug)]

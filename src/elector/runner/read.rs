@@ -5,10 +5,10 @@ use k8s_openapi::api::coordination::v1::Lease;
 use tokio::time::Instant;
 
 use super::{Runner, SilentWatch};
-use crate::elector::mailbox::Update;
 use crate::elector::schedule::{Observation, Stop};
 use crate::error::Error;
 use crate::record;
+use crate::watch::Update;
 
 impl Runner {
     // === Reading ===

@@ -45,6 +45,18 @@ pub(crate) fn named(lease: &Lease) -> Option<&str> {
     (recorded.parse::<i32>().ok()? == transitions(spec) && !identity.is_empty()).then_some(identity)
 }
 
+/// Whether the name a release wrote (`named`) names `identity`: the
+/// identity itself, or a pod's name when `identity` is the default one
+/// made from it (`<POD_NAME>_<random suffix>`), since a preStop hook or an
+/// operator knows the new pod's name, not the suffix its elector drew.
+pub(crate) fn names(named: &str, identity: &str) -> bool {
+    identity == named
+        || identity
+            .strip_prefix(named)
+            .and_then(|rest| rest.strip_prefix('_'))
+            .is_some_and(|suffix| !suffix.is_empty() && !suffix.contains('_'))
+}
+
 /// Sets the successor annotation of `metadata` to `value`, or removes it.
 pub(crate) fn set(metadata: &mut ObjectMeta, value: Option<String>) {
     match value {
@@ -106,7 +118,7 @@ pub(crate) fn deferral(
         return grace.saturating_mul(3);
     }
     match named {
-        Some(named) if named == me => Duration::ZERO,
+        Some(named) if names(named, me) => Duration::ZERO,
         Some(_) if first_in_line => grace,
         Some(_) => grace.saturating_mul(2),
         None if first_in_line => Duration::ZERO,
@@ -140,12 +152,32 @@ pub(crate) fn first_in_line<M: InLine>(
     except: Option<&str>,
 ) -> Option<M> {
     line.into_iter()
-        .find(|m| m.in_line() && except != Some(m.identity()))
+        .find(|m| m.in_line() && !except.is_some_and(|named| names(named, m.identity())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_matches_its_identity_or_the_default_identity_of_that_pod() {
+        assert!(names("my-operator-7d9f", "my-operator-7d9f"));
+        assert!(names("my-operator-7d9f", "my-operator-7d9f_b2kxq9"));
+        assert!(!names("my-operator-7d9f", "my-operator-7d9f_"));
+        assert!(!names("my-operator-7d9f", "my-operator-7d9f-2_b2kxq9"));
+        assert!(!names("my-operator-7d9f", "my-operator-7d9_b2kxq9"));
+        assert!(!names("my-operator-7d9f", "my-operator-7d9f_a_b"));
+        let grace = Duration::from_secs(1);
+        assert_eq!(
+            deferral(Some("pod-b"), "pod-b_x1y2z3", false, false, grace),
+            Duration::ZERO,
+            "the pod named takes the release at once"
+        );
+        assert_eq!(
+            deferral(Some("pod-b"), "pod-c_x1y2z3", false, false, grace),
+            grace * 2
+        );
+    }
 
     fn lease(holder: Option<&str>, duration: Option<i32>, rv: &str) -> Lease {
         Lease {

@@ -112,6 +112,43 @@ async fn a_handover_to_a_named_candidate_is_taken_by_it_alone() {
     shut_down(handles).await;
 }
 
+/// A preStop hook knows the new pod's name, not the random suffix of its
+/// elector's default identity (`<POD_NAME>_<suffix>`): naming the pod
+/// hands over to it in one watch event, as naming its identity does, and
+/// no other candidate writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handover_naming_a_pod_is_taken_by_that_pods_elector_alone() {
+    let target = Target::new().await;
+    let lease = unique_name("handover-pod");
+    let recorder = Recorder::default();
+    let names = ["pod-a_x1y2z3", "pod-b_k4m5n6", "pod-c_p7q8r9"];
+    let handles = leader_and_followers(&target, &lease, &names, &recorder).await;
+    if let Some(server) = target.embedded() {
+        server.reset_counts();
+    }
+
+    let outcome = handles[0]
+        .hand_over(Successor::Named("pod-c".into()))
+        .await
+        .expect("the handover");
+    assert_eq!(
+        outcome,
+        HandoverOutcome::Released {
+            successor: Some("pod-c".into())
+        }
+    );
+    assert_eq!(
+        new_leader(&handles, names[0]).await,
+        names[2],
+        "the pod named leads"
+    );
+    recorder.assert_no_overlap();
+    if let Some(b) = writes_of(&target, names[1]) {
+        assert_eq!(b, 0, "a candidate of another pod did not write");
+    }
+    shut_down(handles).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handover_to_any_candidate_is_not_taken_back_by_the_leader() {
     let target = Target::new().await;

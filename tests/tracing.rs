@@ -355,6 +355,45 @@ async fn a_forbidden_verb_warns_once_naming_it_and_its_end_is_one_line() {
     leader.shutdown().await.expect("shutdown");
 }
 
+/// A handover that names a successor no candidate answers to is said at
+/// warn once another candidate takes the Lease, naming both.
+#[tokio::test(flavor = "current_thread")]
+async fn a_handover_naming_nobody_who_exists_is_a_warning() {
+    let (captured, _guard) = capture();
+    let target = Target::new().await;
+    let lease = support::unique_name("nobody");
+    let leader = spawn(&target, &lease, "nobody-a");
+    drop(
+        timeout(PATIENCE, leader.became_leader())
+            .await
+            .expect("a leader within the patience")
+            .expect("leading"),
+    );
+    let follower = spawn(&target, &lease, "nobody-b");
+    support::wait_sees_leader(&mut follower.subscribe(), "nobody-a", PATIENCE).await;
+    leader
+        .hand_over(kube_elector::handover::Successor::Named("nobody-z".into()))
+        .await
+        .expect("the handover");
+    drop(
+        timeout(PATIENCE, follower.became_leader())
+            .await
+            .expect("the other candidate takes the Lease after the bound")
+            .expect("leading"),
+    );
+    support::eventually("the leader says whom it named", PATIENCE, || {
+        captured.text().lines().any(|l| {
+            l.contains("identity=nobody-a")
+                && l.contains(" WARN ")
+                && l.contains("nobody-z")
+                && l.contains("nobody-b took the Lease")
+        })
+    })
+    .await;
+    leader.shutdown().await.expect("shutdown");
+    follower.shutdown().await.expect("shutdown");
+}
+
 fn count_where(text: &str, f: impl Fn(&str) -> bool) -> usize {
     text.lines().filter(|l| f(l)).count()
 }

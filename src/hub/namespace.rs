@@ -374,7 +374,9 @@ impl Namespace {
             return;
         };
         let successor = crate::successor::named(lease);
-        let named = |m: &Arc<Member>| Some(m.identity.as_ref()) == successor;
+        let named = |m: &Arc<Member>| {
+            successor.is_some_and(|name| crate::successor::names(name, &m.identity))
+        };
         if !list.iter().any(named) {
             for member in list {
                 member.mailbox.post(Update::Lease(Box::new(lease.clone())));

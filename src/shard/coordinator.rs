@@ -19,36 +19,11 @@ use super::assign::Assignment;
 use super::config::ShardConfig;
 use super::fleet::{Serving, ShardLeases};
 use super::membership::MemberTable;
+pub(crate) use super::plan::Plan;
 use crate::api::LeaseApi;
 use crate::elector::{ElectorHandle, LeaderElector};
 use crate::hub::{LeaseHub, TapHandle, Tapped};
 use crate::record;
-
-/// What the workers act on: the assignment, and whether this replica is
-/// leaving (then every shard goes to its next owner, and the workers end).
-#[derive(Debug)]
-pub(crate) struct Plan {
-    pub(crate) assignment: Assignment,
-    pub(crate) leaving: bool,
-    /// Whether this replica may own shards: every live replica it sees
-    /// shards with its count, or the one that keeps serving in a
-    /// disagreement does. While not, it takes no shard and lets go of
-    /// those it holds.
-    pub(crate) serving: bool,
-    /// Why not serving, for users (`ShardedHandle::blocked`).
-    pub(crate) blocked: Option<Arc<str>>,
-}
-
-impl Plan {
-    pub(crate) fn empty(shards: u32) -> Self {
-        Self {
-            assignment: Assignment::compute::<&str>(shards, &[]),
-            leaving: false,
-            serving: true,
-            blocked: None,
-        }
-    }
-}
 
 /// What this replica concluded about the fleet at one instant.
 #[derive(Debug, PartialEq, Eq)]
@@ -60,6 +35,13 @@ struct Verdict {
     disagreement: Option<String>,
 }
 
+/// Twenty-one fields, in three groups a reader meets in this order: who
+/// and what this replica is (identity, count, member elector, plan,
+/// token), what it knows of the fleet (the member table, the shard Leases,
+/// who serves, the last verdict logged and assignment computed), and how
+/// far it trusts the tap that tells it (the watch's health, progress and
+/// newest version, distrust, the poll and its list). Each group is read
+/// and written by one phase of `follow`.
 pub(crate) struct Coordinator {
     me: Arc<str>,
     shards: u32,

@@ -27,6 +27,7 @@ mod fleet;
 mod handle;
 mod key;
 mod membership;
+mod plan;
 mod worker;
 
 pub use assign::Assignment;

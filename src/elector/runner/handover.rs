@@ -23,7 +23,10 @@ impl Runner {
         };
         self.drain(active).await;
         let successor: Option<Arc<str>> = match to {
-            Successor::Named(identity) => Some(Arc::from(identity.as_str())),
+            Successor::Named(identity) => {
+                self.named_out = Some(identity.clone());
+                Some(Arc::from(identity.as_str()))
+            }
             Successor::Any => self.feed.successor(),
         };
         // From here until someone else takes the Lease, this candidate

@@ -86,7 +86,7 @@ impl Feed {
     }
 }
 
-/// Twelve fields: the elector's task owns its connections (API, shared
+/// Thirteen fields: the elector's task owns its connections (API, shared
 /// state, published state, token, feed, telemetry, candidate), its
 /// schedule and the few things that shape only its logs and handovers.
 pub(super) struct Runner {
@@ -110,6 +110,9 @@ pub(super) struct Runner {
     /// when it was distrusted. The next read tells whether the watch
     /// missed a change or the holder has simply not renewed.
     silent_watch: Option<SilentWatch>,
+    /// The successor the last handover named, until someone takes the
+    /// Lease: a name that matches nobody is said, not silent.
+    named_out: Option<String>,
 }
 
 /// A watch distrusted for its silence, until the next read says why.
@@ -148,6 +151,7 @@ impl Runner {
             candidate,
             yield_to: None,
             silent_watch: None,
+            named_out: None,
         }
     }
 

@@ -108,8 +108,23 @@ impl Runner {
             holder = ?record::holder(record::spec_of(&lease)),
             "observed the Lease"
         );
-        let held_by_another =
-            record::holder(record::spec_of(&lease)).is_some_and(|h| h != self.me());
+        let holder = record::holder(record::spec_of(&lease));
+        let held_by_another = holder.is_some_and(|h| h != self.me());
+        if let Some(holder) = holder.filter(|_| held_by_another)
+            && let Some(named) = self.named_out.take()
+        {
+            if crate::successor::names(&named, holder) {
+                tracing::debug!(%holder, "the successor named took the Lease");
+            } else {
+                tracing::warn!(
+                    %holder,
+                    named = %named,
+                    "the handover named {named}, but {holder} took the Lease: no candidate \
+                     with that identity (or that pod's default identity, {named}_<suffix>) took \
+                     it first"
+                );
+            }
+        }
         let Observation { stop, shortened } = self.schedule.observe(lease, now);
         if held_by_another && let Some(candidate) = &self.candidate {
             // Someone took what this elector handed over: no longer aside.

@@ -13,10 +13,9 @@ use std::time::Duration;
 
 use kube_elector_testing::LeaseApiServer;
 
-/// The example, as a module (it is written with plain comments so that it
-/// can be included); `run` is its `main`.
+/// The example's program, as a module; `run` is its `main`.
 mod quickstart {
-    include!("../examples/quickstart.rs");
+    include!("../examples/quickstart-program/program.rs");
 
     pub(super) fn run() -> anyhow::Result<()> {
         main()
@@ -33,19 +32,18 @@ fn quickstart_child() {
 }
 
 /// The README's Quick start block and examples/quickstart.rs are one
-/// program: the block is the example from its first `use` on.
+/// program: the block is the example's program, word for word.
 #[test]
 fn the_readme_quick_start_is_examples_quickstart() {
     let readme = include_str!("../README.md");
-    let example = include_str!("../examples/quickstart.rs");
+    let program = include_str!("../examples/quickstart-program/program.rs");
     let section = &readme[readme.find("## Quick start").expect("a Quick start section")..];
     let fence = "```rust,no_run\n";
     let block = &section[section.find(fence).expect("a Rust block in the Quick start") + fence.len()..];
     let block = &block[..block.find("```").expect("the block's end")];
-    let program = &example[example.find("use ").expect("the example's first use")..];
     assert_eq!(
         block, program,
-        "README.md's Quick start block differs from examples/quickstart.rs"
+        "README.md's Quick start block differs from examples/quickstart-program/program.rs"
     );
 }
 

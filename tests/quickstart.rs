@@ -37,9 +37,14 @@ fn quickstart_child() {
 fn the_readme_quick_start_is_examples_quickstart() {
     let readme = include_str!("../README.md");
     let program = include_str!("../examples/quickstart-program/program.rs");
-    let section = &readme[readme.find("## Quick start").expect("a Quick start section")..];
+    let section = &readme[readme
+        .find("## Quick start")
+        .expect("a Quick start section")..];
     let fence = "```rust,no_run\n";
-    let block = &section[section.find(fence).expect("a Rust block in the Quick start") + fence.len()..];
+    let block = &section[section
+        .find(fence)
+        .expect("a Rust block in the Quick start")
+        + fence.len()..];
     let block = &block[..block.find("```").expect("the block's end")];
     assert_eq!(
         block, program,

@@ -1,35 +1,15 @@
-//! The README's quick start: a replicated operator's `main`. It leads while
-//! it can, and on SIGTERM (what Kubernetes sends a pod it stops) or Ctrl-C
-//! it ends its term, lets the leader work drain, releases the Lease so that
-//! another replica leads at once, and exits 0.
+//! The README's quick start: a replicated operator's `main`. It leads
+//! while it can, and on SIGTERM (what Kubernetes sends a pod it stops) or
+//! Ctrl-C it ends its term, lets the leader work drain, releases the Lease
+//! so that another replica leads at once, and exits 0.
 //!
 //! ```sh
 //! KUBECONFIG=... cargo run --example quickstart   # run it twice, then Ctrl-C one
 //! ```
+//!
+//! The program is `quickstart-program/program.rs`, word for word the
+//! README's Quick start block (tests/quickstart.rs checks that, and runs it
+//! as processes; it includes the file, which an example with these crate
+//! docs could not be).
 
-use kube_elector::{ElectorConfig, LeaderElector};
-
-#[tokio::main]
-pub(crate) async fn main() -> anyhow::Result<()> {
-    let client = kube::Client::try_default().await?;
-    let lease = std::env::var("LEASE_NAME").unwrap_or_else(|_| "my-operator".into());
-    let elector = LeaderElector::new(client, ElectorConfig::new(lease))?.spawn();
-    println!("{} is a candidate", elector.identity());
-    let outcome = elector
-        .run_until_signal(|leadership| async move {
-            println!(
-                "{} leads (fencing token {})",
-                leadership.identity(),
-                leadership.fencing_token()
-            );
-            // Leader-only work goes here, until the term ends: say a
-            // kube-runtime Controller with
-            // `.graceful_shutdown_on(leadership.cancelled_owned())`.
-            leadership.lost().await;
-            println!("{} stopped leading", leadership.identity());
-            anyhow::Ok(())
-        })
-        .await?;
-    println!("shut down: {outcome:?}");
-    Ok(())
-}
+include!("quickstart-program/program.rs");

@@ -144,6 +144,13 @@ pub use elector::{ElectorHandle, ElectorView, LeaderElector, Leadership, Shutdow
 pub use error::{ConfigError, Error};
 pub use state::{LeaderEvent, LeaderEvents, LeaderState};
 
+/// README.md's Rust blocks, compiled (and, where they need no cluster,
+/// run) as doctests, so that a snippet that does not compile fails
+/// `cargo test`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub mod handover {
     //! Handing leadership to a chosen replica: what
     //! [`ElectorHandle::hand_over`](crate::ElectorHandle::hand_over) takes

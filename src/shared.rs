@@ -40,8 +40,10 @@ pub(crate) struct Shared {
     drain: Mutex<Option<(u64, DrainGuard)>>,
     /// When the last successful acquire or renew was sent (health checks).
     renewed: Mutex<Option<Instant>>,
-    /// Whether the task has read the Lease (or learnt it is missing) once.
+    /// Whether the task has read the Lease (or learnt it is missing) once,
+    /// and what wakes those who wait for that.
     observed: AtomicBool,
+    first_read: Notify,
     /// A handover asked of the task, and what wakes it to take it.
     handover: Mutex<Option<crate::elector::HandoverRequest>>,
     handover_asked: Notify,
@@ -57,11 +59,26 @@ impl Shared {
     }
 
     pub(crate) fn set_observed(&self) {
-        self.observed.store(true, Ordering::Relaxed);
+        if !self.observed.swap(true, Ordering::AcqRel) {
+            self.first_read.notify_waiters();
+        }
     }
 
     pub(crate) fn has_observed(&self) -> bool {
-        self.observed.load(Ordering::Relaxed)
+        self.observed.load(Ordering::Acquire)
+    }
+
+    /// Completes once the task has read the Lease (or learnt it is
+    /// missing), at once if it already has.
+    pub(crate) async fn first_read(&self) {
+        let notified = self.first_read.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is checked, so a read in between wakes it.
+        notified.as_mut().enable();
+        if self.has_observed() {
+            return;
+        }
+        notified.await;
     }
 
     /// Asks the task for a handover; an earlier request not yet taken is

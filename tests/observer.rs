@@ -5,9 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube_elector::{ElectorConfig, LeaderElector, LeaderEvent, observer::LeaderObserver};
-use kube_elector_testing::{LeaseApiServer, Verb};
+use kube_elector_testing::{FaultTarget, LeaseApiServer, Verb};
 use tokio::time::timeout;
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -114,4 +114,55 @@ async fn an_observer_reports_no_leader_once_a_crashed_holder_expired() {
     assert_eq!(observer.leader(), None);
     assert_eq!(server.requests().get("observer", Verb::Update), 0);
     observer.shutdown().await.unwrap();
+}
+
+/// Right after `spawn` an observer has not read the Lease, and says so
+/// (`has_read`, `ready` pending) rather than reporting "no leader"; once
+/// its first read is answered, `ready` completes and it names the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_waits_for_its_first_read_then_names_the_leader() {
+    let server = LeaseApiServer::start().await.unwrap();
+    let lease = support::unique_name("first-read");
+    let leader = LeaderElector::new(server.client_for("a"), config(&lease, "a"))
+        .unwrap()
+        .spawn();
+    drop(
+        timeout(PATIENCE, leader.became_leader())
+            .await
+            .expect("a leads within the patience")
+            .expect("a's term"),
+    );
+    // The observer's requests go unanswered until released: it cannot have
+    // read the Lease, whatever the scheduling.
+    let observer_client = FaultTarget::Client("observer".into());
+    server.hang(observer_client.clone());
+    let observer = LeaderObserver::new(
+        server.client_for("observer"),
+        support::short_observer(&lease),
+    )
+    .unwrap()
+    .spawn();
+    assert!(!observer.has_read(), "has_read before any answer");
+    assert!(
+        observer.ready().now_or_never().is_none(),
+        "ready before any answer"
+    );
+    assert_eq!(observer.leader(), None, "a leader before any answer");
+    server.release(observer_client);
+    timeout(PATIENCE, observer.ready())
+        .await
+        .expect("the observer's first read within the patience");
+    assert!(observer.has_read(), "has_read after ready");
+    // The runner marks the read a moment before it publishes the state it
+    // read (src/elector/runner/mod.rs, `observe`): the leader is named by
+    // that publication, which the receiver sees whether or not it already
+    // came.
+    let mut state = observer.subscribe();
+    timeout(
+        PATIENCE,
+        state.wait_for(|s| s.leader.as_deref() == Some("a")),
+    )
+    .await
+    .expect("the observer names a after its first read")
+    .unwrap();
 }

@@ -23,6 +23,45 @@ use std::path::PathBuf;
 use anyhow::Context;
 use kube_elector_testing::LeaseApiServer;
 
+/// What `--help` prints.
+const HELP: &str = "\
+lease-apiserver: the embedded Kubernetes API server for Leases (kube-elector-testing),
+as a standalone process on 127.0.0.1, for kubectl, other languages' clients and
+benchmarks. It serves coordination.k8s.io/v1 Leases (get, list, watch, create,
+update, patch, delete) over plain HTTP, with the discovery documents kubectl reads.
+
+usage: lease-apiserver [OPTIONS]
+  (from a checkout: cargo run -p kube-elector-testing --example lease-apiserver -- OPTIONS)
+
+options:
+  --port PORT          the port to listen on (default 0: any free port, printed)
+  --kubeconfig FILE    where to write a kubeconfig for the server
+                       (default: <temp dir>/lease-apiserver-<port>.kubeconfig)
+  --identity NAME      the client identity the kubeconfig authenticates as, which
+                       /_testing faults can target (default: admin)
+  --coordinated-leader-election[=true|false]
+                       serve as kube-apiserver with the CoordinatedLeaderElection
+                       gate on (spec.strategy and spec.preferredHolder kept,
+                       coordination.k8s.io/v1beta1 LeaseCandidates served);
+                       off by default, as in Kubernetes 1.33 to 1.37
+  -h, --help           this text
+
+It prints `listening on URL`, `port: PORT` and `kubeconfig: FILE`, then serves
+until Ctrl-C or SIGTERM.
+
+fault injection and counters, under /_testing:
+  GET  /_testing/requests[?resource=leasecandidates]   request counts per verb
+  POST /_testing/reset                                 reset the counts
+  POST /_testing/faults   a JSON object:
+         {\"target\": \"all\" | \"<identity>\", \"latency_ms\": N, \"error_rate\": F,
+          \"refuse\": B, \"hang\": B, \"partition\": B, \"forbid\": [verbs], \"allow\": [verbs],
+          \"watch_delay_ms\": N, \"watch_black_hole\": B, \"watch_error\": B,
+          \"lose_write_answers\": B, \"write_answer_delay_ms\": N, \"stale_reads\": B,
+          \"names_only\": B, \"resource\": \"leases\" | \"leasecandidates\"}
+         or {\"clear\": true}, {\"stop_gracefully_ms\": N}, {\"restart\": true}
+  e.g. curl -X POST URL/_testing/faults -d '{\"target\": \"all\", \"partition\": true}'
+";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut port: u16 = 0;
@@ -50,9 +89,7 @@ async fn main() -> anyhow::Result<()> {
             }
             "--coordinated-leader-election=false" => coordinated_leader_election = false,
             "-h" | "--help" => {
-                println!(
-                    "usage: lease-apiserver [--port PORT] [--kubeconfig FILE] [--identity NAME] [--coordinated-leader-election[=true|false]]"
-                );
+                print!("{HELP}");
                 return Ok(());
             }
             other => anyhow::bail!("unknown argument {other:?} (try --help)"),

@@ -27,6 +27,7 @@ use crate::state::{LeaderEvents, LeaderState};
 /// # async fn run() -> anyhow::Result<()> {
 /// let client = kube::Client::try_default().await?;
 /// let observer = LeaderObserver::new(client, ObserverConfig::new("my-operator"))?.spawn();
+/// observer.ready().await; // the first read: `None` now means nobody leads
 /// let mut leader = observer.subscribe();
 /// loop {
 ///     println!("the leader is {:?}", leader.borrow_and_update().leader);
@@ -99,10 +100,36 @@ pub struct ObserverHandle {
 }
 
 impl ObserverHandle {
-    /// Who leads now, as last observed (`None`: nobody, or not known yet).
+    /// Who leads now, as last observed (`None`: nobody, or not known yet;
+    /// [`has_read`](Self::has_read) tells the two apart).
     #[must_use]
     pub fn leader(&self) -> Option<String> {
         self.inner.state().leader
+    }
+
+    /// Whether the observer has read the Lease (or learnt that it does not
+    /// exist) at least once: until then, a `leader` of `None` means "not
+    /// known yet", not "nobody leads".
+    #[must_use]
+    pub fn has_read(&self) -> bool {
+        self.inner.view.shared.has_observed()
+    }
+
+    /// Waits until the observer has read the Lease (or learnt that it does
+    /// not exist) once, at once if it has: from then on
+    /// [`leader`](Self::leader) and [`subscribe`](Self::subscribe) say who
+    /// leads, `None` meaning nobody.
+    ///
+    /// It waits as long as the API server cannot be reached: add a timeout
+    /// of your own (`tokio::time::timeout`). The state of that first read
+    /// is published a moment after `ready` may complete: a receiver from
+    /// [`subscribe`](Self::subscribe) sees it as a change if it was not
+    /// there yet.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only waits.
+    pub async fn ready(&self) {
+        self.inner.view.shared.first_read().await;
     }
 
     /// A receiver of the state, woken on each change of leader. Its `term`

@@ -145,10 +145,10 @@ async fn sigterm_hands_over_and_both_replicas_exit_0() {
         // With no configuration it says when it campaigns, leads, stops and
         // releases (its own line first, then the elector's info logs).
         let first = Replica::start(&kubeconfig);
-        first.wait_for("campaigns for the Lease my-operator");
+        first.wait_for("campaigning for the Lease");
         first.wait_for("started leading");
         let second = Replica::start(&kubeconfig);
-        second.wait_for("campaigns for the Lease my-operator");
+        second.wait_for("campaigning for the Lease");
         first.sigterm();
         first.wait_for("stopped leading");
         first.wait_for("released the Lease");
@@ -204,7 +204,7 @@ users:
     )
     .unwrap();
     let replica = Replica::start(&kubeconfig);
-    replica.wait_for("campaigns for the Lease my-operator");
+    replica.wait_for("campaigning for the Lease");
     let line = replica.wait_for("request failed");
     assert!(
         line.contains("WARN"),

@@ -10,7 +10,6 @@ async fn main() -> anyhow::Result<()> {
 
     let client = kube::Client::try_default().await?;
     let elector = LeaderElector::new(client, ElectorConfig::new("my-operator"))?.spawn();
-    println!("{} campaigns for the Lease my-operator", elector.identity());
     // Lead while we can; on SIGTERM (or Ctrl-C) end the term, let the work
     // finish, release the Lease so another replica leads at once, and return.
     let outcome = elector

@@ -158,7 +158,13 @@ impl Runner {
     // === Campaign and lead ===
 
     pub(super) async fn run(mut self) -> Result<ShutdownOutcome, Error> {
-        tracing::debug!("elector started");
+        // One line for a lone elector (the quick start's), debug for the
+        // many a hub or a sharded elector runs.
+        if self.settings.campaign && self.feed.line.is_none() {
+            tracing::info!("campaigning for the Lease");
+        } else {
+            tracing::debug!(campaign = self.settings.campaign, "elector started");
+        }
         while !self.token.is_cancelled() {
             if let Some(preferred) = self.yield_to.take() {
                 let to = crate::elector::Successor::Named(preferred);

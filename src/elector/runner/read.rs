@@ -130,7 +130,6 @@ impl Runner {
             // Someone took what this elector handed over: no longer aside.
             candidate.rejoin();
         }
-        self.telemetry.observed();
         if let Some(shortened) = shortened {
             tracing::warn!(
                 recorded = ?shortened.recorded,
@@ -152,14 +151,17 @@ impl Runner {
             }
         }
         self.publish();
+        // After the state is published: whoever waits for the first read
+        // then finds the state it read.
+        self.telemetry.observed();
     }
 
     pub(super) fn observe_missing(&mut self, version: Option<&str>, now: Instant) {
         let stop = self.schedule.observe_missing(version, now);
-        self.telemetry.observed();
         if let Some(stop) = stop {
             self.stop_leading(&stop);
         }
         self.publish();
+        self.telemetry.observed();
     }
 }

@@ -141,6 +141,22 @@ async fn steady_state_is_quiet_a_lost_lease_warns_and_an_outage_warns_once() {
     drop(b_leads);
     assert_an_outage_warns_once(server, &captured).await;
     follower.shutdown().await.expect("shutdown");
+    assert_no_debug_syntax_at_info_or_above(&captured.text());
+}
+
+/// No line an operator reads (info and above) carries Rust's debug
+/// rendering of an `Option` or of a kube `Status`.
+fn assert_no_debug_syntax_at_info_or_above(text: &str) {
+    let found: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" INFO ") || l.contains(" WARN ") || l.contains(" ERROR "))
+        .filter(|l| l.contains("Some(") || l.contains(" None") || l.contains("Status {"))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "debug syntax at info or above:\n{}",
+        found.join("\n")
+    );
 }
 
 /// Five renews of `quiet-a` log nothing at info or above.
@@ -280,6 +296,7 @@ async fn a_crashed_holder_is_no_warning_about_the_watch_and_a_watch_that_misses_
     server.clear_faults();
     c.shutdown().await.expect("shutdown");
     follower.shutdown().await.expect("shutdown");
+    assert_no_debug_syntax_at_info_or_above(&captured.text());
 }
 
 /// A persistent 403 on one verb is one warning that names the verb and the
@@ -341,17 +358,7 @@ async fn a_forbidden_verb_warns_once_naming_it_and_its_end_is_one_line() {
         recovered(&captured.text()[from..]) == 1
     })
     .await;
-    let all = captured.text();
-    let debug_syntax: Vec<&str> = all
-        .lines()
-        .filter(|l| l.contains(" INFO ") || l.contains(" WARN ") || l.contains(" ERROR "))
-        .filter(|l| l.contains("Some(") || l.contains("None"))
-        .collect();
-    assert!(
-        debug_syntax.is_empty(),
-        "debug syntax at info or above:\n{}",
-        debug_syntax.join("\n")
-    );
+    assert_no_debug_syntax_at_info_or_above(&captured.text());
     leader.shutdown().await.expect("shutdown");
 }
 
@@ -392,6 +399,7 @@ async fn a_handover_naming_nobody_who_exists_is_a_warning() {
     .await;
     leader.shutdown().await.expect("shutdown");
     follower.shutdown().await.expect("shutdown");
+    assert_no_debug_syntax_at_info_or_above(&captured.text());
 }
 
 fn count_where(text: &str, f: impl Fn(&str) -> bool) -> usize {

@@ -103,7 +103,21 @@ impl Error {
                 "{self}: {} {}: {}",
                 status.code, status.reason, status.message
             ),
-            Self::Api { source, .. } => format!("{self}: {source}"),
+            Self::Api { source, .. } => {
+                // The whole chain: a connection error's cause (refused,
+                // TLS, DNS) sits a level or two below kube's own error.
+                let mut text = format!("{self}: {source}");
+                let mut cause = std::error::Error::source(source);
+                while let Some(error) = cause {
+                    let line = error.to_string();
+                    if !text.ends_with(&line) {
+                        text.push_str(": ");
+                        text.push_str(&line);
+                    }
+                    cause = error.source();
+                }
+                text
+            }
             _ => self.to_string(),
         }
     }
@@ -143,6 +157,26 @@ impl fmt::Display for LeaseOperation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("tcp connect error")]
+    struct Connect(#[source] std::io::Error);
+
+    #[test]
+    fn a_plain_error_keeps_every_cause() {
+        let refused =
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let error = Error::Api {
+            operation: LeaseOperation::Get,
+            namespace: "ns".into(),
+            name: "l".into(),
+            source: kube::Error::Service(Box::new(Connect(refused))),
+        };
+        let plain = error.plain();
+        assert!(plain.starts_with("could not read Lease ns/l: "), "{plain}");
+        assert!(plain.contains("tcp connect error"), "{plain}");
+        assert!(plain.ends_with("connection refused"), "{plain}");
+    }
 
     fn api_error(code: u16) -> Error {
         let status: kube::core::Status = serde_json::from_value(

@@ -153,7 +153,7 @@ pub struct ReadmeDoctests;
 
 pub mod handover {
     //! Handing leadership to a chosen replica: what
-    //! [`ElectorHandle::hand_over`](crate::ElectorHandle::hand_over) takes
+    //! [`ElectorView::hand_over`](crate::ElectorView::hand_over) takes
     //! and returns, and the annotation a release names its successor in.
     pub use crate::elector::{HandoverOutcome, Successor};
     pub use crate::successor::SUCCESSOR_ANNOTATION;

@@ -241,6 +241,68 @@ impl ElectorView {
     pub fn events(&self) -> LeaderEvents {
         state::events(self.state.clone())
     }
+
+    /// Hands the Lease over without shutting down: the term ends (its
+    /// token is cancelled and `StoppedLeading` sent), the leader work drains
+    /// (up to the drain timeout) while renews keep everyone else out, and
+    /// the Lease is released naming `to` as its successor. The elector then
+    /// stays a candidate, but writes last while the released record stands:
+    /// only if nobody else took the Lease within three retry periods does
+    /// it take it back.
+    ///
+    /// A named successor takes the Lease with the first event it sees; if
+    /// it does not, the first other candidate in line writes after one retry
+    /// period and the rest after two. This works on any cluster (the name
+    /// is an annotation, not `spec.preferredHolder`). In coordinated
+    /// election the API server's controller picks the next holder, not the
+    /// name; see the guide's page on coordinated election.
+    ///
+    /// For a rolling upgrade, hand over to a replica that already runs the
+    /// new version from the old one's preStop hook; the successor leads
+    /// within one watch event, where a shutdown would let every replica,
+    /// old or new, race for the Lease.
+    ///
+    /// ```no_run
+    /// # async fn run(handle: kube_elector::ElectorHandle) -> Result<(), kube_elector::Error> {
+    /// use kube_elector::handover::Successor;
+    ///
+    /// handle.hand_over(Successor::Named("my-operator-7d9f".into())).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::HandoverToSelf`] if `to` names this elector;
+    /// [`Error::Stopped`] if the elector has stopped (or another handover
+    /// asked before this one was taken replaced it); the release's error if
+    /// it failed (the term has ended all the same, and the Lease expires on
+    /// its own).
+    ///
+    /// # Cancel safety
+    /// Once asked, the handover goes on if this future is dropped; only its
+    /// outcome is lost.
+    pub async fn hand_over(&self, to: Successor) -> Result<HandoverOutcome, Error> {
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let mut state = self.state.clone();
+        self.shared
+            .ask_handover(crate::elector::HandoverRequest { to, reply });
+        tokio::pin!(outcome);
+        loop {
+            tokio::select! {
+                biased;
+                answer = &mut outcome => return answer.map_err(|_| Error::Stopped)?,
+                changed = state.changed() => {
+                    if changed.is_err() {
+                        // The task has ended: it may still have answered.
+                        return match outcome.try_recv() {
+                            Ok(answer) => answer,
+                            Err(_) => Err(Error::Stopped),
+                        };
+                    }
+                }
+            }
+        }
+    }
 }
 
 // === impl ElectorHandle ===
@@ -319,69 +381,6 @@ impl ElectorHandle {
         let outcome = self.shutdown().await;
         worked?;
         Ok(outcome?)
-    }
-
-    /// Hands the Lease over without shutting down: the term ends (its
-    /// token is cancelled and `StoppedLeading` sent), the leader work drains
-    /// (up to the drain timeout) while renews keep everyone else out, and
-    /// the Lease is released naming `to` as its successor. The elector then
-    /// stays a candidate, but writes last while the released record stands:
-    /// only if nobody else took the Lease within three retry periods does
-    /// it take it back.
-    ///
-    /// A named successor takes the Lease with the first event it sees; if
-    /// it does not, the first other candidate in line writes after one retry
-    /// period and the rest after two. This works on any cluster (the name
-    /// is an annotation, not `spec.preferredHolder`). In coordinated
-    /// election the API server's controller picks the next holder, not the
-    /// name; see the guide's page on coordinated election.
-    ///
-    /// For a rolling upgrade, hand over to a replica that already runs the
-    /// new version from the old one's preStop hook; the successor leads
-    /// within one watch event, where a shutdown would let every replica,
-    /// old or new, race for the Lease.
-    ///
-    /// ```no_run
-    /// # async fn run(handle: kube_elector::ElectorHandle) -> Result<(), kube_elector::Error> {
-    /// use kube_elector::handover::Successor;
-    ///
-    /// handle.hand_over(Successor::Named("my-operator-7d9f".into())).await?;
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::HandoverToSelf`] if `to` names this elector;
-    /// [`Error::Stopped`] if the elector has stopped (or another handover
-    /// asked before this one was taken replaced it); the release's error if
-    /// it failed (the term has ended all the same, and the Lease expires on
-    /// its own).
-    ///
-    /// # Cancel safety
-    /// Once asked, the handover goes on if this future is dropped; only its
-    /// outcome is lost.
-    pub async fn hand_over(&self, to: Successor) -> Result<HandoverOutcome, Error> {
-        let (reply, outcome) = tokio::sync::oneshot::channel();
-        let mut state = self.view.state.clone();
-        self.view
-            .shared
-            .ask_handover(crate::elector::HandoverRequest { to, reply });
-        tokio::pin!(outcome);
-        loop {
-            tokio::select! {
-                biased;
-                answer = &mut outcome => return answer.map_err(|_| Error::Stopped)?,
-                changed = state.changed() => {
-                    if changed.is_err() {
-                        // The task has ended: it may still have answered.
-                        return match outcome.try_recv() {
-                            Ok(answer) => answer,
-                            Err(_) => Err(Error::Stopped),
-                        };
-                    }
-                }
-            }
-        }
     }
 
     /// A liveness check for a `/healthz` probe, as client-go's

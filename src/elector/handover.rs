@@ -6,7 +6,7 @@ use tokio::sync::oneshot;
 
 use crate::error::Error;
 
-/// To whom [`ElectorHandle::hand_over`](crate::ElectorHandle::hand_over)
+/// To whom [`ElectorView::hand_over`](crate::ElectorView::hand_over)
 /// hands the Lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -21,6 +21,30 @@ pub enum Successor {
     /// the release names the next in line in this process; otherwise it
     /// names nobody and the others race as after any release.
     Any,
+}
+
+impl Successor {
+    /// Whether the elector with `identity` is the one this successor names:
+    /// for [`Named`](Self::Named), that identity itself or, when `identity`
+    /// is a pod's default one (`<POD_NAME>_<random suffix>`), the pod's
+    /// name; [`Any`](Self::Any) names every identity. A preStop hook that
+    /// handed over can tell from the next leader whether its successor
+    /// took the Lease (the elector also warns when another did).
+    ///
+    /// ```
+    /// use kube_elector::handover::Successor;
+    /// let pod = Successor::Named("my-operator-7d9f".into());
+    /// assert!(pod.matches("my-operator-7d9f_k4m5n6")); // that pod's elector
+    /// assert!(pod.matches("my-operator-7d9f"));
+    /// assert!(!pod.matches("my-operator-7d9fb_k4m5n6")); // another pod
+    /// ```
+    #[must_use]
+    pub fn matches(&self, identity: &str) -> bool {
+        match self {
+            Self::Named(named) => crate::successor::names(named, identity),
+            Self::Any => true,
+        }
+    }
 }
 
 /// What a handover did.

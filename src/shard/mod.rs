@@ -53,7 +53,7 @@ use crate::hub::LeaseHub;
 /// `<prefix>-member-<identity>`, renewed like any Lease. Every replica
 /// computes the same [`Assignment`] from the members it sees, campaigns
 /// only for the shards assigned to it, and hands a shard that moves to its
-/// new owner with [`hand_over`](crate::ElectorHandle::hand_over) (one watch
+/// new owner with [`hand_over`](crate::ElectorView::hand_over) (one watch
 /// event, after the shard's work drained). A replica that crashes stops
 /// being a member once its member Lease expires; its shards' new owners,
 /// which have observed those Leases all along, take them as they expire.

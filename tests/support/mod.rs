@@ -8,6 +8,7 @@ pub mod broken_watch;
 pub mod client_faults;
 pub mod coordinated;
 pub mod fault_proxy;
+pub mod process;
 pub mod recorder;
 pub mod restart;
 pub mod scrape;

@@ -598,12 +598,9 @@ async fn cold_mode_ends_cleanly_when_the_term_ends_before_the_first_list() {
     server.release(FaultTarget::Client("cn-a-controller".into()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_acquire_writes_the_lease_labels_and_owner_references_and_a_renew_keeps_them() {
-    let server = LeaseApiServer::start().await.expect("server");
-    let lease = support::unique_name("labelled");
-    let admin: Api<Lease> = Api::namespaced(server.client_for("admin"), NAMESPACE);
-    // Someone else's labels and owner on the Lease before any elector.
+/// Creates Lease `name` with someone else's labels (`other=kept`,
+/// `zone=old`) and owner, and returns that owner.
+async fn lease_with_someone_elses_metadata(admin: &Api<Lease>, name: &str) -> OwnerReference {
     let foreign = OwnerReference {
         api_version: "v1".into(),
         kind: "ConfigMap".into(),
@@ -616,7 +613,7 @@ async fn every_acquire_writes_the_lease_labels_and_owner_references_and_a_renew_
             &PostParams::default(),
             &Lease {
                 metadata: ObjectMeta {
-                    name: Some(lease.clone()),
+                    name: Some(name.to_owned()),
                     labels: Some(BTreeMap::from([
                         ("other".to_owned(), "kept".to_owned()),
                         ("zone".to_owned(), "old".to_owned()),
@@ -629,6 +626,15 @@ async fn every_acquire_writes_the_lease_labels_and_owner_references_and_a_renew_
         )
         .await
         .expect("create the Lease");
+    foreign
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acquire_writes_the_lease_labels_and_owner_references_and_a_renew_keeps_them() {
+    let server = LeaseApiServer::start().await.expect("server");
+    let lease = support::unique_name("labelled");
+    let admin: Api<Lease> = Api::namespaced(server.client_for("admin"), NAMESPACE);
+    let foreign = lease_with_someone_elses_metadata(&admin, &lease).await;
     let owner = OwnerReference {
         api_version: "apps/v1".into(),
         kind: "Deployment".into(),

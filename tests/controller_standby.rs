@@ -363,6 +363,8 @@ async fn a_warm_follower_keeps_its_store_but_calls_no_user_code_and_writes_nothi
     );
 
     assert_eq!(a.shutdown().await, ShutdownOutcome::Released);
+    // b takes the released Lease before it shuts down in turn.
+    b.wait_leading().await;
     assert_eq!(b.shutdown().await, ShutdownOutcome::Released);
 }
 
@@ -596,6 +598,22 @@ async fn cold_mode_ends_cleanly_when_the_term_ends_before_the_first_list() {
     assert_eq!(a.shutdown().await, ShutdownOutcome::Released);
     assert!(probe.log().is_empty());
     server.release(FaultTarget::Client("cn-a-controller".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_controller_whose_first_list_never_completes_still_ends_with_its_elector() {
+    let server = LeaseApiServer::start().await.expect("server");
+    let run = support::unique_name("warmnolist");
+    let lease = format!("{run}-election");
+    objects(&server, &run, 1).await;
+    let (probe, _entered) = Probe::new(None);
+    server.hang(FaultTarget::Client("wn-a-controller".into()));
+
+    let a = Replica::spawn(&server, Mode::Warm, &lease, &run, "wn-a", &probe);
+    a.wait_leading().await;
+    assert_eq!(a.shutdown().await, ShutdownOutcome::Released);
+    assert!(probe.log().is_empty());
+    server.release(FaultTarget::Client("wn-a-controller".into()));
 }
 
 /// Creates Lease `name` with someone else's labels (`other=kept`,

@@ -118,7 +118,9 @@ impl ElectorView {
     /// ends, and so before the Lease is released. (kube-runtime 5's
     /// Controller does not end at all when its graceful shutdown starts
     /// before its first list has completed, say for a term that ends at
-    /// once; the drain timeout bounds that case too.)
+    /// once; the drain timeout bounds that case too.) The `controller`
+    /// feature's `controller::LeaderController` runs a Controller so, cold
+    /// or as a warm standby, and ends it at once in that case.
     ///
     /// ```no_run
     /// # use std::sync::Arc;

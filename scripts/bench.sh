@@ -16,7 +16,13 @@
 #   scripts/bench.sh --only sharding    # ShardedElector, 64 shards on 1, 2, 4, 8 replicas, beside
 #                                       # a knative-style baseline (an elector per shard per replica)
 #   scripts/bench.sh --server real      # on kube-apiserver + etcd (interop/cmd/apiserver):
-#                                       # handover, crash takeover, API load, one GET's RTT
+#                                       # handover, crash takeover, API load, one GET's RTT,
+#                                       # and the controller scenario
+#   scripts/bench.sh --only controller  # (implies --server real) a leader-gated controller over
+#                                       # N ConfigMaps (N = 1,000 and 10,000; BENCH_CTL_SIZES=1000
+#                                       # for one), kube-elector cold and warm beside
+#                                       # controller-runtime without and with EnableWarmup:
+#                                       # crash and graceful failovers, API load, RSS
 #   scripts/bench.sh --smoke            # every scenario once, one sample each, smallest sizes,
 #                                       # debug builds; exits 1 if a scenario broke (CI runs it;
 #                                       # with --server real, the real server's scenarios)
@@ -41,6 +47,8 @@ while [ $# -gt 0 ]; do
     --server) server=${2:?--server embedded|real}; shift 2 ;;
     --server=*) server=${1#--server=}; shift ;;
     --smoke) smoke=1; args+=("$1"); shift ;;
+    --only) [ "${2:-}" != controller ] || server=real; args+=("$1" "${2:-}"); shift 2 ;;
+    --only=controller) server=real; args+=("$1"); shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
@@ -82,6 +90,27 @@ if [ "$server" = real ]; then
   command -v go >/dev/null 2>&1 || { log "--server real needs Go to build kube-apiserver"; exit 1; }
   OUT_DIR="$interop_out" interop/build.sh apiserver
   apiserver="$interop_out/kube-apiserver-etcd"
+  # The controller scenario's stacks (bench/controller_bench.py).
+  OUT_DIR="$interop_out" interop/build.sh controller-runtime-manager
+  args+=(--ctl-stack "kube-elector-cold=$target/$profile/bench-kube-elector --controller cold"
+    --ctl-stack "kube-elector-warm=$target/$profile/bench-kube-elector --controller warm"
+    --ctl-stack "controller-runtime=$interop_out/controller-runtime-manager --warmup=false"
+    --ctl-stack "controller-runtime-warmup=$interop_out/controller-runtime-manager --warmup=true")
+  [ -z "${BENCH_CTL_SIZES:-}" ] || args+=(--ctl-sizes "$BENCH_CTL_SIZES")
+  [ -z "${BENCH_CTL_ROUNDS:-}" ] || args+=(--ctl-rounds "$BENCH_CTL_ROUNDS")
+  [ -z "${BENCH_CTL_STACKS:-}" ] || { 
+    # BENCH_CTL_STACKS="controller-runtime kube-elector-warm": only those.
+    kept=() i=0
+    while [ $i -lt ${#args[@]} ]; do
+      if [ "${args[$i]}" = --ctl-stack ]; then
+        case " $BENCH_CTL_STACKS " in *" ${args[$((i + 1))]%%=*} "*) kept+=("${args[$i]}" "${args[$((i + 1))]}") ;; esac
+        i=$((i + 2))
+      else
+        kept+=("${args[$i]}"); i=$((i + 1))
+      fi
+    done
+    args=("${kept[@]}")
+  }
   out=$interop_out
   workdir=$(mktemp -d "${TMPDIR:-/tmp}/kube-elector-bench.XXXXXX")
   # apiserver_start, apiserver_stop (as scripts/e2e-real.sh starts it).

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{ListParams, ObjectList, PostParams, WatchEvent, WatchParams};
 use kube::{Api, Client};
 use tokio::sync::Semaphore;
@@ -31,6 +31,11 @@ pub(crate) struct LeaseApi {
     limit: Option<Arc<Semaphore>>,
     /// Set on the Lease by every create and replace.
     annotations: Arc<[(String, String)]>,
+    /// Merged into the Lease's labels by every create and replace.
+    labels: Arc<[(String, String)]>,
+    /// Added to the Lease's owner references (by uid) by every create and
+    /// replace.
+    owners: Arc<[OwnerReference]>,
 }
 
 impl std::fmt::Debug for LeaseApi {
@@ -47,6 +52,8 @@ impl LeaseApi {
             name: name.to_owned(),
             limit: None,
             annotations: Arc::new([]),
+            labels: Arc::new([]),
+            owners: Arc::new([]),
         }
     }
 
@@ -64,14 +71,40 @@ impl LeaseApi {
         }
     }
 
-    /// Sets this Lease's own annotations on `metadata`.
-    fn annotate(&self, metadata: &mut ObjectMeta) {
-        if self.annotations.is_empty() {
-            return;
+    /// Merges `labels` into the Lease's labels and adds `owners` to its
+    /// owner references with every create and replace.
+    pub(crate) fn labelled(self, labels: &[(String, String)], owners: &[OwnerReference]) -> Self {
+        Self {
+            labels: labels.into(),
+            owners: owners.into(),
+            ..self
         }
-        let map = metadata.annotations.get_or_insert_with(Default::default);
-        for (key, value) in self.annotations.iter() {
-            map.insert(key.clone(), value.clone());
+    }
+
+    /// Sets this Lease's own annotations and labels on `metadata`, and adds
+    /// its owner references: the keys and owners this elector sets win,
+    /// every other label, annotation and owner is kept (client-go's
+    /// `LeaseLock` merges its labels so).
+    fn annotate(&self, metadata: &mut ObjectMeta) {
+        for (pairs, map) in [
+            (&self.annotations, &mut metadata.annotations),
+            (&self.labels, &mut metadata.labels),
+        ] {
+            if pairs.is_empty() {
+                continue;
+            }
+            let map = map.get_or_insert_with(Default::default);
+            for (key, value) in pairs.iter() {
+                map.insert(key.clone(), value.clone());
+            }
+        }
+        if !self.owners.is_empty() {
+            let refs = metadata.owner_references.get_or_insert_with(Vec::new);
+            for owner in self.owners.iter() {
+                if !refs.iter().any(|r| r.uid == owner.uid) {
+                    refs.push(owner.clone());
+                }
+            }
         }
     }
 

@@ -284,6 +284,26 @@ pub enum ConfigProblem {
         /// The emulation version given.
         emulation_version: String,
     },
+    /// A label of [`ElectorConfig::lease_label`](crate::ElectorConfig::lease_label)
+    /// that Kubernetes would refuse.
+    #[error("lease label {key:?}={value:?} is invalid: {reason}")]
+    InvalidLabel {
+        /// The key given.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An owner reference of [`ElectorConfig::owner_reference`](crate::ElectorConfig::owner_reference)
+    /// that Kubernetes would refuse.
+    #[error("owner reference {owner} is invalid: {reason}")]
+    InvalidOwnerReference {
+        /// The owner, as `apiVersion/kind name`.
+        owner: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The identity is empty; an empty holder means "free" to every elector.
     #[error("identity must not be empty: an empty holderIdentity means the Lease is free")]
     EmptyIdentity,

@@ -119,6 +119,9 @@ mod api;
 mod candidate;
 pub mod clock;
 mod config;
+#[cfg(feature = "controller")]
+#[cfg_attr(docsrs, doc(cfg(feature = "controller")))]
+pub mod controller;
 mod elector;
 pub mod error;
 #[cfg(feature = "recorder")]

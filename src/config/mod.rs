@@ -5,10 +5,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod metadata;
 mod names;
 mod observer;
 mod settings;
 
+pub(crate) use metadata::LeaseMetadata;
 pub(crate) use names::{dns1123_label, dns1123_subdomain};
 pub use observer::ObserverConfig;
 #[cfg(test)]
@@ -57,6 +59,8 @@ pub struct ElectorConfig {
     /// Annotations every write of this elector sets on its Lease (a
     /// sharded elector publishes its shard count so).
     pub(crate) annotations: Vec<(String, String)>,
+    /// Labels and owner references every write sets on the Lease.
+    pub(crate) lease_metadata: LeaseMetadata,
 }
 
 /// What a candidate of coordinated election declares in its
@@ -102,6 +106,8 @@ impl Default for ElectorConfig {
             coordination: None,
             // Only a sharded elector sets any.
             annotations: Vec::new(),
+            // client-go's LeaseLock writes no labels unless given some.
+            lease_metadata: LeaseMetadata::default(),
         }
     }
 }
@@ -121,6 +127,7 @@ impl fmt::Debug for ElectorConfig {
             .field("adopt_own_lease", &self.adopt_own_lease)
             .field("clock", &self.clock)
             .field("coordination", &self.coordination)
+            .field("lease_metadata", &self.lease_metadata)
             .finish_non_exhaustive()
     }
 }
@@ -343,6 +350,7 @@ impl ElectorConfig {
                 reason,
             });
         }
+        self.lease_metadata.validate(&mut problems);
         if self.identity.as_deref() == Some("") {
             problems.push(ConfigProblem::EmptyIdentity);
         }

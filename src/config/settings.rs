@@ -37,6 +37,8 @@ pub(crate) struct Settings {
     pub(crate) coordination: Option<super::Coordination>,
     /// Annotations every write sets on the Lease.
     pub(crate) annotations: Vec<(String, String)>,
+    /// Labels and owner references every write sets on the Lease.
+    pub(crate) lease_metadata: super::LeaseMetadata,
     // Empty, and so unread, without the optional features.
     #[cfg_attr(not(any(feature = "metrics", feature = "recorder")), allow(dead_code))]
     pub(crate) reporting: Reporting,
@@ -85,6 +87,7 @@ impl ElectorConfig {
             clock: Arc::clone(&self.clock),
             coordination: self.coordination.clone(),
             annotations: self.annotations.clone(),
+            lease_metadata: self.lease_metadata.clone(),
             reporting: self.reporting.clone(),
         };
         Ok((namespace, settings))

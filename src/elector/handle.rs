@@ -218,6 +218,31 @@ impl ElectorView {
         Ok(())
     }
 
+    /// The guard of the term this elector leads now, without waiting:
+    /// `None` unless a term holds (its token not cancelled, its deadline not
+    /// passed) and still takes guards (a shutdown's drain takes no new
+    /// ones).
+    #[cfg(feature = "controller")]
+    pub(crate) fn leadership_now(&self) -> Option<Leadership> {
+        let term = self.state.borrow().term.clone()?;
+        if !term.is_leading() {
+            return None;
+        }
+        let drain = self.shared.drain_for(term.id)?;
+        Some(Leadership {
+            identity: Arc::clone(&self.identity),
+            term,
+            _drain: drain,
+        })
+    }
+
+    /// How long leader work may run on after its term ended, and what
+    /// becomes of work still running then.
+    #[cfg(feature = "controller")]
+    pub(crate) fn overdue_policy(&self) -> (Duration, OverdueWork) {
+        (self.drain_timeout, self.overdue_work)
+    }
+
     /// Whether this elector leads now.
     #[must_use]
     pub fn is_leader(&self) -> bool {

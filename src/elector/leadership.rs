@@ -8,7 +8,7 @@ use crate::state::Term;
 
 /// Completes once `term`'s deadline has passed for good: the elector can
 /// no longer keep other replicas out.
-pub(super) async fn unprotected(term: &Term) {
+pub(crate) async fn unprotected(term: &Term) {
     loop {
         let deadline = term.deadline();
         tokio::time::sleep_until(deadline).await;

@@ -13,6 +13,8 @@ pub use handle::{ElectorHandle, ElectorView, ShutdownOutcome};
 pub(crate) use handover::Request as HandoverRequest;
 pub use handover::{HandoverOutcome, Successor};
 pub use leadership::Leadership;
+#[cfg(feature = "controller")]
+pub(crate) use leadership::unprotected;
 pub use observer::{LeaderObserver, ObserverHandle};
 
 use std::sync::Arc;
@@ -200,7 +202,11 @@ impl LeaderElector {
         );
         let candidate = self.candidate(&span);
         let mut api = LeaseApi::new(self.client.clone(), &self.namespace, &self.lease_name)
-            .annotated(&self.settings.annotations);
+            .annotated(&self.settings.annotations)
+            .labelled(
+                &self.settings.lease_metadata.labels,
+                &self.settings.lease_metadata.owner_references,
+            );
         if let Some(hub) = &self.hub {
             api = api.limited(hub.limit());
         }

@@ -29,6 +29,7 @@ fn settings() -> Settings {
         clock: Arc::new(SystemClock),
         coordination: None,
         annotations: Vec::new(),
+        lease_metadata: crate::config::LeaseMetadata::default(),
         reporting: crate::config::Reporting::default(),
     }
 }

@@ -4,8 +4,10 @@
 //! Lease over among N candidates of one `LeaseHub`, `--many N` leads N Leases
 //! through one, `--rtt N` times N GETs of one Lease, `--sharding N` runs one
 //! `ShardedElector` of N shards and `--sharding-baseline N` one plain
-//! elector per shard Lease (see bench/README.md).
+//! elector per shard Lease, `--controller cold|warm` a leader-gated
+//! controller over ConfigMaps (controller.rs; see bench/README.md).
 
+mod controller;
 #[path = "../../protocol.rs"]
 mod protocol;
 
@@ -20,7 +22,7 @@ use kube_elector::{
 };
 use tokio::signal::unix::{SignalKind, signal};
 
-const IMPL: &str = "kube-elector";
+pub(crate) const IMPL: &str = "kube-elector";
 
 #[tokio::main]
 async fn main() {
@@ -62,6 +64,18 @@ async fn main() {
     }
     if args.sharding_baseline > 0 {
         return sharding_baseline(&args, client, elector_config).await;
+    }
+    if let Some(mode) = args.controller.as_deref() {
+        let warm = match mode {
+            "warm" => true,
+            "cold" => false,
+            other => {
+                eprintln!("--controller: cold or warm, not {other}");
+                std::process::exit(2);
+            }
+        };
+        let config = elector_config(&args.lease_name, &args.identity);
+        return controller::run(&args, client, config, warm).await;
     }
     // The handlers before `ready`: the harness may signal from then on.
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");

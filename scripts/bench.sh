@@ -41,18 +41,26 @@ log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 server=embedded
 smoke=0
+only=
 args=()
 while [ $# -gt 0 ]; do
   case $1 in
     --server) server=${2:?--server embedded|real}; shift 2 ;;
     --server=*) server=${1#--server=}; shift ;;
     --smoke) smoke=1; args+=("$1"); shift ;;
-    --only) [ "${2:-}" != controller ] || server=real; args+=("$1" "${2:-}"); shift 2 ;;
-    --only=controller) server=real; args+=("$1"); shift ;;
+    --only) only=${2:-}; args+=("$1" "$only"); shift 2 ;;
+    --only=*) only=${1#--only=}; args+=("$1"); shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
 case $server in embedded | real) ;; *) log "--server: embedded or real, not $server"; exit 2 ;; esac
+# The controller scenario runs on kube-apiserver alone (the embedded server
+# serves only Leases), and needs only kube-elector's process of the Rust ones.
+crates=(kube-elector-process peers/kube-leader-election peers/kube-lease-manager)
+if [ "$only" = controller ]; then
+  server=real
+  crates=(kube-elector-process)
+fi
 
 # Figures come from release builds; the smoke run only checks that every
 # scenario runs, so it takes debug builds (a fraction of the cold build
@@ -66,7 +74,7 @@ else
 fi
 started=$SECONDS
 log "building the elector processes ($profile)"
-for crate in kube-elector-process peers/kube-leader-election peers/kube-lease-manager; do
+for crate in "${crates[@]}"; do
   cargo build -q ${profile_flags[@]+"${profile_flags[@]}"} --locked --manifest-path "bench/$crate/Cargo.toml" \
     --target-dir "$target"
 done
@@ -75,8 +83,11 @@ impls=(
   --impl "kube-leader-election=$target/$profile/bench-kube-leader-election"
   --impl "kube-lease-manager=$target/$profile/bench-kube-lease-manager"
 )
+[ "$only" != controller ] || impls=(--impl "kube-elector=$target/$profile/bench-kube-elector")
 interop_out="$cargo_target/interop"
-if command -v go >/dev/null 2>&1; then
+if [ "$only" = controller ]; then
+  :
+elif command -v go >/dev/null 2>&1; then
   OUT_DIR="$interop_out" interop/build.sh client-go-elector
   impls+=(--impl "client-go=$interop_out/client-go-elector")
   # The same without ReleaseOnCancel: separates the cost of its release

@@ -32,6 +32,7 @@ PROTOCOLS = [
     "shard membership",
     "shard ownership as users see it",
     "observer",
+    "leader-gated controller",
 ]
 FAULTS = [
     "partition",

@@ -12,6 +12,9 @@
 //!   (the `kube-elector-testing` crate).
 //! - [`sharding`]: N shards over the replicas: when to shard, choosing N,
 //!   what a move costs, idempotent reconciles across a move.
+//! - [`controller`]: kube-runtime Controllers under leadership, cold or warm
+//!   standby: when warm standby pays, what it costs, and writes fenced
+//!   against a term that ended.
 //!
 //! The pages hold no items; their examples are compiled and run as doctests.
 
@@ -35,3 +38,6 @@ pub mod testing {}
 
 #[doc = include_str!("../docs/guide/sharding.md")]
 pub mod sharding {}
+
+#[doc = include_str!("../docs/guide/controller.md")]
+pub mod controller {}

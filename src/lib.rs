@@ -86,8 +86,9 @@
 //! [kube-leader-election](guide::migrating_from_kube_leader_election) and
 //! [kube-lease-manager](guide::migrating_from_kube_lease_manager), how to
 //! [test leader-gated code](guide::testing) against the embedded API server
-//! of the `kube-elector-testing` crate, and how to [shard](guide::sharding)
-//! the work over replicas.
+//! of the `kube-elector-testing` crate, how to [shard](guide::sharding)
+//! the work over replicas, and how to run a kube-runtime Controller
+//! [under leadership](guide::controller), warm or cold.
 //!
 //! # Observability
 //! - [`ElectorHandle::health_check`] gives a [`HealthCheck`](health::HealthCheck)
@@ -108,6 +109,11 @@
 //! - `recorder`: `ElectorConfig::recorder`, Kubernetes Events on the
 //!   Lease (`<identity> became leader`) as client-go records them, through
 //!   kube-runtime's `Recorder`.
+//! - `controller`: `controller::LeaderController`, a kube-runtime
+//!   `Controller` gated by leadership, cold (built per term) or warm
+//!   standby (every replica watches, the leader reconciles, a new leader
+//!   reconciles its warm store at once); kube's `runtime` feature, no TLS
+//!   choice. See [the guide](guide::controller).
 //!
 //! # RBAC
 //! The elector needs `get`, `list`, `watch`, `create`, `update` and `patch`

@@ -28,7 +28,6 @@ impl<Ctx> LeaderContext<Ctx> {
     /// [`deadline`](crate::state::Term::deadline),
     /// [`is_leading`](crate::state::Term::is_leading) and a token cancelled
     /// when it ends.
-    #[must_use]
     pub fn leadership(&self) -> &Leadership {
         &self.leadership
     }

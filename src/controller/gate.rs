@@ -8,10 +8,8 @@ use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt, TryFuture, TryFutureExt};
 use kube::runtime::controller::{self, Action};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 
-use super::LeaderContext;
+use super::{LeaderContext, RunItem};
 use crate::ElectorView;
 use crate::config::OverdueWork;
 use crate::elector::unprotected;
@@ -139,9 +137,7 @@ async fn overdue(term: &Term, drain: Duration) -> &'static str {
 /// One item of kube-runtime's run stream, as the application sees it:
 /// reconciles that did not run, or were dropped, are left out; the
 /// application's errors are its own type again.
-pub(super) fn unwrap<K, E>(
-    item: Result<(ObjectRef<K>, Action), controller::Error<Gated<E>, watcher::Error>>,
-) -> Option<Result<(ObjectRef<K>, Action), controller::Error<E, watcher::Error>>>
+pub(super) fn unwrap<K, E>(item: RunItem<K, Gated<E>>) -> Option<RunItem<K, E>>
 where
     K: kube::Resource,
 {

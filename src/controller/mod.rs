@@ -288,6 +288,7 @@ where
 }
 
 /// Completes when the elector has stopped (its task ended).
+#[allow(clippy::manual_async_fn)] // the signature promises `Sync`, which `graceful_shutdown_on` asks for
 fn elector_stopped(
     mut state: watch::Receiver<LeaderState>,
 ) -> impl Future<Output = ()> + Send + Sync + 'static {

@@ -1,5 +1,5 @@
 //! `kube_elector::controller::LeaderController` on a real kube-apiserver,
-//! over ConfigMaps (the embedded server serves only Leases), in both modes:
+//! over `ConfigMap`s (the embedded server serves only Leases), in both modes:
 //! a leader reconciles, a follower calls no reconcile, and after the leader
 //! shuts down without releasing (as if it crashed) its successor reconciles
 //! every object, with a larger fencing token, including the changes made
@@ -87,7 +87,7 @@ fn error_policy(_: Arc<ConfigMap>, _: &kube::Error, _: Arc<Data>) -> Action {
     Action::requeue(Duration::from_millis(100))
 }
 
-/// A replica: an elector and its controller over the ConfigMaps of `label`.
+/// A replica: an elector and its controller over the `ConfigMap`s of `label`.
 struct Replica {
     handle: ElectorHandle,
     run: JoinHandle<()>,
@@ -130,7 +130,7 @@ fn replica(
     Replica { handle, run }
 }
 
-/// Makes the test's ConfigMaps: label `e2e-controller=label`, data and
+/// Makes the test's `ConfigMap`s: label `e2e-controller=label`, data and
 /// annotation equal (nothing to patch).
 async fn populate(api: &Api<ConfigMap>, label: &str) -> Vec<String> {
     let mut names = Vec::new();
@@ -175,6 +175,59 @@ async fn collect_until(
     });
 }
 
+/// Every reconcile ran in its replica's term; replica-a's reports may
+/// still arrive after its shutdown (a reconcile of its own patch's event,
+/// sent before it ended), but none saw the changes made after it; replica-b
+/// reconciled nothing while it followed (its token is its own term's).
+fn assert_terms(seen: &[Seen], a_token: u64, b_token: u64) {
+    for x in seen {
+        let term = if x.replica == "replica-a" {
+            a_token
+        } else {
+            b_token
+        };
+        assert_eq!(x.token, term, "{x:?} ran in its replica's term");
+        assert!(
+            x.replica == "replica-b" || x.value != "1",
+            "replica-a reconciled after its shutdown: {x:?}"
+        );
+    }
+}
+
+/// Every object of `label` on the server carries annotation `value`.
+async fn assert_reconciled_on_server(api: &Api<ConfigMap>, label: &str, value: &str) {
+    let list = api
+        .list(&ListParams::default().labels(&format!("e2e-controller={label}")))
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), OBJECTS);
+    for cm in &list.items {
+        assert_eq!(
+            cm.annotations().get(ANNOTATION).map(String::as_str),
+            Some(value),
+            "{} is reconciled on the server",
+            cm.name_any()
+        );
+    }
+}
+
+/// Waits until `handle` leads; its term's fencing token.
+async fn leads(handle: &ElectorHandle, who: &str) -> u64 {
+    let term = timeout(PATIENCE, handle.became_leader())
+        .await
+        .unwrap_or_else(|_| panic!("{who} leads within {PATIENCE:?}"))
+        .unwrap();
+    term.fencing_token()
+}
+
+/// Sets the data key of `name` to `value`.
+async fn change(api: &Api<ConfigMap>, name: &str, value: &str) {
+    let patch = serde_json::json!({"data": {DATA_KEY: value}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
 async fn takeover(warm: bool) {
     if std::env::var(support::KUBECONFIG_ENV).map_or(true, |p| p.is_empty()) {
         return support::skipped(
@@ -202,12 +255,7 @@ async fn takeover(warm: bool) {
         false,
         tx.clone(),
     );
-    let a_term = timeout(PATIENCE, a.handle.became_leader())
-        .await
-        .expect("replica-a leads in time")
-        .unwrap();
-    let a_token = a_term.fencing_token();
-    drop(a_term);
+    let a_token = leads(&a.handle, "replica-a").await;
     collect_until(&mut rx, &mut seen, "first pass of replica-a", |s| {
         names
             .iter()
@@ -219,10 +267,7 @@ async fn takeover(warm: bool) {
     // one change is reconciled by a alone.
     let b = replica(&target, &lease, "replica-b", &label, warm, true, tx.clone());
     let probe = names.iter().next().unwrap().clone();
-    let patch = serde_json::json!({"data": {DATA_KEY: "probe"}});
-    api.patch(&probe, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
+    change(&api, &probe, "probe").await;
     collect_until(&mut rx, &mut seen, "reconcile of the probe", |s| {
         s.iter().any(|x| x.object == probe && x.value == "probe")
     })
@@ -248,22 +293,14 @@ async fn takeover(warm: bool) {
         .await
         .expect("replica-a's controller ends")
         .unwrap();
-    let patch = serde_json::json!({"data": {DATA_KEY: "1"}});
     for name in &names {
-        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .unwrap();
+        change(&api, name, "1").await;
     }
     assert!(
         !b.handle.is_leader(),
         "the changes were made before replica-b's term (they took under a lease duration)"
     );
-    let b_term = timeout(PATIENCE, b.handle.became_leader())
-        .await
-        .expect("replica-b leads in time")
-        .unwrap();
-    let b_token = b_term.fencing_token();
-    drop(b_term);
+    let b_token = leads(&b.handle, "replica-b").await;
     assert!(
         b_token > a_token,
         "the new term's token {b_token} is above the old {a_token}"
@@ -280,34 +317,8 @@ async fn takeover(warm: bool) {
         },
     )
     .await;
-    // replica-a's reports may still arrive after its shutdown (a reconcile
-    // of its own patch's event, sent before it ended), but all in its term;
-    // replica-b's are all in its own term: none while it followed.
-    for x in &seen {
-        let term = if x.replica == "replica-a" {
-            a_token
-        } else {
-            b_token
-        };
-        assert_eq!(x.token, term, "{x:?} ran in its replica's term");
-        assert!(
-            x.replica == "replica-b" || x.value != "1",
-            "replica-a reconciled after its shutdown: {x:?}"
-        );
-    }
-    let list = api
-        .list(&ListParams::default().labels(&format!("e2e-controller={label}")))
-        .await
-        .unwrap();
-    assert_eq!(list.items.len(), OBJECTS);
-    for cm in &list.items {
-        assert_eq!(
-            cm.annotations().get(ANNOTATION).map(String::as_str),
-            Some("1"),
-            "{} is reconciled on the server",
-            cm.name_any()
-        );
-    }
+    assert_terms(&seen, a_token, b_token);
+    assert_reconciled_on_server(&api, &label, "1").await;
 
     b.handle.shutdown().await.unwrap();
     timeout(PATIENCE, b.run)

@@ -27,7 +27,10 @@ struct Data {
     identity: String,
 }
 
-async fn reconcile(cm: Arc<ConfigMap>, ctx: Arc<LeaderContext<Data>>) -> Result<Action, kube::Error> {
+async fn reconcile(
+    cm: Arc<ConfigMap>,
+    ctx: Arc<LeaderContext<Data>>,
+) -> Result<Action, kube::Error> {
     let want = cm
         .data
         .as_ref()

@@ -248,17 +248,21 @@ class Replicas(b.Group):
 def steady(api, g, window, baseline, watches0):
     """(requests/s of ConfigMaps and Leases minus the apiserver's own Lease
     rate, open ConfigMap watches, open Lease watches (each minus `watches0`,
-    those open before the replicas started: the apiserver's own), RSS per
-    replica in MiB (the largest)) over `window` seconds in the steady
+    those open before the replicas started: the apiserver's own), RSS of the
+    leader and of the follower in MiB) over `window` seconds in the steady
     state."""
     req0, _ = api.metrics()
     time.sleep(window)
     req1, watches = api.metrics()
     rate = (req1["configmaps"] - req0["configmaps"] + req1["leases"] - req0["leases"]) / window - baseline
-    rss = [rss_kib(p.pid) for p in g.procs.values()]
-    rss = [r for r in rss if r is not None]
+    leader = g.leader()
+
+    def rss_of(leading):
+        kib = [rss_kib(p.pid) for who, p in g.procs.items() if (who == leader) == leading]
+        kib = [k for k in kib if k is not None]
+        return max(kib) / 1024 if kib else float("nan")
     return (rate, watches["configmaps"] - watches0["configmaps"], watches["leases"] - watches0["leases"],
-            max(rss) / 1024 if rss else float("nan"))
+            rss_of(True), rss_of(False))
 
 
 def failovers(server, api, stack, command, n, rounds, window, baseline, concurrency, seed):
@@ -281,11 +285,12 @@ def failovers(server, api, stack, command, n, rounds, window, baseline, concurre
         # The leader's first pass over N objects patches nothing, but takes
         # a while at 10,000: wait until its requests have settled.
         time.sleep(b.LEASE_MS / 1000)
-        rate, cm_watches, lease_watches, rss = steady(api, g, window, baseline, watches0)
+        rate, cm_watches, lease_watches, rss_leader, rss_follower = steady(api, g, window, baseline, watches0)
         figures += [(f"ctl_{n}_api_load", stack, rate, "req/s"),
                     (f"ctl_{n}_configmap_watches", stack, cm_watches, "count"),
                     (f"ctl_{n}_lease_watches", stack, lease_watches, "count"),
-                    (f"ctl_{n}_rss_per_replica_max", stack, rss, "MiB")]
+                    (f"ctl_{n}_rss_leader", stack, rss_leader, "MiB"),
+                    (f"ctl_{n}_rss_follower", stack, rss_follower, "MiB")]
         names = [f"ctl-{n}-{i:05d}" for i in range(n)]
         for crash in (True, False):
             kind = "kill" if crash else "term"

@@ -83,7 +83,8 @@ impls=(
   --impl "kube-leader-election=$target/$profile/bench-kube-leader-election"
   --impl "kube-lease-manager=$target/$profile/bench-kube-lease-manager"
 )
-[ "$only" != controller ] || impls=(--impl "kube-elector=$target/$profile/bench-kube-elector")
+# The controller scenario takes its stacks from --ctl-stack (below).
+[ "$only" != controller ] || impls=()
 interop_out="$cargo_target/interop"
 if [ "$only" = controller ]; then
   :
@@ -133,7 +134,7 @@ if [ "$server" = real ]; then
   log "built and started in $((SECONDS - started)) s; running against $(sed -n 's/^ *server: //p' "$kubeconfig")"
   started=$SECONDS
   status=0
-  python3 bench/bench.py --real-kubeconfig "$kubeconfig" "${impls[@]}" ${args[@]+"${args[@]}"} || status=$?
+  python3 bench/bench.py --real-kubeconfig "$kubeconfig" ${impls[@]+"${impls[@]}"} ${args[@]+"${args[@]}"} || status=$?
   log "ran in $((SECONDS - started)) s (exit $status)"
   exit "$status"
 fi

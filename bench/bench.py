@@ -157,7 +157,7 @@ class LineCheck:
                 if shard not in self.owned:
                     self.bad(f"shard_released of shard {shard} without shard_acquired")
                 self.owned.discard(shard)
-        elif kind != "new_leader":
+        elif kind not in ("new_leader", "reconciled", "synced"):
             self.bad(f"unknown event {kind!r}")
         return event
 
@@ -1244,11 +1244,16 @@ def main():
                              "badly, or a line broke the line protocol")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--only", choices=["partition", "rolling", "herd", "many", "peers", "directed", "sharding",
-                                           "graceful"],
+                                           "graceful", "controller"],
                         help="run just this scenario (a targeted measurement, or the rolling-upgrade check); "
                              "peers: the scenarios every implementation runs (partition, handover, crash, "
                              "load, chaos, and the RTT), not scale, herd, many or rolling; graceful: the RTT "
                              "and the graceful handover alone")
+    parser.add_argument("--ctl-stack", action="append", default=[],
+                        help="NAME=COMMAND: a stack of the controller scenario (real server; see controller_bench.py)")
+    parser.add_argument("--ctl-sizes", help="the controller scenario's N, comma-separated (default 1000,10000)")
+    parser.add_argument("--ctl-rounds", type=int, help="failovers of each kind per stack and N (default 10)")
+    parser.add_argument("--ctl-concurrency", type=int, default=4, help="reconciles at once, every stack")
     parser.add_argument("--rolling-rounds", type=int, help="rounds of the rolling scenario (default 10, 6 quick)")
     parser.add_argument("--lease-duration-ms", type=int, default=LEASE_MS)
     parser.add_argument("--renew-deadline-ms", type=int, default=RENEW_MS)
@@ -1286,8 +1291,14 @@ def main():
         many_count, many_window_ms = 10, 1000
         rtt_samples = 5
         shard_n, shard_replicas, shard_window = 8, [2], 1
-        if "kube-elector" not in impls:
+        if "kube-elector" not in impls and args.only != "controller":
             raise SystemExit("--smoke: no kube-elector among --impl (it runs the scenarios only it has)")
+    ctl_sizes = [int(x) for x in args.ctl_sizes.split(",")] if args.ctl_sizes else [1000, 10000]
+    ctl_rounds = args.ctl_rounds or 10
+    ctl_window = 10
+    if args.smoke:
+        ctl_sizes, ctl_rounds, ctl_window = ([int(x) for x in args.ctl_sizes.split(",")] if args.ctl_sizes
+                                             else [50]), args.ctl_rounds or 1, 1
     herd_impls = [n for n in impls if n in ("kube-elector", "client-go")]
     rolling_ok, rolling_lines = True, []
 
@@ -1464,6 +1475,15 @@ def main():
                                         (f"{p}_crash_minus_lease_ms", label, r["crash_minus_lease_ms"], "ms")]
                         figures += [(f"{p}_overlap_shards", label, r["overlap_shards"], "count"),
                                     (f"{p}_overlap", label, r["overlap_s"], "s")]
+            if real and args.only in (None, "controller") and args.ctl_stack:
+                # controller_bench.py uses this module's helpers as `bench`.
+                sys.modules.setdefault("bench", sys.modules[__name__])
+                import controller_bench
+                stacks = dict(s.split("=", 1) for s in args.ctl_stack)
+                figures += controller_bench.run(server, stacks, ctl_sizes, ctl_rounds, ctl_window,
+                                                args.ctl_concurrency, args.seed, attempt)
+            elif args.only == "controller" and not (real and args.ctl_stack):
+                raise SystemExit("controller: needs --real-kubeconfig and --ctl-stack")
             mixed = rolling_participants(impls)
             if not real and args.only in (None, "rolling") and mixed:
                 print(f"# rolling: {', '.join(mixed)} on one Lease", file=sys.stderr)

@@ -36,6 +36,17 @@ pub struct Args {
     /// kube-elector only: the knative-style baseline, one plain elector per
     /// shard Lease (all through one hub), campaigning for every shard.
     pub sharding_baseline: u32,
+    /// kube-elector only: run a leader-gated controller over ConfigMaps,
+    /// `cold` or `warm` (bench/controller_bench.py)...
+    pub controller: Option<String>,
+    /// ...watching the ConfigMaps of this label selector...
+    pub selector: String,
+    /// ...with this many reconciles at once...
+    pub concurrency: u16,
+    /// ...keeping this annotation equal to...
+    pub annotation: String,
+    /// ...this data key.
+    pub data_key: String,
 }
 
 pub fn parse() -> Args {
@@ -56,6 +67,11 @@ pub fn parse() -> Args {
         rtt: 0,
         sharding: 0,
         sharding_baseline: 0,
+        controller: None,
+        selector: String::new(),
+        concurrency: 4,
+        annotation: "bench.kube-elector.io/seen".into(),
+        data_key: "gen".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -78,6 +94,11 @@ pub fn parse() -> Args {
             "--rtt" => args.rtt = value.parse().expect("a count"),
             "--sharding" => args.sharding = value.parse().expect("a count"),
             "--sharding-baseline" => args.sharding_baseline = value.parse().expect("a count"),
+            "--controller" => args.controller = Some(value.clone()),
+            "--selector" => args.selector = value.clone(),
+            "--concurrency" => args.concurrency = value.parse().expect("a count"),
+            "--annotation" => args.annotation = value.clone(),
+            "--data-key" => args.data_key = value.clone(),
             _ => eprintln!("ignoring unknown flag {flag}"),
         }
     }
@@ -120,6 +141,25 @@ pub fn emit_shard(implementation: &str, identity: &str, event: &str, shard: u32)
         quote(identity),
         quote(event),
         quote(leader)
+    );
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Prints a `reconciled` line of the controller mode, flushed: the fields
+/// of [`emit`] and `object`, `value` (what the reconcile patched).
+#[allow(dead_code)] // the controller mode of kube-elector only
+pub fn emit_reconciled(implementation: &str, identity: &str, object: &str, value: &str) {
+    let ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let line = format!(
+        "{{\"ts_unix_nanos\":{ts},\"impl\":{},\"identity\":{},\"event\":\"reconciled\",\"leader\":\"\",\"object\":{},\"value\":{}}}",
+        quote(implementation),
+        quote(identity),
+        quote(object),
+        quote(value)
     );
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");

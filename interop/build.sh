@@ -3,8 +3,9 @@
 # interop/cmd/) into OUT_DIR (default: target/interop of the repository),
 # each only when it is missing or older than its Go files, go.mod or go.sum.
 #
-#   interop/build.sh                      # all three
-#   interop/build.sh client-go-elector    # just one: apiserver | client-go-elector | faultproxy
+#   interop/build.sh                      # all four
+#   interop/build.sh client-go-elector    # just one: apiserver | client-go-elector | faultproxy |
+#                                         #           controller-runtime-manager
 #
 # The first build of the apiserver compiles most of k8s.io/kubernetes: about
 # 7 minutes on 2 cores with an empty Go build cache, seconds after that.
@@ -58,12 +59,17 @@ build_faultproxy() {
   build faultproxy "$out_dir/faultproxy" -ldflags="-s -w"
 }
 
-targets=${*:-apiserver client-go-elector faultproxy}
+build_controller_runtime_manager() {
+  build controller-runtime-manager "$out_dir/controller-runtime-manager" -ldflags="-s -w"
+}
+
+targets=${*:-apiserver client-go-elector faultproxy controller-runtime-manager}
 for t in $targets; do
   case $t in
     apiserver) build_apiserver ;;
     client-go-elector) build_client_go_elector ;;
     faultproxy) build_faultproxy ;;
-    *) log "unknown target $t (apiserver | client-go-elector | faultproxy)"; exit 2 ;;
+    controller-runtime-manager) build_controller_runtime_manager ;;
+    *) log "unknown target $t (apiserver | client-go-elector | faultproxy | controller-runtime-manager)"; exit 2 ;;
   esac
 done

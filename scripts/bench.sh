@@ -16,7 +16,13 @@
 #   scripts/bench.sh --only sharding    # ShardedElector, 64 shards on 1, 2, 4, 8 replicas, beside
 #                                       # a knative-style baseline (an elector per shard per replica)
 #   scripts/bench.sh --server real      # on kube-apiserver + etcd (interop/cmd/apiserver):
-#                                       # handover, crash takeover, API load, one GET's RTT
+#                                       # handover, crash takeover, API load, one GET's RTT,
+#                                       # and the controller scenario
+#   scripts/bench.sh --only controller  # (implies --server real) a leader-gated controller over
+#                                       # N ConfigMaps (N = 1,000 and 10,000; BENCH_CTL_SIZES=1000
+#                                       # for one), kube-elector cold and warm beside
+#                                       # controller-runtime without and with EnableWarmup:
+#                                       # crash and graceful failovers, API load, RSS
 #   scripts/bench.sh --smoke            # every scenario once, one sample each, smallest sizes,
 #                                       # debug builds; exits 1 if a scenario broke (CI runs it;
 #                                       # with --server real, the real server's scenarios)
@@ -35,16 +41,26 @@ log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 server=embedded
 smoke=0
+only=
 args=()
 while [ $# -gt 0 ]; do
   case $1 in
     --server) server=${2:?--server embedded|real}; shift 2 ;;
     --server=*) server=${1#--server=}; shift ;;
     --smoke) smoke=1; args+=("$1"); shift ;;
+    --only) only=${2:-}; args+=("$1" "$only"); shift 2 ;;
+    --only=*) only=${1#--only=}; args+=("$1"); shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
 case $server in embedded | real) ;; *) log "--server: embedded or real, not $server"; exit 2 ;; esac
+# The controller scenario runs on kube-apiserver alone (the embedded server
+# serves only Leases), and needs only kube-elector's process of the Rust ones.
+crates=(kube-elector-process peers/kube-leader-election peers/kube-lease-manager)
+if [ "$only" = controller ]; then
+  server=real
+  crates=(kube-elector-process)
+fi
 
 # Figures come from release builds; the smoke run only checks that every
 # scenario runs, so it takes debug builds (a fraction of the cold build
@@ -58,7 +74,7 @@ else
 fi
 started=$SECONDS
 log "building the elector processes ($profile)"
-for crate in kube-elector-process peers/kube-leader-election peers/kube-lease-manager; do
+for crate in "${crates[@]}"; do
   cargo build -q ${profile_flags[@]+"${profile_flags[@]}"} --locked --manifest-path "bench/$crate/Cargo.toml" \
     --target-dir "$target"
 done
@@ -67,8 +83,12 @@ impls=(
   --impl "kube-leader-election=$target/$profile/bench-kube-leader-election"
   --impl "kube-lease-manager=$target/$profile/bench-kube-lease-manager"
 )
+# The controller scenario takes its stacks from --ctl-stack (below).
+[ "$only" != controller ] || impls=()
 interop_out="$cargo_target/interop"
-if command -v go >/dev/null 2>&1; then
+if [ "$only" = controller ]; then
+  :
+elif command -v go >/dev/null 2>&1; then
   OUT_DIR="$interop_out" interop/build.sh client-go-elector
   impls+=(--impl "client-go=$interop_out/client-go-elector")
   # The same without ReleaseOnCancel: separates the cost of its release
@@ -82,6 +102,27 @@ if [ "$server" = real ]; then
   command -v go >/dev/null 2>&1 || { log "--server real needs Go to build kube-apiserver"; exit 1; }
   OUT_DIR="$interop_out" interop/build.sh apiserver
   apiserver="$interop_out/kube-apiserver-etcd"
+  # The controller scenario's stacks (bench/controller_bench.py).
+  OUT_DIR="$interop_out" interop/build.sh controller-runtime-manager
+  args+=(--ctl-stack "kube-elector-cold=$target/$profile/bench-kube-elector --controller cold"
+    --ctl-stack "kube-elector-warm=$target/$profile/bench-kube-elector --controller warm"
+    --ctl-stack "controller-runtime=$interop_out/controller-runtime-manager --warmup=false"
+    --ctl-stack "controller-runtime-warmup=$interop_out/controller-runtime-manager --warmup=true")
+  [ -z "${BENCH_CTL_SIZES:-}" ] || args+=(--ctl-sizes "$BENCH_CTL_SIZES")
+  [ -z "${BENCH_CTL_ROUNDS:-}" ] || args+=(--ctl-rounds "$BENCH_CTL_ROUNDS")
+  [ -z "${BENCH_CTL_STACKS:-}" ] || { 
+    # BENCH_CTL_STACKS="controller-runtime kube-elector-warm": only those.
+    kept=() i=0
+    while [ $i -lt ${#args[@]} ]; do
+      if [ "${args[$i]}" = --ctl-stack ]; then
+        case " $BENCH_CTL_STACKS " in *" ${args[$((i + 1))]%%=*} "*) kept+=("${args[$i]}" "${args[$((i + 1))]}") ;; esac
+        i=$((i + 2))
+      else
+        kept+=("${args[$i]}"); i=$((i + 1))
+      fi
+    done
+    args=("${kept[@]}")
+  }
   out=$interop_out
   workdir=$(mktemp -d "${TMPDIR:-/tmp}/kube-elector-bench.XXXXXX")
   # apiserver_start, apiserver_stop (as scripts/e2e-real.sh starts it).
@@ -93,7 +134,7 @@ if [ "$server" = real ]; then
   log "built and started in $((SECONDS - started)) s; running against $(sed -n 's/^ *server: //p' "$kubeconfig")"
   started=$SECONDS
   status=0
-  python3 bench/bench.py --real-kubeconfig "$kubeconfig" "${impls[@]}" ${args[@]+"${args[@]}"} || status=$?
+  python3 bench/bench.py --real-kubeconfig "$kubeconfig" ${impls[@]+"${impls[@]}"} ${args[@]+"${args[@]}"} || status=$?
   log "ran in $((SECONDS - started)) s (exit $status)"
   exit "$status"
 fi

@@ -35,7 +35,7 @@ set -euo pipefail
 # against a server (it needs the embedded one's faults, or the other gate)
 # says `SKIPPED <test>: <why>`; each suite's line and the summary count
 # those apart from the tests that ran.
-E2E_TESTS=${E2E_TESTS:-"conformance elector lease_lock observability tracing controller events interop hub handover coordinated sharding real_rbac real_coordinated"}
+E2E_TESTS=${E2E_TESTS:-"conformance elector lease_lock observability tracing controller events interop hub handover coordinated sharding real_rbac real_coordinated real_controller"}
 # The CoordinatedLeaderElection gate of each apiserver started here, in
 # order ("on", "off"): the first runs E2E_TESTS (and the deploy/ check),
 # each later one E2E_LATER_GATE_TESTS. Not used with KUBECONFIG.

@@ -128,6 +128,7 @@ pub(crate) async fn serve(args: ServeArgs, client: kube::Client) -> Result<u8, S
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|err| format!("cannot listen on {} (--listen): {err}", args.listen))?;
+    let local = listener.local_addr().ok();
     let identity: Arc<str> = elector.identity().into();
     let handle = elector.spawn();
     let app = App {
@@ -154,7 +155,8 @@ pub(crate) async fn serve(args: ServeArgs, client: kube::Client) -> Result<u8, S
         let stop = stop.clone();
         tokio::spawn(async move { stop.run_until_cancelled(label_terms(view, labels)).await })
     });
-    tracing::info!(listen = %args.listen, "serving");
+    let listen = local.map_or_else(|| args.listen.to_string(), |addr| addr.to_string());
+    tracing::info!(%listen, "serving");
     wait_for_signal().await;
     tracing::info!("signal: stopping");
     stop.cancel();

@@ -1,6 +1,10 @@
 //! The command line: options shared by every use, their environment
 //! variables, durations, and the checks that run before anything else.
 
+// The doc comments of the clap types are the `--help` text, read in a
+// terminal: backticks around environment variable names would be printed.
+#![allow(clippy::doc_markdown)]
+
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};

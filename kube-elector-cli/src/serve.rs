@@ -163,10 +163,10 @@ pub(crate) async fn serve(args: ServeArgs, client: kube::Client) -> Result<u8, S
     if let Some(labelling) = labelling {
         let _ = labelling.await;
     }
-    if let Some(labels) = labels {
-        if let Err(err) = labels.step_down().await {
-            tracing::warn!(%err, "could not remove this Pod's leader label");
-        }
+    if let Some(labels) = labels
+        && let Err(err) = labels.step_down().await
+    {
+        tracing::warn!(%err, "could not remove this Pod's leader label");
     }
     match handle.shutdown().await {
         Ok(outcome) => tracing::info!(?outcome, "stopped"),

@@ -83,8 +83,7 @@ fn assert_runs_inside_terms(who: &str, runs: &[ChildRun], history: &[Acquired]) 
         let term = history
             .iter()
             .enumerate()
-            .filter(|(_, a)| a.holder == who && a.at <= run.first)
-            .next_back()
+            .rfind(|(_, a)| a.holder == who && a.at <= run.first)
             .unwrap_or_else(|| {
                 panic!(
                     "{who}'s child started at {} outside any term of {who}: {history:?}",

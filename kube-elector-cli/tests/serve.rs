@@ -59,10 +59,10 @@ fn events(addr: &str) -> mpsc::Receiver<serde_json::Value> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if let Some(data) = line.strip_prefix("data: ") {
-                if tx.send(serde_json::from_str(data).unwrap()).is_err() {
-                    return;
-                }
+            if let Some(data) = line.strip_prefix("data: ")
+                && tx.send(serde_json::from_str(data).unwrap()).is_err()
+            {
+                return;
             }
         }
     });

@@ -151,3 +151,17 @@ async fn get_root_the_event_stream_and_observe_follow_a_handover() {
         drop(b);
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_pod_without_pod_name_exits_1_saying_what_to_set() {
+    let server = LeaseApiServer::start().await.unwrap();
+    let dir = scratch("serve-label");
+    let lease = unique_name("label");
+    let mut args = serve_args(&lease);
+    args.push("--label-pod");
+    let (status, out) =
+        tokio::task::block_in_place(|| Replica::start(&server, &dir, "a", &args).finish());
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(out.contains("--label-pod needs POD_NAME"), "{out}");
+    assert_eq!(server.holder("default", &lease), None, "it never campaigned");
+}

@@ -163,5 +163,9 @@ async fn label_pod_without_pod_name_exits_1_saying_what_to_set() {
         tokio::task::block_in_place(|| Replica::start(&server, &dir, "a", &args).finish());
     assert_eq!(status.code(), Some(1), "{out}");
     assert!(out.contains("--label-pod needs POD_NAME"), "{out}");
-    assert_eq!(server.holder("default", &lease), None, "it never campaigned");
+    assert_eq!(
+        server.holder("default", &lease),
+        None,
+        "it never campaigned"
+    );
 }

@@ -204,3 +204,88 @@ async fn the_child_runs_only_inside_its_terms_under_a_partition_hung_requests_an
         }
     }
 }
+
+/// On SIGTERM the Lease is renewed while the child shuts down: a child that
+/// takes longer than a whole lease duration to stop still has the Lease to
+/// itself until it exits, and only then does the next replica's child
+/// start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_is_renewed_while_a_signalled_child_shuts_down_for_longer_than_a_lease_duration()
+{
+    let server = LeaseApiServer::start().await.unwrap();
+    let dir = scratch("drain");
+    let lease = unique_name("drain");
+    let slow = dir.join("a.beats");
+    let fast = dir.join("b.beats");
+    // Beats every 50 ms; on SIGTERM it keeps beating for 3 s (longer than
+    // the 2 s lease duration), then exits 5.
+    let script = format!(
+        "f={}; beat() {{ echo \"beat $(date +%s%6N)\" >> $f; }}; \
+         echo \"start $(date +%s%6N)\" >> $f; \
+         trap 'n=0; while [ $n -lt 60 ]; do beat; sleep 0.05; n=$((n+1)); done; exit 5' TERM; \
+         while :; do beat; sleep 0.05; done",
+        slow.display()
+    );
+    let common = [
+        "run",
+        "--lease",
+        &lease,
+        "--namespace",
+        "default",
+        "--lease-duration",
+        "2s",
+        "--renew-deadline",
+        "1500ms",
+        "--retry-period",
+        "250ms",
+        "--grace-period",
+        "500ms",
+        "--drain-timeout",
+        "60s",
+        "--",
+    ];
+    let mut a_args: Vec<String> = common.map(str::to_owned).to_vec();
+    a_args.extend(["sh".into(), "-c".into(), script]);
+    let mut b_args: Vec<String> = common.map(str::to_owned).to_vec();
+    b_args.extend(heartbeat_command(&fast));
+    let a_args: Vec<&str> = a_args.iter().map(String::as_str).collect();
+    let b_args: Vec<&str> = b_args.iter().map(String::as_str).collect();
+
+    let a = tokio::task::block_in_place(|| {
+        let a = Replica::start(&server, &dir, "a", &a_args);
+        a.wait_for("started the child");
+        support::wait_for_beat(&slow); // its trap is set
+        a
+    });
+    let b = tokio::task::block_in_place(|| {
+        let b = Replica::start(&server, &dir, "b", &b_args);
+        b.wait_for("campaigning");
+        b
+    });
+    let signalled = support::now_micros();
+    a.signal("TERM");
+    let (status, _) = tokio::task::block_in_place(|| a.finish());
+    assert_eq!(
+        status.code(),
+        Some(5),
+        "kube-elector exits with the child's code"
+    );
+    tokio::task::block_in_place(|| {
+        b.wait_for("started the child");
+        support::wait_for_beat(&fast);
+    });
+    wait_holder(&server, &lease, Some("a")).await;
+    drop(b);
+
+    let a_runs = child_runs(&slow);
+    let b_runs = child_runs(&fast);
+    let (a_run, b_run) = (a_runs.last().unwrap(), b_runs.first().unwrap());
+    assert!(
+        a_run.last - signalled > 2_000_000,
+        "the child kept running for more than the lease duration after SIGTERM: {a_run:?}, signalled at {signalled}"
+    );
+    assert!(
+        a_run.last < b_run.first,
+        "the next replica's child started only after the first had exited: a {a_run:?}, b {b_run:?}"
+    );
+}

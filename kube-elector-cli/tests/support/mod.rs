@@ -221,3 +221,17 @@ pub fn child_runs(file: &Path) -> Vec<ChildRun> {
     }
     runs
 }
+
+/// Waits until `file` records a beat (a file has no change event to await:
+/// it is read again every 10 ms, up to the patience).
+pub fn wait_for_beat(file: &Path) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !std::fs::read_to_string(file).is_ok_and(|text| text.contains("beat ")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no beat in {} within {PATIENCE:?}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -237,3 +237,16 @@ async fn a_forbidden_namespace_exits_1_naming_the_permissions_to_grant() {
         "it never campaigned"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_does_not_exist_exits_127_as_a_shell_does_and_releases_the_lease() {
+    let server = LeaseApiServer::start().await.unwrap();
+    let dir = scratch("run-missing");
+    let lease = unique_name("missing");
+    let args = run_args(&lease, &[], &["/nonexistent/worker"]);
+    let (status, out) =
+        tokio::task::block_in_place(|| Replica::start(&server, &dir, "a", &args).finish());
+    assert_eq!(status.code(), Some(127), "{out}");
+    assert!(out.contains("could not run `/nonexistent/worker`"), "{out}");
+    assert_eq!(server.holder("default", &lease), None);
+}

@@ -15,6 +15,8 @@
 //! - [`controller`]: kube-runtime Controllers under leadership, cold or warm
 //!   standby: when warm standby pays, what it costs, and writes fenced
 //!   against a term that ended.
+//! - [`command`]: the `kube-elector` command (crate `kube-elector-cli`) for
+//!   workloads in any language: `run`, `serve`, `observe`.
 //!
 //! The pages hold no items; their examples are compiled and run as doctests.
 
@@ -41,3 +43,5 @@ pub mod sharding {}
 
 #[doc = include_str!("../docs/guide/controller.md")]
 pub mod controller {}
+#[doc = include_str!("../docs/guide/command.md")]
+pub mod command {}

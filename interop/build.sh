@@ -3,8 +3,9 @@
 # interop/cmd/) into OUT_DIR (default: target/interop of the repository),
 # each only when it is missing or older than its Go files, go.mod or go.sum.
 #
-#   interop/build.sh                      # all three
-#   interop/build.sh client-go-elector    # just one: apiserver | client-go-elector | faultproxy
+#   interop/build.sh                      # all of them
+#   interop/build.sh client-go-elector    # just one: apiserver | client-go-elector | faultproxy |
+#                                         # client-go-runner | stamp-child
 #
 # The first build of the apiserver compiles most of k8s.io/kubernetes: about
 # 7 minutes on 2 cores with an empty Go build cache, seconds after that.
@@ -58,12 +59,13 @@ build_faultproxy() {
   build faultproxy "$out_dir/faultproxy" -ldflags="-s -w"
 }
 
-targets=${*:-apiserver client-go-elector faultproxy}
+targets=${*:-apiserver client-go-elector faultproxy client-go-runner stamp-child}
 for t in $targets; do
   case $t in
     apiserver) build_apiserver ;;
     client-go-elector) build_client_go_elector ;;
     faultproxy) build_faultproxy ;;
-    *) log "unknown target $t (apiserver | client-go-elector | faultproxy)"; exit 2 ;;
+    client-go-runner | stamp-child) build "$t" "$out_dir/$t" -ldflags="-s -w" ;;
+    *) log "unknown target $t (apiserver | client-go-elector | faultproxy | client-go-runner | stamp-child)"; exit 2 ;;
   esac
 done

@@ -410,8 +410,12 @@ def run_seed(impl, argv, seed, plan, env, failed):
                 os.kill(pid, signal.SIGKILL)
             if child is not None and alive(child):
                 os.kill(child, signal.SIGKILL)  # nothing should be left; a child that called setsid would be
+        # A term's fencing token never goes back; a child restarted within
+        # one term (stopped as renews failed, then renewed in time) has
+        # its term's token again.
         tokens = [int(t) for _, _, t in stamps.tokens if t.isdigit()]
-        out["tokens_increase"] = bool(tokens) and all(a < b for a, b in zip(tokens, tokens[1:]))
+        out["tokens_monotonic"] = None if not tokens else all(a <= b for a, b in zip(tokens, tokens[1:]))
+        out["tokens_repeated"] = sum(1 for a, b in zip(tokens, tokens[1:]) if a == b)
         out["children"] = len(stamps.children)
     finally:
         replicas.stop_all()
@@ -458,6 +462,8 @@ def run(impls, seeds, plan, env, failed, log):
              " ".join(str(r.get("orphan_alive")) for r in results), ""),
             ("command_orphan_overlap_max", name,
              max((r["orphan_overlap_s"] for r in results if "orphan_overlap_s" in r), default=float("nan")), "s"),
-            ("command_fencing_tokens_increase", name, " ".join(str(r.get("tokens_increase")) for r in results), ""),
+            ("command_fencing_tokens_never_decrease", name,
+             " ".join(str(r.get("tokens_monotonic")) for r in results), ""),
+            ("command_child_restarts_within_a_term", name, sum(r.get("tokens_repeated", 0) for r in results), "count"),
         ]
     return figures

@@ -54,7 +54,9 @@ case $server in embedded | real) ;; *) log "--server: embedded or real, not $ser
 # Figures come from release builds; the smoke run only checks that every
 # scenario runs, so it takes debug builds (a fraction of the cold build
 # time) and the debug lease-apiserver that `cargo test` builds.
-if [ "$smoke" = 1 ]; then
+# BENCH_PROFILE=debug takes debug builds for a full run too (no cold
+# release build of everything; say so beside its figures).
+if [ "$smoke" = 1 ] || [ "${BENCH_PROFILE:-}" = debug ]; then
   profile=debug
   profile_flags=()
 else

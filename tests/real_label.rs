@@ -51,10 +51,21 @@ fn binary() -> Option<PathBuf> {
 struct Replica {
     pod: String,
     child: Option<Child>,
+    /// The port it serves on (its readiness: it listens once it handles
+    /// signals).
+    port: u16,
 }
 
 impl Replica {
-    fn spawn(&mut self, binary: &PathBuf, kubeconfig: &str, lease: &str) {
+    /// Starts the process and waits until it serves (a signal sent before
+    /// would find no handler and kill it).
+    async fn spawn(&mut self, binary: &PathBuf, kubeconfig: &str, lease: &str) {
+        // A free port, given back at once: nothing else here binds ports.
+        self.port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let listen = format!("127.0.0.1:{}", self.port);
         let child = Command::new(binary)
             .args([
                 "serve",
@@ -64,7 +75,7 @@ impl Replica {
                 "--identity",
                 &self.pod,
                 "--listen",
-                "127.0.0.1:0",
+                &listen,
                 "--lease-duration",
                 "2s",
                 "--renew-deadline",
@@ -83,6 +94,15 @@ impl Replica {
             .spawn()
             .expect("start kube-elector serve");
         self.child = Some(child);
+        let deadline = Instant::now() + PATIENCE;
+        while tokio::net::TcpStream::connect(&listen).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{} serves on {listen} within {PATIENCE:?}",
+                self.pod
+            );
+            sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// SIGTERM, and its exit (status 0) within the patience.
@@ -156,6 +176,7 @@ async fn the_leader_label_follows_leadership_and_is_on_at_most_one_pod_at_every_
         .map(|i| Replica {
             pod: format!("{lease}-{i}"),
             child: None,
+            port: 0,
         })
         .collect();
     for r in &replicas {
@@ -201,7 +222,7 @@ async fn the_leader_label_follows_leadership_and_is_on_at_most_one_pod_at_every_
     });
 
     for r in &mut replicas {
-        r.spawn(&binary, &kubeconfig, &lease);
+        r.spawn(&binary, &kubeconfig, &lease).await;
     }
 
     // The holder the Lease records, once the label is on its Pod alone
@@ -254,7 +275,7 @@ async fn the_leader_label_follows_leadership_and_is_on_at_most_one_pod_at_every_
             if crash { "SIGKILL" } else { "SIGTERM" }
         );
         // The old replica comes back (a restarted container), as a follower.
-        replicas[i].spawn(&binary, &kubeconfig, &lease);
+        replicas[i].spawn(&binary, &kubeconfig, &lease).await;
         leader = next;
     }
 

@@ -280,3 +280,25 @@ async fn cancelling_any_token_a_user_can_reach_neither_ends_the_term_nor_stops_r
     drop(guard);
     sharded.shutdown().await.unwrap();
 }
+
+/// A program that runs work for an elector (the `kube-elector` command's
+/// child) is told the namespace the elector resolved: the configured one,
+/// else the client's default.
+#[tokio::test]
+async fn an_elector_names_the_namespace_it_resolved() {
+    let server = LeaseApiServer::start().await.unwrap();
+    let explicit = LeaderElector::new(
+        server.client_for("a"),
+        config("resolved", "a").namespace("operators"),
+    )
+    .unwrap();
+    assert_eq!(explicit.namespace(), "operators");
+    if std::env::var_os("POD_NAMESPACE").is_none() {
+        let default = LeaderElector::new(server.client_for("a"), config("resolved", "a")).unwrap();
+        assert_eq!(
+            default.namespace(),
+            server.client_for("a").default_namespace(),
+            "without a namespace the elector takes the client's default"
+        );
+    }
+}

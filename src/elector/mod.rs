@@ -171,8 +171,12 @@ impl LeaderElector {
         ))
     }
 
-    /// The namespace of the Lease, as resolved.
-    pub(crate) fn namespace(&self) -> &str {
+    /// The namespace of the Lease, as resolved from the configuration,
+    /// `POD_NAMESPACE`, the service-account namespace file or the client's
+    /// default namespace: what a program that runs work for this elector
+    /// (the `kube-elector` command's child) is told.
+    #[must_use]
+    pub fn namespace(&self) -> &str {
         &self.namespace
     }
 

@@ -146,8 +146,39 @@ struct Samples {
     ever: std::collections::BTreeSet<String>,
 }
 
+/// Lists the labelled Pods among `ours` until `stop`, one consistent read
+/// each time, into `samples`.
+async fn sample(
+    pods: Api<Pod>,
+    samples: Arc<Mutex<Samples>>,
+    stop: Arc<AtomicBool>,
+    ours: Vec<String>,
+) {
+    let params = ListParams::default().labels(&format!("{LEADER_LABEL}=true"));
+    while !stop.load(Ordering::Relaxed) {
+        let listed = pods
+            .list_metadata(&params)
+            .await
+            .expect("list the labelled Pods");
+        let labelled: Vec<String> = listed
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .filter(|n| ours.contains(n))
+            .collect();
+        let mut s = samples.lock().unwrap();
+        s.count += 1;
+        s.ever.extend(labelled.iter().cloned());
+        if labelled.len() > 1 {
+            s.violations.push(labelled.clone());
+        }
+        s.latest = labelled;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver and the kube-elector binary: scripts/e2e-real.sh runs it"]
+#[allow(clippy::too_many_lines)] // Pods, replicas, four handovers, the verdict: read top to bottom
 async fn the_leader_label_follows_leadership_and_is_on_at_most_one_pod_at_every_sample() {
     let kubeconfig = std::env::var(support::KUBECONFIG_ENV)
         .ok()
@@ -191,35 +222,9 @@ async fn the_leader_label_follows_leadership_and_is_on_at_most_one_pod_at_every_
     }
     let ours: Vec<String> = replicas.iter().map(|r| r.pod.clone()).collect();
 
-    // The sampler: lists the labelled Pods, one consistent read each time.
     let samples = Arc::new(Mutex::new(Samples::default()));
     let stop = Arc::new(AtomicBool::new(false));
-    let sampler = tokio::spawn({
-        let (pods, samples, stop, ours) =
-            (pods.clone(), samples.clone(), stop.clone(), ours.clone());
-        async move {
-            let params = ListParams::default().labels(&format!("{LEADER_LABEL}=true"));
-            while !stop.load(Ordering::Relaxed) {
-                let listed = pods
-                    .list_metadata(&params)
-                    .await
-                    .expect("list the labelled Pods");
-                let labelled: Vec<String> = listed
-                    .items
-                    .into_iter()
-                    .filter_map(|p| p.metadata.name)
-                    .filter(|n| ours.contains(n))
-                    .collect();
-                let mut s = samples.lock().unwrap();
-                s.count += 1;
-                s.ever.extend(labelled.iter().cloned());
-                if labelled.len() > 1 {
-                    s.violations.push(labelled.clone());
-                }
-                s.latest = labelled;
-            }
-        }
-    });
+    let sampling = tokio::spawn(sample(pods.clone(), samples.clone(), stop.clone(), ours));
 
     for r in &mut replicas {
         r.spawn(&binary, &kubeconfig, &lease).await;
@@ -283,7 +288,7 @@ async fn the_leader_label_follows_leadership_and_is_on_at_most_one_pod_at_every_
         r.terminate().await;
     }
     stop.store(true, Ordering::Relaxed);
-    timeout(PATIENCE, sampler)
+    timeout(PATIENCE, sampling)
         .await
         .expect("the sampler stops")
         .expect("the sampler did not panic");

@@ -12,6 +12,8 @@
 //!   (the `kube-elector-testing` crate).
 //! - [`sharding`]: N shards over the replicas: when to shard, choosing N,
 //!   what a move costs, idempotent reconciles across a move.
+//! - [`command`]: the `kube-elector` command (crate `kube-elector-cli`) for
+//!   workloads in any language: `run`, `serve`, `observe`.
 //!
 //! The pages hold no items; their examples are compiled and run as doctests.
 
@@ -35,3 +37,6 @@ pub mod testing {}
 
 #[doc = include_str!("../docs/guide/sharding.md")]
 pub mod sharding {}
+
+#[doc = include_str!("../docs/guide/command.md")]
+pub mod command {}

@@ -52,8 +52,12 @@ async fn start(command: Command) -> Result<u8, String> {
             if args.drain_timeout.is_zero() {
                 return Err("--drain-timeout must be longer than 0s".into());
             }
-            let client = client().await?;
             let config = args.election.config().drain_timeout(args.drain_timeout);
+            // Settings first: they are wrong whatever the cluster says.
+            config
+                .validate()
+                .map_err(|err| format!("invalid settings: {err}"))?;
+            let client = client().await?;
             let elector = LeaderElector::new(client.clone(), config)
                 .map_err(|err| format!("invalid settings: {err}"))?;
             preflight(&client, elector.namespace(), &args.election.lease).await?;
@@ -65,7 +69,13 @@ async fn start(command: Command) -> Result<u8, String> {
             };
             Ok(run.run(elector, args.election.lease.lease).await)
         }
-        Command::Serve(args) => serve::serve(args, client().await?).await,
+        Command::Serve(args) => {
+            args.election
+                .config()
+                .validate()
+                .map_err(|err| format!("invalid settings: {err}"))?;
+            serve::serve(args, client().await?).await
+        }
         Command::Observe(args) => observe::observe(args, client().await?).await,
         Command::Exec(_) => unreachable!("handled before logging starts"),
     }

@@ -1,6 +1,10 @@
 //! The command line: options shared by every use, their environment
 //! variables, durations, and the checks that run before anything else.
 
+// The doc comments of the clap types are the `--help` text, read in a
+// terminal: backticks around environment variable names would be printed.
+#![allow(clippy::doc_markdown)]
+
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -12,6 +16,12 @@ use kube_elector::ElectorConfig;
 /// that cannot work, a cluster that cannot be reached, or a Lease the
 /// service account may not read (with a message saying what to fix); in
 /// `run`, the child's own exit code (128 + the signal that killed it).
+///
+/// A namespace the service account may not read exits 1 at start (no retry
+/// fixes RBAC; in a Pod the kubelet's restarts are the retry, and the Pod's
+/// status shows why). A namespace that does not exist is retried, with a
+/// log line per failure: a read answers 404 there as for any missing
+/// Lease, and the namespace may be created after the Pod.
 #[derive(Debug, Parser)]
 #[command(name = "kube-elector", version)]
 pub(crate) struct Cli {

@@ -10,6 +10,7 @@
 //! (the term is still renewed while the child stops, up to the drain
 //! timeout), the second kills.
 
+use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Duration;
 
@@ -210,7 +211,7 @@ impl Run {
             Ok(_) => Stopped::TermOver,
             Err(err) => {
                 tracing::error!(%err, "could not wait for the child");
-                Stopped::Done(ExitStatus::default())
+                Stopped::Done(ExitStatus::from_raw(1 << 8))
             }
         }
     }

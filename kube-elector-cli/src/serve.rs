@@ -128,6 +128,7 @@ pub(crate) async fn serve(args: ServeArgs, client: kube::Client) -> Result<u8, S
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|err| format!("cannot listen on {} (--listen): {err}", args.listen))?;
+    let local = listener.local_addr().ok();
     let identity: Arc<str> = elector.identity().into();
     let handle = elector.spawn();
     let app = App {
@@ -149,22 +150,27 @@ pub(crate) async fn serve(args: ServeArgs, client: kube::Client) -> Result<u8, S
             .with_graceful_shutdown(stop.clone().cancelled_owned())
             .into_future(),
     );
+    let retry_period = args.election.retry_period;
     let labelling = labels.clone().map(|labels| {
         let view = handle.view();
         let stop = stop.clone();
-        tokio::spawn(async move { stop.run_until_cancelled(label_terms(view, labels)).await })
+        tokio::spawn(async move {
+            stop.run_until_cancelled(label_terms(view, labels, retry_period))
+                .await
+        })
     });
-    tracing::info!(listen = %args.listen, "serving");
+    let listen = local.map_or_else(|| args.listen.to_string(), |addr| addr.to_string());
+    tracing::info!(%listen, "serving");
     wait_for_signal().await;
     tracing::info!("signal: stopping");
     stop.cancel();
     if let Some(labelling) = labelling {
         let _ = labelling.await;
     }
-    if let Some(labels) = labels {
-        if let Err(err) = labels.step_down().await {
-            tracing::warn!(%err, "could not remove this Pod's leader label");
-        }
+    if let Some(labels) = labels
+        && let Err(err) = labels.step_down().await
+    {
+        tracing::warn!(%err, "could not remove this Pod's leader label");
     }
     match handle.shutdown().await {
         Ok(outcome) => tracing::info!(?outcome, "stopped"),
@@ -218,15 +224,21 @@ fn pod_labels(
 
 /// Per term: label this Pod (after the others lose the label), and remove
 /// the label when the term ends.
-async fn label_terms(view: ElectorView, labels: PodLabels) {
+async fn label_terms(view: ElectorView, labels: PodLabels, retry_period: Duration) {
     loop {
         let Ok(leadership) = view.became_leader().await else {
             return;
         };
+        // Until the labels are right or the term ends, retrying each
+        // retry period.
+        let label = async {
+            while let Err(err) = labels.lead().await {
+                tracing::warn!(%err, "could not label the Pods; retrying (a Service that selects the label may route elsewhere meanwhile)");
+                tokio::time::sleep(retry_period).await;
+            }
+        };
         tokio::select! {
-            result = labels.lead() => if let Err(err) = result {
-                tracing::warn!(%err, "could not label the Pods; Services that select the label may route elsewhere");
-            },
+            () = label => {}
             () = leadership.lost() => {}
         }
         leadership.lost().await;

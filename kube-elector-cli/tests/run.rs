@@ -7,14 +7,6 @@ mod support;
 use kube_elector_testing::{FaultTarget, LeaseApiServer, Verb};
 use support::{Replica, scratch, unique_name};
 
-/// Not a test: the child process of the tests (run with `--ignored`).
-#[test]
-#[ignore = "the child process of the tests"]
-fn heartbeat_child() {
-    let file = std::env::var_os("HEARTBEAT_FILE").expect("HEARTBEAT_FILE");
-    support::heartbeat(std::path::Path::new(&file));
-}
-
 const SHORT: [&str; 6] = [
     "--lease-duration",
     "2s",

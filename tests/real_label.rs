@@ -51,14 +51,13 @@ fn binary() -> Option<PathBuf> {
 struct Replica {
     pod: String,
     child: Option<Child>,
-    /// The port it serves on (its readiness: it listens once it handles
-    /// signals).
+    /// The port it serves on.
     port: u16,
 }
 
 impl Replica {
-    /// Starts the process and waits until it serves (a signal sent before
-    /// would find no handler and kill it).
+    /// Starts the process and waits until it answers `GET /` (a signal
+    /// sent before it handles signals would kill it).
     async fn spawn(&mut self, binary: &PathBuf, kubeconfig: &str, lease: &str) {
         // A free port, given back at once: nothing else here binds ports.
         self.port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -94,11 +93,26 @@ impl Replica {
             .spawn()
             .expect("start kube-elector serve");
         self.child = Some(child);
+        // An answer to `GET /`, not just a connection: the kernel accepts
+        // one as soon as the socket is bound, before `serve` installs its
+        // SIGTERM handler (a SIGTERM then killed a replica, exit 143, in 1
+        // of 4 runs). Its runtime has one thread, where the main task
+        // installs the handler before the spawned server first answers.
         let deadline = Instant::now() + PATIENCE;
-        while tokio::net::TcpStream::connect(&listen).await.is_err() {
+        loop {
+            if let Some(body) = get_root(&listen).await {
+                let root: serde_json::Value = serde_json::from_str(&body)
+                    .unwrap_or_else(|e| panic!("GET / of {}: not JSON ({e}): {body}", self.pod));
+                assert_eq!(
+                    root["identity"],
+                    self.pod.as_str(),
+                    "GET / names the replica"
+                );
+                break;
+            }
             assert!(
                 Instant::now() < deadline,
-                "{} serves on {listen} within {PATIENCE:?}",
+                "{} answers GET / on {listen} within {PATIENCE:?}",
                 self.pod
             );
             sleep(Duration::from_millis(10)).await;
@@ -132,6 +146,23 @@ impl Replica {
         child.start_kill().expect("SIGKILL");
         child.wait().await.expect("wait");
     }
+}
+
+/// The body of a 200 answer to `GET /` at `addr`, if there was one.
+async fn get_root(addr: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut answer = String::new();
+    timeout(Duration::from_secs(5), stream.read_to_string(&mut answer))
+        .await
+        .ok()?
+        .ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
 /// What the sampler saw: how many samples, and every one with two

@@ -31,6 +31,7 @@ import queue
 import random
 import re
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -1559,7 +1560,8 @@ def command_run(args, impls):
             "crash": 1 if args.smoke else 2 if args.quick else 3,
             "chaos_s": 5 if args.smoke else 15 if args.quick else 30}
     proxy = command.Proxy(args.faultproxy, upstream)
-    workdir = os.environ.get("BENCH_LOG_DIR") or tempfile.mkdtemp(prefix="kube-elector-command.")
+    keep = os.environ.get("BENCH_LOG_DIR")
+    workdir = keep or tempfile.mkdtemp(prefix="kube-elector-command.")
     os.makedirs(workdir, exist_ok=True)
     try:
         env = {"workdir": workdir, "proxy": proxy, "kubeconfig_text": open(args.real_kubeconfig).read(),
@@ -1568,6 +1570,8 @@ def command_run(args, impls):
                               lambda line: print(line, file=sys.stderr, flush=True))
     finally:
         proxy.stop()
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
     names = list(impls)
     kind = "smoke" if args.smoke else "quick" if args.quick else "full"
     print(f"\nReal kube-apiserver through the fault proxy; lease {LEASE_MS} ms, renew deadline {RENEW_MS} ms, "

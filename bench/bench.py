@@ -31,6 +31,7 @@ import queue
 import random
 import re
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -1244,7 +1245,7 @@ def main():
                              "badly, or a line broke the line protocol")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--only", choices=["partition", "rolling", "herd", "many", "peers", "directed", "sharding",
-                                           "graceful", "controller"],
+                                           "graceful", "controller", "command"],
                         help="run just this scenario (a targeted measurement, or the rolling-upgrade check); "
                              "peers: the scenarios every implementation runs (partition, handover, crash, "
                              "load, chaos, and the RTT), not scale, herd, many or rolling; graceful: the RTT "
@@ -1254,6 +1255,9 @@ def main():
     parser.add_argument("--ctl-sizes", help="the controller scenario's N, comma-separated (default 1000,10000)")
     parser.add_argument("--ctl-rounds", type=int, help="failovers of each kind per stack and N (default 10)")
     parser.add_argument("--ctl-concurrency", type=int, default=4, help="reconciles at once, every stack")
+    parser.add_argument("--faultproxy", help="command: interop's faultproxy binary")
+    parser.add_argument("--stamp-child", help="command: interop's stamp-child binary (the child both run)")
+    parser.add_argument("--seeds", type=int, help="command: how many seeds (default 4, quick 2, smoke 1)")
     parser.add_argument("--rolling-rounds", type=int, help="rounds of the rolling scenario (default 10, 6 quick)")
     parser.add_argument("--lease-duration-ms", type=int, default=LEASE_MS)
     parser.add_argument("--renew-deadline-ms", type=int, default=RENEW_MS)
@@ -1291,7 +1295,7 @@ def main():
         many_count, many_window_ms = 10, 1000
         rtt_samples = 5
         shard_n, shard_replicas, shard_window = 8, [2], 1
-        if "kube-elector" not in impls and args.only != "controller":
+        if "kube-elector" not in impls and args.only not in ("controller", "command"):
             raise SystemExit("--smoke: no kube-elector among --impl (it runs the scenarios only it has)")
     ctl_sizes = [int(x) for x in args.ctl_sizes.split(",")] if args.ctl_sizes else [1000, 10000]
     ctl_rounds = args.ctl_rounds or 10
@@ -1301,6 +1305,9 @@ def main():
                                              else [50]), args.ctl_rounds or 1, 1
     herd_impls = [n for n in impls if n in ("kube-elector", "client-go")]
     rolling_ok, rolling_lines = True, []
+    if args.only == "command":
+        command_run(args, impls)
+        return
 
     figures = []  # (figure, implementation, value, unit)
     ran = []  # the scenarios run, as "scenario implementation"
@@ -1532,6 +1539,86 @@ def main():
         print(f"smoke: {len(ran)} scenario runs, " + (f"{len(problems)} failure(s)" if problems else "no failure"))
     if not rolling_ok or (args.smoke and problems):
         sys.exit(1)
+
+
+def command_run(args, impls):
+    """--only command (bench/command.py): kube-elector run beside
+    client-go-runner, as processes on a real kube-apiserver through the
+    fault proxy; prints the figures as main() does."""
+    import command
+
+    if args.real_kubeconfig is None or not args.faultproxy or not args.stamp_child:
+        raise SystemExit("--only command needs --real-kubeconfig, --faultproxy and --stamp-child")
+    lease_s = LEASE_MS / 1000
+    grace_ms = 200  # within kube-elector's rule: grace + renew deadline / 10 + retry < renew deadline
+
+    def kube_elector(binary):
+        return lambda lease, name, kubeconfig: [
+            binary, "run", "--lease", lease, "--namespace", "default", "--identity", name,
+            "--lease-duration", f"{LEASE_MS}ms", "--renew-deadline", f"{RENEW_MS}ms",
+            "--retry-period", f"{RETRY_MS}ms", "--grace-period", f"{grace_ms}ms", "--drain-timeout", "5s"]
+
+    def client_go_runner(binary):
+        return lambda lease, name, kubeconfig: [
+            binary, "--kubeconfig", kubeconfig, "--namespace", "default", "--lease-name", lease,
+            "--identity", name, "--lease-duration-ms", str(LEASE_MS), "--renew-deadline-ms", str(RENEW_MS),
+            "--retry-period-ms", str(RETRY_MS), "--grace-period-ms", str(grace_ms)]
+
+    argvs = {}
+    for name, binary in impls.items():
+        if name.startswith("kube-elector"):
+            argvs[name] = kube_elector(binary)
+        elif name.startswith("client-go-runner"):
+            argvs[name] = client_go_runner(binary)
+        else:
+            raise SystemExit(f"--only command: no command mode for --impl {name} (kube-elector*, client-go-runner*)")
+    server = RealServer(args.real_kubeconfig)
+    upstream = server.url.split("://", 1)[1]
+    seeds_n = args.seeds or (1 if args.smoke else 2 if args.quick else 4)
+    seeds = [args.seed + 1000 * i for i in range(seeds_n)]
+    plan = {"graceful": 1 if args.smoke else 3 if args.quick else 5,
+            "crash": 1 if args.smoke else 2 if args.quick else 3,
+            "chaos_s": 5 if args.smoke else 15 if args.quick else 30}
+    proxy = command.Proxy(args.faultproxy, upstream)
+    keep = os.environ.get("BENCH_LOG_DIR")
+    workdir = keep or tempfile.mkdtemp(prefix="kube-elector-command.")
+    os.makedirs(workdir, exist_ok=True)
+    try:
+        env = {"workdir": workdir, "proxy": proxy, "kubeconfig_text": open(args.real_kubeconfig).read(),
+               "stamp_child": args.stamp_child, "lease_s": lease_s}
+        figures = command.run(argvs, seeds, plan, env, failed,
+                              lambda line: print(line, file=sys.stderr, flush=True))
+    finally:
+        proxy.stop()
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    names = list(impls)
+    kind = "smoke" if args.smoke else "quick" if args.quick else "full"
+    print(f"\nReal kube-apiserver through the fault proxy; lease {LEASE_MS} ms, renew deadline {RENEW_MS} ms, "
+          f"retry {RETRY_MS} ms, grace {grace_ms} ms; command {kind} run, seeds {seeds}; "
+          f"per seed {plan['graceful']} handovers, {plan['crash']} crashes, {plan['chaos_s']} s of chaos\n")
+    print("| figure | unit | " + " | ".join(names) + " |")
+    print("|---|---|" + "---|" * len(names))
+    for fig in dict.fromkeys(f for f, _, _, _ in figures):
+        unit = next(u for f, _, _, u in figures if f == fig)
+        cells = []
+        for n in names:
+            v = next((v for f, i, v, _ in figures if f == fig and i == n), None)
+            cells.append("" if v is None else f"{v:.1f}" if isinstance(v, float) and unit == "ms"
+                         else f"{v:.3f}" if isinstance(v, float) else str(v))
+        print(f"| {fig} | {unit} | " + " | ".join(cells) + " |")
+    print()
+    for fig, name, value, unit in figures:
+        v = f"{value:.3f}" if isinstance(value, float) else str(value)
+        print(f"{fig},{name},{v},{unit}")
+    with _failures_lock:
+        problems = list(FAILURES)
+    for what in problems:
+        print(f"FAILED: {what}")
+    if args.smoke:
+        print("smoke: command, " + (f"{len(problems)} failure(s)" if problems else "no failure"))
+        if problems:
+            sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@
 # interop/cmd/) into OUT_DIR (default: target/interop of the repository),
 # each only when it is missing or older than its Go files, go.mod or go.sum.
 #
-#   interop/build.sh                      # all four
+#   interop/build.sh                      # all of them
 #   interop/build.sh client-go-elector    # just one: apiserver | client-go-elector | faultproxy |
-#                                         #           controller-runtime-manager
+#                                         # controller-runtime-manager | client-go-runner | stamp-child
 #
 # The first build of the apiserver compiles most of k8s.io/kubernetes: about
 # 7 minutes on 2 cores with an empty Go build cache, seconds after that.
@@ -63,13 +63,14 @@ build_controller_runtime_manager() {
   build controller-runtime-manager "$out_dir/controller-runtime-manager" -ldflags="-s -w"
 }
 
-targets=${*:-apiserver client-go-elector faultproxy controller-runtime-manager}
+targets=${*:-apiserver client-go-elector faultproxy controller-runtime-manager client-go-runner stamp-child}
 for t in $targets; do
   case $t in
     apiserver) build_apiserver ;;
     client-go-elector) build_client_go_elector ;;
     faultproxy) build_faultproxy ;;
     controller-runtime-manager) build_controller_runtime_manager ;;
-    *) log "unknown target $t (apiserver | client-go-elector | faultproxy | controller-runtime-manager)"; exit 2 ;;
+    client-go-runner | stamp-child) build "$t" "$out_dir/$t" -ldflags="-s -w" ;;
+    *) log "unknown target $t (apiserver | client-go-elector | faultproxy | controller-runtime-manager | client-go-runner | stamp-child)"; exit 2 ;;
   esac
 done

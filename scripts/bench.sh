@@ -15,6 +15,11 @@
 #   scripts/bench.sh --only directed    # kube-elector's directed handover (hand_over to a named identity)
 #   scripts/bench.sh --only sharding    # ShardedElector, 64 shards on 1, 2, 4, 8 replicas, beside
 #                                       # a knative-style baseline (an elector per shard per replica)
+#   scripts/bench.sh --only command     # kube-elector run beside client-go-runner (the design client-go
+#                                       # sidecars share) on kube-apiserver through the fault proxy: graceful
+#                                       # handover, crash takeover, overlap of the children under partitions
+#                                       # and hung requests, several seeds (--seeds N), the orphan check;
+#                                       # with --smoke, one seed, one of each, debug build
 #   scripts/bench.sh --server real      # on kube-apiserver + etcd (interop/cmd/apiserver):
 #                                       # handover, crash takeover, API load, one GET's RTT,
 #                                       # and the controller scenario
@@ -65,7 +70,9 @@ fi
 # Figures come from release builds; the smoke run only checks that every
 # scenario runs, so it takes debug builds (a fraction of the cold build
 # time) and the debug lease-apiserver that `cargo test` builds.
-if [ "$smoke" = 1 ]; then
+# BENCH_PROFILE=debug takes debug builds for a full run too (no cold
+# release build of everything; say so beside its figures).
+if [ "$smoke" = 1 ] || [ "${BENCH_PROFILE:-}" = debug ]; then
   profile=debug
   profile_flags=()
 else
@@ -73,6 +80,41 @@ else
   profile_flags=(--release)
 fi
 started=$SECONDS
+
+# --only command: its own processes (kube-elector run, interop's
+# client-go-runner and stamp-child), always on the real apiserver, through
+# the fault proxy; none of the peers' bench crates.
+only_command=0
+prev=
+for a in ${args[@]+"${args[@]}"}; do
+  { [ "$prev" = --only ] && [ "$a" = command ]; } || [ "$a" = --only=command ] && only_command=1
+  prev=$a
+done
+if [ "$only_command" = 1 ]; then
+  command -v go >/dev/null 2>&1 || { log "--only command needs Go (kube-apiserver, the proxy, the baseline)"; exit 1; }
+  log "building kube-elector ($profile) and interop's apiserver, faultproxy, client-go-runner, stamp-child"
+  cargo build -q ${profile_flags[@]+"${profile_flags[@]}"} -p kube-elector-cli --bin kube-elector
+  interop_out="$cargo_target/interop"
+  OUT_DIR="$interop_out" interop/build.sh apiserver faultproxy client-go-runner stamp-child
+  apiserver="$interop_out/kube-apiserver-etcd"
+  workdir=$(mktemp -d "${TMPDIR:-/tmp}/kube-elector-bench.XXXXXX")
+  out=${BENCH_LOG_DIR:-$workdir} # the apiserver's log
+  mkdir -p "$out"
+  . scripts/lib/apiserver.sh
+  trap 'apiserver_stop; rm -rf "$workdir"' EXIT
+  apiserver_start off
+  log "built and started in $((SECONDS - started)) s"
+  started=$SECONDS
+  status=0
+  python3 bench/bench.py --real-kubeconfig "$kubeconfig" \
+    --impl "kube-elector=$cargo_target/$profile/kube-elector" \
+    --impl "client-go-runner=$interop_out/client-go-runner" \
+    --faultproxy "$interop_out/faultproxy" --stamp-child "$interop_out/stamp-child" \
+    ${args[@]+"${args[@]}"} || status=$?
+  log "ran in $((SECONDS - started)) s (exit $status)"
+  exit "$status"
+fi
+
 log "building the elector processes ($profile)"
 for crate in "${crates[@]}"; do
   cargo build -q ${profile_flags[@]+"${profile_flags[@]}"} --locked --manifest-path "bench/$crate/Cargo.toml" \

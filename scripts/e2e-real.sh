@@ -12,6 +12,7 @@
 #   E2E_TESTS="conformance" scripts/e2e-real.sh      # just some suites
 #   E2E_GATES=off scripts/e2e-real.sh                # one apiserver, gate off
 #   E2E_LONG=1 scripts/e2e-real.sh                   # the long real-server chaos run
+#   E2E_CLI_TESTS= scripts/e2e-real.sh               # without the kube-elector command's suites
 #
 # Faults on the real server (not with KUBECONFIG): in the first gate run,
 # E2E_FAULT_TESTS (default real_faults: the chaos schedule through the TCP
@@ -48,6 +49,11 @@ E2E_LATER_GATE_TESTS=${E2E_LATER_GATE_TESTS-$E2E_TESTS}
 # then the restart suites, which start servers of their own. Empty: none.
 E2E_FAULT_TESTS=${E2E_FAULT_TESTS-"real_faults"}
 E2E_RESTART_TESTS=${E2E_RESTART_TESTS-"real_restart"}
+# The kube-elector command's suites (crate kube-elector-cli, built here
+# and passed as KUBE_ELECTOR_CLI), in the first gate run: real_label runs
+# `kube-elector serve --label-pod` replicas for Pods made through the API
+# and hands leadership over (about 30 s). Empty: none.
+E2E_CLI_TESTS=${E2E_CLI_TESTS-"real_label"}
 # 1: the long real-server chaos run (KUBE_ELECTOR_REAL_CHAOS=long).
 E2E_LONG=${E2E_LONG:-0}
 # Test targets run once more against the embedded server, with client-go
@@ -116,6 +122,11 @@ else
   export KUBE_ELECTOR_APISERVER="$apiserver" KUBE_ELECTOR_FAULTPROXY="$faultproxy"
 fi
 export KUBE_ELECTOR_CLIENT_GO_ELECTOR="$elector"
+if [ -n "$E2E_CLI_TESTS" ]; then
+  log "building the kube-elector command (kube-elector-cli)"
+  cargo build -q -p kube-elector-cli --bin kube-elector
+  export KUBE_ELECTOR_CLI="$cargo_target/debug/kube-elector"
+fi
 [ "$E2E_LONG" = 1 ] && export KUBE_ELECTOR_REAL_CHAOS=long
 
 # --- the real apiserver, one per gate mode, each on fresh etcd data.
@@ -132,14 +143,15 @@ stop_apiserver() {
   apiserver_stop
 }
 
-# --- deploy/: every manifest passes a server-side dry run; the namespace and
+# --- deploy/: every manifest (of every folder below it) passes a server-side
+# dry run; the namespace and
 # RBAC are applied for real, and an elector runs as the manifests' service
 # account (tests/deploy.rs, and the demo's --replica mode as in a pod).
 deploy_check() {
   local kc=(kubectl --kubeconfig "$kubeconfig")
   log "deploy/: server-side dry run of every manifest; namespace and RBAC applied"
   "${kc[@]}" apply -f deploy/namespace.yaml >/dev/null
-  "${kc[@]}" apply --dry-run=server -f deploy/ >/dev/null
+  "${kc[@]}" apply --dry-run=server -R -f deploy/ >/dev/null
   "${kc[@]}" apply -f deploy/rbac.yaml >/dev/null
 
   log "deploy/: the demo replica as system:serviceaccount:kube-elector-demo:kube-elector-demo"
@@ -251,6 +263,9 @@ if [ -n "${KUBECONFIG:-}" ]; then
   esac
   log "using the cluster of KUBECONFIG ($kubeconfig); $gate"
   real_suites real "$E2E_TESTS" "$E2E_DEPLOY"
+  for t in $E2E_CLI_TESTS; do
+    run_suite real "$t" KUBE_ELECTOR_TEST_KUBECONFIG="$kubeconfig"
+  done
 else
   read -r -a gates <<<"$E2E_GATES"
   [ ${#gates[@]} -gt 0 ] || { log "E2E_GATES is empty"; exit 2; }
@@ -268,6 +283,11 @@ else
     gate_started=$SECONDS
     start_apiserver "$gate"
     real_suites "real-gate-$gate" "$tests" "$deploy"
+    if [ "$i" -eq 0 ]; then
+      for t in $E2E_CLI_TESTS; do
+        run_suite "real-gate-$gate" "$t" KUBE_ELECTOR_TEST_KUBECONFIG="$kubeconfig"
+      done
+    fi
     if [ "$i" -eq 0 ] && [ -n "$E2E_FAULT_TESTS" ]; then
       faults_started=$SECONDS
       for t in $E2E_FAULT_TESTS; do

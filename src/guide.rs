@@ -43,5 +43,6 @@ pub mod sharding {}
 
 #[doc = include_str!("../docs/guide/controller.md")]
 pub mod controller {}
+
 #[doc = include_str!("../docs/guide/command.md")]
 pub mod command {}

@@ -37,34 +37,52 @@ const README: &str = include_str!("../README.md");
 
 // === The programs are the README's blocks ===
 
+/// Whether `program` holds the visible lines of the README block under
+/// `heading` (`ConfigMap` read as `Lease`), each part that starts at a line
+/// beginning with one of `parts` word for word.
+fn assert_holds_block(program: &str, file: &str, heading: &str, parts: &[&str]) {
+    let block: Vec<String> = readme_block_visible_lines(README, heading)
+        .into_iter()
+        .map(|line| line.replace("ConfigMap", "Lease"))
+        .collect();
+    let mut starts: Vec<usize> = parts
+        .iter()
+        .map(|part| {
+            block
+                .iter()
+                .position(|line| line.starts_with(part))
+                .unwrap_or_else(|| panic!("the block under {heading:?} has no line {part:?}"))
+        })
+        .collect();
+    starts.insert(0, 0);
+    starts.push(block.len());
+    for window in starts.windows(2) {
+        let part = &block[window[0]..window[1]];
+        assert!(
+            holds_in_order(program, part),
+            "{file} does not hold this part of the README's block under {heading:?}: {part:#?}"
+        );
+    }
+}
+
 #[test]
 fn the_readme_controller_block_is_the_controller_program() {
-    let block = readme_block_visible_lines(README, "## Running a Controller only while leading");
-    assert!(
-        holds_in_order(include_str!("readme/controller.rs"), &block),
-        "tests/readme/controller.rs does not hold the README's Controller block: {block:#?}"
+    assert_holds_block(
+        include_str!("readme/controller.rs"),
+        "tests/readme/controller.rs",
+        "## Running a Controller only while leading",
+        &["async fn reconcile", "// Warm standby:"],
     );
 }
 
 #[test]
 fn the_readme_sharding_block_is_the_sharding_program() {
-    let block: Vec<String> =
-        readme_block_visible_lines(README, "### Sharded leadership: N shards over the replicas")
-            .into_iter()
-            .map(|line| line.replace("ConfigMap", "Lease"))
-            .collect();
-    let program = include_str!("readme/sharding.rs");
-    // `run`'s body, then `reconcile`: the block's two parts.
-    let split = block
-        .iter()
-        .position(|line| line.starts_with("async fn reconcile"))
-        .expect("the block's reconcile");
-    for part in [&block[..split], &block[split..]] {
-        assert!(
-            holds_in_order(program, part),
-            "tests/readme/sharding.rs does not hold the README's sharding block: {part:#?}"
-        );
-    }
+    assert_holds_block(
+        include_str!("readme/sharding.rs"),
+        "tests/readme/sharding.rs",
+        "### Sharded leadership: N shards over the replicas",
+        &["async fn reconcile"],
+    );
 }
 
 #[test]
@@ -184,10 +202,11 @@ fn start(name: &str, child: &str, kubeconfig: &Path) -> Process {
 
 // === The tests ===
 
-/// The README's Controller program, two replicas: SIGTERM to the leader
-/// ends its term, its Controller drains, the Lease is released (the
-/// server's record shows the release) and the other replica takes it from
-/// that watch event, not after a lease, then reconciles; the first exits 0.
+/// The README's Controller program (warm standby), two replicas: SIGTERM
+/// to the leader ends its term, its reconciles drain, the Lease is released
+/// (the server's record shows the release) and the other replica takes it
+/// from that watch event, not after a lease, then reconciles with a larger
+/// fencing token; the first exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_controller_hands_over_on_sigterm_within_a_watch_event() {
     let server = LeaseApiServer::start().await.unwrap();
@@ -201,14 +220,18 @@ async fn the_readme_controller_hands_over_on_sigterm_within_a_watch_event() {
     tokio::task::spawn_blocking(move || {
         let mut first = start("first", "controller_child", &first_config);
         first.wait_for("started leading");
-        first.wait_for("reconciled work-1");
+        let first_token = token_of(&first.wait_for("reconciling object=work-1"));
         let mut second = start("second", "controller_child", &second_config);
         second.wait_for("campaigning for the Lease");
         first.sigterm();
         first.wait_for("released the Lease");
         first.wait_for("shut down: Released");
         second.wait_for("started leading");
-        second.wait_for("reconciled work-1");
+        let second_token = token_of(&second.wait_for("reconciling object=work-1"));
+        assert!(
+            second_token > first_token,
+            "the second replica reconciled with token {second_token}, not above the first's {first_token}"
+        );
         assert_eq!(first.exit_code(), Some(0), "the first replica's exit code");
     })
     .await
@@ -342,6 +365,15 @@ async fn the_readme_sharding_program_reconciles_objects_whose_shard_arrives_late
     })
     .await
     .unwrap();
+}
+
+/// The fencing token of a "reconciling" line (`token=N`).
+fn token_of(line: &str) -> u64 {
+    line.split("token=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|token| token.parse().ok())
+        .unwrap_or_else(|| panic!("no token in {line:?}"))
 }
 
 /// Waits until `replica` logged "reconciling" for every key of `keys`, for

@@ -1,11 +1,10 @@
-// The README's "Running a Controller only while leading" program: `run`
-// holds the block's visible lines word for word (tests/readme_programs.rs
-// checks it), around them what its hidden lines stand for. It watches
-// Leases, as the embedded server serves nothing else; the block's `api`
-// is whatever `Api` the program gives it.
+// The README's "Running a Controller only while leading" program: it holds
+// the block's visible lines word for word (tests/readme_programs.rs checks
+// it), around them what its hidden lines stand for, with one change the
+// test makes too: `ConfigMap` reads `Lease`, as the embedded server serves
+// nothing else.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -15,34 +14,41 @@ use kube::{Api, ResourceExt};
 use kube_elector::{ElectorConfig, ElectorHandle, LeaderElector};
 use tracing_subscriber::EnvFilter;
 
+use kube_elector::controller::{LeaderContext, LeaderController};
+
 struct Context;
 
 #[allow(clippy::unused_async)] // the signature kube-runtime asks for
-async fn reconcile(object: Arc<Lease>, _: Arc<Context>) -> Result<Action, kube::Error> {
-    println!("reconciled {}", object.name_any());
+async fn reconcile(cm: Arc<Lease>, ctx: Arc<LeaderContext<Context>>) -> Result<Action, kube::Error> {
+    // `ctx` derefs to `Context`; the term's fencing token fences writes.
+    tracing::info!(object = %cm.name_any(), token = ctx.fencing_token(), "reconciling");
     Ok(Action::await_change())
 }
 
 #[allow(clippy::needless_pass_by_value)] // the signature kube-runtime asks for
 fn error_policy(_: Arc<Lease>, _: &kube::Error, _: Arc<Context>) -> Action {
-    Action::requeue(Duration::from_secs(1))
+    Action::await_change()
 }
 
 async fn run(elector: ElectorHandle, api: Api<Lease>, ctx: Arc<Context>) -> anyhow::Result<()> {
+    // Warm standby: every replica watches and keeps its store; the leader
+    // reconciles, and a new leader reconciles its whole store at once, no list.
+    let controller = LeaderController::warm(Controller::new(api, watcher::Config::default()));
+    // Cold instead: `LeaderController::cold(move || Controller::new(api.clone(), ...))`,
+    // built per term, so followers send nothing and a new leader lists first.
+    let run = tokio::spawn(
+        controller
+            .run(&elector, reconcile, error_policy, ctx)
+            .for_each(|_| async {}),
+    );
+    // On SIGTERM or Ctrl-C: end the term, let reconciles finish, release.
     let outcome = elector
-        .run_until_signal(|leadership| {
-            let (api, ctx) = (api.clone(), Arc::clone(&ctx)); // each term gets its own
-            async move {
-                Controller::new(api, watcher::Config::default())
-                    .graceful_shutdown_on(leadership.cancelled_owned())
-                    .run(reconcile, error_policy, ctx)
-                    .for_each(|_| async {})
-                    .await;
-                drop(leadership); // reconciles drained: the Lease may be released now
-                anyhow::Ok(())
-            }
+        .run_until_signal(|leadership| async move {
+            leadership.lost().await;
+            anyhow::Ok(())
         })
         .await?;
+    run.await?; // the controller ends once the elector has stopped
     println!("shut down: {outcome:?}");
     Ok(())
 }

@@ -33,6 +33,7 @@ PROTOCOLS = [
     "shard ownership as users see it",
     "observer",
     "leader-gated controller",
+    "kube-elector run (the child)",
 ]
 FAULTS = [
     "partition",

@@ -167,6 +167,8 @@ fn error_policy(_: Arc<Lease>, _: &kube::Error, _: Arc<Data>) -> Action {
 enum Mode {
     Cold,
     Warm,
+    /// Warm, one reconcile at a time (as a Controller with concurrency 1).
+    WarmOneAtATime,
 }
 
 /// One replica: an elector, and a leader-gated Controller beside it.
@@ -214,6 +216,10 @@ impl Replica {
                 api,
                 watcher::Config::default().labels(&selector),
             )),
+            Mode::WarmOneAtATime => LeaderController::warm(
+                Controller::new(api, watcher::Config::default().labels(&selector))
+                    .with_config(kube::runtime::controller::Config::default().concurrency(1)),
+            ),
             Mode::Cold => LeaderController::cold(move || {
                 Controller::new(api.clone(), watcher::Config::default().labels(&selector))
             }),
@@ -427,6 +433,62 @@ async fn a_warm_takeover_reconciles_every_object_with_a_larger_token_and_lists_n
         .min()
         .expect("b reconciled");
     assert!(a_end <= b_start, "a's reconciles overlapped b's");
+    assert_eq!(b.shutdown().await, ShutdownOutcome::Released);
+}
+
+/// A warm follower remembers what changed while it followed (watch events
+/// after its store's first read): its term reconciles those first, beside
+/// the Controller's pass over the whole store, so that a few changed
+/// objects do not wait behind every unchanged one. With the Controller one
+/// reconcile at a time, each changed object's first reconcile in b's term
+/// is among its first few, not spread over the whole store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_takeover_reconciles_what_changed_while_following_first() {
+    const OBJECTS: usize = 150;
+    const FIRST: usize = 15;
+    let server = LeaseApiServer::start().await.expect("server");
+    let run = support::unique_name("warmfirst");
+    let lease = format!("{run}-election");
+    let names = objects(&server, &run, OBJECTS).await;
+    let (probe, _entered) = Probe::new(None);
+
+    let a = Replica::spawn(&server, Mode::WarmOneAtATime, &lease, &run, "wf-a", &probe);
+    a.wait_leading().await;
+    // a's first reconciles write to every object: b starts after them, so
+    // that they are not changes it sees while following.
+    reconciled_all(&probe, "wf-a", &names).await;
+    support::eventually("a wrote its mark on every object", PATIENCE, || {
+        writes(&server, "wf-a-controller") >= OBJECTS as u64
+    })
+    .await;
+    let b = Replica::spawn(&server, Mode::WarmOneAtATime, &lease, &run, "wf-b", &probe);
+    support::eventually("b's controller has listed and watches", PATIENCE, || {
+        server.requests().get("wf-b-controller", Verb::Watch) >= 1
+    })
+    .await;
+    // Three objects change while b follows (a reconciles them), then a
+    // hands over.
+    let changed = [&names[OBJECTS - 1], &names[OBJECTS / 2], &names[7]].map(String::clone);
+    touch(&server, &changed, "while-b-follows").await;
+    support::eventually("a reconciles the changed objects", PATIENCE, || {
+        probe.by("wf-a").len() >= OBJECTS + changed.len()
+    })
+    .await;
+    assert_eq!(a.shutdown().await, ShutdownOutcome::Released);
+    b.wait_leading().await;
+    reconciled_all(&probe, "wf-b", &names).await;
+    let order: Vec<String> = probe.by("wf-b").into_iter().map(|r| r.object).collect();
+    for name in &changed {
+        let at = order
+            .iter()
+            .position(|o| o == name)
+            .expect("b reconciled the changed object");
+        assert!(
+            at < FIRST,
+            "{name}, changed while b followed, was b's reconcile number {at} of {}, not among its first {FIRST}",
+            order.len()
+        );
+    }
     assert_eq!(b.shutdown().await, ShutdownOutcome::Released);
 }
 

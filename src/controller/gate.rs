@@ -9,7 +9,8 @@ use std::time::Duration;
 use futures::future::{BoxFuture, FutureExt, TryFuture, TryFutureExt};
 use kube::runtime::controller::{self, Action};
 
-use super::{LeaderContext, RunItem};
+use super::context::LeaderContext;
+use super::item::RunItem;
 use crate::ElectorView;
 use crate::config::OverdueWork;
 use crate::elector::unprotected;

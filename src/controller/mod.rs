@@ -11,7 +11,11 @@
 //!   watches and keeps its store current; only the leader's reconciles call
 //!   the application's code. A replica that starts leading reconciles every
 //!   object of its warm store at once (kube-runtime's `reconcile_all_on`),
-//!   with no new list. Followers call no application code and write
+//!   with no new list, and first (beside that pass, up to eight at once)
+//!   the objects it saw change while it followed, so that a few changes do
+//!   not wait behind every unchanged object (those are reconciled twice:
+//!   reconciles must be idempotent, as kube-runtime asks). No object is
+//!   reconciled twice at once. Followers call no application code and write
 //!   nothing, but each holds a watch per watched kind and the objects in
 //!   memory.
 //!
@@ -64,7 +68,9 @@
 //! ```
 
 mod context;
+mod early;
 mod gate;
+mod item;
 
 use std::fmt;
 use std::fmt::Debug;
@@ -74,21 +80,18 @@ use std::sync::Arc;
 use futures::future::{self, FutureExt, TryFuture};
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 use kube::Resource;
-use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::Store;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 pub use context::LeaderContext;
-use gate::Gate;
+use early::Early;
+use gate::{Gate, Gated};
+pub use item::RunItem;
 
 use crate::ElectorView;
 use crate::state::{LeaderState, Term};
-
-/// What [`LeaderController::run`] yields: the items of kube-runtime's
-/// `Controller::run` for the reconciles that ran the application's code.
-pub type RunItem<K, E> = Result<(ObjectRef<K>, Action), controller::Error<E, watcher::Error>>;
 
 /// A kube-runtime `Controller` whose reconciles run only while an elector
 /// leads; see the [module](self) for the two modes and what they keep.
@@ -212,17 +215,84 @@ where
     let state = gate.view.subscribe();
     let store = controller.store();
     let stopped = elector_stopped(state.clone());
-    controller
+    let early = Arc::new(Early::default());
+    let controller_store = store.clone();
+    let controller_early = Arc::clone(&early);
+    let everything = controller
         .reconcile_all_on(new_terms(state.clone()))
         .graceful_shutdown_on(stopped)
         .run(
-            |object, gate: Arc<Gate<R, P, Ctx>>| gate.reconcile(object),
+            move |object, gate: Arc<Gate<R, P, Ctx>>| {
+                let (early, store) = (Arc::clone(&controller_early), controller_store.clone());
+                async move {
+                    if !gate.view.is_leader() {
+                        early.skipped(object.as_ref(), || store.state());
+                        return Err(Gated::Outside);
+                    }
+                    let _slot = early.slot(early::key_of(object.as_ref())).await;
+                    gate.reconcile(object).await
+                }
+            },
             |object, error, gate| gate.error_policy(object, error),
-            gate,
+            Arc::clone(&gate),
         )
-        .take_until(never_ready_after(elector_stopped(state), store))
-        .filter_map(|item| future::ready(gate::unwrap(item)))
-        .boxed()
+        .take_until(never_ready_after(
+            elector_stopped(state.clone()),
+            store.clone(),
+        ))
+        .filter_map(|item| future::ready(gate::unwrap(item)));
+    stream::select(everything, changed_first(state, store, early, gate)).boxed()
+}
+
+/// At the start of each term, reconciles the objects that changed while
+/// this replica followed, beside the Controller's pass over every object
+/// (see `early.rs`); yields nothing (those objects' results come from that
+/// pass, which reconciles them too).
+fn changed_first<K, R, P, Ctx, Fut>(
+    state: watch::Receiver<LeaderState>,
+    store: Store<K>,
+    early: Arc<Early>,
+    gate: Arc<Gate<R, P, Ctx>>,
+) -> impl Stream<Item = RunItem<K, Fut::Error>> + Send + 'static
+where
+    K: Clone + Resource + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Debug + Unpin + Send + Sync,
+    Ctx: Send + Sync + 'static,
+    R: Fn(Arc<K>, Arc<LeaderContext<Ctx>>) -> Fut + Send + Sync + 'static,
+    Fut: TryFuture<Ok = Action> + Send + 'static,
+    Fut::Error: std::error::Error + Send + 'static,
+    P: Fn(Arc<K>, &Fut::Error, Arc<Ctx>) -> Action + Send + Sync + 'static,
+{
+    new_terms(state)
+        .then(move |()| {
+            let (early, store, gate) = (Arc::clone(&early), store.clone(), Arc::clone(&gate));
+            async move {
+                let changed = early.take_changed();
+                if changed.is_empty() {
+                    return;
+                }
+                tracing::debug!(
+                    objects = changed.len(),
+                    "reconciling first the objects that changed while following"
+                );
+                let objects = store
+                    .state()
+                    .into_iter()
+                    .filter(|o| changed.contains(&early::key_of(o.as_ref())));
+                stream::iter(objects)
+                    .for_each_concurrent(early::CONCURRENCY, |object| {
+                        let (early, gate) = (Arc::clone(&early), Arc::clone(&gate));
+                        async move {
+                            let _slot = early.slot(early::key_of(object.as_ref())).await;
+                            // Its error, if any, comes again from the
+                            // Controller's pass, which reconciles it too.
+                            let _ = gate.reconcile(object).await;
+                        }
+                    })
+                    .await;
+            }
+        })
+        .filter_map(|()| future::ready(None))
 }
 
 /// Builds a Controller with `build` for each term and runs it through

@@ -112,6 +112,9 @@ async fn metrics(State(app): State<App>) -> impl IntoResponse {
 
 /// Runs the elector and the HTTP server until SIGTERM or SIGINT.
 pub(crate) async fn serve(args: ServeArgs, client: kube::Client) -> Result<u8, String> {
+    // First: a SIGTERM while the rest starts must wait for the shutdown
+    // below, not kill the process (exit 143, no release, no unlabelling).
+    let signals = wait_for_signal();
     let mut registry = Registry::default();
     let config = args
         .election
@@ -161,7 +164,7 @@ pub(crate) async fn serve(args: ServeArgs, client: kube::Client) -> Result<u8, S
     });
     let listen = local.map_or_else(|| args.listen.to_string(), |addr| addr.to_string());
     tracing::info!(%listen, "serving");
-    wait_for_signal().await;
+    signals.await;
     tracing::info!("signal: stopping");
     stop.cancel();
     if let Some(labelling) = labelling {
@@ -181,18 +184,24 @@ pub(crate) async fn serve(args: ServeArgs, client: kube::Client) -> Result<u8, S
     Ok(0)
 }
 
-/// SIGTERM or SIGINT.
-pub(crate) async fn wait_for_signal() {
+/// SIGTERM or SIGINT. Both are caught from the call on (not from the
+/// first poll): a signal that comes before the future is awaited ends it
+/// at once.
+pub(crate) fn wait_for_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

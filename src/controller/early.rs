@@ -20,6 +20,13 @@ use tokio::sync::Notify;
 /// the Controller's own concurrency.
 pub(super) const CONCURRENCY: usize = 8;
 
+/// How long into a term the pass over the whole store waits, so that the
+/// changed objects go first: those a follower saw change, and those whose
+/// watch events reach it just after it starts leading (a graceful
+/// handover's), which the Controller reconciles at once while its queue is
+/// still empty. Short beside any resync, long beside a watch event.
+pub(super) const PASS_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// An object's key: its namespace and name.
 pub(super) fn key_of<K: Resource>(object: &K) -> String {
     format!(

@@ -11,9 +11,10 @@
 //!   watches and keeps its store current; only the leader's reconciles call
 //!   the application's code. A replica that starts leading reconciles every
 //!   object of its warm store at once (kube-runtime's `reconcile_all_on`),
-//!   with no new list, and first (beside that pass, up to eight at once)
-//!   the objects it saw change while it followed, so that a few changes do
-//!   not wait behind every unchanged object (those are reconciled twice:
+//!   with no new list, and first (up to eight at once, the pass starting
+//!   200 ms into the term) the objects it saw change while it followed and
+//!   those its watch delivers as it starts, so that a few changes do not
+//!   wait behind every unchanged object (those are reconciled twice:
 //!   reconciles must be idempotent, as kube-runtime asks). No object is
 //!   reconciled twice at once. Followers call no application code and write
 //!   nothing, but each holds a watch per watched kind and the objects in
@@ -218,8 +219,14 @@ where
     let early = Arc::new(Early::default());
     let controller_store = store.clone();
     let controller_early = Arc::clone(&early);
+    // The pass over the whole store waits a moment into the term, so that
+    // what changed goes first: what this replica saw change while it
+    // followed (`changed_first`), and the watch events that reach it just
+    // after it starts leading (a graceful handover's, which its own
+    // triggers reconcile at once while the queue is still empty).
+    let passes = new_terms(state.clone()).then(|()| tokio::time::sleep(early::PASS_AFTER));
     let everything = controller
-        .reconcile_all_on(new_terms(state.clone()))
+        .reconcile_all_on(passes)
         .graceful_shutdown_on(stopped)
         .run(
             move |object, gate: Arc<Gate<R, P, Ctx>>| {

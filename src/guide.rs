@@ -12,9 +12,9 @@
 //!   (the `kube-elector-testing` crate).
 //! - [`sharding`]: N shards over the replicas: when to shard, choosing N,
 //!   what a move costs, idempotent reconciles across a move.
-//! - [`controller`]: kube-runtime Controllers under leadership, cold or warm
-//!   standby: when warm standby pays, what it costs, and writes fenced
-//!   against a term that ended.
+//! - `controller` (feature `controller`): kube-runtime Controllers under
+//!   leadership, cold or warm standby: when warm standby pays, what it
+//!   costs, and writes fenced against a term that ended.
 //! - [`command`]: the `kube-elector` command (crate `kube-elector-cli`) for
 //!   workloads in any language: `run`, `serve`, `observe`.
 //!
@@ -41,6 +41,8 @@ pub mod testing {}
 #[doc = include_str!("../docs/guide/sharding.md")]
 pub mod sharding {}
 
+#[cfg(feature = "controller")]
+#[cfg_attr(docsrs, doc(cfg(feature = "controller")))]
 #[doc = include_str!("../docs/guide/controller.md")]
 pub mod controller {}
 

@@ -88,7 +88,7 @@
 //! [test leader-gated code](guide::testing) against the embedded API server
 //! of the `kube-elector-testing` crate, how to [shard](guide::sharding)
 //! the work over replicas, and how to run a kube-runtime Controller
-//! [under leadership](guide::controller), warm or cold.
+//! [under leadership](https://github.com/kube-elector/kube-elector/blob/main/docs/guide/controller.md), warm or cold.
 //!
 //! # Observability
 //! - [`ElectorHandle::health_check`] gives a [`HealthCheck`](health::HealthCheck)
@@ -113,7 +113,7 @@
 //!   `Controller` gated by leadership, cold (built per term) or warm
 //!   standby (every replica watches, the leader reconciles, a new leader
 //!   reconciles its warm store at once); kube's `runtime` feature, no TLS
-//!   choice. See [the guide](guide::controller).
+//!   choice. See [the guide](https://github.com/kube-elector/kube-elector/blob/main/docs/guide/controller.md).
 //!
 //! # RBAC
 //! The elector needs `get`, `list`, `watch`, `create`, `update` and `patch`

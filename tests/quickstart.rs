@@ -6,12 +6,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
 use kube_elector_testing::LeaseApiServer;
+use support::process::Process;
 
 /// The example's program, as a module; `run` is its `main`.
 mod quickstart {
@@ -21,8 +17,6 @@ mod quickstart {
         main()
     }
 }
-
-const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Not a test: the child process of the tests below (run with `--ignored`).
 #[test]
@@ -52,86 +46,9 @@ fn the_readme_quick_start_is_examples_quickstart() {
     );
 }
 
-struct Replica {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Replica {
-    fn start(kubeconfig: &std::path::Path) -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "quickstart_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("KUBECONFIG", kubeconfig)
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start a replica");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    fn wait_for(&self, what: &str) -> String {
-        let deadline = std::time::Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(what) => {
-                    eprintln!("replica: {line}");
-                    return line;
-                }
-                Ok(_) => {}
-                Err(error) => panic!("no line with {what:?} within {PATIENCE:?} ({error})"),
-            }
-        }
-    }
-
-    fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn exit_code(mut self) -> Option<i32> {
-        let deadline = std::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the replica did not exit"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// A replica left running by a failed test would hold the test's output
-/// open: it is killed when dropped (an exited one is left alone).
-impl Drop for Replica {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// A replica of the quick start: this binary's `quickstart_child`.
+fn replica(name: &str, kubeconfig: &std::path::Path) -> Process {
+    Process::start(name, "quickstart_child", kubeconfig, &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,10 +61,10 @@ async fn sigterm_hands_over_and_both_replicas_exit_0() {
     tokio::task::spawn_blocking(move || {
         // With no configuration it says when it campaigns, leads, stops and
         // releases (its own line first, then the elector's info logs).
-        let first = Replica::start(&kubeconfig);
+        let mut first = replica("first", &kubeconfig);
         first.wait_for("campaigning for the Lease");
         first.wait_for("started leading");
-        let second = Replica::start(&kubeconfig);
+        let mut second = replica("second", &kubeconfig);
         second.wait_for("campaigning for the Lease");
         first.sigterm();
         first.wait_for("stopped leading");
@@ -203,7 +120,7 @@ users:
         ),
     )
     .unwrap();
-    let replica = Replica::start(&kubeconfig);
+    let mut replica = replica("dead-server", &kubeconfig);
     replica.wait_for("campaigning for the Lease");
     let line = replica.wait_for("request failed");
     assert!(

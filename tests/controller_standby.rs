@@ -492,6 +492,73 @@ async fn a_warm_takeover_reconciles_what_changed_while_following_first() {
     assert_eq!(b.shutdown().await, ShutdownOutcome::Released);
 }
 
+/// The early lane and the pass over the whole store both reconcile an
+/// object changed while following, but never at once: b's first reconcile
+/// of it blocks (the probe's gate) until every other object has been
+/// reconciled by the pass, which reached it too; b's reconciles of that
+/// object still follow one another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_changed_while_following_is_never_reconciled_twice_at_once() {
+    let server = LeaseApiServer::start().await.expect("server");
+    let run = support::unique_name("warmonce");
+    let lease = format!("{run}-election");
+    let names = objects(&server, &run, 20).await;
+    let changed = names[3].clone();
+    let (probe, mut entered) = Probe::new(Some(("wo-b", &changed)));
+
+    let a = Replica::spawn(&server, Mode::Warm, &lease, &run, "wo-a", &probe);
+    a.wait_leading().await;
+    reconciled_all(&probe, "wo-a", &names).await;
+    support::eventually("a wrote its mark on every object", PATIENCE, || {
+        writes(&server, "wo-a-controller") >= names.len() as u64
+    })
+    .await;
+    let b = Replica::spawn(&server, Mode::Warm, &lease, &run, "wo-b", &probe);
+    support::eventually("b's controller has listed and watches", PATIENCE, || {
+        server.requests().get("wo-b-controller", Verb::Watch) >= 1
+    })
+    .await;
+    touch(&server, std::slice::from_ref(&changed), "while-b-follows").await;
+    support::eventually("a reconciles the changed object", PATIENCE, || {
+        probe.by("wo-a").len() > names.len()
+    })
+    .await;
+    assert_eq!(a.shutdown().await, ShutdownOutcome::Released);
+    b.wait_leading().await;
+    timeout(PATIENCE, entered.recv())
+        .await
+        .expect("b starts reconciling the changed object")
+        .expect("probe");
+    let others: Vec<String> = names.iter().filter(|n| **n != changed).cloned().collect();
+    reconciled_all(&probe, "wo-b", &others).await;
+    probe.open();
+    support::eventually("b reconciles the changed object twice", PATIENCE, || {
+        probe
+            .by("wo-b")
+            .iter()
+            .filter(|r| r.object == changed && r.ended.is_some())
+            .count()
+            >= 2
+    })
+    .await;
+    let mut runs: Vec<Reconcile> = probe
+        .by("wo-b")
+        .into_iter()
+        .filter(|r| r.object == changed)
+        .collect();
+    runs.sort_by_key(|r| r.started);
+    for pair in runs.windows(2) {
+        let ended = pair[0].ended.expect("ended before the next began");
+        assert!(
+            ended <= pair[1].started,
+            "two reconciles of {changed} by b at once: {:?} and {:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+    assert_eq!(b.shutdown().await, ShutdownOutcome::Released);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_takeover_lists_before_it_reconciles() {
     // The contrast to the warm takeover: the same counter does see a cold

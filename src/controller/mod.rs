@@ -232,12 +232,14 @@ where
             move |object, gate: Arc<Gate<R, P, Ctx>>| {
                 let (early, store) = (Arc::clone(&controller_early), controller_store.clone());
                 async move {
-                    if !gate.view.is_leader() {
-                        early.skipped(object.as_ref(), || store.state());
-                        return Err(Gated::Outside);
-                    }
+                    // The gate alone decides whether this replica leads;
+                    // what it did not run, the next term's early lane may.
                     let _slot = early.slot(early::key_of(object.as_ref())).await;
-                    gate.reconcile(object).await
+                    let result = gate.reconcile(Arc::clone(&object)).await;
+                    if matches!(result, Err(Gated::Outside)) {
+                        early.skipped(object.as_ref(), || store.state());
+                    }
+                    result
                 }
             },
             |object, error, gate| gate.error_policy(object, error),

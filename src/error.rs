@@ -91,36 +91,48 @@ impl Error {
 }
 
 impl Error {
-    /// The error and its cause in words, for a log line: kube's own
-    /// rendering of a refused request carries the status in Rust's debug
-    /// syntax, so a status is written as `<code> <reason>: <message>`.
+    /// The error and its cause in words, for a log line (see [`plain`]).
     pub(crate) fn plain(&self) -> String {
         match self {
-            Self::Api {
-                source: kube::Error::Api(status),
-                ..
-            } => format!(
-                "{self}: {} {}: {}",
-                status.code, status.reason, status.message
-            ),
-            Self::Api { source, .. } => {
-                // The whole chain: a connection error's cause (refused,
-                // TLS, DNS) sits a level or two below kube's own error.
-                let mut text = format!("{self}: {source}");
-                let mut cause = std::error::Error::source(source);
-                while let Some(error) = cause {
-                    let line = error.to_string();
-                    if !text.ends_with(&line) {
-                        text.push_str(": ");
-                        text.push_str(&line);
-                    }
-                    cause = error.source();
-                }
-                text
-            }
+            Self::Api { source, .. } => format!("{self}: {}", plain(source)),
             _ => self.to_string(),
         }
     }
+}
+
+/// A kube error in one line of words, with its causes: a refused request
+/// as `<code> <reason>: <message>` (kube's own rendering carries the status
+/// in Rust's debug syntax), any other error followed by each cause below
+/// it (a connection error's cause, refused, TLS or DNS, sits a level or two
+/// below kube's own error). For log lines and command-line messages.
+///
+/// ```
+/// let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+///     "code": 403, "reason": "Forbidden", "message": "leases is forbidden"
+/// }))?;
+/// let error = kube::Error::Api(Box::new(status));
+/// assert_eq!(
+///     kube_elector::error::plain(&error),
+///     "403 Forbidden: leases is forbidden"
+/// );
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[must_use]
+pub fn plain(error: &kube::Error) -> String {
+    if let kube::Error::Api(status) = error {
+        return format!("{} {}: {}", status.code, status.reason, status.message);
+    }
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(next) = cause {
+        let line = next.to_string();
+        if !text.ends_with(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        cause = next.source();
+    }
+    text
 }
 
 /// What a request to the API server was for.

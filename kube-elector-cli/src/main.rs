@@ -88,7 +88,7 @@ async fn client() -> Result<kube::Client, String> {
     kube::Client::try_default().await.map_err(|err| {
         format!(
             "no Kubernetes client: {}; set KUBECONFIG or run in a Pod with a service account",
-            plain(&err)
+            kube_elector::error::plain(&err)
         )
     })
 }
@@ -119,25 +119,7 @@ pub(crate) async fn preflight(
         Err(err) => Err(format!(
             "cannot read Lease {namespace}/{}: {}",
             lease.lease,
-            plain(&err)
+            kube_elector::error::plain(&err)
         )),
     }
-}
-
-/// A kube error and its causes in words (a refused request as `<code>
-/// <reason>: <message>`, a connection error with what refused it).
-fn plain(err: &kube::Error) -> String {
-    if let kube::Error::Api(status) = err {
-        return format!("{} {}: {}", status.code, status.reason, status.message);
-    }
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
 }
